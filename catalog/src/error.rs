@@ -1,0 +1,25 @@
+use thiserror::Error;
+
+/// Errors of the catalog.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("topic \"{0}\" already exists")]
+    TopicExists(String),
+    #[error("topic \"{0}\" does not exist")]
+    TopicNotFound(String),
+    #[error(
+        "segment {topic_id}/{partition}/{base_offset} does not continue the partition, which is sealed up to offset {sealed_offset}"
+    )]
+    SegmentGap {
+        topic_id: u64,
+        partition: u32,
+        base_offset: u64,
+        sealed_offset: u64,
+    },
+    #[error("catalog database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("catalog holds a schema that cannot be decoded: {0}")]
+    Schema(String),
+    #[error("catalog file was written by a newer StreamHouse (schema version {found}, this build knows up to {known})")]
+    TooNew { found: i64, known: i64 },
+}

@@ -1,0 +1,71 @@
+//! Durable metadata for StreamHouse.
+//!
+//! The catalog owns the facts that must survive a restart and that are not log data: topics (name,
+//! Arrow schema, partition count, partition key, retention, watermark), partitions (low watermark
+//! and how far they are sealed into segments) and the segment index (offset range, row count,
+//! bytes, `_timestamp` and event-time bounds, object key). Every change is one transaction.
+//!
+//! The catalog must not read or write log data and knows nothing about SQL or object stores: it
+//! records what the storage layer tells it. [`Catalog`] is the interface; [`SqliteCatalog`] is the
+//! embedded backend (one SQLite file in the data directory). A shared PostgreSQL backend would be a
+//! second implementation of the same trait.
+
+mod error;
+mod model;
+mod schema_codec;
+mod sqlite;
+
+pub use error::CatalogError;
+pub use model::{
+    PartitionState, RetentionPolicy, SegmentMeta, TopicDefinition, TopicId, TopicMeta, WatermarkSpec,
+};
+pub use schema_codec::{decode_schema, encode_schema};
+pub use sqlite::SqliteCatalog;
+
+/// Result type of catalog operations.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// The durable metadata store. Every method is one transaction: it either happens whole or not
+/// at all.
+pub trait Catalog: Send + Sync + 'static {
+    /// Creates a topic and its partitions. Fails with [`CatalogError::TopicExists`] if the name
+    /// is taken.
+    fn create_topic(&self, definition: &TopicDefinition) -> Result<TopicMeta>;
+
+    /// Removes a topic's metadata and records its id as dropped, so that its objects can be
+    /// deleted in the background. Returns the dropped topic.
+    fn drop_topic(&self, name: &str) -> Result<TopicMeta>;
+
+    /// All live topics, ordered by name.
+    fn list_topics(&self) -> Result<Vec<TopicMeta>>;
+
+    /// One topic by name.
+    fn get_topic(&self, name: &str) -> Result<Option<TopicMeta>>;
+
+    /// Topic ids dropped whose objects are not yet deleted.
+    fn list_dropped_topics(&self) -> Result<Vec<TopicId>>;
+
+    /// Forgets a dropped topic once its objects are gone.
+    fn forget_dropped_topic(&self, topic_id: TopicId) -> Result<()>;
+
+    /// The state of every partition of a topic, ordered by partition.
+    fn partitions(&self, topic_id: TopicId) -> Result<Vec<PartitionState>>;
+
+    /// Registers a sealed segment and advances the partition's sealed offset to
+    /// `segment.last_offset + 1`. The segment must start exactly at the current sealed offset.
+    fn register_segment(&self, segment: &SegmentMeta) -> Result<()>;
+
+    /// Segments of one partition that hold offsets in `[from_offset, to_offset)`, by base offset.
+    fn segments(
+        &self,
+        topic_id: TopicId,
+        partition: u32,
+        from_offset: u64,
+        to_offset: u64,
+    ) -> Result<Vec<SegmentMeta>>;
+
+    /// Deletes the oldest segment of a partition from the index and advances the low watermark
+    /// past it. The caller has already deleted its object.
+    fn delete_oldest_segment(&self, topic_id: TopicId, partition: u32, base_offset: u64)
+        -> Result<()>;
+}

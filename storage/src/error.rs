@@ -1,0 +1,34 @@
+use thiserror::Error;
+
+/// Errors of the storage layer.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("topic \"{0}\" does not exist")]
+    TopicNotFound(String),
+    #[error("topic \"{0}\" already exists")]
+    TopicExists(String),
+    #[error("partition {partition} does not exist in topic \"{topic}\"")]
+    PartitionNotFound { topic: String, partition: u32 },
+    #[error("invalid batch for topic \"{topic}\": {reason}")]
+    InvalidBatch { topic: String, reason: String },
+    #[error("write-ahead log failed and no further writes are accepted until restart: {0}")]
+    WalFailed(String),
+    #[error("write-ahead log I/O error: {0}")]
+    WalIo(#[source] std::io::Error),
+    #[error("write-ahead log {file} is corrupt at byte {position}: {reason}")]
+    WalCorrupt { file: String, position: u64, reason: String },
+    #[error("object store error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("invalid object store URL \"{url}\": {reason}")]
+    ObjectStoreUrl { url: String, reason: String },
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Catalog(#[from] streamhouse_catalog::CatalogError),
+    #[error("data directory {path}: {source}")]
+    DataDirectory { path: String, #[source] source: std::io::Error },
+    #[error("storage is shutting down")]
+    ShuttingDown,
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,374 @@
+//! The log data plane of StreamHouse.
+//!
+//! Storage owns the durable, partitioned, append-only logs behind topics: the write-ahead log
+//! with group commit ([`wal`]), the in-memory tail of each partition ([`tail`]), segment files in
+//! the object store ([`segment`], [`object`]), the segment cache ([`cache`]), sealing
+//! ([`sealer`]), retention and the deletion of dropped topics ([`retention`]), and bounded reads
+//! ([`scan`]).
+//!
+//! Storage records segment metadata in the catalog and nowhere else. It knows nothing of SQL:
+//! it takes Arrow batches already validated against a topic's schema and hands back Arrow
+//! batches. The engine is its only user.
+
+mod cache;
+mod config;
+mod error;
+pub mod metrics;
+pub mod object;
+mod record;
+mod retention;
+pub mod scan;
+mod sealer;
+pub mod segment;
+mod tail;
+mod topic;
+mod wal;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use arrow::record_batch::RecordBatch;
+use object_store::ObjectStore;
+use streamhouse_catalog::{Catalog, PartitionState, SegmentMeta, TopicDefinition};
+use tokio::sync::{oneshot, Notify};
+
+pub use config::StorageConfig;
+pub use error::{Result, StorageError};
+pub use metrics::StorageMetrics;
+pub use tail::StoredBatch;
+pub use topic::{PartitionLog, TopicLog};
+
+use cache::SegmentCache;
+use record::{encode_batch, encode_frame, EncodedEntry, RecordEntry};
+use wal::{Wal, WalRequest};
+
+/// Live topics by id.
+type TopicMap = Arc<RwLock<HashMap<u64, Arc<TopicLog>>>>;
+
+/// The rows one append placed, per partition: `(partition, first offset, row count)`.
+#[derive(Debug, Clone, Default)]
+pub struct AppendOutcome {
+    pub placements: Vec<(u32, u64, u64)>,
+}
+
+impl AppendOutcome {
+    pub fn rows(&self) -> u64 {
+        self.placements.iter().map(|p| p.2).sum()
+    }
+}
+
+/// What a bounded read of one partition sees: segments and tail as of one instant.
+#[derive(Debug, Clone)]
+pub struct PartitionSnapshot {
+    pub partition: u32,
+    pub low_watermark: u64,
+    pub high_watermark: u64,
+    pub segments: Vec<SegmentMeta>,
+    /// Unsealed batches, in offset order, all below `high_watermark`.
+    pub tail: Vec<StoredBatch>,
+}
+
+pub(crate) struct Inner {
+    config: StorageConfig,
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+    topics: TopicMap,
+    wal: Wal,
+    /// Held while offsets are assigned and the record is queued, so records enter the WAL in
+    /// offset order.
+    append_lock: tokio::sync::Mutex<i64>,
+    cache: SegmentCache,
+    metrics: Arc<StorageMetrics>,
+    /// Wakes the sealer (a partition may have crossed its size threshold).
+    seal_wakeup: Notify,
+    /// Wakes the retention task (a topic was dropped).
+    retention_wakeup: Notify,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// The storage layer. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Storage {
+    /// Opens storage: loads topics from the catalog, sweeps orphan objects, replays the WAL and
+    /// starts the WAL thread, the sealer and the retention task. Must run inside a Tokio runtime.
+    pub async fn open(config: StorageConfig, catalog: Arc<dyn Catalog>) -> Result<Self> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDirectory {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let store = object::open_object_store(config.object_store_url.as_deref(), data_dir)?;
+        let metrics = Arc::new(StorageMetrics::default());
+
+        let topics: TopicMap = Arc::default();
+        for meta in catalog.list_topics()? {
+            let partitions = catalog
+                .partitions(meta.id)?
+                .into_iter()
+                .map(|p| PartitionLog::new(p.partition, p.low_watermark, p.sealed_offset))
+                .collect();
+            let topic = TopicLog::new(meta, partitions)?;
+            topics.write().unwrap_or_else(|p| p.into_inner()).insert(topic.id(), Arc::new(topic));
+        }
+        retention::sweep_orphans(&store, catalog.as_ref(), &topics).await?;
+
+        let wal_dir = data_dir.join("wal");
+        let mut replayed_rows = 0u64;
+        let (files, next_sequence) = {
+            let topics = topics.read().unwrap_or_else(|p| p.into_inner());
+            wal::replay(&wal_dir, |entry| {
+                let Some(topic) = topics.get(&entry.topic_id) else { return };
+                let Some(partition) = topic.partition(entry.partition) else { return };
+                if entry.base_offset < partition.sealed_offset.load(Ordering::Acquire) {
+                    return; // already in a segment
+                }
+                let rows = entry.batch.num_rows() as u64;
+                let base_offset = entry.base_offset;
+                if partition.apply(StoredBatch {
+                    base_offset,
+                    timestamp_us: entry.timestamp_us,
+                    batch: entry.batch,
+                }) {
+                    partition.next_offset.store(base_offset + rows, Ordering::Release);
+                    replayed_rows += rows;
+                } else {
+                    tracing::error!(
+                        topic = topic.name(),
+                        partition = entry.partition,
+                        base_offset,
+                        "WAL entry does not continue its partition; skipped"
+                    );
+                }
+            })?
+        };
+        tracing::info!(rows = replayed_rows, "replayed write-ahead log");
+
+        let apply_topics = topics.clone();
+        let apply_metrics = metrics.clone();
+        let apply: wal::ApplyFn = Arc::new(move |entries: &[RecordEntry]| {
+            let topics = apply_topics.read().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                let rows = entry.batch.num_rows() as u64;
+                apply_metrics.rows_appended.add(rows);
+                apply_metrics.bytes_appended.add(entry.batch.get_array_memory_size() as u64);
+                let Some(partition) = topics.get(&entry.topic_id).and_then(|t| t.partition(entry.partition)) else {
+                    continue; // dropped while the write was in flight
+                };
+                partition.apply(StoredBatch {
+                    base_offset: entry.base_offset,
+                    timestamp_us: entry.timestamp_us,
+                    batch: entry.batch.clone(),
+                });
+            }
+        });
+        let wal = Wal::start(
+            &wal_dir,
+            files,
+            next_sequence,
+            config.wal_file_bytes_max,
+            config.wal_group_bytes_max,
+            apply,
+            metrics.clone(),
+        )?;
+        let cache = SegmentCache::new(store.clone(), config.segment_cache_bytes_max, metrics.clone());
+        let storage = Storage {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                store,
+                topics,
+                wal,
+                append_lock: tokio::sync::Mutex::new(0),
+                cache,
+                metrics,
+                seal_wakeup: Notify::new(),
+                retention_wakeup: Notify::new(),
+                shutdown: tokio::sync::watch::channel(false).0,
+            }),
+        };
+        // Rows replayed from the WAL may already be over the thresholds.
+        storage.inner.seal_wakeup.notify_one();
+        tokio::spawn(sealer::run(storage.clone()));
+        tokio::spawn(retention::run(storage.clone()));
+        Ok(storage)
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Arc<StorageMetrics> {
+        &self.inner.metrics
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.inner.catalog
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, definition: &TopicDefinition) -> Result<Arc<TopicLog>> {
+        let meta = self.inner.catalog.create_topic(definition).map_err(|e| match e {
+            streamhouse_catalog::CatalogError::TopicExists(name) => StorageError::TopicExists(name),
+            other => other.into(),
+        })?;
+        let partitions = (0..meta.partitions).map(|p| PartitionLog::new(p, 0, 0)).collect();
+        let topic = Arc::new(TopicLog::new(meta, partitions)?);
+        self.topics_write().insert(topic.id(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Drops a topic: its metadata goes at once, its objects in the background.
+    pub fn drop_topic(&self, name: &str) -> Result<()> {
+        let meta = self.inner.catalog.drop_topic(name).map_err(|e| match e {
+            streamhouse_catalog::CatalogError::TopicNotFound(name) => StorageError::TopicNotFound(name),
+            other => other.into(),
+        })?;
+        if let Some(topic) = self.topics_write().remove(&meta.id) {
+            topic.dropped.store(true, Ordering::Release);
+        }
+        self.inner.retention_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// A live topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicLog>> {
+        self.topics_read().values().find(|t| t.name() == name).cloned()
+    }
+
+    /// Every live topic, by name.
+    pub fn topics(&self) -> Vec<Arc<TopicLog>> {
+        let mut topics: Vec<_> = self.topics_read().values().cloned().collect();
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        topics
+    }
+
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<TopicLog>>> {
+        self.inner.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<TopicLog>>> {
+        self.inner.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends batches to a topic atomically: either every row is durable and visible when this
+    /// returns `Ok`, or none will ever be. Batches must match the topic schema.
+    pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
+        if topic.is_dropped() {
+            return Err(StorageError::TopicNotFound(topic.name().to_string()));
+        }
+        for batch in &batches {
+            topic.validate(batch)?;
+        }
+        let mut encoded = Vec::new();
+        let mut entries = Vec::new();
+        for (partition, batches) in topic.partition_batches(batches)? {
+            let batch = segment::concat(topic.schema(), &batches)?;
+            encoded.push(EncodedEntry { partition, ipc: encode_batch(&batch)? });
+            entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch });
+        }
+        if entries.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let (ack, acknowledged) = oneshot::channel();
+        let mut outcome = AppendOutcome::default();
+        {
+            let mut last_timestamp = self.inner.append_lock.lock().await;
+            // Append times never go backwards, even if the clock does.
+            let timestamp_us = now_us().max(*last_timestamp);
+            *last_timestamp = timestamp_us;
+            let mut with_offsets = Vec::with_capacity(encoded.len());
+            for (entry, record) in encoded.into_iter().zip(entries.iter_mut()) {
+                let partition = &topic.partitions[entry.partition as usize];
+                let rows = record.batch.num_rows() as u64;
+                let base_offset = partition.next_offset.fetch_add(rows, Ordering::AcqRel);
+                record.base_offset = base_offset;
+                record.timestamp_us = timestamp_us;
+                outcome.placements.push((entry.partition, base_offset, rows));
+                with_offsets.push((entry, base_offset));
+            }
+            let frame = encode_frame(topic.id(), timestamp_us, &with_offsets);
+            self.inner.wal.submit(WalRequest { frame, entries, ack }).await?;
+        }
+        acknowledged.await.map_err(|_| StorageError::ShuttingDown)??;
+        if topic
+            .partitions
+            .iter()
+            .any(|p| p.read_tail().bytes >= self.inner.config.segment_bytes_max)
+        {
+            self.inner.seal_wakeup.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// A consistent view of one partition for a bounded read: every acknowledged row below the
+    /// high watermark at this instant, from segments and the tail.
+    pub fn snapshot(&self, topic: &TopicLog, partition: u32) -> Result<PartitionSnapshot> {
+        let log = topic.partition(partition).ok_or_else(|| StorageError::PartitionNotFound {
+            topic: topic.name().to_string(),
+            partition,
+        })?;
+        // Read the tail first: sealing registers a segment before it trims the tail, so every
+        // offset below `tail_start` is in a registered segment by now.
+        let (tail, tail_start) = {
+            let tail = log.read_tail();
+            (tail.batches.iter().cloned().collect::<Vec<_>>(), tail.start_offset)
+        };
+        let high_watermark = tail.last().map_or(tail_start, StoredBatch::end_offset);
+        let low_watermark = log.low_watermark();
+        let segments = if tail_start > low_watermark {
+            self.inner.catalog.segments(topic.id(), partition, low_watermark, tail_start)?
+        } else {
+            Vec::new()
+        };
+        Ok(PartitionSnapshot { partition, low_watermark, high_watermark, segments, tail })
+    }
+
+    /// Durable per-partition state (for DESCRIBE).
+    pub fn partition_states(&self, topic: &TopicLog) -> Result<Vec<PartitionState>> {
+        Ok(self.inner.catalog.partitions(topic.id())?)
+    }
+
+    /// Fetches a segment file through the cache.
+    pub async fn segment_bytes(&self, segment: &SegmentMeta) -> Result<bytes::Bytes> {
+        self.inner.cache.get(&segment.object_key).await
+    }
+
+    /// Starts fetching a segment that a reader will need next.
+    pub fn prefetch_segment(&self, segment: &SegmentMeta) {
+        self.inner.cache.prefetch(&segment.object_key);
+    }
+
+    /// Number of WAL files on disk (for tests and metrics).
+    pub fn wal_file_count(&self) -> usize {
+        self.inner.wal.file_count()
+    }
+
+    /// Seals every partition that holds unsealed rows, now, regardless of thresholds.
+    pub async fn seal_all(&self) -> Result<()> {
+        sealer::seal_all(self, true).await
+    }
+
+    /// Runs retention once, now.
+    pub async fn enforce_retention(&self) -> Result<()> {
+        retention::enforce_once(self).await
+    }
+
+    /// Stops background tasks and the WAL thread after every queued write is committed.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;
+    }
+}

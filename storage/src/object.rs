@@ -1,0 +1,66 @@
+//! Opening the object store segments live in, and the layout of keys in it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+
+use crate::{Result, StorageError};
+
+/// `topics/{topic_id}/{partition}/{base_offset:020}.arrow`
+pub fn segment_key(topic_id: u64, partition: u32, base_offset: u64) -> String {
+    format!("topics/{topic_id}/{partition}/{base_offset:020}.arrow")
+}
+
+/// `topics/{topic_id}/`: every object of a topic.
+pub fn topic_prefix(topic_id: u64) -> String {
+    format!("topics/{topic_id}/")
+}
+
+/// Opens the object store named by `url`: `None` or `file://…` for a local directory (the data
+/// directory when no path is given), `s3://bucket[/prefix]` for S3 configured from the standard
+/// `AWS_*` environment variables (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, credentials, region).
+pub fn open_object_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ObjectStore>> {
+    let bad = |url: &str, reason: &str| StorageError::ObjectStoreUrl { url: url.into(), reason: reason.into() };
+    match url {
+        None => local(data_dir),
+        Some(url) if url.starts_with("file://") => {
+            let path = &url["file://".len()..];
+            if path.is_empty() {
+                local(data_dir)
+            } else {
+                local(Path::new(path))
+            }
+        }
+        Some(url) if url.starts_with("s3://") => {
+            let rest = &url["s3://".len()..];
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad(url, "no bucket name"));
+            }
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(url, &e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                Ok(Arc::new(store))
+            } else {
+                Ok(Arc::new(PrefixStore::new(store, prefix)))
+            }
+        }
+        Some(url) => Err(bad(url, "expected file://path or s3://bucket/prefix")),
+    }
+}
+
+fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDirectory {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let store = LocalFileSystem::new_with_prefix(dir)?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,69 @@
+//! The in-memory tail of a partition: acknowledged rows not yet sealed into a segment.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+
+/// A batch of user columns with the offset of its first row and its append time.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    pub base_offset: u64,
+    pub timestamp_us: i64,
+    pub batch: RecordBatch,
+}
+
+impl StoredBatch {
+    /// One past this batch's last offset.
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + self.batch.num_rows() as u64
+    }
+}
+
+/// Unsealed batches of one partition, contiguous from `start_offset`.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub start_offset: u64,
+    pub batches: VecDeque<StoredBatch>,
+    pub bytes: u64,
+    /// When the oldest unsealed batch was appended (for the segment age threshold).
+    pub oldest_append: Option<Instant>,
+}
+
+impl Tail {
+    pub fn new(start_offset: u64) -> Self {
+        Self { start_offset, batches: VecDeque::new(), bytes: 0, oldest_append: None }
+    }
+
+    /// One past the last offset in the tail.
+    pub fn end_offset(&self) -> u64 {
+        self.batches.back().map_or(self.start_offset, StoredBatch::end_offset)
+    }
+
+    /// Appends a batch that must start at [`Tail::end_offset`]; returns false (and keeps
+    /// nothing) if it does not.
+    pub fn push(&mut self, batch: StoredBatch) -> bool {
+        if batch.base_offset != self.end_offset() {
+            return false;
+        }
+        self.bytes += batch.batch.get_array_memory_size() as u64;
+        if self.batches.is_empty() {
+            self.oldest_append = Some(Instant::now());
+        }
+        self.batches.push_back(batch);
+        true
+    }
+
+    /// Drops the batches that end at or before `offset` (they are sealed).
+    pub fn trim_to(&mut self, offset: u64) {
+        while let Some(front) = self.batches.front() {
+            if front.end_offset() > offset {
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(front.batch.get_array_memory_size() as u64);
+            self.batches.pop_front();
+        }
+        self.start_offset = self.start_offset.max(offset);
+        self.oldest_append = if self.batches.is_empty() { None } else { Some(Instant::now()) };
+    }
+}

@@ -1,0 +1,221 @@
+//! A topic's in-memory state: its partitions' tails and offsets, and how rows pick a partition.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{Array, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use streamhouse_catalog::TopicMeta;
+use tokio::sync::watch;
+
+use crate::segment::{timestamp_type, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
+use crate::tail::{StoredBatch, Tail};
+use crate::{Result, StorageError};
+
+/// One partition of a topic.
+pub struct PartitionLog {
+    pub(crate) index: u32,
+    /// Next offset to assign; only touched under the storage's append lock.
+    pub(crate) next_offset: AtomicU64,
+    pub(crate) tail: RwLock<Tail>,
+    pub(crate) sealed_offset: AtomicU64,
+    pub(crate) low_watermark: AtomicU64,
+    /// One past the last acknowledged offset; followers wait on changes.
+    pub(crate) high_watermark: watch::Sender<u64>,
+}
+
+impl PartitionLog {
+    pub(crate) fn new(index: u32, low_watermark: u64, sealed_offset: u64) -> Self {
+        Self {
+            index,
+            next_offset: AtomicU64::new(sealed_offset),
+            tail: RwLock::new(Tail::new(sealed_offset)),
+            sealed_offset: AtomicU64::new(sealed_offset),
+            low_watermark: AtomicU64::new(low_watermark),
+            high_watermark: watch::channel(sealed_offset).0,
+        }
+    }
+
+    /// This partition's number.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// One past the last acknowledged offset.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// First offset still readable.
+    pub fn low_watermark(&self) -> u64 {
+        self.low_watermark.load(Ordering::Acquire)
+    }
+
+    /// A receiver that is notified each time acknowledged rows are appended.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Adds acknowledged (or replayed) rows to the tail and wakes followers. Returns false if
+    /// the batch does not continue the partition.
+    pub(crate) fn apply(&self, batch: StoredBatch) -> bool {
+        let end = batch.end_offset();
+        let pushed = self.tail.write().unwrap_or_else(|p| p.into_inner()).push(batch);
+        if pushed {
+            self.high_watermark.send_replace(end);
+        }
+        pushed
+    }
+
+    pub(crate) fn read_tail(&self) -> std::sync::RwLockReadGuard<'_, Tail> {
+        self.tail.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A live topic.
+pub struct TopicLog {
+    pub(crate) meta: TopicMeta,
+    pub(crate) partitions: Vec<PartitionLog>,
+    round_robin: AtomicU64,
+    key_columns: Vec<usize>,
+    pub(crate) event_time_column: Option<usize>,
+    full_schema: SchemaRef,
+    pub(crate) dropped: AtomicBool,
+}
+
+impl TopicLog {
+    pub(crate) fn new(meta: TopicMeta, partitions: Vec<PartitionLog>) -> Result<Self> {
+        let key_columns = meta
+            .partition_key
+            .iter()
+            .map(|name| {
+                meta.schema.index_of(name).map_err(|_| StorageError::InvalidBatch {
+                    topic: meta.name.clone(),
+                    reason: format!("partition key column \"{name}\" is not a column"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let event_time_column =
+            meta.watermark.as_ref().and_then(|w| meta.schema.index_of(&w.column).ok());
+        let mut fields: Vec<Field> = meta.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(PARTITION_COLUMN, DataType::Int32, false));
+        fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));
+        fields.push(Field::new(TIMESTAMP_COLUMN, timestamp_type(), false));
+        Ok(Self {
+            full_schema: Arc::new(Schema::new(fields)),
+            meta,
+            partitions,
+            round_robin: AtomicU64::new(0),
+            key_columns,
+            event_time_column,
+            dropped: AtomicBool::new(false),
+        })
+    }
+
+    pub fn meta(&self) -> &TopicMeta {
+        &self.meta
+    }
+
+    pub fn id(&self) -> u64 {
+        self.meta.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// User columns only.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.meta.schema
+    }
+
+    /// User columns, then `_partition`, `_offset`, `_timestamp`.
+    pub fn full_schema(&self) -> &SchemaRef {
+        &self.full_schema
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub fn partition(&self, index: u32) -> Option<&PartitionLog> {
+        self.partitions.get(index as usize)
+    }
+
+    /// Index of the event-time (watermark) column among the user columns.
+    pub fn event_time_column(&self) -> Option<usize> {
+        self.event_time_column
+    }
+
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Checks a batch against the topic schema: same column types, no NULL where the column is
+    /// NOT NULL.
+    pub fn validate(&self, batch: &RecordBatch) -> Result<()> {
+        let invalid = |reason: String| StorageError::InvalidBatch { topic: self.meta.name.clone(), reason };
+        let expected = self.schema();
+        if batch.num_columns() != expected.fields().len() {
+            return Err(invalid(format!(
+                "batch has {} columns, topic has {}",
+                batch.num_columns(),
+                expected.fields().len()
+            )));
+        }
+        for (field, column) in expected.fields().iter().zip(batch.columns()) {
+            if column.data_type() != field.data_type() {
+                return Err(invalid(format!(
+                    "column \"{}\" is {} but the batch holds {}",
+                    field.name(),
+                    field.data_type(),
+                    column.data_type()
+                )));
+            }
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(invalid(format!("null value in column \"{}\" violates not-null constraint", field.name())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits batches by partition: by hash of the key columns, or whole batches round-robin.
+    pub(crate) fn partition_batches(&self, batches: Vec<RecordBatch>) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
+        let count = self.partitions.len();
+        let mut by_partition: Vec<Vec<RecordBatch>> = vec![Vec::new(); count];
+        for batch in batches {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if self.key_columns.is_empty() || count == 1 {
+                let next = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % count;
+                by_partition[next].push(batch);
+                continue;
+            }
+            let key_arrays: Vec<_> = self.key_columns.iter().map(|&i| batch.column(i).clone()).collect();
+            let converter = RowConverter::new(
+                key_arrays.iter().map(|a| SortField::new(a.data_type().clone())).collect(),
+            )?;
+            let rows = converter.convert_columns(&key_arrays)?;
+            let mut indices: Vec<Vec<u32>> = vec![Vec::new(); count];
+            for (row_index, row) in rows.iter().enumerate() {
+                let partition = crc32c::crc32c(row.as_ref()) as usize % count;
+                indices[partition].push(row_index as u32);
+            }
+            for (partition, rows) in indices.into_iter().enumerate() {
+                if !rows.is_empty() {
+                    by_partition[partition].push(take_record_batch(&batch, &UInt32Array::from(rows))?);
+                }
+            }
+        }
+        Ok(by_partition
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(p, b)| (p as u32, b))
+            .collect())
+    }
+}
