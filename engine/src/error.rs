@@ -1,0 +1,165 @@
+use datafusion::error::DataFusionError;
+use streamhouse_storage::StorageError;
+use thiserror::Error;
+
+/// Errors of the engine. Each maps to a Postgres SQLSTATE through [`EngineError::sqlstate`].
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("{0}")]
+    UndefinedColumn(String),
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    InvalidDefinition(String),
+    #[error("{0}")]
+    InvalidText(String),
+    #[error("{0}")]
+    NotNullViolation(String),
+    #[error("{0}")]
+    DivisionByZero(String),
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    #[error("{0}")]
+    DataException(String),
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
+    #[error("{0}")]
+    PlanError(String),
+    #[error("canceling statement due to user request")]
+    Canceled,
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// The Postgres SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            EngineError::Syntax(_) => "42601",
+            EngineError::UndefinedTable(_) => "42P01",
+            EngineError::DuplicateTable(_) => "42P07",
+            EngineError::UndefinedColumn(_) => "42703",
+            EngineError::NotSupported(_) => "0A000",
+            EngineError::InvalidParameter(_) => "22023",
+            EngineError::InvalidDefinition(_) => "42P16",
+            EngineError::InvalidText(_) => "22P02",
+            EngineError::NotNullViolation(_) => "23502",
+            EngineError::DivisionByZero(_) => "22012",
+            EngineError::NumericOutOfRange(_) => "22003",
+            EngineError::DataException(_) => "22000",
+            EngineError::ProgramLimitExceeded(_) => "54000",
+            EngineError::PlanError(_) => "42000",
+            EngineError::Canceled => "57014",
+            EngineError::Storage(error) => match error {
+                StorageError::TopicNotFound(_) => "42P01",
+                StorageError::TopicExists(_) => "42P07",
+                StorageError::InvalidBatch { reason, .. } if reason.contains("not-null") => "23502",
+                StorageError::InvalidBatch { .. } => "22000",
+                StorageError::ShuttingDown => "57P01",
+                _ => "58030", // io_error
+            },
+            EngineError::Internal(_) => "XX000",
+        }
+    }
+}
+
+impl From<DataFusionError> for EngineError {
+    fn from(error: DataFusionError) -> Self {
+        classify_datafusion(error)
+    }
+}
+
+impl From<arrow::error::ArrowError> for EngineError {
+    fn from(error: arrow::error::ArrowError) -> Self {
+        classify_arrow(error)
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for EngineError {
+    fn from(error: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        EngineError::Syntax(error.to_string().trim_start_matches("sql parser error: ").to_string())
+    }
+}
+
+fn classify_arrow(error: arrow::error::ArrowError) -> EngineError {
+    use arrow::error::ArrowError;
+    match error {
+        ArrowError::DivideByZero => EngineError::DivisionByZero("division by zero".into()),
+        ArrowError::CastError(message) | ArrowError::ParseError(message) => {
+            if message.contains("overflow") || message.contains("too large") || message.contains("out of range") {
+                EngineError::NumericOutOfRange(message)
+            } else {
+                EngineError::InvalidText(message)
+            }
+        }
+        ArrowError::ArithmeticOverflow(message) => EngineError::NumericOutOfRange(message),
+        ArrowError::ExternalError(inner) => match inner.downcast::<EngineError>() {
+            Ok(engine) => *engine,
+            Err(other) => match other.downcast::<DataFusionError>() {
+                Ok(datafusion) => classify_datafusion(*datafusion),
+                Err(other) => EngineError::Internal(other.to_string()),
+            },
+        },
+        other => EngineError::DataException(other.to_string()),
+    }
+}
+
+fn classify_datafusion(error: DataFusionError) -> EngineError {
+    match error {
+        DataFusionError::ArrowError(arrow, _) => classify_arrow(*arrow),
+        DataFusionError::SQL(parser, _) => EngineError::from(*parser),
+        DataFusionError::NotImplemented(message) => EngineError::NotSupported(message),
+        DataFusionError::SchemaError(schema, _) => {
+            let message = schema.to_string();
+            if message.contains("No field named") || message.contains("not found") {
+                EngineError::UndefinedColumn(message.trim_start_matches("Schema error: ").to_string())
+            } else {
+                EngineError::PlanError(message)
+            }
+        }
+        DataFusionError::Plan(message) => {
+            if let Some(rest) = message.strip_prefix("table '") {
+                let name = rest.split('\'').next().unwrap_or(rest);
+                let name = name.rsplit('.').next().unwrap_or(name);
+                if message.contains("not found") {
+                    return EngineError::UndefinedTable(name.to_string());
+                }
+            }
+            EngineError::PlanError(message)
+        }
+        DataFusionError::External(inner) => match inner.downcast::<EngineError>() {
+            Ok(engine) => *engine,
+            Err(other) => match other.downcast::<StorageError>() {
+                Ok(storage) => EngineError::Storage(*storage),
+                Err(other) => EngineError::Internal(other.to_string()),
+            },
+        },
+        DataFusionError::Context(_, inner) => classify_datafusion(*inner),
+        DataFusionError::Shared(shared) => classify_datafusion(DataFusionError::Execution(shared.to_string())),
+        DataFusionError::Execution(message) => {
+            if message.contains("Divide by zero") || message.contains("division by zero") {
+                EngineError::DivisionByZero("division by zero".into())
+            } else if message.contains("Overflow") || message.contains("overflow") {
+                EngineError::NumericOutOfRange(message)
+            } else if message.contains("Cannot cast") || message.contains("Error parsing") {
+                EngineError::InvalidText(message)
+            } else {
+                EngineError::DataException(message)
+            }
+        }
+        DataFusionError::ResourcesExhausted(message) => EngineError::ProgramLimitExceeded(message),
+        other => EngineError::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,614 @@
+//! A client session: its settings and its DataFusion context. Statements are prepared once
+//! (parsed, classified, and for DataFusion statements planned with their parameter types) and
+//! executed any number of times with parameter values.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{create_udf, ColumnarValue, LogicalPlan, Volatility};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+use futures::StreamExt;
+
+use crate::copy::{CopyDecoder, CopyEncoder};
+use crate::provider::TopicTableProvider;
+use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
+use crate::sql::wildcard::hide_system_columns;
+use crate::text::input::pg_type_name;
+use crate::{Engine, EngineError, Result};
+
+/// The version string clients see in `server_version` and `version()`.
+pub const SERVER_VERSION: &str = "16.0";
+
+pub fn version_string() -> String {
+    format!("PostgreSQL {SERVER_VERSION} (StreamHouse {}) on {}", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH)
+}
+
+/// Resolves table names to topics, from storage, at planning time: topics created by any
+/// session are visible to every other one at once.
+#[derive(Debug)]
+struct TopicSchemaProvider {
+    engine: Arc<Engine>,
+    /// The table an INSERT being planned writes to; it resolves without system columns.
+    write_target: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl SchemaProvider for TopicSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.engine.storage().topics().iter().map(|t| t.name().to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(topic) = self.engine.storage().topic(name) else { return Ok(None) };
+        let is_target = self.write_target.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
+        Ok(Some(Arc::new(TopicTableProvider::new(
+            topic,
+            self.engine.storage().clone(),
+            !is_target,
+            self.engine.config().statement_bytes_max,
+        ))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.engine.storage().topic(name).is_some()
+    }
+}
+
+/// A statement ready to run.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    pub sql: String,
+    /// Parameter types as inferred; `None` where nothing constrains a parameter.
+    pub param_types: Vec<Option<DataType>>,
+    /// Columns of the rows it returns; `None` if it returns none.
+    pub result_schema: Option<SchemaRef>,
+    kind: PreparedKind,
+}
+
+#[derive(Debug, Clone)]
+enum PreparedKind {
+    Parsed(Statement),
+    Planned { plan: LogicalPlan, is_insert: bool },
+}
+
+impl PreparedStatement {
+    /// Whether this is `COPY … FROM STDIN`.
+    pub fn is_copy_in(&self) -> bool {
+        matches!(self.kind, PreparedKind::Parsed(Statement::CopyFrom { .. }))
+    }
+}
+
+/// What executing a statement produced.
+pub enum QueryOutput {
+    /// Rows; the command tag is `{tag} {row count}`.
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream, tag: &'static str },
+    Command { tag: String },
+    CopyIn(CopyIn),
+    CopyOut { schema: SchemaRef, stream: SendableRecordBatchStream, encoder: CopyEncoder },
+    Empty,
+}
+
+/// A `COPY … FROM STDIN` in progress: feed it the client's data, then finish it.
+pub struct CopyIn {
+    decoder: CopyDecoder,
+    topic: Arc<streamhouse_storage::TopicLog>,
+    engine: Arc<Engine>,
+    columns: usize,
+}
+
+impl CopyIn {
+    /// Number of columns in each row (for CopyInResponse).
+    pub fn column_count(&self) -> usize {
+        self.columns
+    }
+
+    pub fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.decoder.feed(data)
+    }
+
+    /// Appends every row atomically and returns the command tag.
+    pub async fn finish(self) -> Result<String> {
+        let batches = self.decoder.finish()?;
+        let outcome = self.engine.storage().append(&self.topic, batches).await?;
+        Ok(format!("COPY {}", outcome.rows()))
+    }
+}
+
+fn default_settings(database: &str, user: &str) -> BTreeMap<String, String> {
+    [
+        ("server_version", SERVER_VERSION),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("intervalstyle", "postgres"),
+        ("timezone", "UTC"),
+        ("standard_conforming_strings", "on"),
+        ("integer_datetimes", "on"),
+        ("transaction_isolation", "read committed"),
+        ("default_transaction_isolation", "read committed"),
+        ("transaction_read_only", "off"),
+        ("search_path", "public"),
+        ("application_name", ""),
+        ("extra_float_digits", "1"),
+        ("bytea_output", "hex"),
+        ("statement_timeout", "0"),
+        ("client_min_messages", "notice"),
+        ("is_superuser", "on"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("database".to_string(), database.to_string()), ("session_authorization".to_string(), user.to_string())])
+    .collect()
+}
+
+const UTC_NAMES: [&str; 7] = ["utc", "etc/utc", "gmt", "etc/gmt", "z", "+00:00", "0"];
+
+/// A client session.
+pub struct Session {
+    engine: Arc<Engine>,
+    context: SessionContext,
+    schema: Arc<TopicSchemaProvider>,
+    settings: BTreeMap<String, String>,
+    in_transaction: bool,
+}
+
+fn single_column(name: &str, value: &str) -> (SchemaRef, RecordBatch) {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])
+        .expect("one string column matches its schema");
+    (schema, batch)
+}
+
+fn rows_output(schema: SchemaRef, batches: Vec<RecordBatch>, tag: &'static str) -> QueryOutput {
+    let stream = futures::stream::iter(batches.into_iter().map(Ok));
+    QueryOutput::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)), tag }
+}
+
+fn show_topics_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("partitions", DataType::Int32, false),
+        Field::new("partition_key", DataType::Utf8, true),
+        Field::new("retention", DataType::Utf8, true),
+        Field::new("watermark", DataType::Utf8, true),
+    ]))
+}
+
+fn describe_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, true),
+        Field::new("nullable", DataType::Boolean, true),
+        Field::new("low_offset", DataType::Int64, true),
+        Field::new("high_offset", DataType::Int64, true),
+        Field::new("segments", DataType::Int64, true),
+        Field::new("bytes", DataType::Int64, true),
+    ]))
+}
+
+fn settings_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("setting", DataType::Utf8, false),
+    ]))
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, user: &str) -> Result<Self> {
+        let database = engine.config().database_name.clone();
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(database.clone(), "public")
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false);
+        let context = SessionContext::new_with_config(config);
+        let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema("public", schema.clone())?;
+        context.register_catalog(database.clone(), Arc::new(catalog));
+        let version = version_string();
+        context.register_udf(create_udf(
+            "version",
+            vec![],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+        ));
+        let current_database = database.clone();
+        context.register_udf(create_udf(
+            "current_database",
+            vec![],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
+        ));
+        Ok(Self { settings: default_settings(&database, user), engine, context, schema, in_transaction: false })
+    }
+
+    /// A session setting, as SHOW reports it.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// `statement_timeout`, if set.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let text = self.setting("statement_timeout")?;
+        let ms = crate::sql::duration::parse_duration_us(text).ok().map(|us| us / 1000).or_else(|| text.parse().ok())?;
+        (ms > 0).then(|| Duration::from_millis(ms as u64))
+    }
+
+    /// `I` when idle, `T` inside BEGIN … COMMIT (ReadyForQuery status).
+    pub fn transaction_status(&self) -> u8 {
+        if self.in_transaction {
+            b'T'
+        } else {
+            b'I'
+        }
+    }
+
+    /// Applies a startup parameter. Unknown ones are kept as settings, like Postgres'
+    /// custom options; values Postgres would reject here are rejected.
+    pub fn apply_startup_parameter(&mut self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_ascii_lowercase();
+        if name == "timezone" {
+            // The session shows times in UTC; the client learns so from ParameterStatus.
+            return Ok(());
+        }
+        if name == "options" || name == "replication" {
+            return Ok(());
+        }
+        self.set_variable(&name, Some(value.to_string()))
+    }
+
+    fn set_variable(&mut self, name: &str, value: Option<String>) -> Result<()> {
+        let Some(value) = value else {
+            let database = self.engine.config().database_name.clone();
+            let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
+            match default_settings(&database, &user).remove(name) {
+                Some(default) => self.settings.insert(name.to_string(), default),
+                None => self.settings.remove(name),
+            };
+            return Ok(());
+        };
+        let lowered = value.to_ascii_lowercase();
+        let invalid = |why: &str| EngineError::InvalidParameter(format!("invalid value for parameter \"{name}\": \"{value}\" ({why})"));
+        match name {
+            "client_encoding" if !matches!(lowered.as_str(), "utf8" | "utf-8" | "unicode") => {
+                return Err(invalid("only UTF8 is supported"))
+            }
+            "timezone" if !UTC_NAMES.contains(&lowered.as_str()) => {
+                return Err(invalid("StreamHouse shows timestamptz values in UTC only"))
+            }
+            "datestyle" if !lowered.starts_with("iso") => return Err(invalid("only ISO is supported")),
+            "standard_conforming_strings" if !matches!(lowered.as_str(), "on" | "true") => {
+                return Err(invalid("only on is supported"))
+            }
+            "bytea_output" if lowered != "hex" => return Err(invalid("only hex is supported")),
+            "statement_timeout" => {
+                if value.parse::<u64>().is_err() && crate::sql::duration::parse_duration_us(&value).is_err() {
+                    return Err(invalid("expected milliseconds or a duration such as '5s'"));
+                }
+            }
+            name if name.starts_with("datafusion.") => {
+                let state = self.context.state_ref();
+                let mut state = state.write();
+                state.config_mut().options_mut().set(name, &value)?;
+            }
+            _ => {}
+        }
+        let stored = match name {
+            "client_encoding" => "UTF8".to_string(),
+            "timezone" => "UTC".to_string(),
+            _ => value,
+        };
+        self.settings.insert(name.to_string(), stored);
+        Ok(())
+    }
+
+    /// Parses and plans one statement (as split by [`crate::split_statements`]).
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
+        let statement = parse_statement(sql)?;
+        let (kind, param_types, result_schema) = match statement {
+            Statement::Query(statement) => {
+                let (plan, is_insert) = self.plan(*statement).await?;
+                let param_types = parameter_types(&plan)?;
+                let schema = if is_insert { None } else { Some(Arc::new(plan.schema().as_arrow().clone())) };
+                (PreparedKind::Planned { plan, is_insert }, param_types, schema)
+            }
+            Statement::CopyTo { query, options } => {
+                // Planned now so that errors surface at prepare; planned again per execution.
+                self.plan(ast::Statement::Query(query.clone())).await?;
+                (PreparedKind::Parsed(Statement::CopyTo { query, options }), Vec::new(), None)
+            }
+            other => {
+                let schema = match &other {
+                    Statement::ShowTopics => Some(show_topics_schema()),
+                    Statement::Describe { .. } => Some(describe_schema()),
+                    Statement::ShowAll => Some(settings_schema()),
+                    Statement::ShowVariable { name } => Some(single_column(name, "").0),
+                    _ => None,
+                };
+                (PreparedKind::Parsed(other), Vec::new(), schema)
+            }
+        };
+        Ok(PreparedStatement { sql: sql.to_string(), param_types, result_schema, kind })
+    }
+
+    async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
+        let storage = self.engine.storage().clone();
+        let target = match &statement {
+            ast::Statement::Insert(insert) => match &insert.table {
+                ast::TableObject::TableName(name) => Some(object_name(name)?),
+                other => return Err(EngineError::NotSupported(format!("INSERT INTO {other}"))),
+            },
+            _ => None,
+        };
+        if let Some(target) = &target {
+            if storage.topic(target).is_none() {
+                return Err(EngineError::UndefinedTable(target.clone()));
+            }
+        }
+        let is_topic = |name: &str| Some(name) != target.as_deref() && storage.topic(name).is_some();
+        hide_system_columns(&mut statement, &is_topic);
+        *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = target.clone();
+        let state = self.context.state();
+        let planned = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await;
+        *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let plan = planned?;
+        Ok((plan, target.is_some()))
+    }
+
+    /// Runs a prepared statement with parameter values (one per parameter).
+    pub async fn execute(&mut self, prepared: &PreparedStatement, params: Vec<ScalarValue>) -> Result<QueryOutput> {
+        if params.len() != prepared.param_types.len() {
+            return Err(EngineError::Syntax(format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                prepared.param_types.len()
+            )));
+        }
+        match &prepared.kind {
+            PreparedKind::Planned { plan, is_insert } => {
+                let plan = if params.is_empty() { plan.clone() } else { plan.clone().with_param_values(params)? };
+                let frame = self.context.execute_logical_plan(plan).await?;
+                let stream = frame.execute_stream().await?;
+                if *is_insert {
+                    let rows = count_rows_written(stream).await?;
+                    return Ok(QueryOutput::Command { tag: format!("INSERT 0 {rows}") });
+                }
+                let tag = if prepared.sql.trim_start().get(..7).is_some_and(|s| s.eq_ignore_ascii_case("explain")) {
+                    "EXPLAIN"
+                } else {
+                    "SELECT"
+                };
+                Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag })
+            }
+            PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
+        }
+    }
+
+    async fn execute_parsed(&mut self, statement: Statement) -> Result<QueryOutput> {
+        let storage = self.engine.storage().clone();
+        match statement {
+            Statement::Empty => Ok(QueryOutput::Empty),
+            Statement::CreateTopic { definition, if_not_exists } => {
+                match storage.create_topic(&definition) {
+                    Ok(_) => {}
+                    Err(streamhouse_storage::StorageError::TopicExists(_)) if if_not_exists => {}
+                    Err(streamhouse_storage::StorageError::TopicExists(name)) => {
+                        return Err(EngineError::DuplicateTable(name))
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+                Ok(QueryOutput::Command { tag: "CREATE TOPIC".into() })
+            }
+            Statement::DropTopic { name, if_exists } => {
+                match storage.drop_topic(&name) {
+                    Ok(()) => {}
+                    Err(streamhouse_storage::StorageError::TopicNotFound(_)) if if_exists => {}
+                    Err(streamhouse_storage::StorageError::TopicNotFound(name)) => return Err(EngineError::UndefinedTable(name)),
+                    Err(other) => return Err(other.into()),
+                }
+                Ok(QueryOutput::Command { tag: "DROP TOPIC".into() })
+            }
+            Statement::ShowTopics => {
+                let topics = storage.topics();
+                let schema = show_topics_schema();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(topics.iter().map(|t| t.name().to_string()))),
+                    Arc::new(Int32Array::from_iter_values(topics.iter().map(|t| t.partition_count() as i32))),
+                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
+                        let key = &t.meta().partition_key;
+                        (!key.is_empty()).then(|| key.join(", "))
+                    }))),
+                    Arc::new(StringArray::from_iter(topics.iter().map(|t| describe_retention(&t.meta().retention)))),
+                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
+                        t.meta().watermark.as_ref().map(|w| format!("WATERMARK FOR {} AS {}", w.column, w.expression))
+                    }))),
+                ];
+                Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "SHOW"))
+            }
+            Statement::Describe { name } => {
+                let topic = storage.topic(&name).ok_or(EngineError::UndefinedTable(name))?;
+                let states = storage.partition_states(&topic)?;
+                let mut kind = Vec::new();
+                let mut names = Vec::new();
+                let mut types: Vec<Option<String>> = Vec::new();
+                let mut nullable: Vec<Option<bool>> = Vec::new();
+                let mut low: Vec<Option<i64>> = Vec::new();
+                let mut high: Vec<Option<i64>> = Vec::new();
+                let mut segments: Vec<Option<i64>> = Vec::new();
+                let mut bytes: Vec<Option<i64>> = Vec::new();
+                for field in topic.full_schema().fields() {
+                    let system = streamhouse_storage::segment::SYSTEM_COLUMNS.contains(&field.name().as_str());
+                    kind.push(if system { "system column" } else { "column" });
+                    names.push(field.name().clone());
+                    let declared = field.metadata().get(crate::sql::types::PG_TYPE_METADATA).cloned();
+                    types.push(Some(declared.unwrap_or_else(|| pg_type_name(field.data_type()))));
+                    nullable.push(Some(field.is_nullable()));
+                    low.push(None);
+                    high.push(None);
+                    segments.push(None);
+                    bytes.push(None);
+                }
+                for state in states {
+                    let partition = topic.partition(state.partition);
+                    kind.push("partition");
+                    names.push(state.partition.to_string());
+                    types.push(None);
+                    nullable.push(None);
+                    low.push(Some(partition.map_or(state.low_watermark, |p| p.low_watermark()) as i64));
+                    high.push(Some(partition.map_or(state.sealed_offset, |p| p.high_watermark()) as i64));
+                    segments.push(Some(state.segment_count as i64));
+                    bytes.push(Some(state.segment_bytes as i64));
+                }
+                let schema = describe_schema();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(kind)),
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(StringArray::from(types)),
+                    Arc::new(BooleanArray::from(nullable)),
+                    Arc::new(Int64Array::from(low)),
+                    Arc::new(Int64Array::from(high)),
+                    Arc::new(Int64Array::from(segments)),
+                    Arc::new(Int64Array::from(bytes)),
+                ];
+                Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "DESCRIBE"))
+            }
+            Statement::SetVariable { name, value } => {
+                self.set_variable(&name, value)?;
+                Ok(QueryOutput::Command { tag: "SET".into() })
+            }
+            Statement::ResetVariable { name } => {
+                match name {
+                    Some(name) => self.set_variable(&name, None)?,
+                    None => {
+                        let database = self.engine.config().database_name.clone();
+                        let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
+                        self.settings = default_settings(&database, &user);
+                    }
+                }
+                Ok(QueryOutput::Command { tag: "RESET".into() })
+            }
+            Statement::ShowVariable { name } => {
+                let value = match self.settings.get(&name) {
+                    Some(value) => value.clone(),
+                    None if name.starts_with("datafusion.") => {
+                        let state = self.context.state();
+                        state
+                            .config_options()
+                            .entries()
+                            .into_iter()
+                            .find(|e| e.key == name)
+                            .and_then(|e| e.value)
+                            .unwrap_or_default()
+                    }
+                    None => {
+                        return Err(EngineError::InvalidParameter(format!("unrecognized configuration parameter \"{name}\"")))
+                    }
+                };
+                let (schema, batch) = single_column(&name, &value);
+                Ok(rows_output(schema, vec![batch], "SHOW"))
+            }
+            Statement::ShowAll => {
+                let schema = settings_schema();
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from_iter_values(self.settings.keys())),
+                        Arc::new(StringArray::from_iter_values(self.settings.values())),
+                    ],
+                )?;
+                Ok(rows_output(schema, vec![batch], "SHOW"))
+            }
+            Statement::Transaction(command) => {
+                let tag = match command {
+                    TransactionCommand::Begin => {
+                        self.in_transaction = true;
+                        "BEGIN"
+                    }
+                    TransactionCommand::Commit => {
+                        self.in_transaction = false;
+                        "COMMIT"
+                    }
+                    TransactionCommand::Rollback => {
+                        self.in_transaction = false;
+                        "ROLLBACK"
+                    }
+                };
+                Ok(QueryOutput::Command { tag: tag.into() })
+            }
+            Statement::Ignored { tag } => Ok(QueryOutput::Command { tag }),
+            Statement::CopyFrom { table, columns, options } => {
+                let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
+                let decoder = CopyDecoder::new(&table, topic.schema().clone(), &columns, options, self.engine.config().copy_bytes_max)?;
+                let column_count = if columns.is_empty() { topic.schema().fields().len() } else { columns.len() };
+                Ok(QueryOutput::CopyIn(CopyIn { decoder, topic, engine: self.engine.clone(), columns: column_count }))
+            }
+            Statement::CopyTo { query, options } => {
+                let (plan, _) = self.plan(ast::Statement::Query(query)).await?;
+                let frame = self.context.execute_logical_plan(plan).await?;
+                let stream = frame.execute_stream().await?;
+                Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })
+            }
+            Statement::Query(_) => Err(EngineError::Internal("query statements are planned at prepare".into())),
+        }
+    }
+}
+
+fn describe_retention(retention: &streamhouse_catalog::RetentionPolicy) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(ms) = retention.time_ms {
+        parts.push(format!("{} s", ms as f64 / 1000.0));
+    }
+    if let Some(bytes) = retention.bytes {
+        parts.push(format!("{bytes} bytes"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Parameter types of a plan in `$1, $2, …` order.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut indexed: Vec<(usize, Option<DataType>)> = Vec::with_capacity(types.len());
+    for (name, data_type) in types {
+        let index: usize = name
+            .trim_start_matches('$')
+            .parse()
+            .map_err(|_| EngineError::Syntax(format!("parameter {name} must be written $1, $2, …")))?;
+        indexed.push((index, data_type));
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    let count = indexed.last().map_or(0, |(i, _)| *i);
+    let mut result = vec![None; count];
+    for (index, data_type) in indexed {
+        if index == 0 {
+            return Err(EngineError::Syntax("there is no parameter $0".into()));
+        }
+        result[index - 1] = data_type;
+    }
+    Ok(result)
+}
+
+/// The row count of a DML plan's single-row result.
+async fn count_rows_written(mut stream: SendableRecordBatchStream) -> Result<u64> {
+    let mut total = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if let Some(counts) = batch.column(0).as_any().downcast_ref::<UInt64Array>() {
+            total += counts.values().iter().sum::<u64>();
+        }
+    }
+    Ok(total)
+}

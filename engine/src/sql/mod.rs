@@ -1,0 +1,7 @@
+//! SQL front matter: parsing our statements, column types, durations, and the rewrite that
+//! hides system columns from `*`.
+
+pub mod duration;
+pub mod statement;
+pub mod types;
+pub mod wildcard;

@@ -1,0 +1,636 @@
+//! Parsing: splits a query string into statements and turns each into a [`Statement`]. Our own
+//! syntax (`CREATE TOPIC`, `WATERMARK FOR`, `APPEND ONLY`, `SHOW TOPICS`, session commands) is
+//! recognised from the token stream; everything else is parsed by sqlparser's Postgres dialect
+//! and planned by DataFusion.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
+    CreateTableOptions, Expr, ObjectName, SqlOption, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use streamhouse_catalog::{RetentionPolicy, TopicDefinition, WatermarkSpec};
+use streamhouse_storage::segment::SYSTEM_COLUMNS;
+
+use super::duration::{parse_bytes, parse_duration_us};
+use super::types::column_field;
+use crate::copy::{CopyFormat, CopyOptions};
+use crate::{EngineError, Result};
+
+/// Most partitions a topic may have.
+pub const PARTITIONS_MAX: u32 = 1024;
+
+/// A parsed statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    Empty,
+    CreateTopic { definition: TopicDefinition, if_not_exists: bool },
+    DropTopic { name: String, if_exists: bool },
+    ShowTopics,
+    Describe { name: String },
+    SetVariable { name: String, value: Option<String> },
+    ResetVariable { name: Option<String> },
+    ShowVariable { name: String },
+    ShowAll,
+    Transaction(TransactionCommand),
+    /// Accepted and ignored, answered with this tag (`DISCARD ALL`, `DEALLOCATE`).
+    Ignored { tag: String },
+    CopyFrom { table: String, columns: Vec<String>, options: CopyOptions },
+    CopyTo { query: Box<ast::Query>, options: CopyOptions },
+    /// Planned and run by DataFusion: queries, INSERT, EXPLAIN.
+    Query(Box<ast::Statement>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionCommand {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+fn tokenize(sql: &str) -> Result<Vec<Token>> {
+    Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| EngineError::Syntax(e.to_string()))
+}
+
+fn render(tokens: &[Token]) -> String {
+    tokens.iter().map(|t| t.to_string()).collect()
+}
+
+/// Splits a query string into statement texts at top-level semicolons, dropping empty ones.
+pub fn split_statements(sql: &str) -> Result<Vec<String>> {
+    let tokens = tokenize(sql)?;
+    let mut statements = Vec::new();
+    let mut current: Vec<Token> = Vec::new();
+    for token in tokens {
+        if token == Token::SemiColon {
+            push_statement(&mut statements, &current);
+            current.clear();
+        } else {
+            current.push(token);
+        }
+    }
+    push_statement(&mut statements, &current);
+    Ok(statements)
+}
+
+fn push_statement(statements: &mut Vec<String>, tokens: &[Token]) {
+    if tokens.iter().any(|t| !matches!(t, Token::Whitespace(_))) {
+        statements.push(render(tokens).trim().to_string());
+    }
+}
+
+fn word(token: &Token) -> Option<String> {
+    match token {
+        Token::Word(Word { value, quote_style: None, .. }) => Some(value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// A token's value as a setting: identifiers, numbers and string literals.
+fn setting_value(token: &Token) -> Option<String> {
+    match token {
+        Token::Word(w) => Some(w.value.clone()),
+        Token::Number(n, _) => Some(n.clone()),
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) | Token::EscapedStringLiteral(s) => {
+            Some(s.clone())
+        }
+        Token::Minus => Some("-".into()),
+        Token::Period => Some(".".into()),
+        _ => None,
+    }
+}
+
+/// Parses one statement (as split by [`split_statements`]).
+pub fn parse_statement(sql: &str) -> Result<Statement> {
+    let tokens = tokenize(sql)?;
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let words: Vec<String> = significant.iter().map(|t| word(t).unwrap_or_default()).collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let second = words.get(1).map(String::as_str).unwrap_or("");
+    match (first, second) {
+        ("", _) if significant.is_empty() => Ok(Statement::Empty),
+        ("BEGIN", _) | ("START", "TRANSACTION") => Ok(Statement::Transaction(TransactionCommand::Begin)),
+        ("COMMIT", _) | ("END", _) => Ok(Statement::Transaction(TransactionCommand::Commit)),
+        ("ROLLBACK", _) | ("ABORT", _) => Ok(Statement::Transaction(TransactionCommand::Rollback)),
+        ("DISCARD", _) => Ok(Statement::Ignored { tag: format!("DISCARD {second}").trim().to_string() }),
+        ("DEALLOCATE", _) => Ok(Statement::Ignored { tag: "DEALLOCATE".into() }),
+        ("SET", _) => parse_set(&significant),
+        ("RESET", "ALL") => Ok(Statement::ResetVariable { name: None }),
+        ("RESET", _) => match significant.get(1).and_then(|t| setting_value(t)) {
+            Some(name) => Ok(Statement::ResetVariable { name: Some(name.to_ascii_lowercase()) }),
+            None => Err(EngineError::Syntax("RESET needs a setting name".into())),
+        },
+        ("SHOW", "TOPICS") | ("SHOW", "TABLES") => Ok(Statement::ShowTopics),
+        ("SHOW", "ALL") => Ok(Statement::ShowAll),
+        ("SHOW", "TRANSACTION") => Ok(Statement::ShowVariable { name: "transaction_isolation".into() }),
+        ("SHOW", "TIME") => Ok(Statement::ShowVariable { name: "timezone".into() }),
+        ("SHOW", _) => match significant.get(1).and_then(|t| setting_value(t)) {
+            Some(name) if significant.len() == 2 => Ok(Statement::ShowVariable { name: name.to_ascii_lowercase() }),
+            _ => Err(EngineError::Syntax("SHOW needs one setting name, TOPICS, TABLES or ALL".into())),
+        },
+        ("DESCRIBE", _) | ("DESC", _) => {
+            let name = render(&tokens).trim().splitn(2, char::is_whitespace).nth(1).unwrap_or("").trim().to_string();
+            if name.is_empty() {
+                return Err(EngineError::Syntax("DESCRIBE needs a topic name".into()));
+            }
+            let object = Parser::new(&PostgreSqlDialect {}).try_with_sql(&name)?.parse_object_name(false)?;
+            Ok(Statement::Describe { name: object_name(&object)? })
+        }
+        ("CREATE", "TOPIC") | ("CREATE", "TABLE") => parse_create_topic(&tokens, second == "TABLE"),
+        ("DROP", "TOPIC") | ("DROP", "TABLE") => parse_drop(sql),
+        _ => parse_other(sql),
+    }
+}
+
+fn parse_set(tokens: &[&Token]) -> Result<Statement> {
+    // SET [SESSION | LOCAL] name { TO | = } value [, value …] | SET TIME ZONE value
+    let mut index = 1;
+    if matches!(tokens.get(index).and_then(|t| word(t)).as_deref(), Some("SESSION" | "LOCAL")) {
+        index += 1;
+    }
+    let name = if word(tokens.get(index).copied().unwrap_or(&Token::EOF)).as_deref() == Some("TIME")
+        && word(tokens.get(index + 1).copied().unwrap_or(&Token::EOF)).as_deref() == Some("ZONE")
+    {
+        index += 2;
+        "timezone".to_string()
+    } else {
+        let mut name = tokens
+            .get(index)
+            .and_then(|t| setting_value(t))
+            .ok_or_else(|| EngineError::Syntax("SET needs a setting name".into()))?;
+        index += 1;
+        // Dotted names: SET datafusion.execution.batch_size = …
+        while tokens.get(index) == Some(&&Token::Period) {
+            let part = tokens.get(index + 1).and_then(|t| setting_value(t)).unwrap_or_default();
+            name = format!("{name}.{part}");
+            index += 2;
+        }
+        if matches!(tokens.get(index), Some(Token::Eq)) || word(tokens.get(index).copied().unwrap_or(&Token::EOF)).as_deref() == Some("TO") {
+            index += 1;
+        } else {
+            return Err(EngineError::Syntax(format!("expected = or TO after SET {name}")));
+        }
+        name.to_ascii_lowercase()
+    };
+    let rest = &tokens[index.min(tokens.len())..];
+    if rest.is_empty() {
+        return Err(EngineError::Syntax(format!("SET {name} needs a value")));
+    }
+    if rest.len() == 1 && word(rest[0]).as_deref() == Some("DEFAULT") {
+        return Ok(Statement::SetVariable { name, value: None });
+    }
+    let mut value = String::new();
+    for token in rest {
+        match token {
+            Token::Comma => value.push_str(", "),
+            other => value.push_str(
+                &setting_value(other).ok_or_else(|| EngineError::Syntax(format!("invalid value for SET {name}: {other}")))?,
+            ),
+        }
+    }
+    Ok(Statement::SetVariable { name, value: Some(value) })
+}
+
+/// The single unqualified name of a topic (`public.x` and `streamhouse.public.x` also name `x`).
+pub fn object_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(|i| normalize_ident(i)).unwrap_or_else(|| p.to_string()))
+        .collect();
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        [_, schema, name] if schema == "public" => Ok(name.clone()),
+        _ => Err(EngineError::UndefinedTable(name.to_string())),
+    }
+}
+
+/// Postgres folds unquoted identifiers to lower case.
+pub fn normalize_ident(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn parse_drop(sql: &str) -> Result<Statement> {
+    let sql = replace_second_word(sql, "TABLE");
+    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
+    match statement {
+        ast::Statement::Drop { names, if_exists, cascade: _, .. } if names.len() == 1 => {
+            Ok(Statement::DropTopic { name: object_name(&names[0])?, if_exists })
+        }
+        ast::Statement::Drop { .. } => Err(EngineError::NotSupported("dropping several topics in one statement".into())),
+        _ => Err(EngineError::Syntax("expected DROP TOPIC name".into())),
+    }
+}
+
+/// `CREATE TOPIC x …` → `CREATE TABLE x …`, so that sqlparser parses the rest.
+fn replace_second_word(sql: &str, with: &str) -> String {
+    let trimmed = sql.trim_start();
+    let mut parts = trimmed.splitn(2, char::is_whitespace);
+    let first = parts.next().unwrap_or("");
+    let rest = parts.next().unwrap_or("").trim_start();
+    let after = rest.split_once(char::is_whitespace).map(|(_, r)| r).unwrap_or("");
+    format!("{first} {with} {after}")
+}
+
+/// Removes `WATERMARK FOR col AS expr` from a column list and `APPEND ONLY` after it.
+/// Returns the remaining tokens, the watermark tokens and whether APPEND ONLY was present.
+fn extract_streaming_clauses(tokens: &[Token]) -> Result<(Vec<Token>, Option<Vec<Token>>, bool)> {
+    let mut output: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut watermark = None;
+    let mut append_only = false;
+    let mut depth = 0i32;
+    let mut index = 0;
+    let next_word = |from: usize| {
+        tokens[from..].iter().find(|t| !matches!(t, Token::Whitespace(_))).and_then(word)
+    };
+    while index < tokens.len() {
+        let token = &tokens[index];
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if depth == 1 && word(token).as_deref() == Some("WATERMARK") && next_word(index + 1).as_deref() == Some("FOR") {
+            // Take tokens up to the comma or closing parenthesis that ends the clause.
+            let mut clause = Vec::new();
+            let mut inner = 0i32;
+            while index < tokens.len() {
+                match &tokens[index] {
+                    Token::LParen => inner += 1,
+                    Token::RParen if inner == 0 => break,
+                    Token::RParen => inner -= 1,
+                    Token::Comma if inner == 0 => break,
+                    _ => {}
+                }
+                clause.push(tokens[index].clone());
+                index += 1;
+            }
+            // Drop the comma that separated the clause from the previous column.
+            while matches!(output.last(), Some(Token::Whitespace(_))) {
+                output.pop();
+            }
+            if matches!(output.last(), Some(Token::Comma)) {
+                output.pop();
+            } else if matches!(tokens.get(index), Some(Token::Comma)) {
+                index += 1;
+            }
+            if watermark.replace(clause).is_some() {
+                return Err(EngineError::InvalidDefinition("a topic can have only one WATERMARK".into()));
+            }
+            continue;
+        }
+        if depth == 0 && word(token).as_deref() == Some("APPEND") && next_word(index + 1).as_deref() == Some("ONLY") {
+            append_only = true;
+            index += 1;
+            while index < tokens.len() && word(&tokens[index]).as_deref() != Some("ONLY") {
+                index += 1;
+            }
+            index += 1;
+            continue;
+        }
+        output.push(token.clone());
+        index += 1;
+    }
+    Ok((output, watermark, append_only))
+}
+
+fn parse_create_topic(tokens: &[Token], is_table: bool) -> Result<Statement> {
+    let (rest, watermark_tokens, append_only) = extract_streaming_clauses(tokens)?;
+    let sql = replace_second_word(&render(&rest), "TABLE");
+    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
+    let ast::Statement::CreateTable(create) = statement else {
+        return Err(EngineError::Syntax("expected CREATE TOPIC name (columns …)".into()));
+    };
+    let name = object_name(&create.name)?;
+    if create.query.is_some() {
+        return Err(EngineError::NotSupported("CREATE TOPIC … AS SELECT".into()));
+    }
+    if create.columns.is_empty() {
+        return Err(EngineError::InvalidDefinition(format!("topic \"{name}\" needs at least one column")));
+    }
+    let has_primary_key = !create.constraints.is_empty()
+        || create
+            .columns
+            .iter()
+            .any(|c| c.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))));
+    if has_primary_key {
+        return Err(EngineError::NotSupported(
+            "keyed tables (PRIMARY KEY, table constraints) in this version; create an append-only topic with CREATE TOPIC or CREATE TABLE … APPEND ONLY".into(),
+        ));
+    }
+    let _ = is_table && !append_only; // a table without a key is a stream either way
+    let mut fields = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let column_name = normalize_ident(&column.name);
+        if SYSTEM_COLUMNS.contains(&column_name.as_str()) {
+            return Err(EngineError::InvalidDefinition(format!(
+                "column name \"{column_name}\" is reserved for a system column"
+            )));
+        }
+        if fields.iter().any(|f: &arrow::datatypes::Field| f.name() == &column_name) {
+            return Err(EngineError::InvalidDefinition(format!("column \"{column_name}\" specified more than once")));
+        }
+        let mut nullable = true;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => nullable = false,
+                ColumnOption::Null => nullable = true,
+                other => {
+                    return Err(EngineError::NotSupported(format!("column option {other} (on \"{column_name}\")")))
+                }
+            }
+        }
+        fields.push(column_field(&column_name, &column.data_type, nullable)?);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let mut definition = TopicDefinition {
+        name: name.clone(),
+        schema: schema.clone(),
+        partitions: 1,
+        partition_key: Vec::new(),
+        retention: RetentionPolicy::default(),
+        watermark: None,
+    };
+    let options = match &create.table_options {
+        CreateTableOptions::None => Vec::new(),
+        CreateTableOptions::With(options) => options.clone(),
+        other => return Err(EngineError::NotSupported(format!("table options {other}"))),
+    };
+    for option in options {
+        apply_topic_option(&mut definition, &option)?;
+    }
+    if let Some(clause) = watermark_tokens {
+        definition.watermark = Some(parse_watermark(&clause, &schema)?);
+    }
+    Ok(Statement::CreateTopic { definition, if_not_exists: create.if_not_exists })
+}
+
+fn option_text(value: &Expr) -> Result<String> {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
+            Value::Number(n, _) => Ok(n.to_string()),
+            Value::Boolean(b) => Ok(b.to_string()),
+            other => Ok(other.to_string()),
+        },
+        Expr::Identifier(ident) => Ok(ident.value.clone()),
+        other => Err(EngineError::InvalidParameter(format!("invalid option value {other}"))),
+    }
+}
+
+fn apply_topic_option(definition: &mut TopicDefinition, option: &SqlOption) -> Result<()> {
+    let SqlOption::KeyValue { key, value } = option else {
+        return Err(EngineError::InvalidParameter(format!("invalid topic option {option}")));
+    };
+    let key = key.value.to_ascii_lowercase();
+    let text = option_text(value)?;
+    match key.as_str() {
+        "partitions" => {
+            let partitions: u32 = text.trim().parse().map_err(|_| {
+                EngineError::InvalidParameter(format!("partitions must be a whole number, got \"{text}\""))
+            })?;
+            if partitions == 0 || partitions > PARTITIONS_MAX {
+                return Err(EngineError::InvalidParameter(format!(
+                    "partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}"
+                )));
+            }
+            definition.partitions = partitions;
+        }
+        "retention" | "retention_time" => {
+            let lowered = text.trim().to_ascii_lowercase();
+            definition.retention.time_ms = if lowered == "infinite" || lowered == "forever" {
+                None
+            } else {
+                Some((parse_duration_us(&text)? / 1000).max(1) as u64)
+            };
+        }
+        "retention_bytes" => definition.retention.bytes = Some(parse_bytes(&text)?),
+        "partition_key" => {
+            let mut columns = Vec::new();
+            for column in text.split(',').map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()) {
+                if definition.schema.index_of(&column).is_err() {
+                    return Err(EngineError::InvalidDefinition(format!(
+                        "partition_key column \"{column}\" is not a column of the topic"
+                    )));
+                }
+                columns.push(column);
+            }
+            definition.partition_key = columns;
+        }
+        other => {
+            return Err(EngineError::InvalidParameter(format!(
+                "unrecognized topic option \"{other}\" (known: partitions, retention, retention_bytes, partition_key)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// `WATERMARK FOR col AS col [- INTERVAL '…']`
+fn parse_watermark(clause: &[Token], schema: &Schema) -> Result<WatermarkSpec> {
+    let significant: Vec<Token> = clause.iter().filter(|t| !matches!(t, Token::Whitespace(_))).cloned().collect();
+    let invalid = || EngineError::InvalidDefinition(format!(
+        "invalid watermark \"{}\": expected WATERMARK FOR column AS column - INTERVAL '…'",
+        render(clause).trim()
+    ));
+    // WATERMARK FOR <ident> AS <expr>
+    let column = match significant.get(2) {
+        Some(Token::Word(w)) => if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() },
+        _ => return Err(invalid()),
+    };
+    if word(significant.get(3).unwrap_or(&Token::EOF)).as_deref() != Some("AS") {
+        return Err(invalid());
+    }
+    let expression_tokens: Vec<Token> = significant[4..].to_vec();
+    let expression_text = render(&expression_tokens);
+    let expression = Parser::new(&PostgreSqlDialect {}).with_tokens(expression_tokens).parse_expr()?;
+    let field = schema
+        .field_with_name(&column)
+        .map_err(|_| EngineError::InvalidDefinition(format!("watermark column \"{column}\" is not a column")))?;
+    if !matches!(
+        field.data_type(),
+        arrow::datatypes::DataType::Timestamp(_, _) | arrow::datatypes::DataType::Date32
+    ) {
+        return Err(EngineError::InvalidDefinition(format!(
+            "watermark column \"{column}\" must be a timestamp, not {}",
+            field.data_type()
+        )));
+    }
+    let is_column = |e: &Expr| matches!(e, Expr::Identifier(i) if normalize_ident(i) == column);
+    let delay_us = match &expression {
+        e if is_column(e) => 0,
+        Expr::BinaryOp { left, op: ast::BinaryOperator::Minus, right } if is_column(left) => match right.as_ref() {
+            Expr::Interval(interval) => {
+                let value = option_text(&interval.value)?;
+                let unit = interval.leading_field.as_ref().map(|f| f.to_string()).unwrap_or_default();
+                parse_duration_us(&format!("{value} {unit}"))?
+            }
+            _ => return Err(invalid()),
+        },
+        _ => return Err(invalid()),
+    };
+    Ok(WatermarkSpec { column, delay_us, expression: expression_text.trim().to_string() })
+}
+
+fn copy_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyOptions> {
+    let mut result = CopyOptions::default();
+    for option in options {
+        match option {
+            CopyOption::Format(format) => {
+                result.format = match format.value.to_ascii_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    "binary" => return Err(EngineError::NotSupported("COPY FORMAT binary".into())),
+                    other => return Err(EngineError::InvalidParameter(format!("COPY format \"{other}\" not recognized"))),
+                }
+            }
+            CopyOption::Delimiter(c) => result.delimiter = Some(*c),
+            CopyOption::Null(s) => result.null = Some(s.clone()),
+            CopyOption::Header(h) => result.header = *h,
+            CopyOption::Quote(c) => result.quote = Some(*c),
+            CopyOption::Escape(c) => result.escape = Some(*c),
+            CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+            other => return Err(EngineError::NotSupported(format!("COPY option {other}"))),
+        }
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Csv(csv) => {
+                result.format = CopyFormat::Csv;
+                for option in csv {
+                    match option {
+                        CopyLegacyCsvOption::Header => result.header = true,
+                        CopyLegacyCsvOption::Quote(c) => result.quote = Some(*c),
+                        CopyLegacyCsvOption::Escape(c) => result.escape = Some(*c),
+                        other => return Err(EngineError::NotSupported(format!("COPY option {other}"))),
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => result.delimiter = Some(*c),
+            CopyLegacyOption::Null(s) => result.null = Some(s.clone()),
+            other => return Err(EngineError::NotSupported(format!("COPY option {other}"))),
+        }
+    }
+    result.validate()?;
+    Ok(result)
+}
+
+fn parse_other(sql: &str) -> Result<Statement> {
+    let mut statements = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statements()?;
+    if statements.len() != 1 {
+        return Err(EngineError::Syntax("expected exactly one statement".into()));
+    }
+    let statement = statements.remove(0);
+    match statement {
+        ast::Statement::Copy { source, to, target, options, legacy_options, .. } => {
+            let options = copy_options(&options, &legacy_options)?;
+            match (to, source, target) {
+                (false, CopySource::Table { table_name, columns }, CopyTarget::Stdin) => Ok(Statement::CopyFrom {
+                    table: object_name(&table_name)?,
+                    columns: columns.iter().map(normalize_ident).collect(),
+                    options,
+                }),
+                (true, CopySource::Query(query), CopyTarget::Stdout) => Ok(Statement::CopyTo { query, options }),
+                (true, CopySource::Table { table_name, columns }, CopyTarget::Stdout) => {
+                    let projection = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                    };
+                    let query = Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(&format!("SELECT {projection} FROM {table_name}"))?
+                        .parse_query()?;
+                    Ok(Statement::CopyTo { query, options })
+                }
+                _ => Err(EngineError::NotSupported(
+                    "COPY to or from a file or program; use COPY … FROM STDIN or COPY … TO STDOUT".into(),
+                )),
+            }
+        }
+        ast::Statement::Update { .. } | ast::Statement::Delete(_) => Err(EngineError::NotSupported(
+            "UPDATE and DELETE on append-only topics (they need a keyed table)".into(),
+        )),
+        ast::Statement::Query(_) | ast::Statement::Insert(_) | ast::Statement::Explain { .. } => {
+            Ok(Statement::Query(Box::new(statement)))
+        }
+        other => {
+            let text = other.to_string();
+            let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(EngineError::NotSupported(format!("statement {head}")))
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(w) if w.keyword == keyword)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_top_level_semicolons_only() {
+        let parts = split_statements("select 1; select ';'; ;  \n").unwrap();
+        assert_eq!(parts, vec!["select 1".to_string(), "select ';'".to_string()]);
+    }
+
+    #[test]
+    fn create_topic_with_watermark_and_options() {
+        let statement = parse_statement(
+            "CREATE TOPIC bids (auction BIGINT NOT NULL, price NUMERIC(10,2), date_time TIMESTAMP, \
+             WATERMARK FOR date_time AS date_time - INTERVAL '5 seconds') \
+             WITH (partitions = 4, retention = '7 days', partition_key = 'auction')",
+        )
+        .unwrap();
+        let Statement::CreateTopic { definition, .. } = statement else { panic!("not a topic") };
+        assert_eq!(definition.name, "bids");
+        assert_eq!(definition.partitions, 4);
+        assert_eq!(definition.schema.fields().len(), 3);
+        assert!(!definition.schema.field(0).is_nullable());
+        assert_eq!(definition.retention.time_ms, Some(7 * 86_400_000));
+        assert_eq!(definition.partition_key, vec!["auction".to_string()]);
+        let watermark = definition.watermark.unwrap();
+        assert_eq!((watermark.column.as_str(), watermark.delay_us), ("date_time", 5_000_000));
+    }
+
+    #[test]
+    fn append_only_table_is_a_topic_and_keys_are_refused() {
+        let statement = parse_statement("CREATE TABLE t (a INT) APPEND ONLY").unwrap();
+        assert!(matches!(statement, Statement::CreateTopic { .. }));
+        let error = parse_statement("CREATE TABLE t (a INT PRIMARY KEY)").unwrap_err();
+        assert_eq!(error.sqlstate(), "0A000");
+        let error = parse_statement("CREATE TOPIC t (_offset INT)").unwrap_err();
+        assert_eq!(error.sqlstate(), "42P16");
+        let error = parse_statement("CREATE TOPIC t (a INT) WITH (partitions = 0)").unwrap_err();
+        assert_eq!(error.sqlstate(), "22023");
+    }
+
+    #[test]
+    fn session_commands() {
+        assert!(matches!(
+            parse_statement("SET extra_float_digits = 3").unwrap(),
+            Statement::SetVariable { name, value: Some(v) } if name == "extra_float_digits" && v == "3"
+        ));
+        assert!(matches!(
+            parse_statement("SET TIME ZONE 'UTC'").unwrap(),
+            Statement::SetVariable { name, .. } if name == "timezone"
+        ));
+        assert!(matches!(parse_statement("SHOW TOPICS").unwrap(), Statement::ShowTopics));
+        assert!(matches!(parse_statement("begin").unwrap(), Statement::Transaction(TransactionCommand::Begin)));
+        assert_eq!(parse_statement("SELEC 1").unwrap_err().sqlstate(), "42601");
+    }
+}
