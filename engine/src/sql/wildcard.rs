@@ -182,7 +182,7 @@ mod tests {
         );
         assert_eq!(
             rewrite("SELECT x FROM (SELECT * FROM u) s"),
-            "SELECT x FROM (SELECT * EXCLUDE (_partition, _offset, _timestamp) FROM u) AS s"
+            "SELECT x FROM (SELECT * EXCLUDE (_partition, _offset, _timestamp) FROM u) s"
         );
         assert_eq!(rewrite("SELECT t.* FROM t"), "SELECT t.* EXCLUDE (_partition, _offset, _timestamp) FROM t");
         assert_eq!(rewrite("SELECT _offset, * FROM t"), "SELECT _offset, * EXCLUDE (_partition, _offset, _timestamp) FROM t");
