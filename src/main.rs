@@ -1,1 +1,124 @@
-fn main() {}
+//! The `streamhouse` binary: configuration, wiring, the HTTP endpoints and process lifecycle.
+
+mod config;
+mod http;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use streamhouse_engine::Engine;
+use streamhouse_pgwire::{PgMetrics, PgServerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::{ServeArgs, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "streamhouse", version, about = "StreamHouse: a streaming SQL database on Apache DataFusion")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    let config = match ServerConfig::resolve(*args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("streamhouse: {error:#}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("streamhouse").build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("streamhouse: cannot start the runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = runtime.block_on(serve(config)) {
+        eprintln!("streamhouse: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn bind(address: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} for {what}"))
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // One server per data directory: a second one would corrupt the WAL.
+    let lock_path = data_dir.join("LOCK");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot use data directory {}", data_dir.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!("data directory {} is in use by another streamhouse process", data_dir.display())
+    })?;
+
+    let pg_listener = bind(&config.pg_listen, "Postgres connections").await?;
+    let http_listener = bind(&config.http_listen, "HTTP").await?;
+    let engine = Engine::open(config.storage.clone(), config.engine.clone())
+        .await
+        .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
+
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let pg_metrics = Arc::new(PgMetrics::default());
+    let pg_address = pg_listener.local_addr()?;
+    let http_address = http_listener.local_addr()?;
+    let pg_task = tokio::spawn(streamhouse_pgwire::serve(
+        pg_listener,
+        engine.clone(),
+        PgServerConfig { message_bytes_max: config.message_bytes_max, ..PgServerConfig::default() },
+        pg_metrics.clone(),
+        shutdown.clone(),
+    ));
+    let http_task = tokio::spawn(http::serve(http_listener, engine.clone(), pg_metrics, shutdown.clone()));
+    tracing::info!(postgres = %pg_address, http = %http_address, data_dir = %data_dir.display(), "streamhouse is ready");
+    // A machine-readable line for scripts and tests that wait for readiness.
+    println!("streamhouse ready postgres={pg_address} http={http_address}");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining writes");
+    shutdown_sender.send_replace(true);
+    let _ = pg_task.await;
+    let _ = http_task.await;
+    engine.shutdown().await;
+    tracing::info!("shutdown complete");
+    drop(lock);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -238,7 +238,8 @@ impl CopyDecoder {
             self.header_pending = false;
             return Ok(());
         }
-        if self.options.format == CopyFormat::Text && record == b"\\." {
+        // `\.` alone on a line ends the data, in CSV too (unless quoted, which it is not here).
+        if record == b"\\." {
             self.finished_by_marker = true;
             return Ok(());
         }

@@ -39,6 +39,9 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Internal(String),
+    /// An error whose SQLSTATE the front end decides (protocol-level conditions).
+    #[error("{message}")]
+    Sqlstate { code: &'static str, message: String },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -71,6 +74,7 @@ impl EngineError {
                 _ => "58030", // io_error
             },
             EngineError::Internal(_) => "XX000",
+            EngineError::Sqlstate { code, .. } => code,
         }
     }
 }
@@ -105,6 +109,10 @@ fn classify_arrow(error: arrow::error::ArrowError) -> EngineError {
             }
         }
         ArrowError::ArithmeticOverflow(message) => EngineError::NumericOutOfRange(message),
+        ArrowError::InvalidArgumentError(message) if message.contains("non-nullable") => {
+            let column = message.split('\'').nth(1).unwrap_or("?").to_string();
+            EngineError::NotNullViolation(format!("null value in column \"{column}\" violates not-null constraint"))
+        }
         ArrowError::ExternalError(inner) => match inner.downcast::<EngineError>() {
             Ok(engine) => *engine,
             Err(other) => match other.downcast::<DataFusionError>() {
@@ -130,15 +138,15 @@ fn classify_datafusion(error: DataFusionError) -> EngineError {
             }
         }
         DataFusionError::Plan(message) => {
-            if let Some(rest) = message.strip_prefix("table '") {
+            if let (Some(start), true) = (message.find("table '"), message.contains("not found")) {
+                let rest = &message[start + "table '".len()..];
                 let name = rest.split('\'').next().unwrap_or(rest);
                 let name = name.rsplit('.').next().unwrap_or(name);
-                if message.contains("not found") {
-                    return EngineError::UndefinedTable(name.to_string());
-                }
+                return EngineError::UndefinedTable(name.to_string());
             }
             EngineError::PlanError(message)
         }
+        DataFusionError::Diagnostic(_, inner) => classify_datafusion(*inner),
         DataFusionError::External(inner) => match inner.downcast::<EngineError>() {
             Ok(engine) => *engine,
             Err(other) => match other.downcast::<StorageError>() {

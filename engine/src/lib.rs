@@ -15,7 +15,7 @@ pub mod text;
 use std::sync::Arc;
 
 use streamhouse_catalog::SqliteCatalog;
-use streamhouse_storage::{Storage, StorageConfig};
+use streamhouse_storage::Storage;
 
 pub use copy::{CopyDecoder, CopyEncoder, CopyFormat, CopyOptions};
 pub use error::{EngineError, Result};
@@ -25,6 +25,8 @@ pub use sql::types::PG_TYPE_METADATA;
 
 pub use arrow;
 pub use datafusion;
+pub use streamhouse_storage::metrics;
+pub use streamhouse_storage::StorageConfig;
 
 /// Limits of the engine.
 #[derive(Debug, Clone)]

@@ -1,1 +1,83 @@
-//! placeholder
+//! The Postgres wire protocol front end of StreamHouse (protocol 3.0).
+//!
+//! This crate owns the byte-level protocol: startup and cancel requests, the simple and extended
+//! query protocols, COPY sub-protocols, Postgres type OIDs and the binary format of values. It
+//! turns messages into engine calls and engine results into messages. It must not reach storage
+//! or the catalog: everything goes through a `streamhouse_engine::Session`.
+
+mod connection;
+mod messages;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, Mutex};
+
+use streamhouse_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Limits of the Postgres front end.
+#[derive(Debug, Clone)]
+pub struct PgServerConfig {
+    /// Largest frontend message accepted; a larger one ends the connection (it cannot be
+    /// skipped safely).
+    pub message_bytes_max: usize,
+    /// Output is written to the socket once this much is buffered, so a slow client slows the
+    /// query down instead of growing memory.
+    pub output_flush_bytes: usize,
+}
+
+impl Default for PgServerConfig {
+    fn default() -> Self {
+        Self { message_bytes_max: 64 * 1024 * 1024, output_flush_bytes: 64 * 1024 }
+    }
+}
+
+/// Counters of the front end.
+#[derive(Debug, Default)]
+pub struct PgMetrics {
+    pub connections: streamhouse_engine::metrics::Gauge,
+}
+
+pub(crate) struct Shared {
+    engine: Arc<Engine>,
+    config: PgServerConfig,
+    cancels: Mutex<HashMap<(i32, i32), watch::Sender<u64>>>,
+    next_process_id: AtomicI32,
+    metrics: Arc<PgMetrics>,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true; each connection runs in its
+/// own task.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: PgServerConfig,
+    metrics: Arc<PgMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared {
+        engine,
+        config,
+        cancels: Mutex::new(HashMap::new()),
+        next_process_id: AtomicI32::new(1000),
+        metrics,
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, "postgres connection");
+                    tokio::spawn(connection::serve_connection(stream, shared.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: log, and keep accepting.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

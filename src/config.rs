@@ -1,0 +1,136 @@
+//! Server configuration: command-line flags, then `STREAMHOUSE_*` environment variables, then
+//! an optional TOML file, then defaults. Every limit is a named value with a unit in its name.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use streamhouse_engine::{EngineConfig, StorageConfig};
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment take precedence).
+    #[arg(long, env = "STREAMHOUSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: WAL, catalog and (by default) segment objects.
+    #[arg(long, env = "STREAMHOUSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store for segments: file:///path or s3://bucket/prefix (AWS_* variables configure S3).
+    #[arg(long, env = "STREAMHOUSE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Postgres wire protocol address.
+    #[arg(long, env = "STREAMHOUSE_PG_LISTEN")]
+    pub pg_listen: Option<String>,
+    /// HTTP address (/health, /metrics).
+    #[arg(long, env = "STREAMHOUSE_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Seal a partition's open segment at this many bytes.
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES_MAX")]
+    pub segment_bytes_max: Option<u64>,
+    /// Seal a partition's open segment once its oldest row is this old.
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_AGE_MAX_MS")]
+    pub segment_age_max_ms: Option<u64>,
+    /// Byte budget of the in-memory segment cache.
+    #[arg(long, env = "STREAMHOUSE_SEGMENT_CACHE_BYTES_MAX")]
+    pub segment_cache_bytes_max: Option<u64>,
+    /// Start a new WAL file past this size.
+    #[arg(long, env = "STREAMHOUSE_WAL_FILE_BYTES_MAX")]
+    pub wal_file_bytes_max: Option<u64>,
+    /// How often retention runs.
+    #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Largest Postgres protocol message accepted.
+    #[arg(long, env = "STREAMHOUSE_MESSAGE_BYTES_MAX")]
+    pub message_bytes_max: Option<usize>,
+    /// Largest INSERT (bytes of Arrow data), appended atomically.
+    #[arg(long, env = "STREAMHOUSE_STATEMENT_BYTES_MAX")]
+    pub statement_bytes_max: Option<u64>,
+    /// Largest COPY FROM input, appended atomically.
+    #[arg(long, env = "STREAMHOUSE_COPY_BYTES_MAX")]
+    pub copy_bytes_max: Option<u64>,
+    /// Log filter, e.g. info or streamhouse_storage=debug.
+    #[arg(long, env = "STREAMHOUSE_LOG")]
+    pub log: Option<String>,
+}
+
+/// The TOML file: the same settings, all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    object_store: Option<String>,
+    pg_listen: Option<String>,
+    http_listen: Option<String>,
+    segment_bytes_max: Option<u64>,
+    segment_age_max_ms: Option<u64>,
+    segment_cache_bytes_max: Option<u64>,
+    wal_file_bytes_max: Option<u64>,
+    retention_check_interval_ms: Option<u64>,
+    message_bytes_max: Option<usize>,
+    statement_bytes_max: Option<u64>,
+    copy_bytes_max: Option<u64>,
+    log: Option<String>,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub storage: StorageConfig,
+    pub engine: EngineConfig,
+    pub pg_listen: String,
+    pub http_listen: String,
+    pub message_bytes_max: usize,
+    pub log: String,
+}
+
+impl ServerConfig {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./streamhouse-data"));
+        let mut storage = StorageConfig::new(data_dir);
+        storage.object_store_url = args.object_store.or(file.object_store);
+        let positive = |name: &str, value: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            match value {
+                Some(0) => anyhow::bail!("{name} must be greater than 0"),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            }
+        };
+        storage.segment_bytes_max = positive("segment_bytes_max", args.segment_bytes_max.or(file.segment_bytes_max), storage.segment_bytes_max)?;
+        storage.segment_age_max_ms = positive("segment_age_max_ms", args.segment_age_max_ms.or(file.segment_age_max_ms), storage.segment_age_max_ms)?;
+        storage.segment_cache_bytes_max = positive(
+            "segment_cache_bytes_max",
+            args.segment_cache_bytes_max.or(file.segment_cache_bytes_max),
+            storage.segment_cache_bytes_max,
+        )?;
+        storage.wal_file_bytes_max = positive("wal_file_bytes_max", args.wal_file_bytes_max.or(file.wal_file_bytes_max), storage.wal_file_bytes_max)?;
+        storage.retention_check_interval_ms = positive(
+            "retention_check_interval_ms",
+            args.retention_check_interval_ms.or(file.retention_check_interval_ms),
+            storage.retention_check_interval_ms,
+        )?;
+        let mut engine = EngineConfig::default();
+        engine.statement_bytes_max = positive("statement_bytes_max", args.statement_bytes_max.or(file.statement_bytes_max), engine.statement_bytes_max)?;
+        engine.copy_bytes_max = positive("copy_bytes_max", args.copy_bytes_max.or(file.copy_bytes_max), engine.copy_bytes_max)?;
+        let message_bytes_max = positive(
+            "message_bytes_max",
+            args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),
+            64 * 1024 * 1024,
+        )? as usize;
+        Ok(Self {
+            storage,
+            engine,
+            pg_listen: args.pg_listen.or(file.pg_listen).unwrap_or_else(|| "127.0.0.1:5433".into()),
+            http_listen: args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            message_bytes_max,
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}

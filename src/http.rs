@@ -1,0 +1,79 @@
+//! The HTTP endpoints: `GET /health` and `GET /metrics` (Prometheus text format). A small
+//! HTTP/1.1 responder: one request per connection, bounded header size.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamhouse_engine::Engine;
+use streamhouse_pgwire::PgMetrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Most bytes of request head read before answering 431.
+const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+/// A client that sends no complete request head within this time is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, pg: Arc<PgMetrics>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let engine = engine.clone();
+                    let pg = pg.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, engine, pg)).await;
+                    });
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..read]);
+        if head.len() > REQUEST_HEAD_BYTES_MAX {
+            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "request head too large\n").await;
+        }
+    }
+    let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let request_line = String::from_utf8_lossy(request_line);
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" {
+        return respond(&mut stream, "405 Method Not Allowed", "text/plain", "only GET is supported\n").await;
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/health" => respond(&mut stream, "200 OK", "text/plain", "ok\n").await,
+        "/metrics" => {
+            let mut body = String::new();
+            engine.render_metrics(&mut body);
+            let _ = writeln!(
+                body,
+                "# HELP streamhouse_active_connections Open Postgres connections.\n# TYPE streamhouse_active_connections gauge\nstreamhouse_active_connections {}",
+                pg.connections.get()
+            );
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
+        }
+        _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
