@@ -570,7 +570,7 @@ impl Session {
 fn describe_retention(retention: &streamhouse_catalog::RetentionPolicy) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(ms) = retention.time_ms {
-        parts.push(format!("{} s", ms as f64 / 1000.0));
+        parts.push(crate::sql::duration::format_duration_ms(ms));
     }
     if let Some(bytes) = retention.bytes {
         parts.push(format!("{bytes} bytes"));

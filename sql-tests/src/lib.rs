@@ -1,1 +1,128 @@
-//! placeholder
+//! End-to-end test support: starts a real `streamhouse` server process on ephemeral ports,
+//! waits for it to say it is ready, and stops it gracefully or with `kill -9`.
+//!
+//! The SQL behaviour itself lives in the `.slt` files beside this crate, run over the wire by
+//! `tests/slt.rs` with the simple and the extended query protocol.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The `streamhouse` binary built by this workspace: `STREAMHOUSE_BIN`, or `streamhouse` next
+/// to the test executable's `deps/` directory.
+pub fn server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("STREAMHOUSE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    profile_dir.join("streamhouse")
+}
+
+/// A running server.
+pub struct TestServer {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub pg_port: u16,
+    pub http_port: u16,
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` with extra command-line arguments.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// Starts a server with extra arguments and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            pg_port: 0,
+            http_port: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let log_path = self.data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("server log file");
+        let mut command = Command::new(server_binary());
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("STREAMHOUSE_LOG", std::env::var("STREAMHOUSE_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", server_binary().display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // Blocks until the server prints its ready line (or exits).
+        let ready = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("streamhouse ready") => break line,
+                Some(Ok(_)) => continue,
+                _ => {
+                    let status = child.wait().ok();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("server exited before it was ready ({status:?}); log:\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let port_of = |key: &str| -> u16 {
+            ready
+                .split_whitespace()
+                .find_map(|part| part.strip_prefix(key))
+                .and_then(|address| address.rsplit(':').next())
+                .and_then(|port| port.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in ready line: {ready}"))
+        };
+        self.pg_port = port_of("postgres=");
+        self.http_port = port_of("http=");
+        self.child = Some(child);
+    }
+
+    /// A libpq-style connection string.
+    pub fn connection_string(&self) -> String {
+        format!("host=127.0.0.1 port={} user=tester dbname=streamhouse", self.pg_port)
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Starts the server again on the same data directory (on new ports).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

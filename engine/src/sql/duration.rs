@@ -43,6 +43,19 @@ pub fn parse_duration_us(text: &str) -> Result<i64> {
     Ok(total)
 }
 
+/// The largest whole unit that divides `ms`: `7 days`, `90 minutes`, `1500 ms`.
+pub fn format_duration_ms(ms: u64) -> String {
+    let units: [(u64, &str, &str); 5] =
+        [(86_400_000, "day", "days"), (3_600_000, "hour", "hours"), (60_000, "minute", "minutes"), (1000, "second", "seconds"), (1, "ms", "ms")];
+    for (size, one, many) in units {
+        if ms >= size && ms % size == 0 {
+            let n = ms / size;
+            return format!("{n} {}", if n == 1 { one } else { many });
+        }
+    }
+    "0 ms".into()
+}
+
 /// Parses a size: a number of bytes, optionally with a unit (`KB`, `MB`, `GB`, `TB`, powers of
 /// 1024, also written `KiB`…).
 pub fn parse_bytes(text: &str) -> Result<u64> {
@@ -77,6 +90,9 @@ mod tests {
         assert!(parse_duration_us("soon").is_err());
         assert!(parse_duration_us("").is_err());
         assert!(parse_duration_us("5 fortnights").is_err());
+        assert_eq!(format_duration_ms(7 * 86_400_000), "7 days");
+        assert_eq!(format_duration_ms(90 * 60_000), "90 minutes");
+        assert_eq!(format_duration_ms(1500), "1500 ms");
     }
 
     #[test]

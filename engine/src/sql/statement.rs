@@ -454,7 +454,9 @@ fn parse_watermark(clause: &[Token], schema: &Schema) -> Result<WatermarkSpec> {
         return Err(invalid());
     }
     let expression_tokens: Vec<Token> = significant[4..].to_vec();
-    let expression_text = render(&expression_tokens);
+    // The expression as written, whitespace included, for SHOW and DESCRIBE.
+    let as_position = clause.iter().position(|t| word(t).as_deref() == Some("AS")).unwrap_or(0);
+    let expression_text = render(&clause[as_position + 1..]);
     let expression = Parser::new(&PostgreSqlDialect {}).with_tokens(expression_tokens).parse_expr()?;
     let field = schema
         .field_with_name(&column)

@@ -25,11 +25,13 @@ pub fn write_text(array: &ArrayRef, row: usize, out: &mut String) -> Result<bool
     Ok(true)
 }
 
-fn write_float(value: f64, out: &mut String) {
-    if value.is_nan() {
+/// Shortest text that reads back as the same value, as Postgres prints floats by default.
+fn write_float<F: std::fmt::Display + Into<f64> + Copy>(value: F, out: &mut String) {
+    let wide: f64 = value.into();
+    if wide.is_nan() {
         out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+    } else if wide.is_infinite() {
+        out.push_str(if wide > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
         let _ = write!(out, "{value}");
     }
@@ -128,7 +130,7 @@ fn write_non_null(array: &dyn Array, row: usize, out: &mut String) -> Result<()>
         DataType::UInt16 => { let _ = write!(out, "{}", array.as_primitive::<UInt16Type>().value(row)); }
         DataType::UInt32 => { let _ = write!(out, "{}", array.as_primitive::<UInt32Type>().value(row)); }
         DataType::UInt64 => { let _ = write!(out, "{}", array.as_primitive::<UInt64Type>().value(row)); }
-        DataType::Float32 => write_float(array.as_primitive::<Float32Type>().value(row) as f64, out),
+        DataType::Float32 => write_float(array.as_primitive::<Float32Type>().value(row), out),
         DataType::Float64 => write_float(array.as_primitive::<Float64Type>().value(row), out),
         DataType::Decimal128(_, _) => {
             out.push_str(&array.as_primitive::<Decimal128Type>().value_as_string(row));
