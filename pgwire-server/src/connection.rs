@@ -244,8 +244,12 @@ fn interrupt_error(interrupt: Interrupt) -> EngineError {
 }
 
 fn utf8(bytes: &[u8], what: &str) -> Result<String, Failure> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| Failure::Statement(EngineError::InvalidText(format!("invalid byte sequence for encoding \"UTF8\" in {what}"))))
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        Failure::Statement(EngineError::Sqlstate {
+            code: "22021",
+            message: format!("invalid byte sequence for encoding \"UTF8\" in {what}"),
+        })
+    })
 }
 
 impl Connection {

@@ -365,8 +365,12 @@ impl Storage {
         retention::enforce_once(self).await
     }
 
-    /// Stops background tasks and the WAL thread after every queued write is committed.
+    /// Seals every open segment (so the next start replays little), then stops background
+    /// tasks and the WAL thread after every queued write is committed.
     pub async fn shutdown(&self) {
+        if let Err(error) = sealer::seal_all(self, true).await {
+            tracing::warn!(%error, "could not seal every segment at shutdown; the WAL keeps the rows");
+        }
         self.inner.shutdown.send_replace(true);
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;
