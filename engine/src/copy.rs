@@ -484,43 +484,48 @@ impl CopyEncoder {
 
     /// Encodes every row of a batch, one line each.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let delimiter = self.options.delimiter() as char;
-        let mut out = String::with_capacity(batch.get_array_memory_size());
-        let mut value = String::new();
+        let mut out = Vec::with_capacity(batch.get_array_memory_size());
         for row in 0..batch.num_rows() {
-            for (index, column) in batch.columns().iter().enumerate() {
-                if index > 0 {
-                    out.push(delimiter);
-                }
-                value.clear();
-                if !write_text(column, row, &mut value)? {
-                    match self.options.format {
-                        CopyFormat::Text => out.push_str(self.options.null_string()),
-                        CopyFormat::Csv => out.push_str(self.options.null_string()),
-                    }
-                    continue;
-                }
-                match self.options.format {
-                    CopyFormat::Csv => out.push_str(&self.quote_csv(&value)),
-                    CopyFormat::Text => {
-                        for c in value.chars() {
-                            match c {
-                                '\\' => out.push_str("\\\\"),
-                                '\n' => out.push_str("\\n"),
-                                '\r' => out.push_str("\\r"),
-                                '\t' if delimiter == '\t' => out.push_str("\\t"),
-                                c if c == delimiter => {
-                                    out.push('\\');
-                                    out.push(c);
-                                }
-                                c => out.push(c),
+            out.extend_from_slice(&self.encode_row(batch, row)?);
+        }
+        Ok(out)
+    }
+
+    /// Encodes one row as one line (Postgres sends each row in a CopyData message of its own,
+    /// and clients rely on it).
+    pub fn encode_row(&self, batch: &RecordBatch, row: usize) -> Result<Vec<u8>> {
+        let delimiter = self.options.delimiter() as char;
+        let mut out = String::new();
+        let mut value = String::new();
+        for (index, column) in batch.columns().iter().enumerate() {
+            if index > 0 {
+                out.push(delimiter);
+            }
+            value.clear();
+            if !write_text(column, row, &mut value)? {
+                out.push_str(self.options.null_string());
+                continue;
+            }
+            match self.options.format {
+                CopyFormat::Csv => out.push_str(&self.quote_csv(&value)),
+                CopyFormat::Text => {
+                    for c in value.chars() {
+                        match c {
+                            '\\' => out.push_str("\\\\"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            '\t' if delimiter == '\t' => out.push_str("\\t"),
+                            c if c == delimiter => {
+                                out.push('\\');
+                                out.push(c);
                             }
+                            c => out.push(c),
                         }
                     }
                 }
             }
-            out.push('\n');
         }
+        out.push('\n');
         Ok(out.into_bytes())
     }
 }

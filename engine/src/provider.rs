@@ -158,7 +158,11 @@ impl TableProvider for TopicTableProvider {
         if self.system_columns {
             self.topic.full_schema().clone()
         } else {
-            self.topic.schema().clone()
+            // As an INSERT target every column is nullable to DataFusion: the sink checks NOT
+            // NULL itself, so the error names the column and the topic.
+            let fields: Vec<arrow::datatypes::Field> =
+                self.topic.schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, self.topic.schema().metadata().clone()))
         }
     }
 
@@ -234,7 +238,7 @@ impl TableProvider for TopicTableProvider {
         let sink = TopicSink {
             topic: self.topic.clone(),
             storage: self.storage.clone(),
-            schema: self.topic.schema().clone(),
+            schema: self.schema(),
             statement_bytes_max: self.statement_bytes_max,
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))

@@ -268,6 +268,9 @@ impl Session {
         if name == "options" || name == "replication" {
             return Ok(());
         }
+        // Some drivers quote values here ('utf-8'); Postgres accepts that.
+        let value = value.trim();
+        let value = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')).unwrap_or(value);
         self.set_variable(&name, Some(value.to_string()))
     }
 

@@ -280,6 +280,7 @@ impl Connection {
             if skipping_to_sync && message.tag != b'S' && message.tag != b'X' {
                 continue;
             }
+            tracing::trace!(tag = %(message.tag as char), bytes = message.body.len(), "frontend message");
             let extended = matches!(message.tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H');
             let result = match message.tag {
                 b'Q' => self.simple_query(&message.body).await,
@@ -311,6 +312,10 @@ impl Connection {
                     self.report(&error);
                     if extended {
                         skipping_to_sync = true;
+                        // Clients that sent Flush rather than Sync wait for this error now.
+                        if self.flush().await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(Failure::Fatal { code, message }) => {
@@ -413,6 +418,7 @@ impl Connection {
     }
 
     async fn run_simple(&mut self, sql: &str) -> Result<(), Failure> {
+        tracing::debug!(%sql, "simple query");
         let statements = split_statements(sql)?;
         if statements.is_empty() {
             self.out.simple(b'I'); // EmptyQueryResponse
@@ -610,8 +616,10 @@ impl Connection {
             let Some(batch) = next else { break };
             let batch = batch.map_err(EngineError::from)?;
             rows += batch.num_rows() as u64;
-            let data = encoder.encode(&batch)?;
-            self.out.copy_data(&data);
+            for row in 0..batch.num_rows() {
+                let line = encoder.encode_row(&batch, row)?;
+                self.out.copy_data(&line);
+            }
             self.flush_if_large().await?;
         }
         self.out.simple(b'c'); // CopyDone
@@ -623,6 +631,7 @@ impl Connection {
         let mut reader = BodyReader::new(body);
         let name = utf8(reader.cstring("statement name")?, "statement name")?;
         let sql = utf8(reader.cstring("query string")?, "query string")?;
+        tracing::debug!(statement = %name, %sql, "parse");
         let count = reader.i16("parameter type count")?;
         if count < 0 {
             return Err(Failure::Fatal { code: "08P01", message: "negative parameter type count".into() });

@@ -1,0 +1,64 @@
+"""asyncpg against a running StreamHouse. asyncpg uses the extended protocol with binary
+parameters and binary results for every type, typed from the server's ParameterDescription and
+RowDescription: it checks our binary encoders and decoders."""
+
+import asyncio
+import json
+import os
+import sys
+
+import asyncpg
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import NAMES, check_rows, columns_of, project  # noqa: E402
+
+# asyncpg resolves every array type but text[] and oid[] by querying pg_catalog.pg_type,
+# which StreamHouse does not serve yet: integer[] is left out here (psycopg, pgjdbc and
+# node-postgres cover it).
+ASYNCPG_NAMES = [n for n in NAMES if n != "ai"]
+
+PORT = int(os.environ["STREAMHOUSE_PG_PORT"])
+
+
+async def main():
+    conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="asyncpg", database="streamhouse")
+    await conn.execute(f"CREATE TOPIC asyncpg_types ({columns_of(ASYNCPG_NAMES)})")
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(ASYNCPG_NAMES)))
+    insert = await conn.prepare(f"INSERT INTO asyncpg_types VALUES ({placeholders})")
+    # asyncpg passes jsonb as text (JSON documents) both ways.
+    j = ASYNCPG_NAMES.index("j")
+    for row in project(ASYNCPG_NAMES):
+        row = list(row)
+        row[j] = None if row[j] is None else json.dumps(row[j])
+        await insert.fetch(*row)
+    rows = await conn.fetch(f"SELECT {', '.join(ASYNCPG_NAMES)} FROM asyncpg_types ORDER BY id")
+    decoded = []
+    for r in rows:
+        r = list(r)
+        r[j] = None if r[j] is None else json.loads(r[j])
+        decoded.append(tuple(r))
+    check_rows(decoded, ASYNCPG_NAMES)
+
+    # executemany: one statement per row, all acknowledged.
+    await conn.execute("CREATE TOPIC asyncpg_many (id BIGINT, label TEXT)")
+    await conn.executemany("INSERT INTO asyncpg_many VALUES ($1, $2)", [(i, f"label {i}") for i in range(200)])
+    total, labels = await conn.fetchrow("SELECT sum(id), count(DISTINCT label) FROM asyncpg_many")
+    assert (total, labels) == (sum(range(200)), 200), (total, labels)
+
+    # Cursors fetch in chunks through portals.
+    async with conn.transaction():
+        seen = [r["id"] async for r in conn.cursor("SELECT id FROM asyncpg_many ORDER BY id", prefetch=7)]
+    assert seen == list(range(200)), seen[:10]
+
+    try:
+        await conn.fetch("SELECT * FROM missing_topic")
+    except asyncpg.PostgresError as error:
+        assert error.sqlstate == "42P01", error.sqlstate
+    else:
+        raise AssertionError("missing topic did not fail")
+    assert await conn.fetchval("SELECT 40 + 2") == 42
+    await conn.close()
+    print("asyncpg: ok")
+
+
+asyncio.run(main())

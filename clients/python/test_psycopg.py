@@ -1,0 +1,68 @@
+"""psycopg 3 against a running StreamHouse: bound parameters of every type, read back exactly,
+with both text and binary results, plus COPY and errors with SQLSTATEs."""
+
+import os
+import sys
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import COLUMNS, NAMES, ROWS, check_rows  # noqa: E402
+
+PORT = int(os.environ["STREAMHOUSE_PG_PORT"])
+
+
+def main():
+    with psycopg.connect(host="127.0.0.1", port=PORT, user="psycopg", dbname="streamhouse", autocommit=True) as conn:
+        conn.execute(f"CREATE TOPIC psycopg_types ({COLUMNS})")
+        placeholders = ", ".join(["%s"] * len(NAMES))
+        with conn.cursor() as cur:
+            for row in ROWS:
+                values = [Jsonb(v) if name == "j" and v is not None else v for name, v in zip(NAMES, row)]
+                cur.execute(f"INSERT INTO psycopg_types VALUES ({placeholders})", values)
+                assert cur.rowcount == 1, cur.rowcount
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute(f"SELECT {', '.join(NAMES)} FROM psycopg_types ORDER BY id")
+                check_rows(cur.fetchall())
+        # Parameters in WHERE, inferred from the comparison.
+        row = conn.execute("SELECT t FROM psycopg_types WHERE id = %s AND i4 > %s", (1, 5)).fetchone()
+        assert row == ("héllo wörld ✓ 日本",), row
+
+        # COPY in and out.
+        conn.execute("CREATE TOPIC psycopg_copy (id INT, name TEXT)")
+        with conn.cursor().copy("COPY psycopg_copy FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((i, None if i % 10 == 0 else f"name\t{i}"))
+        count, nulls = conn.execute("SELECT count(*), count(*) - count(name) FROM psycopg_copy").fetchone()
+        assert (count, nulls) == (1000, 100), (count, nulls)
+        with conn.cursor().copy("COPY (SELECT id, name FROM psycopg_copy WHERE id < 3 ORDER BY id) TO STDOUT") as copy:
+            rows = list(copy.rows())
+        assert rows == [("0", None), ("1", "name\t1"), ("2", "name\t2")], rows
+
+        # Errors carry SQLSTATEs and the session stays usable.
+        for sql, code in [
+            ("SELECT * FROM no_such_topic", "42P01"),
+            ("SELEC 1", "42601"),
+            ("INSERT INTO psycopg_types (id) VALUES (NULL)", "23502"),
+            ("SELECT 1/0", "22012"),
+        ]:
+            try:
+                conn.execute(sql)
+            except psycopg.Error as error:
+                assert error.sqlstate == code, (sql, error.sqlstate, str(error))
+            else:
+                raise AssertionError(f"{sql} did not fail")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    # Non-autocommit mode: psycopg wraps statements in BEGIN … COMMIT.
+    with psycopg.connect(host="127.0.0.1", port=PORT, user="psycopg", dbname="other") as conn:
+        conn.execute("INSERT INTO psycopg_copy VALUES (%s, %s)", (5000, "in a transaction"))
+        conn.commit()
+        assert conn.execute("SELECT name FROM psycopg_copy WHERE id = 5000").fetchone() == ("in a transaction",)
+    print("psycopg: ok")
+
+
+if __name__ == "__main__":
+    main()
