@@ -371,6 +371,13 @@ impl Storage {
         if let Err(error) = sealer::seal_all(self, true).await {
             tracing::warn!(%error, "could not seal every segment at shutdown; the WAL keeps the rows");
         }
+        self.stop_without_sealing().await;
+    }
+
+    /// Stops background tasks and the WAL thread without sealing: the data directory is left
+    /// as a crash right after the last acknowledgement would leave it (unsealed rows only in the
+    /// WAL). For tests and tools.
+    pub async fn stop_without_sealing(&self) {
         self.inner.shutdown.send_replace(true);
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;

@@ -90,6 +90,7 @@ pub(crate) async fn seal_all(storage: &Storage, force: bool) -> Result<()> {
 async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32) -> Result<()> {
     let inner = &storage.inner;
     let log = &topic.partitions[partition as usize];
+    let _sealing = log.seal_lock.lock().await;
     let batches: Vec<StoredBatch> = {
         let tail = log.read_tail();
         let mut taken = Vec::new();
@@ -131,8 +132,12 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
         object_key: key.clone(),
     };
     if let Err(error) = inner.catalog.register_segment(&segment) {
-        // Not registered: the object is an orphan. Remove it now rather than at next start.
-        let _ = inner.store.delete(&ObjectPath::from(key.as_str())).await;
+        // Not registered. If the topic is gone the object is garbage now; otherwise leave it
+        // for the orphan sweep at the next start rather than risk deleting a registered
+        // segment's object under the same key.
+        if topic.is_dropped() {
+            let _ = inner.store.delete(&ObjectPath::from(key.as_str())).await;
+        }
         return Err(error.into());
     }
     inner.cache.put_written(&key, bytes);

@@ -25,6 +25,9 @@ pub struct PartitionLog {
     pub(crate) low_watermark: AtomicU64,
     /// One past the last acknowledged offset; followers wait on changes.
     pub(crate) high_watermark: watch::Sender<u64>,
+    /// Held while a segment of this partition is sealed: the background sealer and a forced
+    /// seal (shutdown) must not write the same segment twice.
+    pub(crate) seal_lock: tokio::sync::Mutex<()>,
 }
 
 impl PartitionLog {
@@ -36,6 +39,7 @@ impl PartitionLog {
             sealed_offset: AtomicU64::new(sealed_offset),
             low_watermark: AtomicU64::new(low_watermark),
             high_watermark: watch::channel(sealed_offset).0,
+            seal_lock: tokio::sync::Mutex::new(()),
         }
     }
 
