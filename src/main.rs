@@ -28,7 +28,20 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                error.exit();
+            }
+            // One line: what was wrong. `--help` has the rest.
+            let message = error.to_string();
+            let first = message.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("streamhouse: {first} (see streamhouse serve --help)");
+            std::process::exit(2);
+        }
+    };
     let Command::Serve(args) = cli.command;
     let config = match ServerConfig::resolve(*args) {
         Ok(config) => config,

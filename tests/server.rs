@@ -240,7 +240,9 @@ fn bad_configuration_fails_fast_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(server_binary()).args(["serve", "--no-such-flag"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--no-such-flag"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 
     // A data directory that cannot be created (a regular file is in the way).
     let file = dir.path().join("file");
@@ -283,4 +285,32 @@ fn one_data_directory_serves_one_process() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another streamhouse process"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_a_toml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("streamhouse.toml");
+    // The file sets a tiny segment size (with the default 16 MiB both rows would share one).
+    std::fs::write(&config, "segment_bytes_max = 1\nsegment_age_max_ms = 3600000\nlog = \"info\"\n").unwrap();
+    let mut server = TestServer::start(&data, &["--config", config.to_str().unwrap()]);
+    let client = connect(&server).await;
+    client.batch_execute("CREATE TOPIC cfg (v INT)").await.unwrap();
+    client.batch_execute("INSERT INTO cfg VALUES (1)").await.unwrap();
+    client.batch_execute("INSERT INTO cfg VALUES (2)").await.unwrap();
+    drop(client);
+    assert_eq!(server.stop(), Some(0));
+    server.restart();
+    let client = connect(&server).await;
+    // segment_bytes_max = 1 from the file: one segment per statement after the shutdown seal.
+    let rows = client.query("DESCRIBE cfg", &[]).await.unwrap();
+    let segments: i64 = rows.iter().filter(|r| r.get::<_, String>(0) == "partition").map(|r| r.get::<_, i64>(6)).sum();
+    assert_eq!(segments, 2);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "no_such_setting = 1\n").unwrap();
+    let output = Command::new(server_binary()).args(["serve", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid config file"));
 }

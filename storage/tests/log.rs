@@ -203,3 +203,36 @@ async fn concurrent_seals_never_lose_a_segment() {
     assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), (0..60).collect::<Vec<_>>());
     assert_eq!(storage.snapshot(&topic, 0).unwrap().segments.len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_wake_on_append_and_time_retention_drops_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path()).await;
+    let mut def = definition("f", 1, false);
+    def.retention = RetentionPolicy { time_ms: Some(1), bytes: None };
+    let topic = storage.create_topic(&def).unwrap();
+    let mut follower = topic.partition(0).unwrap().subscribe();
+    let waiter = tokio::spawn(async move {
+        follower.changed().await.unwrap();
+        *follower.borrow()
+    });
+    storage.append(&topic, vec![batch(0..4)]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), 4, "the follower saw the new high watermark");
+
+    storage.seal_all().await.unwrap();
+    // Appended at least 1 ms ago once this second append is acknowledged behind it.
+    let first_append = storage.snapshot(&topic, 0).unwrap().segments[0].max_timestamp_us;
+    while now_us() <= first_append + 1000 {
+        tokio::task::yield_now().await;
+    }
+    storage.append(&topic, vec![batch(4..6)]).await.unwrap();
+    storage.enforce_retention().await.unwrap();
+    // The sealed segment is past retention; the unsealed tail is kept until it seals.
+    let rows = read_all(&storage, "f").await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(topic.partition(0).unwrap().low_watermark(), 4);
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
