@@ -233,6 +233,31 @@ fn random_secret(process_id: i32) -> i32 {
     hasher.finish() as i32
 }
 
+/// Awaits `future` unless a cancel request arrives or `deadline` passes first.
+async fn interruptible<T>(
+    cancel: &mut watch::Receiver<u64>,
+    deadline: Option<Instant>,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    let timeout = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let interrupt = tokio::select! {
+        value = future => return Ok(value),
+        changed = cancel.changed() => {
+            if changed.is_err() {
+                return Err(Failure::Disconnected);
+            }
+            Interrupt::Canceled
+        }
+        _ = timeout => Interrupt::Timeout,
+    };
+    Err(Failure::Statement(interrupt_error(interrupt)))
+}
+
 fn interrupt_error(interrupt: Interrupt) -> EngineError {
     match interrupt {
         Interrupt::Canceled => EngineError::Canceled,
@@ -366,22 +391,7 @@ impl Connection {
 
     /// Awaits `future`, unless the statement is cancelled or times out first.
     async fn interruptible<T>(&mut self, future: impl std::future::Future<Output = T>) -> Result<T, Failure> {
-        let deadline = self.deadline;
-        let timeout = async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let interrupted = tokio::select! {
-            value = future => return Ok(value),
-            changed = self.cancel.changed() => {
-                if changed.is_err() { return Err(Failure::Disconnected) }
-                Interrupt::Canceled
-            }
-            _ = timeout => Interrupt::Timeout,
-        };
-        Err(Failure::Statement(interrupt_error(interrupted)))
+        interruptible(&mut self.cancel, self.deadline, future).await
     }
 
     /// In a failed transaction block only the end of the block is accepted.
@@ -435,25 +445,8 @@ impl Connection {
     }
 
     async fn execute_prepared(&mut self, prepared: &PreparedStatement, params: Vec<ScalarValue>) -> Result<QueryOutput, Failure> {
-        // Execution borrows the session mutably while the interrupt watch needs `self`: run it
-        // through a raw split of the two fields.
-        let deadline = self.deadline;
-        let cancel = &mut self.cancel;
-        let session = &mut self.session;
-        let timeout = async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            output = session.execute(prepared, params) => Ok(output?),
-            changed = cancel.changed() => {
-                if changed.is_err() { return Err(Failure::Disconnected) }
-                Err(Failure::Statement(EngineError::Canceled))
-            }
-            _ = timeout => Err(Failure::Statement(interrupt_error(Interrupt::Timeout))),
-        }
+        let output = interruptible(&mut self.cancel, self.deadline, self.session.execute(prepared, params)).await?;
+        Ok(output?)
     }
 
     /// Sends what a statement produced. `max_rows` 0 means all; returns the portal state to keep
@@ -495,24 +488,7 @@ impl Connection {
             let (batch, start) = match pending.take() {
                 Some(pending) => pending,
                 None => {
-                    let next = {
-                        let deadline = self.deadline;
-                        let cancel = &mut self.cancel;
-                        let timeout = async move {
-                            match deadline {
-                                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                                None => std::future::pending().await,
-                            }
-                        };
-                        tokio::select! {
-                            next = stream.next() => next,
-                            changed = cancel.changed() => {
-                                if changed.is_err() { return Err(Failure::Disconnected) }
-                                return Err(Failure::Statement(EngineError::Canceled));
-                            }
-                            _ = timeout => return Err(Failure::Statement(interrupt_error(Interrupt::Timeout))),
-                        }
-                    };
+                    let next = interruptible(&mut self.cancel, self.deadline, stream.next()).await?;
                     match next {
                         None => break,
                         Some(batch) => (batch.map_err(EngineError::from)?, 0),
