@@ -1,7 +1,94 @@
 //! Benchmarks of StreamHouse: criterion micro benchmarks (WAL group commit, segment encode and
-//! decode, scans, ingest through the engine) and the Nexmark harness, each reported as a ratio
-//! against a baseline measured in the same run.
+//! decode, scans, ingest through the engine), each reported as a ratio against a baseline
+//! measured in the same run on the same data. The Nexmark harness comes with the streaming
+//! engine.
 //!
-//! This crate holds no benchmarks yet: they are the benchmark issue's work. The write and read
-//! paths are built so the targets in that issue are reachable (group commit, one WAL record per
-//! statement, projected segment decoding, pruning by catalog stats).
+//! This library holds what the benches share: a deterministic generator of Nexmark-like bid
+//! batches and the ratio report printed at the end of each run.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+/// Rows per generated batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// The bid schema: what the generator produces and the bench topics hold.
+pub fn bid_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("bidder", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, false),
+        Field::new("date_time", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+    ]))
+}
+
+/// `CREATE TOPIC` columns matching [`bid_schema`].
+pub const BID_COLUMNS: &str = "auction BIGINT NOT NULL, bidder BIGINT NOT NULL, price BIGINT NOT NULL, \
+     channel TEXT NOT NULL, url TEXT NOT NULL, date_time TIMESTAMP NOT NULL";
+
+/// `count` batches of [`BATCH_ROWS`] bids, the same on every call (a linear congruential
+/// sequence, no randomness).
+pub fn bid_batches(count: usize) -> Vec<RecordBatch> {
+    let channels = ["Google", "Facebook", "Baidu", "Apple"];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    (0..count)
+        .map(|b| {
+            let base = (b * BATCH_ROWS) as i64;
+            let auction: Vec<i64> = (0..BATCH_ROWS).map(|_| 1000 + (next() % 1000) as i64).collect();
+            let bidder: Vec<i64> = (0..BATCH_ROWS).map(|_| (next() % 100_000) as i64).collect();
+            let price: Vec<i64> = (0..BATCH_ROWS).map(|_| (next() % 10_000_000) as i64).collect();
+            let channel: Vec<&str> = (0..BATCH_ROWS).map(|_| channels[(next() % 4) as usize]).collect();
+            let url: Vec<String> = (0..BATCH_ROWS).map(|_| format!("https://www.nexmark.com/item.htm?query={}", next() % 5000)).collect();
+            let date_time: Vec<i64> = (0..BATCH_ROWS as i64).map(|i| 1_700_000_000_000_000 + (base + i) * 1000).collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(auction)),
+                Arc::new(Int64Array::from(bidder)),
+                Arc::new(Int64Array::from(price)),
+                Arc::new(StringArray::from(channel)),
+                Arc::new(StringArray::from(url)),
+                Arc::new(TimestampMicrosecondArray::from(date_time)),
+            ];
+            RecordBatch::try_new(bid_schema(), columns).expect("columns match the bid schema")
+        })
+        .collect()
+}
+
+/// Mean time per iteration of each measured bench, by name, for the ratio report.
+fn means() -> &'static Mutex<BTreeMap<String, Duration>> {
+    static MEANS: OnceLock<Mutex<BTreeMap<String, Duration>>> = OnceLock::new();
+    MEANS.get_or_init(Default::default)
+}
+
+/// Records the time of `iterations` runs of a bench (use inside `iter_custom`).
+pub fn record(name: &str, total: Duration, iterations: u64) -> Duration {
+    let mean = total / iterations.max(1) as u32;
+    means().lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), mean);
+    total
+}
+
+/// Prints `ours / baseline` as a speed ratio (baseline time over our time: above 1 is faster
+/// than the baseline), with the target it is measured against.
+pub fn print_ratio(ours: &str, baseline: &str, target: f64) {
+    let means = means().lock().unwrap_or_else(|p| p.into_inner());
+    match (means.get(ours), means.get(baseline)) {
+        (Some(ours_time), Some(baseline_time)) => {
+            let ratio = baseline_time.as_secs_f64() / ours_time.as_secs_f64();
+            let verdict = if ratio >= target { "met" } else { "NOT met" };
+            println!(
+                "ratio {ours} vs {baseline}: {ratio:.2}x (ours {ours_time:?}, baseline {baseline_time:?}; target >= {target}x: {verdict})"
+            );
+        }
+        _ => println!("ratio {ours} vs {baseline}: not measured in this run"),
+    }
+}

@@ -1,0 +1,195 @@
+//! Durable ingest: `Storage::append` (WAL write, group-committed fsync, in-memory tail, background
+//! sealing) against the baseline of encoding the same batches as Arrow IPC with LZ4 and nothing
+//! else; with 1, 8 and 64 concurrent writers; and INSERT and COPY through the engine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_ipc::CompressionType;
+use criterion::{Criterion, Throughput};
+use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, BATCH_ROWS, BID_COLUMNS};
+use streamhouse_catalog::{RetentionPolicy, SqliteCatalog, TopicDefinition};
+use streamhouse_engine::{Engine, EngineConfig, QueryOutput};
+use streamhouse_storage::{Storage, StorageConfig, TopicLog};
+
+const BATCHES: usize = 16;
+
+fn scratch_dir() -> tempfile::TempDir {
+    // On the disk the data directory would be on (not a tmpfs), so fsync costs what it costs.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).expect("target directory");
+    tempfile::tempdir_in(target).expect("scratch directory")
+}
+
+fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
+    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).expect("lz4 enabled");
+    let mut buffer = Vec::new();
+    let mut writer = StreamWriter::try_new_with_options(&mut buffer, &batch.schema(), options).expect("writer");
+    writer.write(batch).expect("write");
+    writer.finish().expect("finish");
+    drop(writer);
+    buffer
+}
+
+async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
+    let catalog = Arc::new(SqliteCatalog::open(&dir.join("catalog.db")).expect("catalog"));
+    let storage = Storage::open(StorageConfig::new(dir), catalog).await.expect("storage");
+    let topic = storage
+        .create_topic(&TopicDefinition {
+            name: "bids".into(),
+            schema: bid_schema(),
+            partitions: 1,
+            partition_key: vec![],
+            retention: RetentionPolicy::default(),
+            watermark: None,
+        })
+        .expect("topic");
+    (storage, topic)
+}
+
+fn ingest(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let batches = bid_batches(BATCHES);
+    let rows = (BATCHES * BATCH_ROWS) as u64;
+    let dir = scratch_dir();
+    let (storage, topic) = runtime.block_on(open_storage(dir.path()));
+
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(rows));
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group.bench_function("baseline_ipc_lz4_encode", |b| {
+        b.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                for batch in &batches {
+                    std::hint::black_box(encode_ipc_lz4(batch));
+                }
+            }
+            record("baseline_ipc_lz4_encode", started.elapsed(), iterations)
+        })
+    });
+    group.bench_function("durable_append_1_writer", |b| {
+        b.to_async(&runtime).iter_custom(|iterations| {
+            let (storage, topic, batches) = (storage.clone(), topic.clone(), batches.clone());
+            async move {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    for batch in &batches {
+                        storage.append(&topic, vec![batch.clone()]).await.expect("append");
+                    }
+                }
+                record("durable_append_1_writer", started.elapsed(), iterations)
+            }
+        })
+    });
+    for writers in [8usize, 64] {
+        let name = format!("durable_append_{writers}_writers");
+        // The same rows, cut into one slice per writer: many small concurrent statements.
+        let slices: Vec<Vec<RecordBatch>> = (0..writers)
+            .map(|w| {
+                let size = BATCH_ROWS / writers;
+                batches.iter().map(|b| b.slice(w * size, size)).collect()
+            })
+            .collect();
+        group.bench_function(&name, |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let (storage, topic, slices, name) = (storage.clone(), topic.clone(), slices.clone(), name.clone());
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..iterations {
+                        let tasks: Vec<_> = slices
+                            .iter()
+                            .cloned()
+                            .map(|mine| {
+                                let (storage, topic) = (storage.clone(), topic.clone());
+                                tokio::spawn(async move {
+                                    for batch in mine {
+                                        storage.append(&topic, vec![batch]).await.expect("append");
+                                    }
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("writer");
+                        }
+                    }
+                    record(&name, started.elapsed(), iterations)
+                }
+            })
+        });
+    }
+    group.finish();
+    runtime.block_on(storage.shutdown());
+}
+
+/// INSERT … VALUES of 1000 rows per statement and COPY of CSV text, through a session.
+fn engine_ingest(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = scratch_dir();
+    let engine = runtime
+        .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))
+        .expect("engine");
+    let mut session = engine.new_session("bench").expect("session");
+    runtime.block_on(async {
+        let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
+        session.execute(&create, vec![]).await.expect("create");
+    });
+    let statement_rows = 1000u64;
+    let values: Vec<String> = (0..statement_rows)
+        .map(|i| format!("({i}, {i}, {i}, 'Google', 'https://www.nexmark.com/item.htm?query={i}', '2024-01-01 00:00:00')"))
+        .collect();
+    let insert_sql = format!("INSERT INTO bids VALUES {}", values.join(", "));
+    let csv: String = (0..statement_rows)
+        .map(|i| format!("{i},{i},{i},Google,https://www.nexmark.com/item.htm?query={i},2024-01-01 00:00:00\n"))
+        .collect();
+
+    let mut group = c.benchmark_group("engine_ingest");
+    group.throughput(Throughput::Elements(statement_rows));
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let session = std::cell::RefCell::new(session);
+    group.bench_function("insert_values_1000_rows", |b| {
+        b.iter_custom(|iterations| {
+            let mut session = session.borrow_mut();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let prepared = session.prepare(&insert_sql).await.expect("prepare");
+                    session.execute(&prepared, vec![]).await.expect("insert");
+                }
+                record("insert_values_1000_rows", started.elapsed(), iterations)
+            })
+        })
+    });
+    group.bench_function("copy_csv_1000_rows", |b| {
+        b.iter_custom(|iterations| {
+            let mut session = session.borrow_mut();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let prepared = session.prepare("COPY bids FROM STDIN (FORMAT csv)").await.expect("prepare");
+                    let QueryOutput::CopyIn(mut copy) = session.execute(&prepared, vec![]).await.expect("copy") else {
+                        panic!("COPY FROM STDIN starts a copy")
+                    };
+                    copy.feed(csv.as_bytes()).expect("feed");
+                    copy.finish().await.expect("finish");
+                }
+                record("copy_csv_1000_rows", started.elapsed(), iterations)
+            })
+        })
+    });
+    group.finish();
+    runtime.block_on(engine.shutdown());
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    ingest(&mut criterion);
+    engine_ingest(&mut criterion);
+    criterion.final_summary();
+    println!();
+    print_ratio("durable_append_1_writer", "baseline_ipc_lz4_encode", 0.6);
+    print_ratio("durable_append_8_writers", "baseline_ipc_lz4_encode", 0.6);
+    print_ratio("durable_append_64_writers", "baseline_ipc_lz4_encode", 0.6);
+}

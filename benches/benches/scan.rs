@@ -1,0 +1,109 @@
+//! Warm bounded scans: a query over a topic whose segments are in the cache, against DataFusion
+//! running the same query over the same batches in memory (MemTable); plus a pruned scan.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, BATCH_ROWS, BID_COLUMNS};
+use streamhouse_engine::{Engine, EngineConfig, QueryOutput, Session};
+use streamhouse_storage::StorageConfig;
+
+const BATCHES: usize = 128; // about one million rows
+
+async fn run(session: &mut Session, sql: &str) -> usize {
+    let prepared = session.prepare(sql).await.expect("prepare");
+    let QueryOutput::Rows { mut stream, .. } = session.execute(&prepared, vec![]).await.expect("execute") else {
+        panic!("a query returns rows")
+    };
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch.expect("batch").num_rows();
+    }
+    rows
+}
+
+fn scan(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let batches = bid_batches(BATCHES);
+    let rows = (BATCHES * BATCH_ROWS) as u64;
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).expect("target directory");
+    let dir = tempfile::tempdir_in(target).expect("scratch directory");
+    let engine = runtime
+        .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))
+        .expect("engine");
+    let mut session = engine.new_session("bench").expect("session");
+    runtime.block_on(async {
+        let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
+        session.execute(&create, vec![]).await.expect("create");
+        let topic = engine.storage().topic("bids").expect("topic");
+        for chunk in batches.chunks(8) {
+            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+        }
+        engine.storage().seal_all().await.expect("seal");
+    });
+    let context = SessionContext::new();
+    let table = MemTable::try_new(bid_schema(), vec![batches.clone()]).expect("memtable");
+    context.register_table("bids", Arc::new(table)).expect("register");
+
+    let query = "SELECT channel, count(*), sum(price), max(bidder) FROM bids GROUP BY channel";
+    // Warm the segment cache.
+    runtime.block_on(run(&mut session, query));
+    let session = std::cell::RefCell::new(session);
+
+    let mut group = c.benchmark_group("scan");
+    group.throughput(Throughput::Elements(rows));
+    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group.bench_function("baseline_datafusion_memtable", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let frame = context.sql(query).await.expect("plan");
+                    std::hint::black_box(frame.collect().await.expect("collect"));
+                }
+                record("baseline_datafusion_memtable", started.elapsed(), iterations)
+            })
+        })
+    });
+    group.bench_function("warm_topic_scan", |b| {
+        b.iter_custom(|iterations| {
+            let mut session = session.borrow_mut();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    std::hint::black_box(run(&mut session, query).await);
+                }
+                record("warm_topic_scan", started.elapsed(), iterations)
+            })
+        })
+    });
+    let pruned = format!("SELECT count(*) FROM bids WHERE _offset >= {}", rows - BATCH_ROWS as u64);
+    group.bench_function("pruned_scan_last_batch", |b| {
+        b.iter_custom(|iterations| {
+            let mut session = session.borrow_mut();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    std::hint::black_box(run(&mut session, &pruned).await);
+                }
+                record("pruned_scan_last_batch", started.elapsed(), iterations)
+            })
+        })
+    });
+    group.finish();
+    runtime.block_on(engine.shutdown());
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    scan(&mut criterion);
+    criterion.final_summary();
+    println!();
+    print_ratio("warm_topic_scan", "baseline_datafusion_memtable", 0.8);
+    print_ratio("pruned_scan_last_batch", "warm_topic_scan", 1.0);
+}
