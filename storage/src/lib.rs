@@ -10,7 +10,7 @@
 //! it takes Arrow batches already validated against a topic's schema and hands back Arrow
 //! batches. The engine is its only user.
 
-mod cache;
+pub mod cache;
 mod config;
 mod error;
 pub mod metrics;
@@ -340,14 +340,15 @@ impl Storage {
         Ok(self.inner.catalog.partitions(topic.id())?)
     }
 
-    /// Fetches a segment file through the cache.
-    pub async fn segment_bytes(&self, segment: &SegmentMeta) -> Result<bytes::Bytes> {
-        self.inner.cache.get(&segment.object_key).await
+    /// Columns of a segment file (indices into its schema, see [`segment::segment_schema`]),
+    /// decoded, through the cache: one array per record batch of the file.
+    pub async fn segment_columns(&self, segment: &SegmentMeta, columns: &[usize]) -> Result<Vec<cache::CachedColumn>> {
+        self.inner.cache.columns(&segment.object_key, columns).await
     }
 
-    /// Starts fetching a segment that a reader will need next.
-    pub fn prefetch_segment(&self, segment: &SegmentMeta) {
-        self.inner.cache.prefetch(&segment.object_key);
+    /// Starts decoding columns of a segment that a reader will need next.
+    pub fn prefetch_segment(&self, segment: &SegmentMeta, columns: &[usize]) {
+        self.inner.cache.prefetch(&segment.object_key, columns);
     }
 
     /// Number of WAL files on disk (for tests and metrics).

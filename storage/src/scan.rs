@@ -10,7 +10,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use streamhouse_catalog::SegmentMeta;
 use tokio::sync::mpsc;
 
-use crate::segment::{offset_array, read_segment, timestamp_array};
+use crate::segment::{offset_array, timestamp_array};
 use crate::{PartitionSnapshot, Result, Storage, StoredBatch, TopicLog};
 
 /// Batches decoded ahead of the consumer per partition scan.
@@ -152,20 +152,18 @@ async fn run_scan(
     let file_columns = projection.file_columns(user_columns);
     for (index, segment) in segments.iter().enumerate() {
         if let Some(next) = segments.get(index + 1) {
-            storage.prefetch_segment(next);
+            storage.prefetch_segment(next, &file_columns);
         }
-        let bytes = storage.segment_bytes(segment).await?;
-        let reader = read_segment(bytes, Some(file_columns.clone()))?;
-        for batch in reader {
-            let batch = batch?;
-            let rows = batch.num_rows();
-            let position = |file_column: usize| {
-                file_columns.iter().position(|&c| c == file_column).unwrap_or_default()
-            };
+        let columns = storage.segment_columns(segment, &file_columns).await?;
+        let position = |file_column: usize| file_columns.iter().position(|&c| c == file_column).unwrap_or_default();
+        let batch_count = columns.first().map_or(0, |c| c.len());
+        for batch in 0..batch_count {
+            let column = |file_column: usize| columns[position(file_column)][batch].clone();
+            let rows = column(file_columns[0]).len();
             let output = projection.assemble(rows, |source| match source {
-                Source::User(i) => batch.column(position(i)).clone(),
-                Source::Offset => batch.column(position(user_columns)).clone(),
-                Source::Timestamp => batch.column(position(user_columns + 1)).clone(),
+                Source::User(i) => column(i),
+                Source::Offset => column(user_columns),
+                Source::Timestamp => column(user_columns + 1),
                 Source::Partition => partition_column(rows),
             })?;
             if sender.send(Ok(output)).await.is_err() {

@@ -117,7 +117,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
         .map_err(|e| StorageError::WalFailed(format!("segment encoder panicked: {e}")))??;
     let key = segment_key(topic.id(), partition, base_offset);
     let size = bytes.len() as u64;
-    inner.store.put(&ObjectPath::from(key.as_str()), bytes.clone().into()).await?;
+    inner.store.put(&ObjectPath::from(key.as_str()), bytes.into()).await?;
     let segment = SegmentMeta {
         topic_id: topic.id(),
         partition,
@@ -140,7 +140,6 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
         }
         return Err(error.into());
     }
-    inner.cache.put_written(&key, bytes);
     log.tail.write().unwrap_or_else(|p| p.into_inner()).trim_to(end_offset);
     log.sealed_offset.store(end_offset, Ordering::Release);
     inner.metrics.segments_sealed.add(1);
