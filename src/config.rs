@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// How often retention runs.
     #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Most unsealed bytes per partition before appends wait for sealing.
+    #[arg(long, env = "STREAMHOUSE_PARTITION_TAIL_BYTES_MAX")]
+    pub partition_tail_bytes_max: Option<u64>,
+    /// How long an append waits for sealing to catch up before failing.
+    #[arg(long, env = "STREAMHOUSE_APPEND_WAIT_MS_MAX")]
+    pub append_wait_ms_max: Option<u64>,
     /// Largest Postgres protocol message accepted.
     #[arg(long, env = "STREAMHOUSE_MESSAGE_BYTES_MAX")]
     pub message_bytes_max: Option<usize>,
@@ -67,6 +73,8 @@ struct FileConfig {
     segment_cache_bytes_max: Option<u64>,
     wal_file_bytes_max: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    partition_tail_bytes_max: Option<u64>,
+    append_wait_ms_max: Option<u64>,
     message_bytes_max: Option<usize>,
     statement_bytes_max: Option<u64>,
     copy_bytes_max: Option<u64>,
@@ -116,6 +124,13 @@ impl ServerConfig {
             args.retention_check_interval_ms.or(file.retention_check_interval_ms),
             storage.retention_check_interval_ms,
         )?;
+        storage.partition_tail_bytes_max = positive(
+            "partition_tail_bytes_max",
+            args.partition_tail_bytes_max.or(file.partition_tail_bytes_max),
+            storage.partition_tail_bytes_max,
+        )?;
+        storage.append_wait_ms_max =
+            positive("append_wait_ms_max", args.append_wait_ms_max.or(file.append_wait_ms_max), storage.append_wait_ms_max)?;
         let mut engine = EngineConfig::default();
         engine.statement_bytes_max = positive("statement_bytes_max", args.statement_bytes_max.or(file.statement_bytes_max), engine.statement_bytes_max)?;
         engine.copy_bytes_max = positive("copy_bytes_max", args.copy_bytes_max.or(file.copy_bytes_max), engine.copy_bytes_max)?;

@@ -64,24 +64,31 @@ pub fn bid_batches(count: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// Mean time per iteration of each measured bench, by name, for the ratio report.
-fn means() -> &'static Mutex<BTreeMap<String, Duration>> {
-    static MEANS: OnceLock<Mutex<BTreeMap<String, Duration>>> = OnceLock::new();
-    MEANS.get_or_init(Default::default)
+/// Total time and iterations of each measured bench, by name, for the ratio report.
+fn totals() -> &'static Mutex<BTreeMap<String, (Duration, u64)>> {
+    static TOTALS: OnceLock<Mutex<BTreeMap<String, (Duration, u64)>>> = OnceLock::new();
+    TOTALS.get_or_init(Default::default)
 }
 
-/// Records the time of `iterations` runs of a bench (use inside `iter_custom`).
+/// Adds the time of `iterations` runs of a bench (use inside `iter_custom`; every sample,
+/// warm-up included, counts towards the mean) and returns `total` for criterion.
 pub fn record(name: &str, total: Duration, iterations: u64) -> Duration {
-    let mean = total / iterations.max(1) as u32;
-    means().lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), mean);
+    let mut totals = totals().lock().unwrap_or_else(|p| p.into_inner());
+    let slot = totals.entry(name.to_string()).or_insert((Duration::ZERO, 0));
+    slot.0 += total;
+    slot.1 += iterations;
     total
+}
+
+fn mean(name: &str) -> Option<Duration> {
+    let totals = totals().lock().unwrap_or_else(|p| p.into_inner());
+    totals.get(name).filter(|(_, n)| *n > 0).map(|(total, n)| total.div_f64(*n as f64))
 }
 
 /// Prints `ours / baseline` as a speed ratio (baseline time over our time: above 1 is faster
 /// than the baseline), with the target it is measured against.
 pub fn print_ratio(ours: &str, baseline: &str, target: f64) {
-    let means = means().lock().unwrap_or_else(|p| p.into_inner());
-    match (means.get(ours), means.get(baseline)) {
+    match (mean(ours), mean(baseline)) {
         (Some(ours_time), Some(baseline_time)) => {
             let ratio = baseline_time.as_secs_f64() / ours_time.as_secs_f64();
             let verdict = if ratio >= target { "met" } else { "NOT met" };

@@ -71,6 +71,7 @@ impl EngineError {
                 StorageError::InvalidBatch { reason, .. } if reason.contains("not-null") => "23502",
                 StorageError::InvalidBatch { .. } => "22000",
                 StorageError::ShuttingDown => "57P01",
+                StorageError::Backpressure { .. } => "53000",
                 _ => "58030", // io_error
             },
             EngineError::Internal(_) => "XX000",

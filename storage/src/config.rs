@@ -20,6 +20,11 @@ pub struct StorageConfig {
     pub segment_cache_bytes_max: u64,
     /// How often retention and the deletion of dropped topics' objects run.
     pub retention_check_interval_ms: u64,
+    /// Most unsealed bytes a partition holds in memory. Past it, appends wait for sealing to
+    /// catch up (an unreachable object store must not grow memory without bound).
+    pub partition_tail_bytes_max: u64,
+    /// How long an append waits for sealing to catch up before it fails.
+    pub append_wait_ms_max: u64,
 }
 
 impl StorageConfig {
@@ -34,6 +39,8 @@ impl StorageConfig {
             wal_group_bytes_max: 16 * 1024 * 1024,
             segment_cache_bytes_max: 256 * 1024 * 1024,
             retention_check_interval_ms: 30_000,
+            partition_tail_bytes_max: 64 * 1024 * 1024,
+            append_wait_ms_max: 30_000,
         }
     }
 }

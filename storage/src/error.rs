@@ -27,6 +27,10 @@ pub enum StorageError {
     Catalog(#[from] streamhouse_catalog::CatalogError),
     #[error("data directory {path}: {source}")]
     DataDirectory { path: String, #[source] source: std::io::Error },
+    #[error(
+        "partition {partition} of topic \"{topic}\" holds {bytes} unsealed bytes (partition_tail_bytes_max) and sealing did not catch up within {waited_ms} ms; is the object store reachable?"
+    )]
+    Backpressure { topic: String, partition: u32, bytes: u64, waited_ms: u64 },
     #[error("storage is shutting down")]
     ShuttingDown,
 }

@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     seal_wakeup: Notify,
     /// Wakes the retention task (a topic was dropped).
     retention_wakeup: Notify,
+    /// Wakes appends waiting for sealing to make room (after every seal).
+    seal_progress: Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -195,6 +197,7 @@ impl Storage {
                 metrics,
                 seal_wakeup: Notify::new(),
                 retention_wakeup: Notify::new(),
+                seal_progress: Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         };
@@ -281,6 +284,9 @@ impl Storage {
         if entries.is_empty() {
             return Ok(AppendOutcome::default());
         }
+        for entry in &encoded {
+            self.wait_for_room(topic, entry.partition).await?;
+        }
         let (ack, acknowledged) = oneshot::channel();
         let mut outcome = AppendOutcome::default();
         {
@@ -310,6 +316,34 @@ impl Storage {
             self.inner.seal_wakeup.notify_one();
         }
         Ok(outcome)
+    }
+
+    /// Waits while a partition's unsealed tail is over `partition_tail_bytes_max`, up to
+    /// `append_wait_ms_max`: memory stays bounded when sealing falls behind.
+    async fn wait_for_room(&self, topic: &TopicLog, partition: u32) -> Result<()> {
+        let config = &self.inner.config;
+        let started = std::time::Instant::now();
+        let limit = std::time::Duration::from_millis(config.append_wait_ms_max);
+        loop {
+            let progress = self.inner.seal_progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so a seal finishing in between still wakes us.
+            progress.as_mut().enable();
+            let bytes = topic.partitions[partition as usize].read_tail().bytes;
+            if bytes <= config.partition_tail_bytes_max {
+                return Ok(());
+            }
+            self.inner.seal_wakeup.notify_one();
+            let remaining = limit.saturating_sub(started.elapsed());
+            if remaining.is_zero() || tokio::time::timeout(remaining, progress).await.is_err() {
+                return Err(StorageError::Backpressure {
+                    topic: topic.name().to_string(),
+                    partition,
+                    bytes,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
     }
 
     /// A consistent view of one partition for a bounded read: every acknowledged row below the

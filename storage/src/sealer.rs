@@ -142,6 +142,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
     }
     log.tail.write().unwrap_or_else(|p| p.into_inner()).trim_to(end_offset);
     log.sealed_offset.store(end_offset, Ordering::Release);
+    inner.seal_progress.notify_waiters();
     inner.metrics.segments_sealed.add(1);
     inner.metrics.segment_bytes_uploaded.add(size);
     tracing::debug!(

@@ -236,3 +236,34 @@ async fn followers_wake_on_append_and_time_retention_drops_old_segments() {
 fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_for_sealing_when_the_object_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(SqliteCatalog::open(&dir.path().join("catalog.db")).unwrap());
+    let mut config = StorageConfig::new(dir.path());
+    config.segment_bytes_max = 1;
+    config.partition_tail_bytes_max = 1;
+    config.append_wait_ms_max = 200;
+    let storage = Storage::open(config, catalog).await.unwrap();
+    let topic = storage.create_topic(&definition("b", 1, false)).unwrap();
+    // A file where the object directory must go: every segment upload fails.
+    std::fs::write(dir.path().join("topics"), b"in the way").unwrap();
+    storage.append(&topic, vec![batch(0..3)]).await.unwrap();
+    let error = storage.append(&topic, vec![batch(3..6)]).await.unwrap_err();
+    assert!(matches!(error, streamhouse_storage::StorageError::Backpressure { .. }), "{error}");
+    // The object store comes back: the waiting append goes through once sealing catches up.
+    std::fs::remove_file(dir.path().join("topics")).unwrap();
+    // The sealer retries after a back-off; each append attempt waits up to 200 ms for it.
+    let mut attempts = 0;
+    let outcome = loop {
+        match storage.append(&topic, vec![batch(3..6)]).await {
+            Ok(outcome) => break outcome,
+            Err(streamhouse_storage::StorageError::Backpressure { .. }) if attempts < 50 => attempts += 1,
+            Err(error) => panic!("append failed: {error}"),
+        }
+    };
+    assert_eq!(outcome.placements, vec![(0, 3, 3)]);
+    let rows = read_all(&storage, "b").await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
+}
