@@ -95,6 +95,18 @@ pub struct Storage {
     inner: Arc<Inner>,
 }
 
+/// A batch that is a small slice of larger buffers is copied: the tail would otherwise keep
+/// (and count) the whole parent buffers in memory until the segment seals.
+fn compact(batch: RecordBatch) -> Result<RecordBatch> {
+    let held: usize = batch.columns().iter().map(|c| c.get_array_memory_size()).sum();
+    let used: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(held)).sum();
+    if used.saturating_mul(2) >= held {
+        return Ok(batch);
+    }
+    let indices = arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+    Ok(arrow::compute::take_record_batch(&batch, &indices)?)
+}
+
 fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -277,7 +289,7 @@ impl Storage {
         let mut encoded = Vec::new();
         let mut entries = Vec::new();
         for (partition, batches) in topic.partition_batches(batches)? {
-            let batch = segment::concat(topic.schema(), &batches)?;
+            let batch = compact(segment::concat(topic.schema(), &batches)?)?;
             encoded.push(EncodedEntry { partition, ipc: encode_batch(&batch)? });
             entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch });
         }
