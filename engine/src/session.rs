@@ -22,6 +22,7 @@ use futures::StreamExt;
 
 use crate::copy::{CopyDecoder, CopyEncoder};
 use crate::provider::TopicTableProvider;
+use crate::sql::literal_insert::{literal_insert, LiteralInsert};
 use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
 use crate::sql::wildcard::hide_system_columns;
 use crate::text::input::pg_type_name;
@@ -80,6 +81,8 @@ pub struct PreparedStatement {
 enum PreparedKind {
     Parsed(Statement),
     Planned { plan: LogicalPlan, is_insert: bool },
+    /// `INSERT … VALUES` of literals, converted without DataFusion (see `literal_insert`).
+    LiteralInsert(LiteralInsert),
 }
 
 impl PreparedStatement {
@@ -323,6 +326,10 @@ impl Session {
     pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
         let statement = parse_statement(sql)?;
         let (kind, param_types, result_schema) = match statement {
+            Statement::Query(statement) if self.fast_insert(&statement)?.is_some() => {
+                let literal = self.fast_insert(&statement)?.unwrap_or_else(|| unreachable!());
+                (PreparedKind::LiteralInsert(literal), Vec::new(), None)
+            }
             Statement::Query(statement) => {
                 let (plan, is_insert) = self.plan(*statement).await?;
                 let param_types = parameter_types(&plan)?;
@@ -348,15 +355,81 @@ impl Session {
         Ok(PreparedStatement { sql: sql.to_string(), param_types, result_schema, kind })
     }
 
+    /// The literal fast path for an INSERT, if every value fits its target column.
+    fn fast_insert(&self, statement: &ast::Statement) -> Result<Option<LiteralInsert>> {
+        let Some(literal) = literal_insert(statement)? else { return Ok(None) };
+        let Some(topic) = self.engine.storage().topic(&literal.table) else { return Ok(None) };
+        let schema = topic.schema();
+        let targets: Vec<usize> = if literal.columns.is_empty() {
+            (0..schema.fields().len()).collect()
+        } else {
+            let mut targets = Vec::with_capacity(literal.columns.len());
+            for name in &literal.columns {
+                match schema.index_of(name) {
+                    Ok(index) if !targets.contains(&index) => targets.push(index),
+                    _ => return Ok(None), // DataFusion reports the error
+                }
+            }
+            targets
+        };
+        let fits = literal.rows.iter().all(|row| {
+            row.len() == targets.len()
+                && row.iter().zip(&targets).all(|(value, &t)| value.fits(schema.field(t).data_type()))
+        });
+        Ok(fits.then_some(literal))
+    }
+
+    async fn insert_literals(&self, literal: &LiteralInsert) -> Result<u64> {
+        let storage = self.engine.storage();
+        let topic = storage.topic(&literal.table).ok_or_else(|| EngineError::UndefinedTable(literal.table.clone()))?;
+        let schema = topic.schema().clone();
+        let targets: Vec<usize> = if literal.columns.is_empty() {
+            (0..schema.fields().len()).collect()
+        } else {
+            literal
+                .columns
+                .iter()
+                .map(|name| {
+                    schema.index_of(name).map_err(|_| {
+                        EngineError::UndefinedColumn(format!("column \"{name}\" of relation \"{}\" does not exist", literal.table))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let rows = literal.rows.len();
+        let mut columns: Vec<arrow::array::ArrayRef> =
+            schema.fields().iter().map(|f| arrow::array::new_null_array(f.data_type(), rows)).collect();
+        for (position, &target) in targets.iter().enumerate() {
+            let field = schema.field(target);
+            let texts: Vec<Option<String>> = literal.rows.iter().map(|row| row[position].text()).collect();
+            let values: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+            columns[target] = crate::text::input::parse_column(&values, field.data_type())
+                .map_err(|e| EngineError::InvalidText(e.message))?;
+        }
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>())),
+            columns,
+        )?;
+        let batch = crate::provider::conform_batch(&topic, &batch)?;
+        Ok(storage.append(&topic, vec![batch]).await?.rows())
+    }
+
     async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
         let storage = self.engine.storage().clone();
-        let target = match &statement {
-            ast::Statement::Insert(insert) => match &insert.table {
-                ast::TableObject::TableName(name) => Some(object_name(name)?),
-                other => return Err(EngineError::NotSupported(format!("INSERT INTO {other}"))),
+        let insert = match &statement {
+            ast::Statement::Insert(insert) => Some(insert),
+            ast::Statement::Explain { statement, .. } => match statement.as_ref() {
+                ast::Statement::Insert(insert) => Some(insert),
+                _ => None,
             },
             _ => None,
         };
+        let target = match insert.map(|i| &i.table) {
+            Some(ast::TableObject::TableName(name)) => Some(object_name(name)?),
+            Some(other) => return Err(EngineError::NotSupported(format!("INSERT INTO {other}"))),
+            None => None,
+        };
+        let is_insert = matches!(statement, ast::Statement::Insert(_));
         if let Some(target) = &target {
             if storage.topic(target).is_none() {
                 return Err(EngineError::UndefinedTable(target.clone()));
@@ -369,7 +442,7 @@ impl Session {
         let planned = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await;
         *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let plan = planned?;
-        Ok((plan, target.is_some()))
+        Ok((plan, is_insert))
     }
 
     /// Runs a prepared statement with parameter values (one per parameter).
@@ -398,6 +471,10 @@ impl Session {
                 Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag })
             }
             PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
+            PreparedKind::LiteralInsert(literal) => {
+                let rows = self.insert_literals(literal).await?;
+                Ok(QueryOutput::Command { tag: format!("INSERT 0 {rows}") })
+            }
         }
     }
 

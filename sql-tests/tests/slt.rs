@@ -92,8 +92,57 @@ fn binary_to_text(ty: &Type, bytes: &[u8]) -> String {
         Type::TIMESTAMP => timestamp_text(be_i64(bytes) + PG_EPOCH_US),
         Type::TIMESTAMPTZ => format!("{}+00", timestamp_text(be_i64(bytes) + PG_EPOCH_US)),
         Type::JSONB => String::from_utf8_lossy(&bytes[1..]).to_string(),
-        _ => String::from_utf8_lossy(bytes).to_string(),
+        Type::INTERVAL => interval_text(be_i64(bytes), i32::from_be_bytes(bytes[8..12].try_into().unwrap()), i32::from_be_bytes(bytes[12..16].try_into().unwrap())),
+        _ => match ty.kind() {
+            tokio_postgres::types::Kind::Array(element) => array_text(element, bytes),
+            _ => String::from_utf8_lossy(bytes).to_string(),
+        },
     }
+}
+
+/// `1 year 2 mons 3 days 04:05:06.5`
+fn interval_text(micros: i64, days: i32, months: i32) -> String {
+    let mut parts = Vec::new();
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if months / 12 != 0 {
+        parts.push(unit((months / 12) as i64, "year", "years"));
+    }
+    if months % 12 != 0 {
+        parts.push(unit((months % 12) as i64, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(unit(days as i64, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let m = micros.unsigned_abs();
+        parts.push(format!("{sign}{:02}:{:02}:{:02}{}", m / 3_600_000_000, (m / 60_000_000) % 60, (m / 1_000_000) % 60, fraction((m % 1_000_000) as i64)));
+    }
+    parts.join(" ")
+}
+
+/// One-dimensional arrays: `{1,2,NULL}`.
+fn array_text(element: &Type, bytes: &[u8]) -> String {
+    let int = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    if int(0) == 0 {
+        return "{}".into();
+    }
+    let count = int(12) as usize;
+    let mut position = 20;
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let length = int(position);
+        position += 4;
+        if length < 0 {
+            items.push("NULL".to_string());
+            continue;
+        }
+        let value = binary_to_text(element, &bytes[position..position + length as usize]);
+        position += length as usize;
+        let quote = value.is_empty() || value.contains([',', '{', '}', '"', '\\', ' ']) || value.eq_ignore_ascii_case("null");
+        items.push(if quote { format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")) } else { value });
+    }
+    format!("{{{}}}", items.join(","))
 }
 
 fn numeric_text(bytes: &[u8]) -> String {

@@ -2,6 +2,7 @@
 //! hides system columns from `*`.
 
 pub mod duration;
+pub mod literal_insert;
 pub mod statement;
 pub mod types;
 pub mod wildcard;
