@@ -9,19 +9,12 @@ use arrow::record_batch::RecordBatch;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, BATCH_ROWS, BID_COLUMNS};
+use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS, BID_COLUMNS};
 use streamhouse_catalog::{RetentionPolicy, SqliteCatalog, TopicDefinition};
 use streamhouse_engine::{Engine, EngineConfig, QueryOutput};
 use streamhouse_storage::{Storage, StorageConfig, TopicLog};
 
 const BATCHES: usize = 16;
-
-fn scratch_dir() -> tempfile::TempDir {
-    // On the disk the data directory would be on (not a tmpfs), so fsync costs what it costs.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    std::fs::create_dir_all(&target).expect("target directory");
-    tempfile::tempdir_in(target).expect("scratch directory")
-}
 
 fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
     let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).expect("lz4 enabled");
@@ -50,7 +43,7 @@ async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
 }
 
 fn ingest(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = runtime();
     let batches = bid_batches(BATCHES);
     let rows = (BATCHES * BATCH_ROWS) as u64;
     let dir = scratch_dir();
@@ -126,7 +119,7 @@ fn ingest(c: &mut Criterion) {
 
 /// INSERT … VALUES of 1000 rows per statement and COPY of 100 000 CSV rows, through a session.
 fn engine_ingest(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = runtime();
     let dir = scratch_dir();
     let engine = runtime
         .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))

@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, BATCH_ROWS, BID_COLUMNS};
+use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS, BID_COLUMNS};
 use streamhouse_engine::{Engine, EngineConfig, QueryOutput, Session};
 use streamhouse_storage::StorageConfig;
 
@@ -27,12 +27,10 @@ async fn run(session: &mut Session, sql: &str) -> usize {
 }
 
 fn scan(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = runtime();
     let batches = bid_batches(BATCHES);
     let rows = (BATCHES * BATCH_ROWS) as u64;
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    std::fs::create_dir_all(&target).expect("target directory");
-    let dir = tempfile::tempdir_in(target).expect("scratch directory");
+    let dir = scratch_dir();
     let engine = runtime
         .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))
         .expect("engine");
@@ -70,31 +68,21 @@ fn scan(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("warm_topic_scan", |b| {
-        b.iter_custom(|iterations| {
-            let mut session = session.borrow_mut();
-            runtime.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    std::hint::black_box(run(&mut session, query).await);
-                }
-                record("warm_topic_scan", started.elapsed(), iterations)
-            })
-        })
-    });
     let pruned = format!("SELECT count(*) FROM bids WHERE _offset >= {}", rows - BATCH_ROWS as u64);
-    group.bench_function("pruned_scan_last_batch", |b| {
-        b.iter_custom(|iterations| {
-            let mut session = session.borrow_mut();
-            runtime.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    std::hint::black_box(run(&mut session, &pruned).await);
-                }
-                record("pruned_scan_last_batch", started.elapsed(), iterations)
+    for (name, sql) in [("warm_topic_scan", query.to_string()), ("pruned_scan_last_batch", pruned)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut session = session.borrow_mut();
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iterations {
+                        std::hint::black_box(run(&mut session, &sql).await);
+                    }
+                    record(name, started.elapsed(), iterations)
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
     runtime.block_on(engine.shutdown());
 }

@@ -64,6 +64,19 @@ pub fn bid_batches(count: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// The runtime every bench uses: two workers, as many as the machines have cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A scratch directory under `target/`, on the disk a data directory would use (not a tmpfs),
+/// so fsync costs what it costs.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).expect("target directory");
+    tempfile::tempdir_in(target).expect("scratch directory")
+}
+
 /// Total time and iterations of each measured bench, by name, for the ratio report.
 fn totals() -> &'static Mutex<BTreeMap<String, (Duration, u64)>> {
     static TOTALS: OnceLock<Mutex<BTreeMap<String, (Duration, u64)>>> = OnceLock::new();
