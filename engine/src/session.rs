@@ -247,7 +247,11 @@ impl Session {
     /// `statement_timeout`, if set.
     pub fn statement_timeout(&self) -> Option<Duration> {
         let text = self.setting("statement_timeout")?;
-        let ms = crate::sql::duration::parse_duration_us(text).ok().map(|us| us / 1000).or_else(|| text.parse().ok())?;
+        // A bare number is milliseconds, as in Postgres; otherwise a duration such as '5s'.
+        let ms = match text.trim().parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => crate::sql::duration::parse_duration_us(text).ok()? / 1000,
+        };
         (ms > 0).then(|| Duration::from_millis(ms as u64))
     }
 
