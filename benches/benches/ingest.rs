@@ -9,9 +9,9 @@ use arrow::record_batch::RecordBatch;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS, BID_COLUMNS};
+use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS};
 use streamhouse_catalog::{RetentionPolicy, SqliteCatalog, TopicDefinition};
-use streamhouse_engine::{Engine, EngineConfig, QueryOutput};
+use streamhouse_engine::QueryOutput;
 use streamhouse_storage::{Storage, StorageConfig, TopicLog};
 
 const BATCHES: usize = 16;
@@ -120,15 +120,7 @@ fn ingest(c: &mut Criterion) {
 /// INSERT … VALUES of 1000 rows per statement and COPY of 100 000 CSV rows, through a session.
 fn engine_ingest(c: &mut Criterion) {
     let runtime = runtime();
-    let dir = scratch_dir();
-    let engine = runtime
-        .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))
-        .expect("engine");
-    let mut session = engine.new_session("bench").expect("session");
-    runtime.block_on(async {
-        let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
-        session.execute(&create, vec![]).await.expect("create");
-    });
+    let (_dir, engine, session) = bench_engine(&runtime);
     let statement_rows = 1000u64;
     let copy_rows = 100_000u64;
     let values: Vec<String> = (0..statement_rows)

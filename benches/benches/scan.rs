@@ -8,9 +8,8 @@ use criterion::{Criterion, Throughput};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS, BID_COLUMNS};
-use streamhouse_engine::{Engine, EngineConfig, QueryOutput, Session};
-use streamhouse_storage::StorageConfig;
+use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, BATCH_ROWS};
+use streamhouse_engine::{QueryOutput, Session};
 
 const BATCHES: usize = 128; // about one million rows
 
@@ -30,14 +29,8 @@ fn scan(c: &mut Criterion) {
     let runtime = runtime();
     let batches = bid_batches(BATCHES);
     let rows = (BATCHES * BATCH_ROWS) as u64;
-    let dir = scratch_dir();
-    let engine = runtime
-        .block_on(Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()))
-        .expect("engine");
-    let mut session = engine.new_session("bench").expect("session");
+    let (_dir, engine, mut session) = bench_engine(&runtime);
     runtime.block_on(async {
-        let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
-        session.execute(&create, vec![]).await.expect("create");
         let topic = engine.storage().topic("bids").expect("topic");
         for chunk in batches.chunks(8) {
             engine.storage().append(&topic, chunk.to_vec()).await.expect("append");

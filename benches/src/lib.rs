@@ -77,6 +77,26 @@ pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(target).expect("scratch directory")
 }
 
+/// An engine on a scratch directory with the empty `bids` topic, and a session on it. Keep the
+/// directory alive as long as the engine.
+pub fn bench_engine(
+    runtime: &tokio::runtime::Runtime,
+) -> (tempfile::TempDir, Arc<streamhouse_engine::Engine>, streamhouse_engine::Session) {
+    let dir = scratch_dir();
+    let engine = runtime
+        .block_on(streamhouse_engine::Engine::open(
+            streamhouse_engine::StorageConfig::new(dir.path()),
+            streamhouse_engine::EngineConfig::default(),
+        ))
+        .expect("engine");
+    let mut session = engine.new_session("bench").expect("session");
+    runtime.block_on(async {
+        let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
+        session.execute(&create, vec![]).await.expect("create");
+    });
+    (dir, engine, session)
+}
+
 /// Total time and iterations of each measured bench, by name, for the ratio report.
 fn totals() -> &'static Mutex<BTreeMap<String, (Duration, u64)>> {
     static TOTALS: OnceLock<Mutex<BTreeMap<String, (Duration, u64)>>> = OnceLock::new();

@@ -82,7 +82,23 @@ enum PreparedKind {
     Parsed(Statement),
     Planned { plan: LogicalPlan, is_insert: bool },
     /// `INSERT … VALUES` of literals, converted without DataFusion (see `literal_insert`).
-    LiteralInsert(LiteralInsert),
+    LiteralInsert(ResolvedInsert),
+}
+
+/// A literal INSERT with its topic and target columns resolved at prepare, as a planned
+/// statement resolves its table.
+#[derive(Clone)]
+struct ResolvedInsert {
+    topic: Arc<streamhouse_storage::TopicLog>,
+    /// For each value of a row, the index of its column in the topic schema.
+    targets: Vec<usize>,
+    literal: LiteralInsert,
+}
+
+impl std::fmt::Debug for ResolvedInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedInsert").field("topic", &self.topic.name()).field("rows", &self.literal.rows.len()).finish()
+    }
 }
 
 impl PreparedStatement {
@@ -329,23 +345,24 @@ impl Session {
     /// Parses and plans one statement (as split by [`crate::split_statements`]).
     pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
         let statement = parse_statement(sql)?;
-        let (kind, param_types, result_schema) = match statement {
-            Statement::Query(statement) if self.fast_insert(&statement)?.is_some() => {
-                let literal = self.fast_insert(&statement)?.unwrap_or_else(|| unreachable!());
-                (PreparedKind::LiteralInsert(literal), Vec::new(), None)
-            }
-            Statement::Query(statement) => {
+        let fast_insert = match &statement {
+            Statement::Query(statement) => self.fast_insert(statement)?,
+            _ => None,
+        };
+        let (kind, param_types, result_schema) = match (statement, fast_insert) {
+            (_, Some(insert)) => (PreparedKind::LiteralInsert(insert), Vec::new(), None),
+            (Statement::Query(statement), None) => {
                 let (plan, is_insert) = self.plan(*statement).await?;
                 let param_types = parameter_types(&plan)?;
                 let schema = if is_insert { None } else { Some(Arc::new(plan.schema().as_arrow().clone())) };
                 (PreparedKind::Planned { plan, is_insert }, param_types, schema)
             }
-            Statement::CopyTo { query, options } => {
+            (Statement::CopyTo { query, options }, None) => {
                 // Planned now so that errors surface at prepare; planned again per execution.
                 self.plan(ast::Statement::Query(query.clone())).await?;
                 (PreparedKind::Parsed(Statement::CopyTo { query, options }), Vec::new(), None)
             }
-            other => {
+            (other, None) => {
                 let schema = match &other {
                     Statement::ShowTopics => Some(show_topics_schema()),
                     Statement::Describe { .. } => Some(describe_schema()),
@@ -360,7 +377,7 @@ impl Session {
     }
 
     /// The literal fast path for an INSERT, if every value fits its target column.
-    fn fast_insert(&self, statement: &ast::Statement) -> Result<Option<LiteralInsert>> {
+    fn fast_insert(&self, statement: &ast::Statement) -> Result<Option<ResolvedInsert>> {
         let Some(literal) = literal_insert(statement)? else { return Ok(None) };
         let Some(topic) = self.engine.storage().topic(&literal.table) else { return Ok(None) };
         let schema = topic.schema();
@@ -380,26 +397,12 @@ impl Session {
             row.len() == targets.len()
                 && row.iter().zip(&targets).all(|(value, &t)| value.fits(schema.field(t).data_type()))
         });
-        Ok(fits.then_some(literal))
+        Ok(fits.then(|| ResolvedInsert { topic: topic.clone(), targets, literal }))
     }
 
-    async fn insert_literals(&self, literal: &LiteralInsert) -> Result<u64> {
-        let storage = self.engine.storage();
-        let topic = storage.topic(&literal.table).ok_or_else(|| EngineError::UndefinedTable(literal.table.clone()))?;
+    async fn insert_literals(&self, insert: &ResolvedInsert) -> Result<u64> {
+        let ResolvedInsert { topic, targets, literal } = insert;
         let schema = topic.schema().clone();
-        let targets: Vec<usize> = if literal.columns.is_empty() {
-            (0..schema.fields().len()).collect()
-        } else {
-            literal
-                .columns
-                .iter()
-                .map(|name| {
-                    schema.index_of(name).map_err(|_| {
-                        EngineError::UndefinedColumn(format!("column \"{name}\" of relation \"{}\" does not exist", literal.table))
-                    })
-                })
-                .collect::<Result<_>>()?
-        };
         let rows = literal.rows.len();
         let mut columns: Vec<arrow::array::ArrayRef> =
             schema.fields().iter().map(|f| arrow::array::new_null_array(f.data_type(), rows)).collect();
@@ -414,8 +417,8 @@ impl Session {
             Arc::new(Schema::new(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>())),
             columns,
         )?;
-        let batch = crate::provider::conform_batch(&topic, &batch)?;
-        Ok(storage.append(&topic, vec![batch]).await?.rows())
+        let batch = crate::provider::conform_batch(topic, &batch)?;
+        Ok(self.engine.storage().append(topic, vec![batch]).await?.rows())
     }
 
     async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
@@ -475,8 +478,8 @@ impl Session {
                 Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag })
             }
             PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
-            PreparedKind::LiteralInsert(literal) => {
-                let rows = self.insert_literals(literal).await?;
+            PreparedKind::LiteralInsert(insert) => {
+                let rows = self.insert_literals(insert).await?;
                 Ok(QueryOutput::Command { tag: format!("INSERT 0 {rows}") })
             }
         }

@@ -751,7 +751,7 @@ impl Connection {
                 self.begin_statement();
                 let output = self.execute_prepared(&prepared, std::mem::take(&mut portal.params)).await?;
                 // RowDescription was sent by Describe in the extended protocol.
-                let output = match output {
+                match output {
                     QueryOutput::Rows { schema, stream, tag } => {
                         let state = PortalState::Rows { schema, stream, pending: None, sent: 0, tag };
                         self.stream_rows(state, &formats, max_rows).await?.unwrap_or(PortalState::Done)
@@ -760,8 +760,7 @@ impl Connection {
                         self.send_output(other, &formats, max_rows).await?;
                         PortalState::Done
                     }
-                };
-                output
+                }
             }
         };
         portal.state = next_state;

@@ -321,11 +321,11 @@ fn numeric_text(bytes: &[u8]) -> Result<String, EngineError> {
             fraction.push_str(&format!("{digit:04}"));
         }
     }
-    let integer_groups_missing = (weight + 1).max(0) as usize - count.min((weight + 1).max(0) as usize);
-    integer.push_str(&"0000".repeat(integer_groups_missing));
+    // Integer groups past the last digit given are zeros.
+    let integer_groups = (weight + 1).max(0) as usize;
+    integer.push_str(&"0000".repeat(integer_groups.saturating_sub(count)));
     let integer = integer.trim_start_matches('0');
-    let mut fraction = fraction;
-    fraction.truncate(scale.max(fraction.len().min(scale)));
+    fraction.truncate(scale);
     while fraction.len() < scale {
         fraction.push('0');
     }
@@ -336,7 +336,7 @@ fn numeric_text(bytes: &[u8]) -> Result<String, EngineError> {
     text.push_str(if integer.is_empty() { "0" } else { integer });
     if scale > 0 {
         text.push('.');
-        text.push_str(&fraction[..scale]);
+        text.push_str(&fraction);
     }
     Ok(text)
 }

@@ -11,7 +11,6 @@ use datafusion::sql::sqlparser::ast::{
     CreateTableOptions, Expr, ObjectName, SqlOption, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use streamhouse_catalog::{RetentionPolicy, TopicDefinition, WatermarkSpec};
@@ -143,7 +142,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             let object = Parser::new(&PostgreSqlDialect {}).try_with_sql(&name)?.parse_object_name(false)?;
             Ok(Statement::Describe { name: object_name(&object)? })
         }
-        ("CREATE", "TOPIC") | ("CREATE", "TABLE") => parse_create_topic(&tokens, second == "TABLE"),
+        ("CREATE", "TOPIC") | ("CREATE", "TABLE") => parse_create_topic(&tokens),
         ("DROP", "TOPIC") | ("DROP", "TABLE") => parse_drop(sql),
         _ => parse_other(sql),
     }
@@ -306,8 +305,10 @@ fn extract_streaming_clauses(tokens: &[Token]) -> Result<(Vec<Token>, Option<Vec
     Ok((output, watermark, append_only))
 }
 
-fn parse_create_topic(tokens: &[Token], is_table: bool) -> Result<Statement> {
-    let (rest, watermark_tokens, append_only) = extract_streaming_clauses(tokens)?;
+/// `CREATE TOPIC` and `CREATE TABLE` alike: a table without a key is a stream, with or without
+/// `APPEND ONLY` (keyed tables are refused until they exist).
+fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
+    let (rest, watermark_tokens, _append_only) = extract_streaming_clauses(tokens)?;
     let sql = replace_second_word(&render(&rest), "TABLE");
     let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
     let ast::Statement::CreateTable(create) = statement else {
@@ -330,7 +331,6 @@ fn parse_create_topic(tokens: &[Token], is_table: bool) -> Result<Statement> {
             "keyed tables (PRIMARY KEY, table constraints) in this version; create an append-only topic with CREATE TOPIC or CREATE TABLE … APPEND ONLY".into(),
         ));
     }
-    let _ = is_table && !append_only; // a table without a key is a stream either way
     let mut fields = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         let column_name = normalize_ident(&column.name);
@@ -573,11 +573,6 @@ fn parse_other(sql: &str) -> Result<Statement> {
             Err(EngineError::NotSupported(format!("statement {head}")))
         }
     }
-}
-
-#[allow(dead_code)]
-fn is_keyword(token: &Token, keyword: Keyword) -> bool {
-    matches!(token, Token::Word(w) if w.keyword == keyword)
 }
 
 #[cfg(test)]

@@ -88,10 +88,7 @@ impl WildcardRewriter<'_> {
             match item {
                 SelectItem::Wildcard(options) => {
                     if relations.len() == 1 {
-                        match with_exclude(options.clone()) {
-                            Some(options) => projection.push(SelectItem::Wildcard(options)),
-                            None => projection.push(SelectItem::Wildcard(options)),
-                        }
+                        projection.push(SelectItem::Wildcard(with_exclude(options.clone()).unwrap_or(options)));
                     } else if relations.iter().all(|r| r.qualifier.is_some())
                         && options.opt_exclude.is_none()
                         && options.opt_except.is_none()
