@@ -2,6 +2,7 @@
 //! an optional TOML file, then defaults. Every limit is a named value with a unit in its name.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -55,6 +56,12 @@ pub struct ServeArgs {
     /// Largest COPY FROM input, appended atomically.
     #[arg(long, env = "STREAMHOUSE_COPY_BYTES_MAX")]
     pub copy_bytes_max: Option<u64>,
+    /// How often a materialized view commits an epoch (ms).
+    #[arg(long, env = "STREAMHOUSE_EPOCH_INTERVAL_MS")]
+    pub epoch_interval_ms: Option<u64>,
+    /// How often the state store's WAL is synced to disk (ms).
+    #[arg(long, env = "STREAMHOUSE_CHECKPOINT_INTERVAL_MS")]
+    pub checkpoint_interval_ms: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -78,6 +85,8 @@ struct FileConfig {
     message_bytes_max: Option<usize>,
     statement_bytes_max: Option<u64>,
     copy_bytes_max: Option<u64>,
+    epoch_interval_ms: Option<u64>,
+    checkpoint_interval_ms: Option<u64>,
     log: Option<String>,
 }
 
@@ -134,6 +143,16 @@ impl ServerConfig {
         let mut engine = EngineConfig::default();
         engine.statement_bytes_max = positive("statement_bytes_max", args.statement_bytes_max.or(file.statement_bytes_max), engine.statement_bytes_max)?;
         engine.copy_bytes_max = positive("copy_bytes_max", args.copy_bytes_max.or(file.copy_bytes_max), engine.copy_bytes_max)?;
+        engine.epoch_interval = Duration::from_millis(positive(
+            "epoch_interval_ms",
+            args.epoch_interval_ms.or(file.epoch_interval_ms),
+            engine.epoch_interval.as_millis() as u64,
+        )?);
+        engine.checkpoint_interval = Duration::from_millis(positive(
+            "checkpoint_interval_ms",
+            args.checkpoint_interval_ms.or(file.checkpoint_interval_ms),
+            engine.checkpoint_interval.as_millis() as u64,
+        )?);
         let message_bytes_max = positive(
             "message_bytes_max",
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),

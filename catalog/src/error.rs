@@ -7,6 +7,10 @@ pub enum CatalogError {
     TopicExists(String),
     #[error("topic \"{0}\" does not exist")]
     TopicNotFound(String),
+    #[error("materialized view \"{0}\" does not exist")]
+    ViewNotFound(String),
+    #[error("cannot drop \"{name}\" because materialized views depend on it: {}", dependents.join(", "))]
+    InUse { name: String, dependents: Vec<String> },
     #[error(
         "segment {topic_id}/{partition}/{base_offset} does not continue the partition, which is sealed up to offset {sealed_offset}"
     )]

@@ -3,7 +3,8 @@
 //! The catalog owns the facts that must survive a restart and that are not log data: topics (name,
 //! Arrow schema, partition count, partition key, retention, watermark), partitions (low watermark
 //! and how far they are sealed into segments) and the segment index (offset range, row count,
-//! bytes, `_timestamp` and event-time bounds, object key). Every change is one transaction.
+//! bytes, `_timestamp` and event-time bounds, object key) and materialized views (name, query,
+//! options, source topics). Every change is one transaction.
 //!
 //! The catalog must not read or write log data and knows nothing about SQL or object stores: it
 //! records what the storage layer tells it. [`Catalog`] is the interface; [`SqliteCatalog`] is the
@@ -17,7 +18,8 @@ mod sqlite;
 
 pub use error::CatalogError;
 pub use model::{
-    PartitionState, RetentionPolicy, SegmentMeta, TopicDefinition, TopicId, TopicMeta, WatermarkSpec,
+    PartitionState, RetentionPolicy, SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewId,
+    ViewMeta, WatermarkSpec,
 };
 pub use schema_codec::{decode_schema, encode_schema};
 pub use sqlite::SqliteCatalog;
@@ -32,8 +34,19 @@ pub trait Catalog: Send + Sync + 'static {
     /// is taken.
     fn create_topic(&self, definition: &TopicDefinition) -> Result<TopicMeta>;
 
+    /// Records a materialized view. Fails with [`CatalogError::TopicExists`] if a topic or view
+    /// has the name, or [`CatalogError::TopicNotFound`] if a source topic is gone.
+    fn create_view(&self, definition: &ViewDefinition) -> Result<ViewMeta>;
+
+    /// Removes a view's definition. Its state is the engine's to delete.
+    fn drop_view(&self, name: &str) -> Result<ViewMeta>;
+
+    /// All views, ordered by name.
+    fn list_views(&self) -> Result<Vec<ViewMeta>>;
+
     /// Removes a topic's metadata and records its id as dropped, so that its objects can be
-    /// deleted in the background. Returns the dropped topic.
+    /// deleted in the background. Returns the dropped topic. Fails with [`CatalogError::InUse`]
+    /// while a view reads it.
     fn drop_topic(&self, name: &str) -> Result<TopicMeta>;
 
     /// All live topics, ordered by name.

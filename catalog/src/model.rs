@@ -79,3 +79,31 @@ pub struct SegmentMeta {
     pub max_event_time_us: Option<i64>,
     pub object_key: String,
 }
+
+/// A materialized view's id. Ids are never reused: state keyed by a dropped view's id is never
+/// read by a new view.
+pub type ViewId = u64;
+
+/// What a user asks for when creating a materialized view.
+#[derive(Debug, Clone)]
+pub struct ViewDefinition {
+    pub name: String,
+    /// The defining query, as SQL text; it is planned again on every start.
+    pub query: String,
+    /// `WITH (…)` options, by lower-case name.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Topics the query reads: they cannot be dropped while the view exists.
+    pub sources: Vec<TopicId>,
+}
+
+/// A materialized view as the catalog stores it.
+#[derive(Debug, Clone)]
+pub struct ViewMeta {
+    pub id: ViewId,
+    pub name: String,
+    pub query: String,
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Source topic ids, ascending, without duplicates.
+    pub sources: Vec<TopicId>,
+    pub created_ms: i64,
+}

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
     decode_schema, encode_schema, Catalog, CatalogError, PartitionState, Result, RetentionPolicy,
-    SegmentMeta, TopicDefinition, TopicId, TopicMeta, WatermarkSpec,
+    SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewMeta, WatermarkSpec,
 };
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`. Never edit one that
@@ -50,6 +50,19 @@ CREATE TABLE segments (
 CREATE TABLE dropped_topics (
     topic_id   INTEGER PRIMARY KEY,
     dropped_ms INTEGER NOT NULL
+);
+"#, r#"
+CREATE TABLE views (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    query       TEXT NOT NULL,
+    options     TEXT NOT NULL,             -- JSON object of WITH options
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE view_sources (
+    view_id   INTEGER NOT NULL REFERENCES views(id) ON DELETE CASCADE,
+    topic_id  INTEGER NOT NULL,
+    PRIMARY KEY (view_id, topic_id)
 );
 "#];
 
@@ -167,7 +180,90 @@ fn read_segment(row: &Row<'_>) -> rusqlite::Result<SegmentMeta> {
     })
 }
 
+fn view_named(connection: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    connection.query_row("SELECT id FROM views WHERE name = ?1", [name], |r| r.get(0)).optional()
+}
+
+const VIEW_COLUMNS: &str = "id, name, query, options, created_ms";
+
+fn read_view(connection: &Connection, row: &Row<'_>) -> rusqlite::Result<ViewMeta> {
+    let id: i64 = row.get(0)?;
+    let options: String = row.get(3)?;
+    let sources = connection
+        .prepare_cached("SELECT topic_id FROM view_sources WHERE view_id = ?1 ORDER BY topic_id")?
+        .query_map([id], |r| r.get::<_, i64>(0).map(|v| v as u64))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ViewMeta {
+        id: id as u64,
+        name: row.get(1)?,
+        query: row.get(2)?,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        sources,
+        created_ms: row.get(4)?,
+    })
+}
+
 impl Catalog for SqliteCatalog {
+    fn create_view(&self, definition: &ViewDefinition) -> Result<ViewMeta> {
+        let options = serde_json::to_string(&definition.options).map_err(|e| CatalogError::Schema(e.to_string()))?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let topic: Option<i64> =
+            transaction.query_row("SELECT id FROM topics WHERE name = ?1", [&definition.name], |r| r.get(0)).optional()?;
+        if topic.is_some() || view_named(&transaction, &definition.name)?.is_some() {
+            return Err(CatalogError::TopicExists(definition.name.clone()));
+        }
+        for &source in &definition.sources {
+            let live: Option<i64> =
+                transaction.query_row("SELECT id FROM topics WHERE id = ?1", [source as i64], |r| r.get(0)).optional()?;
+            if live.is_none() {
+                return Err(CatalogError::TopicNotFound(format!("#{source}")));
+            }
+        }
+        let created_ms = now_ms();
+        transaction.execute(
+            "INSERT INTO views (name, query, options, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![definition.name, definition.query, options, created_ms],
+        )?;
+        let id = transaction.last_insert_rowid();
+        for &source in &definition.sources {
+            transaction.execute("INSERT INTO view_sources (view_id, topic_id) VALUES (?1, ?2)", params![id, source as i64])?;
+        }
+        transaction.commit()?;
+        let mut sources = definition.sources.clone();
+        sources.sort_unstable();
+        sources.dedup();
+        Ok(ViewMeta {
+            id: id as u64,
+            name: definition.name.clone(),
+            query: definition.query.clone(),
+            options: definition.options.clone(),
+            sources,
+            created_ms,
+        })
+    }
+
+    fn drop_view(&self, name: &str) -> Result<ViewMeta> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let view = transaction
+            .query_row(&format!("SELECT {VIEW_COLUMNS} FROM views WHERE name = ?1"), [name], |row| read_view(&transaction, row))
+            .optional()?
+            .ok_or_else(|| CatalogError::ViewNotFound(name.to_string()))?;
+        transaction.execute("DELETE FROM view_sources WHERE view_id = ?1", [view.id as i64])?;
+        transaction.execute("DELETE FROM views WHERE id = ?1", [view.id as i64])?;
+        transaction.commit()?;
+        Ok(view)
+    }
+
+    fn list_views(&self) -> Result<Vec<ViewMeta>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(&format!("SELECT {VIEW_COLUMNS} FROM views ORDER BY name"))?;
+        let rows = statement.query_map([], |row| read_view(&connection, row))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+
     fn create_topic(&self, definition: &TopicDefinition) -> Result<TopicMeta> {
         let schema_bytes = encode_schema(&definition.schema)?;
         let key_json = serde_json::to_string(&definition.partition_key)
@@ -177,7 +273,7 @@ impl Catalog for SqliteCatalog {
         let exists: Option<i64> = transaction
             .query_row("SELECT id FROM topics WHERE name = ?1", [&definition.name], |r| r.get(0))
             .optional()?;
-        if exists.is_some() {
+        if exists.is_some() || view_named(&transaction, &definition.name)?.is_some() {
             return Err(CatalogError::TopicExists(definition.name.clone()));
         }
         let created_ms = now_ms();
@@ -231,6 +327,16 @@ impl Catalog for SqliteCatalog {
             .ok_or_else(|| CatalogError::TopicNotFound(name.to_string()))?;
         let topic = finish_topic(topic)?;
         let id = topic.id as i64;
+        let readers: Vec<String> = transaction
+            .prepare(
+                "SELECT v.name FROM views v JOIN view_sources s ON s.view_id = v.id \
+                 WHERE s.topic_id = ?1 ORDER BY v.name",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !readers.is_empty() {
+            return Err(CatalogError::InUse { name: name.to_string(), dependents: readers });
+        }
         transaction.execute("DELETE FROM segments WHERE topic_id = ?1", [id])?;
         transaction.execute("DELETE FROM partitions WHERE topic_id = ?1", [id])?;
         transaction.execute("DELETE FROM topics WHERE id = ?1", [id])?;

@@ -1,8 +1,8 @@
 //! The SQL engine of StreamHouse: the one door between front ends and the log.
 //!
 //! The engine owns SQL parsing (our DDL as extensions of sqlparser's Postgres dialect), the
-//! DataFusion session and topic table providers, COPY encoding and decoding, and the Postgres
-//! text formats of values. Front ends (Postgres wire, Flight, HTTP) hand it statements and
+//! DataFusion session and topic table providers, COPY encoding and decoding, the Postgres text
+//! formats of values, and the streaming engine (materialized views and their RocksDB state). Front ends (Postgres wire, Flight, HTTP) hand it statements and
 //! bytes and get back Arrow batches and command tags; they never touch storage or the catalog.
 
 mod copy;
@@ -10,6 +10,7 @@ mod error;
 pub mod provider;
 mod session;
 pub mod sql;
+pub mod stream;
 pub mod text;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct EngineConfig {
     pub statement_bytes_max: u64,
     /// Most bytes of input one COPY FROM may take (appended atomically, likewise).
     pub copy_bytes_max: u64,
+    /// How often a materialized view may commit an epoch.
+    pub epoch_interval: std::time::Duration,
+    /// How often the state store's WAL is synced (what a power loss may roll back).
+    pub checkpoint_interval: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +50,8 @@ impl Default for EngineConfig {
             database_name: "streamhouse".into(),
             statement_bytes_max: 256 * 1024 * 1024,
             copy_bytes_max: 1024 * 1024 * 1024,
+            epoch_interval: std::time::Duration::from_millis(20),
+            checkpoint_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -53,6 +60,8 @@ impl Default for EngineConfig {
 pub struct Engine {
     storage: Storage,
     config: EngineConfig,
+    views: Arc<stream::Views>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -62,7 +71,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens the catalog (`catalog.db` in the data directory) and storage.
+    /// Opens the catalog (`catalog.db` in the data directory), storage and the state store
+    /// (`state/`), and starts every materialized view from its last committed epoch.
     pub async fn open(storage_config: StorageConfig, config: EngineConfig) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&storage_config.data_dir).map_err(|source| {
             EngineError::Storage(streamhouse_storage::StorageError::DataDirectory {
@@ -72,8 +82,20 @@ impl Engine {
         })?;
         let catalog = SqliteCatalog::open(&storage_config.data_dir.join("catalog.db"))
             .map_err(|e| EngineError::Storage(e.into()))?;
+        let state_dir = storage_config.data_dir.join("state");
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
-        Ok(Arc::new(Self { storage, config }))
+        let timing = stream::EpochTiming { epoch_interval: config.epoch_interval };
+        let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval)?);
+        let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(views.clone().checkpoint(shutdown_receiver));
+        let engine = Arc::new(Self { storage, config, views, shutdown });
+        stream::ddl::start_views(&engine).await?;
+        Ok(engine)
+    }
+
+    /// The materialized views of this node.
+    pub fn views(&self) -> &Arc<stream::Views> {
+        &self.views
     }
 
     pub fn storage(&self) -> &Storage {
@@ -94,8 +116,10 @@ impl Engine {
         self.storage.metrics().render(out);
     }
 
-    /// Stops background work after every acknowledged write is on disk.
+    /// Stops background work after every acknowledged write and committed epoch is on disk.
     pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.views.shutdown().await;
         self.storage.shutdown().await;
     }
 }

@@ -48,6 +48,10 @@ impl TopicTableProvider {
     pub fn new(topic: Arc<TopicLog>, storage: Storage, system_columns: bool, statement_bytes_max: u64) -> Self {
         Self { topic, storage, system_columns, statement_bytes_max }
     }
+
+    pub fn topic(&self) -> &Arc<TopicLog> {
+        &self.topic
+    }
 }
 
 /// What the filters of a query let a scan skip.

@@ -20,7 +20,12 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 use futures::StreamExt;
 
+use datafusion::execution::SessionState;
+use streamhouse_storage::Storage;
+
 use crate::copy::{CopyDecoder, CopyEncoder};
+use crate::stream::window::WindowFunction;
+use crate::stream::ViewTableProvider;
 use crate::provider::TopicTableProvider;
 use crate::sql::literal_insert::{literal_insert, LiteralInsert};
 use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
@@ -38,7 +43,7 @@ pub fn version_string() -> String {
 /// Resolves table names to topics, from storage, at planning time: topics created by any
 /// session are visible to every other one at once.
 #[derive(Debug)]
-struct TopicSchemaProvider {
+pub(crate) struct TopicSchemaProvider {
     engine: Arc<Engine>,
     /// The table an INSERT being planned writes to; it resolves without system columns.
     write_target: Mutex<Option<String>>,
@@ -47,10 +52,15 @@ struct TopicSchemaProvider {
 #[async_trait]
 impl SchemaProvider for TopicSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.engine.storage().topics().iter().map(|t| t.name().to_string()).collect()
+        let topics = self.engine.storage().topics();
+        let views = self.engine.views().list();
+        topics.iter().map(|t| t.name().to_string()).chain(views.iter().map(|v| v.meta.name.clone())).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(view) = self.engine.views().get(name) {
+            return Ok(Some(Arc::new(ViewTableProvider { view })));
+        }
         let Some(topic) = self.engine.storage().topic(name) else { return Ok(None) };
         let is_target = self.write_target.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
         Ok(Some(Arc::new(TopicTableProvider::new(
@@ -62,8 +72,55 @@ impl SchemaProvider for TopicSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.engine.storage().topic(name).is_some()
+        self.engine.storage().topic(name).is_some() || self.engine.views().get(name).is_some()
     }
+}
+
+/// A DataFusion context whose tables are the engine's topics and views, with our functions.
+pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<TopicSchemaProvider>)> {
+    let database = engine.config().database_name.clone();
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(database.clone(), "public")
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false);
+    let context = SessionContext::new_with_config(config);
+    let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema("public", schema.clone())?;
+    context.register_catalog(database.clone(), Arc::new(catalog));
+    let version = version_string();
+    context.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+    ));
+    let current_database = database.clone();
+    context.register_udf(create_udf(
+        "current_database",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
+    ));
+    for hop in [false, true] {
+        let function = WindowFunction {
+            storage: engine.storage().clone(),
+            hop,
+            statement_bytes_max: engine.config().statement_bytes_max,
+        };
+        context.register_udtf(if hop { "hop" } else { "tumble" }, Arc::new(function));
+    }
+    Ok((context, schema))
+}
+
+/// Plans a query (not INSERT) as DataFusion would, with system columns kept out of `*`.
+pub(crate) async fn plan_query(state: &SessionState, storage: &Storage, query: ast::Query) -> Result<LogicalPlan> {
+    let mut statement = ast::Statement::Query(Box::new(query));
+    let is_topic = |name: &str| storage.topic(name).is_some();
+    hide_system_columns(&mut statement, &is_topic);
+    Ok(state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?)
 }
 
 /// A statement ready to run.
@@ -204,6 +261,18 @@ fn show_topics_schema() -> SchemaRef {
     ]))
 }
 
+fn show_views_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("definition", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("epoch", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("lag_rows", DataType::Int64, false),
+        Field::new("lag_seconds", DataType::Float64, false),
+    ]))
+}
+
 fn describe_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("kind", DataType::Utf8, false),
@@ -227,31 +296,7 @@ fn settings_schema() -> SchemaRef {
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str) -> Result<Self> {
         let database = engine.config().database_name.clone();
-        let config = SessionConfig::new()
-            .with_default_catalog_and_schema(database.clone(), "public")
-            .with_information_schema(true)
-            .with_create_default_catalog_and_schema(false);
-        let context = SessionContext::new_with_config(config);
-        let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
-        let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema("public", schema.clone())?;
-        context.register_catalog(database.clone(), Arc::new(catalog));
-        let version = version_string();
-        context.register_udf(create_udf(
-            "version",
-            vec![],
-            DataType::Utf8,
-            Volatility::Immutable,
-            Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
-        ));
-        let current_database = database.clone();
-        context.register_udf(create_udf(
-            "current_database",
-            vec![],
-            DataType::Utf8,
-            Volatility::Immutable,
-            Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
-        ));
+        let (context, schema) = new_context(&engine)?;
         Ok(Self { settings: default_settings(&database, user), engine, context, schema, in_transaction: false })
     }
 
@@ -368,6 +413,8 @@ impl Session {
                     Statement::Describe { .. } => Some(describe_schema()),
                     Statement::ShowAll => Some(settings_schema()),
                     Statement::ShowVariable { name } => Some(single_column(name, "").0),
+                    Statement::ShowViews => Some(show_views_schema()),
+                    Statement::ExplainView { .. } => Some(single_column("QUERY PLAN", "").0),
                     _ => None,
                 };
                 (PreparedKind::Parsed(other), Vec::new(), schema)
@@ -505,9 +552,37 @@ impl Session {
                     Ok(()) => {}
                     Err(streamhouse_storage::StorageError::TopicNotFound(_)) if if_exists => {}
                     Err(streamhouse_storage::StorageError::TopicNotFound(name)) => return Err(EngineError::UndefinedTable(name)),
+                    Err(streamhouse_storage::StorageError::Catalog(error @ streamhouse_catalog::CatalogError::InUse { .. })) => {
+                        return Err(EngineError::Sqlstate { code: "2BP01", message: error.to_string() })
+                    }
                     Err(other) => return Err(other.into()),
                 }
                 Ok(QueryOutput::Command { tag: "DROP TOPIC".into() })
+            }
+            Statement::CreateView { name, query, options, if_not_exists } => {
+                let state = self.context.state();
+                crate::stream::ddl::create_view(&self.engine, &state, &name, &query, options, if_not_exists).await?;
+                Ok(QueryOutput::Command { tag: "CREATE MATERIALIZED VIEW".into() })
+            }
+            Statement::ExplainView { query } => {
+                let state = self.context.state();
+                let plan = crate::stream::ddl::plan_view(&self.engine, &state, &query, 0).await?;
+                let schema = single_column("QUERY PLAN", "").0;
+                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(plan.explain()))])?;
+                Ok(rows_output(schema, vec![batch], "EXPLAIN"))
+            }
+            Statement::DropView { name, if_exists } => {
+                crate::stream::ddl::drop_view(&self.engine, &name, if_exists).await?;
+                Ok(QueryOutput::Command { tag: "DROP MATERIALIZED VIEW".into() })
+            }
+            Statement::Flush { view } => {
+                crate::stream::ddl::flush(&self.engine, view.as_deref()).await?;
+                Ok(QueryOutput::Command { tag: if view.is_some() { "REFRESH MATERIALIZED VIEW" } else { "FLUSH" }.into() })
+            }
+            Statement::ShowViews => {
+                let schema = show_views_schema();
+                let batch = crate::stream::ddl::show_views(&self.engine, schema.clone())?;
+                Ok(rows_output(schema, vec![batch], "SHOW"))
             }
             Statement::ShowTopics => {
                 let topics = storage.topics();

@@ -361,6 +361,12 @@ impl Storage {
     /// A consistent view of one partition for a bounded read: every acknowledged row below the
     /// high watermark at this instant, from segments and the tail.
     pub fn snapshot(&self, topic: &TopicLog, partition: u32) -> Result<PartitionSnapshot> {
+        self.snapshot_from(topic, partition, 0)
+    }
+
+    /// Like [`Self::snapshot`], but only segments holding offsets at or above `from` are listed
+    /// (a follower reading onwards from `from` needs no older ones).
+    pub fn snapshot_from(&self, topic: &TopicLog, partition: u32, from: u64) -> Result<PartitionSnapshot> {
         let log = topic.partition(partition).ok_or_else(|| StorageError::PartitionNotFound {
             topic: topic.name().to_string(),
             partition,
@@ -373,8 +379,9 @@ impl Storage {
         };
         let high_watermark = tail.last().map_or(tail_start, StoredBatch::end_offset);
         let low_watermark = log.low_watermark();
-        let segments = if tail_start > low_watermark {
-            self.inner.catalog.segments(topic.id(), partition, low_watermark, tail_start)?
+        let first = low_watermark.max(from);
+        let segments = if tail_start > first {
+            self.inner.catalog.segments(topic.id(), partition, first, tail_start)?
         } else {
             Vec::new()
         };

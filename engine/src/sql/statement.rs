@@ -3,6 +3,7 @@
 //! recognised from the token stream; everything else is parsed by sqlparser's Postgres dialect
 //! and planned by DataFusion.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
@@ -43,6 +44,13 @@ pub enum Statement {
     CopyTo { query: Box<ast::Query>, options: CopyOptions },
     /// Planned and run by DataFusion: queries, INSERT, EXPLAIN.
     Query(Box<ast::Statement>),
+    CreateView { name: String, query: Box<ast::Query>, options: BTreeMap<String, String>, if_not_exists: bool },
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan.
+    ExplainView { query: Box<ast::Query> },
+    DropView { name: String, if_exists: bool },
+    ShowViews,
+    /// `FLUSH`, or `REFRESH MATERIALIZED VIEW v` (a flush of one view).
+    Flush { view: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +135,17 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             None => Err(EngineError::Syntax("RESET needs a setting name".into())),
         },
         ("SHOW", "TOPICS") | ("SHOW", "TABLES") => Ok(Statement::ShowTopics),
+        ("SHOW", "MATERIALIZED") if words.get(2).map(String::as_str) == Some("VIEWS") && significant.len() == 3 => {
+            Ok(Statement::ShowViews)
+        }
+        ("FLUSH", _) if significant.len() == 1 => Ok(Statement::Flush { view: None }),
+        ("REFRESH", "MATERIALIZED") => parse_refresh(&tokens),
+        ("CREATE", "MATERIALIZED") => parse_create_view(sql),
+        ("EXPLAIN", "CREATE") => match parse_create_view(&render(&tokens[tokens.iter().position(|t| word(t).as_deref() == Some("EXPLAIN")).unwrap_or(0) + 1..]))? {
+            Statement::CreateView { query, .. } => Ok(Statement::ExplainView { query }),
+            _ => Err(EngineError::NotSupported("EXPLAIN of this statement".into())),
+        },
+        ("DROP", "MATERIALIZED") => parse_drop_view(sql),
         ("SHOW", "ALL") => Ok(Statement::ShowAll),
         ("SHOW", "TRANSACTION") => Ok(Statement::ShowVariable { name: "transaction_isolation".into() }),
         ("SHOW", "TIME") => Ok(Statement::ShowVariable { name: "timezone".into() }),
@@ -231,6 +250,67 @@ fn parse_drop(sql: &str) -> Result<Statement> {
         ast::Statement::Drop { .. } => Err(EngineError::NotSupported("dropping several topics in one statement".into())),
         _ => Err(EngineError::Syntax("expected DROP TOPIC name".into())),
     }
+}
+
+fn parse_create_view(sql: &str) -> Result<Statement> {
+    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statement()?;
+    let ast::Statement::CreateView(view) = statement else {
+        return Err(EngineError::Syntax("expected CREATE MATERIALIZED VIEW name AS query".into()));
+    };
+    if !view.materialized {
+        return Err(EngineError::NotSupported("CREATE VIEW (only materialized views)".into()));
+    }
+    if view.or_replace || view.or_alter {
+        return Err(EngineError::NotSupported("CREATE OR REPLACE MATERIALIZED VIEW".into()));
+    }
+    if !view.columns.is_empty() {
+        return Err(EngineError::NotSupported("a column list on a materialized view (alias the query's columns)".into()));
+    }
+    let mut options = BTreeMap::new();
+    let listed: &[SqlOption] = match &view.options {
+        CreateTableOptions::None => &[],
+        CreateTableOptions::With(options) => options,
+        other => return Err(EngineError::NotSupported(format!("materialized view options {other}"))),
+    };
+    for option in listed {
+        let SqlOption::KeyValue { key, value } = option else {
+            return Err(EngineError::InvalidParameter(format!("invalid materialized view option {option}")));
+        };
+        options.insert(key.value.to_ascii_lowercase(), option_text(value)?);
+    }
+    Ok(Statement::CreateView {
+        name: object_name(&view.name)?,
+        query: view.query,
+        options,
+        if_not_exists: view.if_not_exists,
+    })
+}
+
+fn parse_drop_view(sql: &str) -> Result<Statement> {
+    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statement()?;
+    match statement {
+        ast::Statement::Drop { object_type: ast::ObjectType::MaterializedView, names, if_exists, cascade, .. } => {
+            if cascade {
+                return Err(EngineError::NotSupported("DROP … CASCADE (no view depends on another yet)".into()));
+            }
+            match names.as_slice() {
+                [name] => Ok(Statement::DropView { name: object_name(name)?, if_exists }),
+                _ => Err(EngineError::NotSupported("dropping several materialized views in one statement".into())),
+            }
+        }
+        _ => Err(EngineError::Syntax("expected DROP MATERIALIZED VIEW name".into())),
+    }
+}
+
+fn parse_refresh(tokens: &[Token]) -> Result<Statement> {
+    // REFRESH MATERIALIZED VIEW name
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    if significant.len() < 4 || word(significant[2]).as_deref() != Some("VIEW") {
+        return Err(EngineError::Syntax("expected REFRESH MATERIALIZED VIEW name".into()));
+    }
+    let rest = render(&tokens[tokens.iter().position(|t| word(t).as_deref() == Some("VIEW")).unwrap_or(0) + 1..]);
+    let object = Parser::new(&PostgreSqlDialect {}).try_with_sql(rest.trim())?.parse_object_name(false)?;
+    Ok(Statement::Flush { view: Some(object_name(&object)?) })
 }
 
 /// `CREATE TOPIC x …` → `CREATE TABLE x …`, so that sqlparser parses the rest.

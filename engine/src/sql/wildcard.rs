@@ -155,6 +155,29 @@ impl VisitorMut for WildcardRewriter<'_> {
 pub fn hide_system_columns<T: VisitMut>(statement: &mut T, is_topic: &dyn Fn(&str) -> bool) {
     let mut rewriter = WildcardRewriter { is_topic };
     let _ = statement.visit(&mut rewriter);
+    lowercase_table_functions(statement);
+}
+
+/// DataFusion looks table functions up by their name exactly as written; SQL names are
+/// case-insensitive unless quoted, so `TUMBLE(…)` must find `tumble`.
+fn lowercase_table_functions<T: VisitMut>(statement: &mut T) {
+    struct Lowercase;
+    impl VisitorMut for Lowercase {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: Some(_), .. } = factor {
+                for part in name.0.iter_mut() {
+                    if let ObjectNamePart::Identifier(ident) = part {
+                        if ident.quote_style.is_none() {
+                            ident.value = ident.value.to_ascii_lowercase();
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Lowercase);
 }
 
 #[cfg(test)]

@@ -1,0 +1,609 @@
+//! Incremental GROUP BY.
+//!
+//! Each group's state (its row count and one accumulator per aggregate) lives in RocksDB under
+//! the group key (arrow-row bytes of the GROUP BY values), with the groups an epoch touches
+//! cached in memory. Every accumulator can retract: count and sum keep counts, min/max and
+//! count(DISTINCT) keep a multiset of values (ordered by their arrow-row bytes, so the smallest
+//! and largest are the first and last keys) — unless the input is append-only, where min/max keep
+//! just the extreme value. At the end of an epoch each touched group whose output changed emits
+//! a retraction of its old row and its new row; a group whose rows were all retracted emits only
+//! the retraction and its state is deleted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef, UInt64Type};
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::changes::{Changes, EpochContext, Operator};
+use super::state::{state_key, Decoder, Encoder};
+use crate::{EngineError, Result};
+
+/// Cached group states are dropped after an epoch once they hold more than this.
+const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    BoolAnd,
+    BoolOr,
+}
+
+impl AggFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Count => "count",
+            AggFunc::CountDistinct => "count(DISTINCT)",
+            AggFunc::Sum => "sum",
+            AggFunc::Avg => "avg",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::BoolAnd => "bool_and",
+            AggFunc::BoolOr => "bool_or",
+        }
+    }
+}
+
+/// One aggregate call of a GROUP BY.
+pub struct AggCall {
+    pub func: AggFunc,
+    pub arg: Arc<dyn PhysicalExpr>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub output_type: DataType,
+    pub text: String,
+    /// For min, max, count(DISTINCT): encodes argument values order-preservingly.
+    values: Option<RowConverter>,
+    /// What sum and avg accumulate in.
+    sum_type: Option<DataType>,
+}
+
+impl AggCall {
+    pub fn new(
+        func: AggFunc,
+        arg: Arc<dyn PhysicalExpr>,
+        arg_type: &DataType,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        output_type: DataType,
+        text: String,
+    ) -> Result<Self> {
+        let values = match func {
+            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => {
+                Some(RowConverter::new(vec![SortField::new(arg_type.clone())])?)
+            }
+            _ => None,
+        };
+        let sum_type = match func {
+            AggFunc::Sum => match &output_type {
+                DataType::Int64 | DataType::UInt64 | DataType::Float64 | DataType::Decimal128(_, _) => Some(output_type.clone()),
+                other => return Err(EngineError::NotSupported(format!("sum returning {other} in a materialized view"))),
+            },
+            AggFunc::Avg => match arg_type {
+                t if t.is_integer() => Some(DataType::Int64),
+                t if t.is_floating() => Some(DataType::Float64),
+                other => return Err(EngineError::NotSupported(format!("avg of {other} in a materialized view"))),
+            },
+            AggFunc::BoolAnd | AggFunc::BoolOr if arg_type != &DataType::Boolean => {
+                return Err(EngineError::PlanError(format!("{} needs a boolean argument", func.name())))
+            }
+            _ => None,
+        };
+        Ok(Self { func, arg, filter, output_type, text, values, sum_type })
+    }
+}
+
+/// The accumulator of one aggregate in one group.
+#[derive(Debug, Clone, PartialEq)]
+enum Acc {
+    Count(i64),
+    /// Exact sums (integers, decimals) and the number of non-null values in them.
+    SumInt { sum: i128, count: i64 },
+    SumFloat { sum: f64, count: i64 },
+    Bools { trues: i64, falses: i64 },
+    /// A multiset of values (arrow-row bytes → count).
+    Values(BTreeMap<Vec<u8>, i64>),
+    /// The extreme value so far (append-only input).
+    Extreme(Option<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct GroupState {
+    rows: i64,
+    accs: Vec<Acc>,
+}
+
+const TAG_COUNT: u8 = 1;
+const TAG_SUM_INT: u8 = 2;
+const TAG_SUM_FLOAT: u8 = 3;
+const TAG_BOOLS: u8 = 4;
+const TAG_VALUES: u8 = 5;
+const TAG_EXTREME: u8 = 6;
+
+impl GroupState {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Encoder::default();
+        out.i64(self.rows);
+        for acc in &self.accs {
+            match acc {
+                Acc::Count(n) => {
+                    out.u8(TAG_COUNT);
+                    out.i64(*n);
+                }
+                Acc::SumInt { sum, count } => {
+                    out.u8(TAG_SUM_INT);
+                    out.i128(*sum);
+                    out.i64(*count);
+                }
+                Acc::SumFloat { sum, count } => {
+                    out.u8(TAG_SUM_FLOAT);
+                    out.f64(*sum);
+                    out.i64(*count);
+                }
+                Acc::Bools { trues, falses } => {
+                    out.u8(TAG_BOOLS);
+                    out.i64(*trues);
+                    out.i64(*falses);
+                }
+                Acc::Values(values) => {
+                    out.u8(TAG_VALUES);
+                    out.u64(values.len() as u64);
+                    for (value, count) in values {
+                        out.bytes(value);
+                        out.i64(*count);
+                    }
+                }
+                Acc::Extreme(value) => {
+                    out.u8(TAG_EXTREME);
+                    match value {
+                        Some(v) => {
+                            out.u8(1);
+                            out.bytes(v);
+                        }
+                        None => out.u8(0),
+                    }
+                }
+            }
+        }
+        out.0
+    }
+
+    fn decode(bytes: &[u8], accs: usize) -> Result<Self> {
+        let mut input = Decoder(bytes);
+        let rows = input.i64()?;
+        let mut out = Vec::with_capacity(accs);
+        for _ in 0..accs {
+            out.push(match input.u8()? {
+                TAG_COUNT => Acc::Count(input.i64()?),
+                TAG_SUM_INT => Acc::SumInt { sum: input.i128()?, count: input.i64()? },
+                TAG_SUM_FLOAT => Acc::SumFloat { sum: input.f64()?, count: input.i64()? },
+                TAG_BOOLS => Acc::Bools { trues: input.i64()?, falses: input.i64()? },
+                TAG_VALUES => {
+                    let n = input.u64()?;
+                    let mut values = BTreeMap::new();
+                    for _ in 0..n {
+                        let value = input.bytes()?.to_vec();
+                        values.insert(value, input.i64()?);
+                    }
+                    Acc::Values(values)
+                }
+                TAG_EXTREME => match input.u8()? {
+                    0 => Acc::Extreme(None),
+                    _ => Acc::Extreme(Some(input.bytes()?.to_vec())),
+                },
+                _ => return Err(EngineError::Internal("state store holds an unknown accumulator".into())),
+            });
+        }
+        Ok(Self { rows, accs: out })
+    }
+
+    fn size(&self) -> usize {
+        64 + self
+            .accs
+            .iter()
+            .map(|a| match a {
+                Acc::Values(v) => 48 + v.keys().map(|k| k.len() + 56).sum::<usize>(),
+                Acc::Extreme(Some(v)) => 48 + v.len(),
+                _ => 48,
+            })
+            .sum::<usize>()
+    }
+}
+
+/// An aggregate's argument column for one batch, in the form its accumulator reads.
+enum ArgColumn {
+    Present(ArrayRef),
+    SumInt(ArrayRef),
+    SumFloat(ArrayRef),
+    Bools(BooleanArray),
+    /// Encoded values and the array they came from (for its nulls).
+    Values(Rows, ArrayRef),
+}
+
+/// Incremental GROUP BY (also a global aggregate without GROUP BY: one group that always exists).
+pub struct AggregateOp {
+    id: u16,
+    view: u64,
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    group_texts: Vec<String>,
+    groups: RowConverter,
+    calls: Vec<AggCall>,
+    schema: SchemaRef,
+    /// Input has no retractions: min/max keep only the extreme.
+    append_only: bool,
+    cache: HashMap<Vec<u8>, GroupState>,
+    cache_bytes: usize,
+    /// Groups touched this epoch, with their state before it (`None`: the group did not exist).
+    touched: HashMap<Vec<u8>, Option<GroupState>>,
+}
+
+impl AggregateOp {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u16,
+        view: u64,
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        group_texts: Vec<String>,
+        group_types: Vec<DataType>,
+        calls: Vec<AggCall>,
+        schema: SchemaRef,
+        append_only: bool,
+    ) -> Result<Self> {
+        let groups = RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
+        Ok(Self {
+            id,
+            view,
+            group_exprs,
+            group_texts,
+            groups,
+            calls,
+            schema,
+            append_only,
+            cache: HashMap::new(),
+            cache_bytes: 0,
+            touched: HashMap::new(),
+        })
+    }
+
+    fn global(&self) -> bool {
+        self.group_exprs.is_empty()
+    }
+
+    fn empty_state(&self) -> GroupState {
+        let accs = self
+            .calls
+            .iter()
+            .map(|call| match call.func {
+                AggFunc::Count => Acc::Count(0),
+                AggFunc::Sum | AggFunc::Avg => match call.sum_type {
+                    Some(DataType::Float64) => Acc::SumFloat { sum: 0.0, count: 0 },
+                    _ => Acc::SumInt { sum: 0, count: 0 },
+                },
+                AggFunc::BoolAnd | AggFunc::BoolOr => Acc::Bools { trues: 0, falses: 0 },
+                AggFunc::Min | AggFunc::Max if self.append_only => Acc::Extreme(None),
+                AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => Acc::Values(BTreeMap::new()),
+            })
+            .collect();
+        GroupState { rows: 0, accs }
+    }
+
+    /// Whether a group with this state has an output row.
+    fn exists(&self, state: &GroupState) -> bool {
+        self.global() || state.rows > 0
+    }
+
+    /// The group's state, loaded into the cache (and noted as touched) on first use this epoch.
+    fn group(&mut self, key: &[u8], context: &EpochContext<'_>) -> Result<&mut GroupState> {
+        if !self.touched.contains_key(key) {
+            if !self.cache.contains_key(key) {
+                let stored = context.store.get(&state_key(self.view, self.id, key))?;
+                let state = match stored {
+                    Some(bytes) => GroupState::decode(&bytes, self.calls.len())?,
+                    None => self.empty_state(),
+                };
+                self.cache_bytes += key.len() + state.size();
+                self.cache.insert(key.to_vec(), state);
+            }
+            let before = self.cache.get(key).filter(|s| self.exists(s)).cloned();
+            self.touched.insert(key.to_vec(), before);
+        }
+        self.cache.get_mut(key).ok_or_else(|| EngineError::Internal("aggregate group vanished from its cache".into()))
+    }
+
+    fn arg_column(call: &AggCall, batch: &RecordBatch) -> Result<ArgColumn> {
+        let array = call.arg.evaluate(batch)?.into_array(batch.num_rows())?;
+        Ok(match call.func {
+            AggFunc::Count => ArgColumn::Present(array),
+            AggFunc::Sum | AggFunc::Avg => {
+                let target = call.sum_type.as_ref().unwrap_or(&call.output_type);
+                let array = cast(&array, target)?;
+                if target == &DataType::Float64 {
+                    ArgColumn::SumFloat(array)
+                } else {
+                    ArgColumn::SumInt(array)
+                }
+            }
+            AggFunc::BoolAnd | AggFunc::BoolOr => ArgColumn::Bools(array.as_boolean().clone()),
+            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => {
+                let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
+                ArgColumn::Values(converter.convert_columns(&[array.clone()])?, array)
+            }
+        })
+    }
+
+    fn output_value(&self, call: &AggCall, acc: &Acc) -> Result<ScalarValue> {
+        let null = || ScalarValue::try_from(&call.output_type);
+        let value = match (call.func, acc) {
+            (AggFunc::Count, Acc::Count(n)) => ScalarValue::Int64(Some(*n)),
+            (AggFunc::CountDistinct, Acc::Values(values)) => {
+                ScalarValue::Int64(Some(values.values().filter(|c| **c > 0).count() as i64))
+            }
+            (AggFunc::Sum, Acc::SumInt { count: 0, .. } | Acc::SumFloat { count: 0, .. }) => null()?,
+            (AggFunc::Sum, Acc::SumInt { sum, .. }) => match &call.output_type {
+                DataType::Int64 => ScalarValue::Int64(Some(i64::try_from(*sum).map_err(|_| out_of_range("bigint"))?)),
+                DataType::UInt64 => ScalarValue::UInt64(Some(u64::try_from(*sum).map_err(|_| out_of_range("bigint"))?)),
+                DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(*sum), *p, *s),
+                other => return Err(EngineError::Internal(format!("integer sum as {other}"))),
+            },
+            (AggFunc::Sum, Acc::SumFloat { sum, .. }) => ScalarValue::Float64(Some(*sum)),
+            (AggFunc::Avg, Acc::SumInt { count: 0, .. } | Acc::SumFloat { count: 0, .. }) => null()?,
+            (AggFunc::Avg, Acc::SumInt { sum, count }) => ScalarValue::Float64(Some(*sum as f64 / *count as f64)),
+            (AggFunc::Avg, Acc::SumFloat { sum, count }) => ScalarValue::Float64(Some(*sum / *count as f64)),
+            (AggFunc::BoolAnd | AggFunc::BoolOr, Acc::Bools { trues: 0, falses: 0 }) => null()?,
+            (AggFunc::BoolAnd, Acc::Bools { falses, .. }) => ScalarValue::Boolean(Some(*falses == 0)),
+            (AggFunc::BoolOr, Acc::Bools { trues, .. }) => ScalarValue::Boolean(Some(*trues > 0)),
+            (AggFunc::Min | AggFunc::Max, Acc::Extreme(value)) => match value {
+                Some(bytes) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (AggFunc::Min, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
+                Some((bytes, _)) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (AggFunc::Max, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
+                Some((bytes, _)) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (func, acc) => return Err(EngineError::Internal(format!("{} cannot read accumulator {acc:?}", func.name()))),
+        };
+        if value.data_type() == call.output_type {
+            Ok(value)
+        } else {
+            Ok(value.cast_to(&call.output_type)?)
+        }
+    }
+
+    /// Output rows for the given groups: group columns, then one column per aggregate.
+    fn output_batch(&self, rows: &[(&[u8], &GroupState)]) -> Result<RecordBatch> {
+        let parser = self.groups.parser();
+        let keys = self.groups.convert_rows(rows.iter().map(|(key, _)| parser.parse(key)))?;
+        let mut columns: Vec<ArrayRef> = keys;
+        for (index, call) in self.calls.iter().enumerate() {
+            let values = rows
+                .iter()
+                .map(|(_, state)| self.output_value(call, &state.accs[index]))
+                .collect::<Result<Vec<_>>>()?;
+            let array = if values.is_empty() {
+                arrow::array::new_empty_array(&call.output_type)
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            columns.push(array);
+        }
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column)
+                } else {
+                    Ok(cast(&column, field.data_type())?)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
+    }
+}
+
+fn out_of_range(type_name: &str) -> EngineError {
+    EngineError::NumericOutOfRange(format!("{type_name} out of range"))
+}
+
+fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
+    let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
+    let parser = converter.parser();
+    let columns = converter.convert_rows([parser.parse(bytes)])?;
+    Ok(ScalarValue::try_from_array(&columns[0], 0)?)
+}
+
+fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) {
+    match values.get_mut(value) {
+        Some(count) => {
+            *count += sign;
+            if *count == 0 {
+                values.remove(value);
+            }
+        }
+        None => {
+            values.insert(value.to_vec(), sign);
+        }
+    }
+}
+
+fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i64) -> Result<()> {
+    match (acc, column) {
+        (Acc::Count(n), ArgColumn::Present(array)) => {
+            if array.is_valid(row) {
+                *n += sign;
+            }
+        }
+        (Acc::SumInt { sum, count }, ArgColumn::SumInt(array)) if array.is_valid(row) => {
+            let value: i128 = match array.data_type() {
+                DataType::Int64 => array.as_primitive::<Int64Type>().value(row) as i128,
+                DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row) as i128,
+                DataType::Decimal128(_, _) => array.as_primitive::<Decimal128Type>().value(row),
+                other => return Err(EngineError::Internal(format!("integer sum over {other}"))),
+            };
+            *sum = sum.checked_add(value * sign as i128).ok_or_else(|| out_of_range("numeric"))?;
+            *count += sign;
+        }
+        (Acc::SumFloat { sum, count }, ArgColumn::SumFloat(array)) if array.is_valid(row) => {
+            *sum += array.as_primitive::<Float64Type>().value(row) * sign as f64;
+            *count += sign;
+        }
+        (Acc::Bools { trues, falses }, ArgColumn::Bools(array)) if array.is_valid(row) => {
+            if array.value(row) {
+                *trues += sign;
+            } else {
+                *falses += sign;
+            }
+        }
+        // NULL is never a min, max or distinct value.
+        (Acc::Values(values), ArgColumn::Values(rows, array)) => {
+            if array.is_valid(row) {
+                add_value(values, rows.row(row).as_ref(), sign);
+            }
+        }
+        (Acc::Extreme(current), ArgColumn::Values(rows, array)) => {
+            let value = rows.row(row);
+            if array.is_valid(row) {
+                let better = match current {
+                    None => true,
+                    Some(existing) => match func {
+                        AggFunc::Min => value.as_ref() < existing.as_slice(),
+                        _ => value.as_ref() > existing.as_slice(),
+                    },
+                };
+                if better {
+                    *current = Some(value.as_ref().to_vec());
+                }
+            }
+        }
+        (Acc::SumInt { .. } | Acc::SumFloat { .. } | Acc::Bools { .. }, _) => {} // NULL argument
+        (acc, _) => return Err(EngineError::Internal(format!("{} cannot update accumulator {acc:?}", func.name()))),
+    }
+    Ok(())
+}
+
+impl Operator for AggregateOp {
+    fn process(&mut self, input: Changes, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        let rows = input.num_rows();
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let group_columns = self
+            .group_exprs
+            .iter()
+            .map(|e| Ok(e.evaluate(&input.batch)?.into_array(rows)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let keys = if self.global() { None } else { Some(self.groups.convert_columns(&group_columns)?) };
+        let args = self.calls.iter().map(|c| Self::arg_column(c, &input.batch)).collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .calls
+            .iter()
+            .map(|c| match &c.filter {
+                Some(f) => Ok(Some(f.evaluate(&input.batch)?.into_array(rows)?.as_boolean().clone())),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let funcs: Vec<AggFunc> = self.calls.iter().map(|c| c.func).collect();
+        for row in 0..rows {
+            let sign = input.sign(row);
+            let key: &[u8] = match &keys {
+                Some(keys) => keys.row(row).data(),
+                None => &[],
+            };
+            let state = self.group(key, context)?;
+            state.rows += sign;
+            for (index, acc) in state.accs.iter_mut().enumerate() {
+                if filters[index].as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
+                    continue;
+                }
+                update(acc, funcs[index], &args[index], row, sign)?;
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        let touched = std::mem::take(&mut self.touched);
+        let mut retracted: Vec<(Vec<u8>, GroupState)> = Vec::new();
+        let mut inserted: Vec<Vec<u8>> = Vec::new();
+        for (key, before) in touched {
+            let after = self.cache.get(&key).filter(|s| self.exists(s)).cloned();
+            if before == after {
+                continue;
+            }
+            match &after {
+                Some(state) => context.writer.put_state(self.id, &key, &state.encode()),
+                None => {
+                    context.writer.delete_state(self.id, &key);
+                    if let Some(state) = self.cache.remove(&key) {
+                        self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
+                    }
+                }
+            }
+            // An unchanged output (e.g. a count that went up and back down) emits nothing.
+            let before_row = before.as_ref().map(|s| self.output_batch(&[(&key, s)])).transpose()?;
+            let after_row = after.as_ref().map(|s| self.output_batch(&[(&key, s)])).transpose()?;
+            if before_row == after_row {
+                continue;
+            }
+            if let Some(state) = before {
+                retracted.push((key.clone(), state));
+            }
+            if after.is_some() {
+                inserted.push(key);
+            }
+        }
+        let mut output = Vec::new();
+        if !retracted.is_empty() {
+            let rows: Vec<(&[u8], &GroupState)> = retracted.iter().map(|(k, s)| (k.as_slice(), s)).collect();
+            let batch = self.output_batch(&rows)?;
+            let retract = BooleanArray::from(vec![true; rows.len()]);
+            output.push(Changes { batch, retract: Some(retract) });
+        }
+        if !inserted.is_empty() {
+            let states: Vec<GroupState> = inserted
+                .iter()
+                .map(|k| self.cache.get(k).cloned().ok_or_else(|| EngineError::Internal("aggregate group vanished".into())))
+                .collect::<Result<_>>()?;
+            let rows: Vec<(&[u8], &GroupState)> = inserted.iter().map(|k| k.as_slice()).zip(states.iter()).collect();
+            output.push(Changes::inserts(self.output_batch(&rows)?));
+        }
+        Ok(output)
+    }
+
+    fn initial(&mut self) -> Result<Vec<Changes>> {
+        if !self.global() {
+            return Ok(Vec::new());
+        }
+        let state = self.empty_state();
+        Ok(vec![Changes::inserts(self.output_batch(&[(&[], &state)])?)])
+    }
+
+    fn trim_cache(&mut self) {
+        if self.cache_bytes > CACHE_BYTES_MAX {
+            self.cache.clear();
+            self.cache_bytes = 0;
+        }
+    }
+
+    fn describe(&self) -> String {
+        let calls: Vec<&str> = self.calls.iter().map(|c| c.text.as_str()).collect();
+        let mode = if self.append_only { "append-only input" } else { "retracting input" };
+        if self.global() {
+            format!("Aggregate: [{}] ({mode})", calls.join(", "))
+        } else {
+            format!("Aggregate: group by [{}], [{}] ({mode})", self.group_texts.join(", "), calls.join(", "))
+        }
+    }
+}

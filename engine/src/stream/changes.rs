@@ -1,0 +1,134 @@
+//! Change batches and the stateless operators.
+//!
+//! A [`Changes`] is an Arrow batch plus, per row, whether it is retracted (a delete) or added (an
+//! insert); an update is a delete and an insert. A batch without a retract column is all
+//! inserts — the common case of an append-only stream, which costs nothing extra.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::state::{EpochWriter, StateStore};
+use crate::Result;
+
+/// Rows added and retracted.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub batch: RecordBatch,
+    /// `true` where the row is retracted; `None` when every row is an insert.
+    pub retract: Option<BooleanArray>,
+}
+
+impl Changes {
+    pub fn inserts(batch: RecordBatch) -> Self {
+        Self { batch, retract: None }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Whether row `row` is retracted.
+    pub fn is_retract(&self, row: usize) -> bool {
+        self.retract.as_ref().is_some_and(|r| r.value(row))
+    }
+
+    /// +1 for an insert, -1 for a retraction.
+    pub fn sign(&self, row: usize) -> i64 {
+        if self.is_retract(row) {
+            -1
+        } else {
+            1
+        }
+    }
+
+    /// The rows where `mask` is true (NULL counts as false).
+    pub fn filter(&self, mask: &BooleanArray) -> Result<Changes> {
+        let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
+        let batch = filter_record_batch(&self.batch, &mask)?;
+        let retract = match &self.retract {
+            Some(r) => Some(arrow::compute::filter(r, &mask)?.as_boolean().clone()),
+            None => None,
+        };
+        Ok(Changes { batch, retract })
+    }
+}
+
+/// What an operator may use while it processes an epoch.
+pub struct EpochContext<'a> {
+    pub store: &'a StateStore,
+    pub writer: &'a mut EpochWriter,
+}
+
+/// One step of a view's pipeline.
+pub trait Operator: Send {
+    /// Transforms one change batch; a stateful operator may hold its output until
+    /// [`Operator::finish_epoch`].
+    fn process(&mut self, input: Changes, context: &mut EpochContext<'_>) -> Result<Vec<Changes>>;
+
+    /// Ends an epoch: emits what the epoch's input changed and writes state to the epoch batch.
+    fn finish_epoch(&mut self, _context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        Ok(Vec::new())
+    }
+
+    /// Output of the very first epoch of a view, before any input (a global aggregate's row).
+    fn initial(&mut self) -> Result<Vec<Changes>> {
+        Ok(Vec::new())
+    }
+
+    /// Drops in-memory caches past their limit (after an epoch is committed).
+    fn trim_cache(&mut self) {}
+
+    /// One line for EXPLAIN.
+    fn describe(&self) -> String;
+}
+
+/// Keeps the rows where a predicate is true.
+pub struct FilterOp {
+    pub predicate: Arc<dyn PhysicalExpr>,
+    pub text: String,
+}
+
+impl Operator for FilterOp {
+    fn process(&mut self, input: Changes, _context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        let mask = self.predicate.evaluate(&input.batch)?.into_array(input.num_rows())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| crate::EngineError::Internal(format!("filter {} is not boolean", self.text)))?;
+        let output = input.filter(mask)?;
+        Ok(if output.num_rows() == 0 { Vec::new() } else { vec![output] })
+    }
+
+    fn describe(&self) -> String {
+        format!("Filter: {}", self.text)
+    }
+}
+
+/// Computes output columns row by row.
+pub struct ProjectOp {
+    pub exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub texts: Vec<String>,
+    pub schema: SchemaRef,
+}
+
+impl Operator for ProjectOp {
+    fn process(&mut self, input: Changes, _context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        let rows = input.num_rows();
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| Ok(e.evaluate(&input.batch)?.into_array(rows)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        Ok(vec![Changes { batch, retract: input.retract }])
+    }
+
+    fn describe(&self) -> String {
+        format!("Project: {}", self.texts.join(", "))
+    }
+}

@@ -1,0 +1,169 @@
+//! CREATE / DROP MATERIALIZED VIEW, FLUSH, and starting views when the engine opens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::execution::SessionState;
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use streamhouse_catalog::{CatalogError, ViewDefinition};
+
+use super::plan::{build_pipeline, check_deterministic, StreamPlan};
+use super::view;
+use crate::session::{new_context, plan_query};
+use crate::{Engine, EngineError, Result};
+
+/// Plans a view's pipeline; `view_id` namespaces its state (0 when only checking or explaining).
+pub(crate) async fn plan_view(engine: &Arc<Engine>, state: &SessionState, query: &ast::Query, view_id: u64) -> Result<StreamPlan> {
+    let plan = plan_query(state, engine.storage(), query.clone()).await?;
+    check_deterministic(&plan)?;
+    let optimized = state.optimize(&plan)?;
+    build_pipeline(state, &optimized, view_id)
+}
+
+fn catalog_error(error: CatalogError) -> EngineError {
+    match error {
+        CatalogError::TopicExists(name) => EngineError::DuplicateTable(name),
+        CatalogError::TopicNotFound(name) => EngineError::UndefinedTable(name),
+        CatalogError::ViewNotFound(name) => EngineError::UndefinedTable(name),
+        CatalogError::InUse { name, dependents } => EngineError::Sqlstate {
+            code: "2BP01",
+            message: format!("cannot drop \"{name}\" because materialized views depend on it: {}", dependents.join(", ")),
+        },
+        other => EngineError::Storage(other.into()),
+    }
+}
+
+/// Creates a view, backfills it from its source's existing rows and starts following new ones.
+/// Returns once the backfill is committed. Returns false if it existed and `if_not_exists`.
+pub(crate) async fn create_view(
+    engine: &Arc<Engine>,
+    state: &SessionState,
+    name: &str,
+    query: &ast::Query,
+    options: BTreeMap<String, String>,
+    if_not_exists: bool,
+) -> Result<bool> {
+    let taken = engine.views().get(name).is_some() || engine.storage().topic(name).is_some();
+    if taken {
+        return if if_not_exists { Ok(false) } else { Err(EngineError::DuplicateTable(name.to_string())) };
+    }
+    if let Some(option) = options.keys().next() {
+        return Err(EngineError::InvalidParameter(format!("unknown materialized view option \"{option}\"")));
+    }
+    let checked = plan_view(engine, state, query, 0).await?;
+    let definition = ViewDefinition {
+        name: name.to_string(),
+        query: query.to_string(),
+        options,
+        sources: vec![checked.source.topic.id()],
+    };
+    let meta = match engine.storage().catalog().create_view(&definition) {
+        Ok(meta) => meta,
+        Err(CatalogError::TopicExists(_)) if if_not_exists => return Ok(false),
+        Err(error) => return Err(catalog_error(error)),
+    };
+    let plan = plan_view(engine, state, query, meta.id).await?;
+    let views = engine.views();
+    let handle = view::start(meta, plan, engine.storage().clone(), views.store().clone(), views.timing)?;
+    views.insert(handle.clone());
+    if let Err(error) = handle.wait_for(&handle.source_targets()).await {
+        // A view that cannot even backfill is not created.
+        drop_view(engine, name, true).await?;
+        return Err(error);
+    }
+    Ok(true)
+}
+
+/// Drops a view and deletes its state.
+pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool) -> Result<()> {
+    let views = engine.views();
+    let running = views.get(name);
+    let broken = running.is_none() && views.broken().iter().any(|(meta, _)| meta.name == name);
+    if running.is_none() && !broken {
+        return if if_exists { Ok(()) } else { Err(EngineError::UndefinedTable(name.to_string())) };
+    }
+    let meta = engine.storage().catalog().drop_view(name).map_err(catalog_error)?;
+    if let Some(handle) = views.remove(name) {
+        handle.stop().await;
+    }
+    views.remove_broken(name);
+    views.store().delete_view(meta.id)
+}
+
+/// Waits until every row acknowledged before the call is reflected in every view.
+pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()> {
+    let views = match only {
+        Some(name) => vec![engine.views().get(name).ok_or_else(|| EngineError::UndefinedTable(name.to_string()))?],
+        None => engine.views().list(),
+    };
+    let targets: Vec<Vec<u64>> = views.iter().map(|v| v.source_targets()).collect();
+    for (view, targets) in views.iter().zip(&targets) {
+        view.wait_for(targets).await?;
+    }
+    Ok(())
+}
+
+/// Starts every view in the catalog from its last committed epoch; deletes state left by views
+/// that no longer exist. A view that cannot be planned is kept aside (listed, droppable).
+pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
+    let metas = engine.storage().catalog().list_views().map_err(catalog_error)?;
+    let views = engine.views();
+    views.sweep(&metas.iter().map(|m| m.id).collect::<Vec<_>>())?;
+    let (context, _) = new_context(engine)?;
+    let state = context.state();
+    for meta in metas {
+        let started = async {
+            let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
+            let plan = plan_view(engine, &state, &query, meta.id).await?;
+            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing)
+        }
+        .await;
+        match started {
+            Ok(handle) => views.insert(handle),
+            Err(error) => {
+                tracing::error!(view = %meta.name, %error, "materialized view cannot start");
+                views.insert_broken(meta, error.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One row per view: name, definition, status, epoch, rows, lag in rows and seconds.
+pub(crate) fn show_views(engine: &Arc<Engine>, schema: arrow::datatypes::SchemaRef) -> Result<arrow::array::RecordBatch> {
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut rows: Vec<(String, String, String, i64, i64, i64, f64)> = Vec::new();
+    for view in engine.views().list() {
+        let progress = view.progress();
+        let targets = view.source_targets();
+        let lag: u64 = targets.iter().zip(&progress.offsets).map(|(t, o)| t.saturating_sub(*o)).sum();
+        let status = match &progress.failed {
+            Some(message) => format!("failed: {message}"),
+            None if progress.epoch == 0 || lag > 0 => "catching up".to_string(),
+            None => "running".to_string(),
+        };
+        // Seconds behind: how long ago the view last committed, while rows are waiting.
+        let seconds = if lag > 0 { (now_ms - progress.committed_ms).max(0) as f64 / 1000.0 } else { 0.0 };
+        rows.push((view.meta.name.clone(), view.meta.query.clone(), status, progress.epoch as i64, progress.rows, lag as i64, seconds));
+    }
+    for (meta, reason) in engine.views().broken() {
+        rows.push((meta.name, meta.query, format!("failed to start: {reason}"), 0, 0, 0, 0.0));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.6))),
+    ];
+    Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
+}

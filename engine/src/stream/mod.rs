@@ -1,0 +1,130 @@
+//! The streaming engine: materialized views kept up to date incrementally.
+//!
+//! [`plan`] turns a view's query into a pipeline of operators ([`changes`] for the stateless
+//! ones, [`aggregate`] for GROUP BY); [`window`] provides TUMBLE and HOP; [`view`] runs each
+//! view's epoch loop and reads its committed results; [`state`] is the RocksDB store that holds
+//! every view's state, results and progress. [`Views`] is the registry the engine owns.
+
+pub mod aggregate;
+pub mod changes;
+pub(crate) mod ddl;
+pub mod plan;
+pub mod state;
+pub mod view;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use streamhouse_catalog::ViewMeta;
+
+pub use state::StateStore;
+pub use view::{EpochTiming, Progress, ViewHandle, ViewTableProvider};
+
+use crate::Result;
+
+/// Materialized views of this node.
+pub struct Views {
+    store: StateStore,
+    views: RwLock<BTreeMap<String, Arc<ViewHandle>>>,
+    /// Views whose definition could not be planned at start, with why (they can be dropped).
+    broken: RwLock<BTreeMap<String, (ViewMeta, String)>>,
+    pub timing: EpochTiming,
+    checkpoint_interval: Duration,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views").field("store", &self.store).finish()
+    }
+}
+
+impl Views {
+    /// Opens the state store under `dir`.
+    pub fn open(dir: &Path, timing: EpochTiming, checkpoint_interval: Duration) -> Result<Self> {
+        Ok(Self {
+            store: StateStore::open(dir)?,
+            views: RwLock::new(BTreeMap::new()),
+            broken: RwLock::new(BTreeMap::new()),
+            timing,
+            checkpoint_interval,
+        })
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ViewHandle>> {
+        self.views.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Running views, by name.
+    pub fn list(&self) -> Vec<Arc<ViewHandle>> {
+        self.views.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Views that failed to start, with the reason.
+    pub fn broken(&self) -> Vec<(ViewMeta, String)> {
+        self.broken.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    pub(crate) fn insert(&self, handle: Arc<ViewHandle>) {
+        self.views.write().unwrap_or_else(|p| p.into_inner()).insert(handle.meta.name.clone(), handle);
+    }
+
+    pub(crate) fn insert_broken(&self, meta: ViewMeta, reason: String) {
+        self.broken.write().unwrap_or_else(|p| p.into_inner()).insert(meta.name.clone(), (meta, reason));
+    }
+
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<ViewHandle>> {
+        self.views.write().unwrap_or_else(|p| p.into_inner()).remove(name)
+    }
+
+    pub(crate) fn remove_broken(&self, name: &str) -> Option<ViewMeta> {
+        self.broken.write().unwrap_or_else(|p| p.into_inner()).remove(name).map(|(meta, _)| meta)
+    }
+
+    /// Deletes state of views that no longer exist (dropped while the node was down, or
+    /// between the catalog delete and the state delete of a DROP).
+    pub(crate) fn sweep(&self, live: &[u64]) -> Result<()> {
+        let mut next = 0u64;
+        let mut ids = live.to_vec();
+        ids.sort_unstable();
+        for id in ids {
+            self.store.delete_views(next, id)?;
+            next = id.saturating_add(1);
+        }
+        self.store.delete_views(next, u64::MAX)
+    }
+
+    /// Syncs the state store's WAL on the checkpoint interval until `shutdown` turns true.
+    pub(crate) async fn checkpoint(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "syncing the state store failed"),
+                Err(error) => tracing::error!(%error, "state store sync task failed"),
+            }
+        }
+    }
+
+    /// Stops every view and syncs the state store.
+    pub async fn shutdown(&self) {
+        for view in self.list() {
+            view.stop().await;
+        }
+        if let Err(error) = self.store.sync() {
+            tracing::error!(%error, "syncing the state store at shutdown failed");
+        }
+    }
+}

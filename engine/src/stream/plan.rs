@@ -1,0 +1,256 @@
+//! The streaming planner: a view's query → DataFusion logical plan → a pipeline of our
+//! operators (a source, then stateless filters and projections and stateful aggregates).
+//!
+//! DataFusion plans and optimizes the query as it would a batch query; we then walk the plan
+//! and map each node to an operator, tracking whether the stream is still append-only (the
+//! cheaper aggregate state needs that). What cannot be maintained incrementally is refused here
+//! with an error that names the construct.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::DFSchema;
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
+use streamhouse_storage::TopicLog;
+
+use super::aggregate::{AggCall, AggFunc, AggregateOp};
+use super::changes::{FilterOp, Operator, ProjectOp};
+use super::window::{WindowAssigner, WindowTableProvider};
+use crate::provider::TopicTableProvider;
+use crate::{EngineError, Result};
+
+/// Where a view's rows come from: a topic, optionally through a window function, projected.
+#[derive(Clone)]
+pub struct SourceSpec {
+    pub topic: Arc<TopicLog>,
+    pub window: Option<WindowAssigner>,
+    /// Indices into the topic's full schema (or the window function's schema).
+    pub projection: Option<Vec<usize>>,
+    pub schema: SchemaRef,
+}
+
+impl SourceSpec {
+    /// Turns rows read from the topic (full schema) into the source's output.
+    pub fn shape(&self, batch: &arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
+        let batch = match &self.window {
+            Some(window) => window.assign(batch)?,
+            None => batch.clone(),
+        };
+        Ok(match &self.projection {
+            Some(p) => batch.project(p)?,
+            None => batch,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let columns: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        match &self.window {
+            Some(w) => format!("Source: {} {} columns=[{}]", self.topic.name(), w.kind, columns.join(", ")),
+            None => format!("Source: {} (append-only) columns=[{}]", self.topic.name(), columns.join(", ")),
+        }
+    }
+}
+
+/// A view's pipeline.
+pub struct StreamPlan {
+    pub source: SourceSpec,
+    pub operators: Vec<Box<dyn Operator>>,
+    /// The view's columns.
+    pub schema: SchemaRef,
+}
+
+impl StreamPlan {
+    /// The plan as EXPLAIN prints it, sink first.
+    pub fn explain(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "Materialize: columns=[{}]",
+            self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        )];
+        for operator in self.operators.iter().rev() {
+            lines.push(operator.describe());
+        }
+        lines.push(self.source.describe());
+        lines.iter().enumerate().map(|(depth, line)| format!("{}{line}", "  ".repeat(depth))).collect()
+    }
+}
+
+/// Refuses non-deterministic functions anywhere in the (unoptimized) plan: the optimizer would
+/// otherwise fold `now()` into the constant of the moment the view was created.
+pub fn check_deterministic(plan: &LogicalPlan) -> Result<()> {
+    let mut found: Option<String> = None;
+    plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(function) = e {
+                    if function.func.signature().volatility != Volatility::Immutable {
+                        found = Some(function.func.name().to_string());
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(if found.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    match found {
+        Some(name) => Err(EngineError::NotSupported(format!(
+            "the non-deterministic function {name}() in a materialized view (its result would depend on when each row is processed)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+struct Builder<'a> {
+    state: &'a SessionState,
+    view: u64,
+    source: Option<SourceSpec>,
+    operators: Vec<Box<dyn Operator>>,
+    /// Whether the stream so far carries only inserts.
+    append_only: bool,
+}
+
+fn unsupported(what: &str) -> EngineError {
+    EngineError::NotSupported(format!("{what} in a materialized view"))
+}
+
+impl Builder<'_> {
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+    }
+
+    fn build(&mut self, plan: &LogicalPlan) -> Result<()> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if scan.fetch.is_some() {
+                    return Err(unsupported("LIMIT"));
+                }
+                if self.source.is_some() {
+                    return Err(unsupported("reading more than one topic (joins and UNION)"));
+                }
+                // Filters pushed into the scan are pruning hints only (our providers answer
+                // Inexact), so the Filter above the scan still applies them.
+                let provider = source_as_provider(&scan.source)?;
+                let any: &dyn Any = provider.as_ref();
+                let schema: SchemaRef = Arc::new(scan.projected_schema.as_arrow().clone());
+                let source = if let Some(window) = any.downcast_ref::<WindowTableProvider>() {
+                    SourceSpec {
+                        topic: window.topic.clone(),
+                        window: Some(window.assigner.clone()),
+                        projection: scan.projection.clone(),
+                        schema,
+                    }
+                } else if let Some(topic) = any.downcast_ref::<TopicTableProvider>() {
+                    SourceSpec { topic: topic.topic().clone(), window: None, projection: scan.projection.clone(), schema }
+                } else if any.downcast_ref::<super::view::ViewTableProvider>().is_some() {
+                    return Err(unsupported(&format!("reading the materialized view \"{}\" (views over views are not built yet)", scan.table_name)));
+                } else {
+                    return Err(unsupported(&format!("reading \"{}\" (only topics can be sources)", scan.table_name)));
+                };
+                self.source = Some(source);
+                Ok(())
+            }
+            LogicalPlan::Filter(filter) => {
+                self.build(&filter.input)?;
+                let predicate = self.physical(&filter.predicate, filter.input.schema())?;
+                self.operators.push(Box::new(FilterOp { predicate, text: filter.predicate.to_string() }));
+                Ok(())
+            }
+            LogicalPlan::Projection(projection) => {
+                self.build(&projection.input)?;
+                let exprs = projection
+                    .expr
+                    .iter()
+                    .map(|e| self.physical(e, projection.input.schema()))
+                    .collect::<Result<Vec<_>>>()?;
+                let texts = projection.expr.iter().map(|e| e.to_string()).collect();
+                let schema = Arc::new(projection.schema.as_arrow().clone());
+                self.operators.push(Box::new(ProjectOp { exprs, texts, schema }));
+                Ok(())
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.build(&alias.input),
+            LogicalPlan::Aggregate(aggregate) => {
+                self.build(&aggregate.input)?;
+                let input_schema = aggregate.input.schema();
+                let mut group_exprs = Vec::new();
+                let mut group_types = Vec::new();
+                for expr in &aggregate.group_expr {
+                    if matches!(expr, Expr::GroupingSet(_)) {
+                        return Err(unsupported("GROUPING SETS, CUBE and ROLLUP"));
+                    }
+                    group_exprs.push(self.physical(expr, input_schema)?);
+                    group_types.push(expr.to_field(input_schema)?.1.data_type().clone());
+                }
+                let group_texts = aggregate.group_expr.iter().map(|e| e.to_string()).collect();
+                let group_count = aggregate.group_expr.len();
+                let mut calls = Vec::new();
+                for (index, expr) in aggregate.aggr_expr.iter().enumerate() {
+                    let output_type = aggregate.schema.field(group_count + index).data_type().clone();
+                    calls.push(self.aggregate_call(expr, input_schema, output_type)?);
+                }
+                let schema = Arc::new(aggregate.schema.as_arrow().clone());
+                let id = self.operators.len() as u16;
+                let op = AggregateOp::new(id, self.view, group_exprs, group_texts, group_types, calls, schema, self.append_only)?;
+                self.operators.push(Box::new(op));
+                self.append_only = false;
+                Ok(())
+            }
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (a view's rows have no order; order them when you query it)")),
+            LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
+            LogicalPlan::Window(_) => Err(unsupported("window functions (OVER)")),
+            LogicalPlan::Join(_) => Err(unsupported("JOIN")),
+            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                Err(EngineError::InvalidDefinition("a materialized view must read a topic".into()))
+            }
+            other => Err(unsupported(&other.display().to_string())),
+        }
+    }
+
+    fn aggregate_call(&self, expr: &Expr, input: &DFSchema, output_type: arrow::datatypes::DataType) -> Result<AggCall> {
+        let text = expr.to_string();
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+            return Err(EngineError::Internal(format!("aggregate expression {expr} is not an aggregate function")));
+        };
+        if !params.order_by.is_empty() {
+            return Err(unsupported(&format!("{}(… ORDER BY …)", func.name())));
+        }
+        let name = func.name().to_ascii_lowercase();
+        let function = match (name.as_str(), params.distinct) {
+            ("count", false) => AggFunc::Count,
+            ("count", true) => AggFunc::CountDistinct,
+            ("sum", false) => AggFunc::Sum,
+            ("avg", false) | ("mean", false) => AggFunc::Avg,
+            ("min", _) => AggFunc::Min,
+            ("max", _) => AggFunc::Max,
+            ("bool_and", _) => AggFunc::BoolAnd,
+            ("bool_or", _) => AggFunc::BoolOr,
+            (other, true) => return Err(unsupported(&format!("{other}(DISTINCT …)"))),
+            (other, false) => return Err(unsupported(&format!("the aggregate {other}()"))),
+        };
+        let [arg] = params.args.as_slice() else {
+            return Err(unsupported(&format!("{name}() with {} arguments", params.args.len())));
+        };
+        let arg_type = arg.to_field(input)?.1.data_type().clone();
+        let filter = params.filter.as_ref().map(|f| self.physical(f, input)).transpose()?;
+        AggCall::new(function, self.physical(arg, input)?, &arg_type, filter, output_type, text)
+    }
+}
+
+/// Plans a view's pipeline from its optimized logical plan. `view` namespaces operator state.
+pub fn build_pipeline(state: &SessionState, plan: &LogicalPlan, view: u64) -> Result<StreamPlan> {
+    let mut builder = Builder { state, view, source: None, operators: Vec::new(), append_only: true };
+    builder.build(plan)?;
+    let source = builder.source.ok_or_else(|| EngineError::InvalidDefinition("a materialized view must read a topic".into()))?;
+    Ok(StreamPlan { source, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
+}

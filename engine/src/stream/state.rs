@@ -1,0 +1,296 @@
+//! The state store: one RocksDB instance per node (`state/` in the data directory) holding every
+//! materialized view's operator state, results and progress.
+//!
+//! Key layout — every key starts with the view id (8 bytes, big-endian), so a view's state is
+//! one contiguous range that one range delete removes:
+//!
+//! ```text
+//! [view][META]                    progress: epoch, source offsets, row counts (one value)
+//! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key)
+//! [view][RESULT][row]             result rows as a multiset: row (arrow-row bytes) → count (i64)
+//! ```
+//!
+//! Result counts are written with a merge operator (adding signed deltas) so that applying a
+//! change never reads; rows whose count reaches zero are removed by a compaction filter and
+//! skipped by readers until then. An epoch is one [`WriteBatch`]: state, results and progress
+//! change together or not at all.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{MergeOperands, Options, WriteBatch, WriteOptions, DB};
+
+use crate::{EngineError, Result};
+
+pub(crate) const NS_META: u8 = 1;
+pub(crate) const NS_STATE: u8 = 2;
+pub(crate) const NS_RESULT: u8 = 3;
+
+/// The node's state store. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").field("path", &self.db.path()).finish()
+    }
+}
+
+fn state_error(error: rocksdb::Error) -> EngineError {
+    EngineError::Internal(format!("state store: {error}"))
+}
+
+fn count_of(value: &[u8]) -> i64 {
+    value.try_into().map(i64::from_le_bytes).unwrap_or(0)
+}
+
+/// Adds result-count deltas (little-endian i64).
+fn add_counts(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut total = existing.map_or(0, count_of);
+    for operand in operands {
+        total = total.wrapping_add(count_of(operand));
+    }
+    Some(total.to_le_bytes().to_vec())
+}
+
+/// Drops result rows whose count reached zero.
+fn drop_zero_counts(_level: u32, key: &[u8], value: &[u8]) -> Decision {
+    if key.get(8) == Some(&NS_RESULT) && count_of(value) == 0 {
+        Decision::Remove
+    } else {
+        Decision::Keep
+    }
+}
+
+/// The 8-byte prefix of every key of a view.
+pub(crate) fn view_prefix(view: u64) -> [u8; 8] {
+    view.to_be_bytes()
+}
+
+pub(crate) fn meta_key(view: u64) -> Vec<u8> {
+    let mut key = view_prefix(view).to_vec();
+    key.push(NS_META);
+    key
+}
+
+pub(crate) fn state_key(view: u64, operator: u16, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(11 + key.len());
+    out.extend_from_slice(&view_prefix(view));
+    out.push(NS_STATE);
+    out.extend_from_slice(&operator.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+pub(crate) fn result_prefix(view: u64) -> Vec<u8> {
+    let mut key = view_prefix(view).to_vec();
+    key.push(NS_RESULT);
+    key
+}
+
+impl StateStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_merge_operator_associative("streamhouse_add_counts", add_counts);
+        options.set_compaction_filter("streamhouse_drop_zero_counts", drop_zero_counts);
+        // Writes are not synced one by one: the checkpoint task syncs the WAL on its interval.
+        options.set_manual_wal_flush(false);
+        let db = DB::open(&options, path).map_err(state_error)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(state_error)
+    }
+
+    /// Applies one epoch atomically (unsynced; see [`Self::sync`]).
+    pub fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db.write_opt(batch, &options).map_err(state_error)
+    }
+
+    /// Syncs the RocksDB WAL: every epoch committed before this call survives a power loss.
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(state_error)
+    }
+
+    /// Deletes every key of a view.
+    pub fn delete_view(&self, view: u64) -> Result<()> {
+        self.delete_views(view, view.saturating_add(1))
+    }
+
+    /// Deletes every key of views `[from, to)`.
+    pub fn delete_views(&self, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_range(view_prefix(from), view_prefix(to));
+        self.commit(batch)
+    }
+
+    /// Result rows of a view with their counts (only positive counts), in key order, read from
+    /// one consistent snapshot. Runs `each` for every row until it returns false.
+    pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> bool) -> Result<()> {
+        let prefix = result_prefix(view);
+        let snapshot = self.db.snapshot();
+        for item in snapshot.iterator(rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(state_error)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let count = count_of(&value);
+            if count > 0 && !each(&key[prefix.len()..], count) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds one epoch's write batch.
+pub struct EpochWriter {
+    pub batch: WriteBatch,
+    view: u64,
+}
+
+impl EpochWriter {
+    pub fn new(view: u64) -> Self {
+        Self { batch: WriteBatch::default(), view }
+    }
+
+    pub fn put_state(&mut self, operator: u16, key: &[u8], value: &[u8]) {
+        self.batch.put(state_key(self.view, operator, key), value);
+    }
+
+    pub fn delete_state(&mut self, operator: u16, key: &[u8]) {
+        self.batch.delete(state_key(self.view, operator, key));
+    }
+
+    pub fn add_result(&mut self, row: &[u8], delta: i64) {
+        let mut key = result_prefix(self.view);
+        key.extend_from_slice(row);
+        self.batch.merge(key, delta.to_le_bytes());
+    }
+
+    pub fn put_meta(&mut self, value: &[u8]) {
+        self.batch.put(meta_key(self.view), value);
+    }
+}
+
+/// Little-endian encoding helpers for state values.
+#[derive(Default)]
+pub(crate) struct Encoder(pub Vec<u8>);
+
+impl Encoder {
+    pub fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i128(&mut self, v: i128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u64(v.len() as u64);
+        self.0.extend_from_slice(v);
+    }
+}
+
+/// Reads what [`Encoder`] wrote; every read checks bounds (a corrupt value is an error).
+pub(crate) struct Decoder<'a>(pub &'a [u8]);
+
+fn corrupt() -> EngineError {
+    EngineError::Internal("state store holds a value that cannot be decoded".into())
+}
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(corrupt());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| corrupt())?))
+    }
+    pub fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().map_err(|_| corrupt())?))
+    }
+    pub fn i128(&mut self) -> Result<i128> {
+        Ok(i128::from_le_bytes(self.take(16)?.try_into().map_err(|_| corrupt())?))
+    }
+    pub fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().map_err(|_| corrupt())?))
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).map_err(|_| corrupt())?;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_counts_merge_and_views_delete_as_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut epoch = EpochWriter::new(7);
+        epoch.add_result(b"a", 2);
+        epoch.add_result(b"b", 1);
+        epoch.add_result(b"a", -1);
+        epoch.put_state(0, b"g", b"state");
+        store.commit(epoch.batch).unwrap();
+        let mut other = EpochWriter::new(8);
+        other.add_result(b"a", 5);
+        store.commit(other.batch).unwrap();
+        let mut epoch = EpochWriter::new(7);
+        epoch.add_result(b"b", -1);
+        store.commit(epoch.batch).unwrap();
+
+        let mut rows = Vec::new();
+        store.scan_results(7, |row, count| {
+            rows.push((row.to_vec(), count));
+            true
+        })
+        .unwrap();
+        assert_eq!(rows, vec![(b"a".to_vec(), 1)]);
+        assert_eq!(store.get(&state_key(7, 0, b"g")).unwrap().as_deref(), Some(&b"state"[..]));
+
+        store.delete_view(7).unwrap();
+        let mut left = 0;
+        store.scan_results(7, |_, _| {
+            left += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(store.get(&state_key(7, 0, b"g")).unwrap(), None);
+        let mut kept = Vec::new();
+        store.scan_results(8, |row, count| {
+            kept.push((row.to_vec(), count));
+            true
+        })
+        .unwrap();
+        assert_eq!(kept, vec![(b"a".to_vec(), 5)]);
+    }
+}

@@ -1,0 +1,475 @@
+//! A running materialized view: the epoch loop that follows its source, and the table that
+//! reads its last committed epoch.
+//!
+//! The loop: wait (on the partitions' high-watermark notifications) until the source has rows
+//! past the view's offsets; read them, at most one epoch interval after the previous epoch
+//! began; push them through the pipeline; commit in one RocksDB write batch the operators' state
+//! changes, the result changes and the new offsets; publish the new progress. A crash between
+//! two commits loses nothing: the next start reads the offsets of the last commit and replays
+//! the log from there, against the state of that same commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use streamhouse_catalog::ViewMeta;
+use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
+use streamhouse_storage::{Storage, TopicLog};
+use tokio::sync::watch;
+
+use super::changes::{Changes, EpochContext, Operator};
+use super::plan::StreamPlan;
+use super::state::{meta_key, Decoder, Encoder, EpochWriter, StateStore};
+use crate::{EngineError, Result};
+
+/// Most rows read from one partition in one epoch (a backfill is many epochs).
+const EPOCH_ROWS_MAX: u64 = 256 * 1024;
+
+/// Rows decoded per batch when a view is read.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// What a view has committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Epochs committed so far (0: none yet).
+    pub epoch: u64,
+    /// Per source partition, the next offset to read.
+    pub offsets: Vec<u64>,
+    /// Result rows.
+    pub rows: i64,
+    /// Wall-clock time of the last commit (ms since the epoch).
+    pub committed_ms: i64,
+    /// Why the view stopped, if it failed.
+    pub failed: Option<String>,
+}
+
+impl Progress {
+    fn encode(&self, topic_id: u64) -> Vec<u8> {
+        let mut out = Encoder::default();
+        out.u64(self.epoch);
+        out.i64(self.rows);
+        out.i64(self.committed_ms);
+        out.u64(topic_id);
+        out.u64(self.offsets.len() as u64);
+        for offset in &self.offsets {
+            out.u64(*offset);
+        }
+        out.0
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(Self, u64)> {
+        let mut input = Decoder(bytes);
+        let epoch = input.u64()?;
+        let rows = input.i64()?;
+        let committed_ms = input.i64()?;
+        let topic_id = input.u64()?;
+        let count = input.u64()?;
+        let offsets = (0..count).map(|_| input.u64()).collect::<Result<Vec<_>>>()?;
+        Ok((Self { epoch, offsets, rows, committed_ms, failed: None }, topic_id))
+    }
+
+    /// Whether every offset has reached its target.
+    pub fn covers(&self, targets: &[u64]) -> bool {
+        targets.iter().enumerate().all(|(i, t)| self.offsets.get(i).is_some_and(|o| o >= t))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A view as the engine holds it.
+pub struct ViewHandle {
+    pub meta: ViewMeta,
+    pub schema: SchemaRef,
+    pub topic: Arc<TopicLog>,
+    progress: watch::Receiver<Progress>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    store: StateStore,
+}
+
+impl std::fmt::Debug for ViewHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewHandle").field("name", &self.meta.name).finish()
+    }
+}
+
+impl ViewHandle {
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// The source's high watermarks now: what a FLUSH waits for.
+    pub fn source_targets(&self) -> Vec<u64> {
+        (0..self.topic.partition_count()).map(|p| self.topic.partition(p).map_or(0, |l| l.high_watermark())).collect()
+    }
+
+    /// Waits until the view has committed everything below `targets`. Fails if the view fails.
+    pub async fn wait_for(&self, targets: &[u64]) -> Result<()> {
+        let mut progress = self.progress.clone();
+        let reached = progress
+            .wait_for(|p| p.failed.is_some() || p.covers(targets))
+            .await
+            .map_err(|_| EngineError::Internal(format!("materialized view \"{}\" stopped", self.meta.name)))?;
+        match &reached.failed {
+            Some(message) => Err(view_failed(&self.meta.name, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the epoch loop (after the epoch in progress, if any).
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The view's rows as of its last committed epoch.
+    pub fn read(&self) -> Result<Vec<RecordBatch>> {
+        let converter = RowConverter::new(self.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+        let parser = converter.parser();
+        let mut batches = Vec::new();
+        let mut pending: Vec<Vec<u8>> = Vec::with_capacity(READ_BATCH_ROWS);
+        let mut error: Option<EngineError> = None;
+        let flush = |pending: &mut Vec<Vec<u8>>, batches: &mut Vec<RecordBatch>| -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let columns = converter.convert_rows(pending.iter().map(|row| parser.parse(row)))?;
+            batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+            pending.clear();
+            Ok(())
+        };
+        self.store.scan_results(self.meta.id, |row, count| {
+            for _ in 0..count {
+                pending.push(row.to_vec());
+                if pending.len() == READ_BATCH_ROWS {
+                    if let Err(e) = flush(&mut pending, &mut batches) {
+                        error = Some(e);
+                        return false;
+                    }
+                }
+            }
+            true
+        })?;
+        if let Some(error) = error {
+            return Err(error);
+        }
+        flush(&mut pending, &mut batches)?;
+        Ok(batches)
+    }
+}
+
+pub(crate) fn view_failed(name: &str, message: &str) -> EngineError {
+    EngineError::Sqlstate { code: "XX000", message: format!("materialized view \"{name}\" failed: {message}") }
+}
+
+/// Timing of the epoch loop.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochTiming {
+    pub epoch_interval: Duration,
+}
+
+/// Starts a view's epoch loop. Its committed progress is loaded from the state store.
+pub(crate) fn start(
+    meta: ViewMeta,
+    plan: StreamPlan,
+    storage: Storage,
+    store: StateStore,
+    timing: EpochTiming,
+) -> Result<Arc<ViewHandle>> {
+    let topic = plan.source.topic.clone();
+    let partitions = topic.partition_count() as usize;
+    let progress = match store.get(&meta_key(meta.id))? {
+        Some(bytes) => {
+            let (progress, topic_id) = Progress::decode(&bytes)?;
+            if topic_id != topic.id() || progress.offsets.len() != partitions {
+                return Err(EngineError::Internal(format!(
+                    "state of materialized view \"{}\" belongs to another source",
+                    meta.name
+                )));
+            }
+            progress
+        }
+        None => Progress { offsets: vec![0; partitions], ..Progress::default() },
+    };
+    let (progress_sender, progress_receiver) = watch::channel(progress);
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let schema = plan.schema.clone();
+    let runtime = Runtime {
+        view: meta.id,
+        name: meta.name.clone(),
+        storage,
+        store: store.clone(),
+        results: RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?,
+        plan: Some(plan),
+        progress: progress_sender,
+        timing,
+    };
+    let task = tokio::spawn(runtime.run(stop_receiver));
+    Ok(Arc::new(ViewHandle {
+        meta,
+        schema,
+        topic,
+        progress: progress_receiver,
+        stop: stop_sender,
+        task: Mutex::new(Some(task)),
+        store,
+    }))
+}
+
+struct Runtime {
+    view: u64,
+    name: String,
+    storage: Storage,
+    store: StateStore,
+    results: RowConverter,
+    /// Taken while an epoch runs on the blocking pool.
+    plan: Option<StreamPlan>,
+    progress: watch::Sender<Progress>,
+    timing: EpochTiming,
+}
+
+impl Runtime {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        if let Err(error) = self.follow(&mut stop).await {
+            tracing::error!(view = %self.name, %error, "materialized view failed");
+            let message = error.to_string();
+            self.progress.send_modify(|p| p.failed = Some(message));
+        }
+    }
+
+    async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let topic = self.plan.as_ref().map(|p| p.source.topic.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
+        let partitions: Vec<&streamhouse_storage::PartitionLog> =
+            (0..topic.partition_count()).filter_map(|p| topic.partition(p)).collect();
+        let mut receivers: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.subscribe()).collect();
+        let mut next_epoch = Instant::now();
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            for receiver in &mut receivers {
+                receiver.borrow_and_update();
+            }
+            let highs: Vec<u64> = partitions.iter().map(|p| p.high_watermark()).collect();
+            let committed = self.progress.borrow().clone();
+            let pending = committed.epoch == 0 || highs.iter().zip(&committed.offsets).any(|(h, o)| h > o);
+            if !pending {
+                let changed = futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+                tokio::select! {
+                    (result, _, _) = changed => {
+                        if result.is_err() {
+                            return Err(EngineError::Internal(format!("source topic \"{}\" went away", topic.name())));
+                        }
+                    }
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if Instant::now() < next_epoch {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_epoch.into()) => {}
+                    _ = stop.changed() => continue,
+                }
+            }
+            next_epoch = Instant::now() + self.timing.epoch_interval;
+            let mut input = Vec::new();
+            let mut offsets = committed.offsets.clone();
+            for (index, partition) in partitions.iter().enumerate() {
+                let low = partition.low_watermark();
+                if offsets[index] < low {
+                    tracing::warn!(view = %self.name, partition = index, from = offsets[index], to = low,
+                        "rows the view had not read were deleted by retention; skipping them");
+                    offsets[index] = low;
+                }
+                let from = offsets[index];
+                if from >= highs[index] {
+                    continue;
+                }
+                let to = highs[index].min(from + EPOCH_ROWS_MAX);
+                input.extend(read_range(&self.storage, &topic, index as u32, from, to).await?);
+                offsets[index] = to;
+            }
+            self.run_epoch(input, offsets, committed).await?;
+        }
+    }
+
+    /// Processes one epoch's input and commits it.
+    async fn run_epoch(&mut self, input: Vec<RecordBatch>, offsets: Vec<u64>, committed: Progress) -> Result<()> {
+        let mut plan = self.plan.take().ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
+        let store = self.store.clone();
+        let view = self.view;
+        let results = std::mem::replace(&mut self.results, RowConverter::new(vec![])?);
+        let topic_id = plan.source.topic.id();
+        let (plan, results, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = process_epoch(&mut plan, &results, &store, view, input, offsets, committed, topic_id);
+            (plan, results, outcome)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("epoch task: {e}")))?;
+        self.plan = Some(plan);
+        self.results = results;
+        let progress = outcome?;
+        self.progress.send_replace(progress);
+        Ok(())
+    }
+}
+
+/// Pushes changes through `operators[start..]`, collecting what leaves the last one.
+fn push(
+    operators: &mut [Box<dyn Operator>],
+    changes: Changes,
+    context: &mut EpochContext<'_>,
+    sink: &mut Vec<Changes>,
+) -> Result<()> {
+    match operators.split_first_mut() {
+        None => {
+            sink.push(changes);
+            Ok(())
+        }
+        Some((first, rest)) => {
+            for output in first.process(changes, context)? {
+                push(rest, output, context, sink)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_epoch(
+    plan: &mut StreamPlan,
+    results: &RowConverter,
+    store: &StateStore,
+    view: u64,
+    input: Vec<RecordBatch>,
+    offsets: Vec<u64>,
+    committed: Progress,
+    topic_id: u64,
+) -> Result<Progress> {
+    let mut writer = EpochWriter::new(view);
+    let mut sink = Vec::new();
+    {
+        let mut context = EpochContext { store, writer: &mut writer };
+        let operators = &mut plan.operators;
+        if committed.epoch == 0 {
+            for index in 0..operators.len() {
+                let initial = operators[index].initial()?;
+                for changes in initial {
+                    push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
+                }
+            }
+        }
+        for batch in input {
+            let shaped = plan.source.shape(&batch)?;
+            if shaped.num_rows() > 0 {
+                push(operators, Changes::inserts(shaped), &mut context, &mut sink)?;
+            }
+        }
+        for index in 0..operators.len() {
+            let output = operators[index].finish_epoch(&mut context)?;
+            for changes in output {
+                push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
+            }
+        }
+    }
+    // Coalesce the epoch's result changes per row, then write the non-zero ones.
+    let mut deltas: HashMap<Vec<u8>, i64> = HashMap::new();
+    for changes in &sink {
+        let rows = results.convert_columns(changes.batch.columns())?;
+        for row in 0..changes.num_rows() {
+            *deltas.entry(rows.row(row).as_ref().to_vec()).or_insert(0) += changes.sign(row);
+        }
+    }
+    let mut rows = committed.rows;
+    for (row, delta) in &deltas {
+        if *delta != 0 {
+            writer.add_result(row, *delta);
+            rows += delta;
+        }
+    }
+    let progress = Progress { epoch: committed.epoch + 1, offsets, rows, committed_ms: now_ms(), failed: None };
+    writer.put_meta(&progress.encode(topic_id));
+    store.commit(writer.batch)?;
+    for operator in plan.operators.iter_mut() {
+        operator.trim_cache();
+    }
+    Ok(progress)
+}
+
+/// Rows `[from, to)` of one partition, in the topic's full schema.
+async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, from: u64, to: u64) -> Result<Vec<RecordBatch>> {
+    let snapshot = storage.snapshot_from(topic, partition, from)?;
+    let projection = ScanProjection::new(topic, None)?;
+    let offset_column = topic.schema().fields().len() + 1;
+    let bounds = PruneBounds { offset: Some((from, to - 1)), ..PruneBounds::default() };
+    let mut receiver = scan_partition(storage, topic.clone(), snapshot, projection, bounds);
+    let mut batches = Vec::new();
+    while let Some(batch) = receiver.recv().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        // Offsets within a batch are dense and ascending.
+        let first = batch.column(offset_column).as_primitive::<Int64Type>().value(0) as u64;
+        let rows = batch.num_rows() as u64;
+        let start = from.saturating_sub(first).min(rows);
+        let end = to.saturating_sub(first).min(rows);
+        if start < end {
+            batches.push(batch.slice(start as usize, (end - start) as usize));
+        }
+        if first + rows >= to {
+            break;
+        }
+    }
+    Ok(batches)
+}
+
+/// A view as a table: a scan reads its last committed epoch.
+#[derive(Debug)]
+pub struct ViewTableProvider {
+    pub view: Arc<ViewHandle>,
+}
+
+#[async_trait]
+impl TableProvider for ViewTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let view = self.view.clone();
+        let batches = tokio::task::spawn_blocking(move || view.read())
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(&[batches], self.view.schema.clone(), projection.cloned())?)
+    }
+}
