@@ -602,6 +602,10 @@ impl Session {
                 Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "SHOW"))
             }
             Statement::Describe { name } => {
+                if let Some(view) = self.engine.views().get(&name) {
+                    let schema = describe_schema();
+                    return Ok(rows_output(schema.clone(), vec![crate::stream::ddl::describe_view(&view, schema)?], "DESCRIBE"));
+                }
                 let topic = storage.topic(&name).ok_or(EngineError::UndefinedTable(name))?;
                 let states = storage.partition_states(&topic)?;
                 let mut kind = Vec::new();
