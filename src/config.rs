@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// How often the state store's WAL is synced to disk (ms).
     #[arg(long, env = "STREAMHOUSE_CHECKPOINT_INTERVAL_MS")]
     pub checkpoint_interval_ms: Option<u64>,
+    /// A source partition with no new rows for this long stops holding back the watermark (ms).
+    #[arg(long, env = "STREAMHOUSE_WATERMARK_IDLE_TIMEOUT_MS")]
+    pub watermark_idle_timeout_ms: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -87,6 +90,7 @@ struct FileConfig {
     copy_bytes_max: Option<u64>,
     epoch_interval_ms: Option<u64>,
     checkpoint_interval_ms: Option<u64>,
+    watermark_idle_timeout_ms: Option<u64>,
     log: Option<String>,
 }
 
@@ -152,6 +156,11 @@ impl ServerConfig {
             "checkpoint_interval_ms",
             args.checkpoint_interval_ms.or(file.checkpoint_interval_ms),
             engine.checkpoint_interval.as_millis() as u64,
+        )?);
+        engine.idle_timeout = Duration::from_millis(positive(
+            "watermark_idle_timeout_ms",
+            args.watermark_idle_timeout_ms.or(file.watermark_idle_timeout_ms),
+            engine.idle_timeout.as_millis() as u64,
         )?);
         let message_bytes_max = positive(
             "message_bytes_max",

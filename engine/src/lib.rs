@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub epoch_interval: std::time::Duration,
     /// How often the state store's WAL is synced (what a power loss may roll back).
     pub checkpoint_interval: std::time::Duration,
+    /// A source partition with no new rows for this long stops holding back its topic's
+    /// watermark in views.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             copy_bytes_max: 1024 * 1024 * 1024,
             epoch_interval: std::time::Duration::from_millis(20),
             checkpoint_interval: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -84,7 +88,7 @@ impl Engine {
             .map_err(|e| EngineError::Storage(e.into()))?;
         let state_dir = storage_config.data_dir.join("state");
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
-        let timing = stream::EpochTiming { epoch_interval: config.epoch_interval };
+        let timing = stream::EpochTiming { epoch_interval: config.epoch_interval, idle_timeout: config.idle_timeout };
         let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval)?);
         let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
         tokio::spawn(views.clone().checkpoint(shutdown_receiver));
@@ -114,6 +118,7 @@ impl Engine {
     /// Prometheus text of the engine's and storage's metrics.
     pub fn render_metrics(&self, out: &mut String) {
         self.storage.metrics().render(out);
+        stream::render_metrics(&self.views, out);
     }
 
     /// Stops background work after every acknowledged write and committed epoch is on disk.

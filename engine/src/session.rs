@@ -270,6 +270,8 @@ fn show_views_schema() -> SchemaRef {
         Field::new("rows", DataType::Int64, false),
         Field::new("lag_rows", DataType::Int64, false),
         Field::new("lag_seconds", DataType::Float64, false),
+        Field::new("watermark", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), true),
+        Field::new("late_rows", DataType::Int64, false),
     ]))
 }
 
@@ -559,14 +561,14 @@ impl Session {
                 }
                 Ok(QueryOutput::Command { tag: "DROP TOPIC".into() })
             }
-            Statement::CreateView { name, query, options, if_not_exists } => {
+            Statement::CreateView { name, query, options, if_not_exists, .. } => {
                 let state = self.context.state();
                 crate::stream::ddl::create_view(&self.engine, &state, &name, &query, options, if_not_exists).await?;
                 Ok(QueryOutput::Command { tag: "CREATE MATERIALIZED VIEW".into() })
             }
-            Statement::ExplainView { query } => {
+            Statement::ExplainView { query, emit_on_window_close } => {
                 let state = self.context.state();
-                let plan = crate::stream::ddl::plan_view(&self.engine, &state, &query, 0).await?;
+                let plan = crate::stream::ddl::plan_view(&self.engine, &state, &query, 0, emit_on_window_close).await?;
                 let schema = single_column("QUERY PLAN", "").0;
                 let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(plan.explain()))])?;
                 Ok(rows_output(schema, vec![batch], "EXPLAIN"))

@@ -44,9 +44,15 @@ pub enum Statement {
     CopyTo { query: Box<ast::Query>, options: CopyOptions },
     /// Planned and run by DataFusion: queries, INSERT, EXPLAIN.
     Query(Box<ast::Statement>),
-    CreateView { name: String, query: Box<ast::Query>, options: BTreeMap<String, String>, if_not_exists: bool },
+    CreateView {
+        name: String,
+        query: Box<ast::Query>,
+        options: BTreeMap<String, String>,
+        if_not_exists: bool,
+        emit_on_window_close: bool,
+    },
     /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan.
-    ExplainView { query: Box<ast::Query> },
+    ExplainView { query: Box<ast::Query>, emit_on_window_close: bool },
     DropView { name: String, if_exists: bool },
     ShowViews,
     /// `FLUSH`, or `REFRESH MATERIALIZED VIEW v` (a flush of one view).
@@ -142,7 +148,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         ("REFRESH", "MATERIALIZED") => parse_refresh(&tokens),
         ("CREATE", "MATERIALIZED") => parse_create_view(sql),
         ("EXPLAIN", "CREATE") => match parse_create_view(&render(&tokens[tokens.iter().position(|t| word(t).as_deref() == Some("EXPLAIN")).unwrap_or(0) + 1..]))? {
-            Statement::CreateView { query, .. } => Ok(Statement::ExplainView { query }),
+            Statement::CreateView { query, emit_on_window_close, .. } => Ok(Statement::ExplainView { query, emit_on_window_close }),
             _ => Err(EngineError::NotSupported("EXPLAIN of this statement".into())),
         },
         ("DROP", "MATERIALIZED") => parse_drop_view(sql),
@@ -253,7 +259,14 @@ fn parse_drop(sql: &str) -> Result<Statement> {
 }
 
 fn parse_create_view(sql: &str) -> Result<Statement> {
-    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statement()?;
+    // A trailing EMIT ON WINDOW CLOSE is ours; sqlparser parses the rest.
+    let tokens = tokenize(sql)?;
+    let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i], Token::Whitespace(_))).collect();
+    let tail: Vec<String> =
+        significant.iter().rev().take(4).rev().map(|&i| word(&tokens[i]).unwrap_or_default()).collect();
+    let emit_on_window_close = tail == ["EMIT", "ON", "WINDOW", "CLOSE"];
+    let sql = if emit_on_window_close { render(&tokens[..significant[significant.len() - 4]]) } else { sql.to_string() };
+    let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
     let ast::Statement::CreateView(view) = statement else {
         return Err(EngineError::Syntax("expected CREATE MATERIALIZED VIEW name AS query".into()));
     };
@@ -276,15 +289,25 @@ fn parse_create_view(sql: &str) -> Result<Statement> {
         let SqlOption::KeyValue { key, value } = option else {
             return Err(EngineError::InvalidParameter(format!("invalid materialized view option {option}")));
         };
-        options.insert(key.value.to_ascii_lowercase(), option_text(value)?);
+        let key = key.value.to_ascii_lowercase();
+        // No user options yet; `emit` is how the catalog records EMIT ON WINDOW CLOSE.
+        return Err(EngineError::InvalidParameter(format!("unknown materialized view option \"{key}\" (= {})", option_text(value)?)));
+    }
+    if emit_on_window_close {
+        options.insert(EMIT_OPTION.to_string(), EMIT_ON_WINDOW_CLOSE.to_string());
     }
     Ok(Statement::CreateView {
         name: object_name(&view.name)?,
         query: view.query,
         options,
         if_not_exists: view.if_not_exists,
+        emit_on_window_close,
     })
 }
+
+/// The catalog option that records a view's emission mode.
+pub const EMIT_OPTION: &str = "emit";
+pub const EMIT_ON_WINDOW_CLOSE: &str = "on window close";
 
 fn parse_drop_view(sql: &str) -> Result<Statement> {
     let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statement()?;

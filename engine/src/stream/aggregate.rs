@@ -227,7 +227,28 @@ enum ArgColumn {
     Values(Rows, ArrayRef),
 }
 
+/// A GROUP BY over a window column: which group column it is and how far the window's end is
+/// from its value (0 for `window_end`, the window size for `window_start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowKey {
+    pub group_index: usize,
+    pub end_offset_us: i64,
+}
+
+/// Bytes of the window-end prefix of a windowed group's key.
+const WINDOW_PREFIX: usize = 8;
+
+/// Big-endian with the sign bit flipped: byte order equals numeric order.
+fn ordered(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 /// Incremental GROUP BY (also a global aggregate without GROUP BY: one group that always exists).
+///
+/// Grouped by a window column of a source with a watermark, a group's state key starts with its
+/// window's end, so the windows a watermark closes are one key range: their state is deleted
+/// then (no row can reach them any more), and with EMIT ON WINDOW CLOSE their final rows are
+/// emitted then and only then.
 pub struct AggregateOp {
     id: u16,
     view: u64,
@@ -242,6 +263,10 @@ pub struct AggregateOp {
     cache_bytes: usize,
     /// Groups touched this epoch, with their state before it (`None`: the group did not exist).
     touched: HashMap<Vec<u8>, Option<GroupState>>,
+    /// Set when groups are windows that a watermark closes.
+    window: Option<WindowKey>,
+    /// Emit each window's final row once it closes, instead of updates as rows arrive.
+    emit_on_close: bool,
 }
 
 impl AggregateOp {
@@ -255,6 +280,8 @@ impl AggregateOp {
         calls: Vec<AggCall>,
         schema: SchemaRef,
         append_only: bool,
+        window: Option<WindowKey>,
+        emit_on_close: bool,
     ) -> Result<Self> {
         let groups = RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
         Ok(Self {
@@ -269,7 +296,18 @@ impl AggregateOp {
             cache: HashMap::new(),
             cache_bytes: 0,
             touched: HashMap::new(),
+            window,
+            emit_on_close,
         })
+    }
+
+    /// The group-key bytes of a state key (after the window prefix, if any).
+    fn group_bytes<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        if self.window.is_some() {
+            &key[WINDOW_PREFIX.min(key.len())..]
+        } else {
+            key
+        }
     }
 
     fn global(&self) -> bool {
@@ -383,7 +421,7 @@ impl AggregateOp {
     /// Output rows for the given groups: group columns, then one column per aggregate.
     fn output_batch(&self, rows: &[(&[u8], &GroupState)]) -> Result<RecordBatch> {
         let parser = self.groups.parser();
-        let keys = self.groups.convert_rows(rows.iter().map(|(key, _)| parser.parse(key)))?;
+        let keys = self.groups.convert_rows(rows.iter().map(|(key, _)| parser.parse(self.group_bytes(key))))?;
         let mut columns: Vec<ArrayRef> = keys;
         for (index, call) in self.calls.iter().enumerate() {
             let values = rows
@@ -493,6 +531,42 @@ fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i6
     Ok(())
 }
 
+impl AggregateOp {
+    /// Deletes the state of every window ending at or before the watermark; returns the
+    /// closed groups (with EMIT ON WINDOW CLOSE, to emit; otherwise empty).
+    fn close_windows(
+        &mut self,
+        watermark: i64,
+        touched: Vec<Vec<u8>>,
+        context: &mut EpochContext<'_>,
+    ) -> Result<Vec<(Vec<u8>, GroupState)>> {
+        let bound = ordered(watermark.saturating_add(1));
+        let mut closed: std::collections::BTreeMap<Vec<u8>, GroupState> = std::collections::BTreeMap::new();
+        let mut stored: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        context.store.scan_state(self.view, self.id, &bound, |key, value| stored.push((key.to_vec(), value.to_vec())))?;
+        for (key, value) in stored {
+            // The cache holds this epoch's changes; the store holds the last commit.
+            let state = match self.cache.get(&key) {
+                Some(state) => state.clone(),
+                None => GroupState::decode(&value, self.calls.len())?,
+            };
+            closed.insert(key, state);
+        }
+        for key in touched.into_iter().filter(|k| k.as_slice() < bound.as_slice()) {
+            if let Some(state) = self.cache.get(&key) {
+                closed.insert(key, state.clone());
+            }
+        }
+        for key in closed.keys() {
+            context.writer.delete_state(self.id, key);
+            if let Some(state) = self.cache.remove(key) {
+                self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
+            }
+        }
+        Ok(if self.emit_on_close { closed.into_iter().filter(|(_, s)| self.exists(s)).collect() } else { Vec::new() })
+    }
+}
+
 impl Operator for AggregateOp {
     fn process(&mut self, input: Changes, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
         let rows = input.num_rows();
@@ -515,13 +589,24 @@ impl Operator for AggregateOp {
             })
             .collect::<Result<Vec<_>>>()?;
         let funcs: Vec<AggFunc> = self.calls.iter().map(|c| c.func).collect();
+        let window_ends = match self.window {
+            Some(window) => {
+                let column = cast(&group_columns[window.group_index], &DataType::Int64)?;
+                Some((column.as_primitive::<Int64Type>().clone(), window.end_offset_us))
+            }
+            None => None,
+        };
+        let mut key = Vec::new();
         for row in 0..rows {
             let sign = input.sign(row);
-            let key: &[u8] = match &keys {
-                Some(keys) => keys.row(row).data(),
-                None => &[],
-            };
-            let state = self.group(key, context)?;
+            key.clear();
+            if let Some((ends, offset)) = &window_ends {
+                key.extend_from_slice(&ordered(ends.value(row).saturating_add(*offset)));
+            }
+            if let Some(keys) = &keys {
+                key.extend_from_slice(keys.row(row).data());
+            }
+            let state = self.group(&key, context)?;
             state.rows += sign;
             for (index, acc) in state.accs.iter_mut().enumerate() {
                 if filters[index].as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
@@ -537,8 +622,12 @@ impl Operator for AggregateOp {
         let touched = std::mem::take(&mut self.touched);
         let mut retracted: Vec<(Vec<u8>, GroupState)> = Vec::new();
         let mut inserted: Vec<Vec<u8>> = Vec::new();
+        let mut touched_keys: Vec<Vec<u8>> = Vec::new();
         for (key, before) in touched {
             let after = self.cache.get(&key).filter(|s| self.exists(s)).cloned();
+            if self.window.is_some() && after.is_some() {
+                touched_keys.push(key.clone());
+            }
             if before == after {
                 continue;
             }
@@ -550,6 +639,9 @@ impl Operator for AggregateOp {
                         self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
                     }
                 }
+            }
+            if self.emit_on_close {
+                continue; // emitted when its window closes
             }
             // An unchanged output (e.g. a count that went up and back down) emits nothing.
             let before_row = before.as_ref().map(|s| self.output_batch(&[(&key, s)])).transpose()?;
@@ -579,6 +671,13 @@ impl Operator for AggregateOp {
             let rows: Vec<(&[u8], &GroupState)> = inserted.iter().map(|k| k.as_slice()).zip(states.iter()).collect();
             output.push(Changes::inserts(self.output_batch(&rows)?));
         }
+        if let (Some(_), Some(watermark)) = (self.window, context.watermark) {
+            let closed = self.close_windows(watermark, touched_keys, context)?;
+            if !closed.is_empty() {
+                let rows: Vec<(&[u8], &GroupState)> = closed.iter().map(|(k, s)| (k.as_slice(), s)).collect();
+                output.push(Changes::inserts(self.output_batch(&rows)?));
+            }
+        }
         Ok(output)
     }
 
@@ -590,6 +689,10 @@ impl Operator for AggregateOp {
         Ok(vec![Changes::inserts(self.output_batch(&[(&[], &state)])?)])
     }
 
+    fn set_emit_on_close(&mut self) {
+        self.emit_on_close = true;
+    }
+
     fn trim_cache(&mut self) {
         if self.cache_bytes > CACHE_BYTES_MAX {
             self.cache.clear();
@@ -599,7 +702,13 @@ impl Operator for AggregateOp {
 
     fn describe(&self) -> String {
         let calls: Vec<&str> = self.calls.iter().map(|c| c.text.as_str()).collect();
-        let mode = if self.append_only { "append-only input" } else { "retracting input" };
+        let mut mode = if self.append_only { "append-only input" } else { "retracting input" }.to_string();
+        if self.window.is_some() {
+            mode.push_str(", windows closed by the watermark");
+        }
+        if self.emit_on_close {
+            mode.push_str(", emit on window close");
+        }
         if self.global() {
             format!("Aggregate: [{}] ({mode})", calls.join(", "))
         } else {

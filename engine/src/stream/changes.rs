@@ -61,6 +61,9 @@ impl Changes {
 pub struct EpochContext<'a> {
     pub store: &'a StateStore,
     pub writer: &'a mut EpochWriter,
+    /// The source's event-time watermark as of the end of this epoch (microseconds), if it
+    /// has one: no row with an earlier event time will be processed any more.
+    pub watermark: Option<i64>,
 }
 
 /// One step of a view's pipeline.
@@ -81,6 +84,9 @@ pub trait Operator: Send {
 
     /// Drops in-memory caches past their limit (after an epoch is committed).
     fn trim_cache(&mut self) {}
+
+    /// Makes a windowed aggregate emit final rows when windows close (EMIT ON WINDOW CLOSE).
+    fn set_emit_on_close(&mut self) {}
 
     /// One line for EXPLAIN.
     fn describe(&self) -> String;

@@ -12,14 +12,34 @@ use streamhouse_catalog::{CatalogError, ViewDefinition};
 use super::plan::{build_pipeline, check_deterministic, StreamPlan};
 use super::view;
 use crate::session::{new_context, plan_query};
+use crate::sql::statement::{EMIT_ON_WINDOW_CLOSE, EMIT_OPTION};
 use crate::{Engine, EngineError, Result};
 
 /// Plans a view's pipeline; `view_id` namespaces its state (0 when only checking or explaining).
-pub(crate) async fn plan_view(engine: &Arc<Engine>, state: &SessionState, query: &ast::Query, view_id: u64) -> Result<StreamPlan> {
+pub(crate) async fn plan_view(
+    engine: &Arc<Engine>,
+    state: &SessionState,
+    query: &ast::Query,
+    view_id: u64,
+    emit_on_window_close: bool,
+) -> Result<StreamPlan> {
     let plan = plan_query(state, engine.storage(), query.clone()).await?;
     check_deterministic(&plan)?;
     let optimized = state.optimize(&plan)?;
-    build_pipeline(state, &optimized, view_id)
+    build_pipeline(state, &optimized, view_id, emit_on_window_close)
+}
+
+fn emits_on_window_close(options: &BTreeMap<String, String>) -> bool {
+    options.get(EMIT_OPTION).map(String::as_str) == Some(EMIT_ON_WINDOW_CLOSE)
+}
+
+/// The definition as SHOW prints it.
+pub(crate) fn definition_text(meta: &streamhouse_catalog::ViewMeta) -> String {
+    if emits_on_window_close(&meta.options) {
+        format!("{} EMIT ON WINDOW CLOSE", meta.query)
+    } else {
+        meta.query.clone()
+    }
 }
 
 fn catalog_error(error: CatalogError) -> EngineError {
@@ -49,10 +69,8 @@ pub(crate) async fn create_view(
     if taken {
         return if if_not_exists { Ok(false) } else { Err(EngineError::DuplicateTable(name.to_string())) };
     }
-    if let Some(option) = options.keys().next() {
-        return Err(EngineError::InvalidParameter(format!("unknown materialized view option \"{option}\"")));
-    }
-    let checked = plan_view(engine, state, query, 0).await?;
+    let emit = emits_on_window_close(&options);
+    let checked = plan_view(engine, state, query, 0, emit).await?;
     let definition = ViewDefinition {
         name: name.to_string(),
         query: query.to_string(),
@@ -64,7 +82,7 @@ pub(crate) async fn create_view(
         Err(CatalogError::TopicExists(_)) if if_not_exists => return Ok(false),
         Err(error) => return Err(catalog_error(error)),
     };
-    let plan = plan_view(engine, state, query, meta.id).await?;
+    let plan = plan_view(engine, state, query, meta.id, emit).await?;
     let views = engine.views();
     let handle = view::start(meta, plan, engine.storage().clone(), views.store().clone(), views.timing)?;
     views.insert(handle.clone());
@@ -116,7 +134,7 @@ pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
     for meta in metas {
         let started = async {
             let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
-            let plan = plan_view(engine, &state, &query, meta.id).await?;
+            let plan = plan_view(engine, &state, &query, meta.id, emits_on_window_close(&meta.options)).await?;
             view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing)
         }
         .await;
@@ -131,14 +149,16 @@ pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
     Ok(())
 }
 
-/// One row per view: name, definition, status, epoch, rows, lag in rows and seconds.
+/// One row per view: name, definition, status, epoch, rows, lag in rows and seconds, watermark,
+/// late rows dropped.
 pub(crate) fn show_views(engine: &Arc<Engine>, schema: arrow::datatypes::SchemaRef) -> Result<arrow::array::RecordBatch> {
-    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let mut rows: Vec<(String, String, String, i64, i64, i64, f64)> = Vec::new();
+    type Row = (String, String, String, i64, i64, i64, f64, Option<i64>, i64);
+    let mut rows: Vec<Row> = Vec::new();
     for view in engine.views().list() {
         let progress = view.progress();
         let targets = view.source_targets();
@@ -150,10 +170,20 @@ pub(crate) fn show_views(engine: &Arc<Engine>, schema: arrow::datatypes::SchemaR
         };
         // Seconds behind: how long ago the view last committed, while rows are waiting.
         let seconds = if lag > 0 { (now_ms - progress.committed_ms).max(0) as f64 / 1000.0 } else { 0.0 };
-        rows.push((view.meta.name.clone(), view.meta.query.clone(), status, progress.epoch as i64, progress.rows, lag as i64, seconds));
+        rows.push((
+            view.meta.name.clone(),
+            definition_text(&view.meta),
+            status,
+            progress.epoch as i64,
+            progress.rows,
+            lag as i64,
+            seconds,
+            progress.watermark_us,
+            progress.late_rows as i64,
+        ));
     }
     for (meta, reason) in engine.views().broken() {
-        rows.push((meta.name, meta.query, format!("failed to start: {reason}"), 0, 0, 0, 0.0));
+        rows.push((meta.name.clone(), definition_text(&meta), format!("failed to start: {reason}"), 0, 0, 0, 0.0, None, 0));
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let columns: Vec<ArrayRef> = vec![
@@ -164,6 +194,8 @@ pub(crate) fn show_views(engine: &Arc<Engine>, schema: arrow::datatypes::SchemaR
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.6))),
+        Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.7).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.8))),
     ];
     Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
 }

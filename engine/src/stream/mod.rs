@@ -128,3 +128,28 @@ impl Views {
         }
     }
 }
+
+/// Prometheus text of every view's progress.
+pub fn render_metrics(views: &Views, out: &mut String) {
+    use std::fmt::Write;
+    let list = views.list();
+    let metrics: [(&str, &str, &str, fn(&ViewHandle, &Progress) -> f64); 5] = [
+        ("streamhouse_view_epochs_total", "counter", "Epochs a materialized view has committed.", |_, p| p.epoch as f64),
+        ("streamhouse_view_rows", "gauge", "Rows in a materialized view.", |_, p| p.rows as f64),
+        ("streamhouse_view_late_rows_total", "counter", "Rows a view dropped for being behind the watermark.", |_, p| {
+            p.late_rows as f64
+        }),
+        ("streamhouse_view_lag_rows", "gauge", "Source rows a view has not processed yet.", |v, p| {
+            v.source_targets().iter().zip(&p.offsets).map(|(t, o)| t.saturating_sub(*o)).sum::<u64>() as f64
+        }),
+        ("streamhouse_view_failed", "gauge", "1 if a view stopped on an error.", |_, p| if p.failed.is_some() { 1.0 } else { 0.0 }),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for view in &list {
+            let progress = view.progress();
+            let label = view.meta.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{view=\"{label}\"}} {}", value(view, &progress));
+        }
+    }
+}

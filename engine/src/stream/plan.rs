@@ -19,7 +19,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
 use datafusion::physical_expr::PhysicalExpr;
 use streamhouse_storage::TopicLog;
 
-use super::aggregate::{AggCall, AggFunc, AggregateOp};
+use super::aggregate::{AggCall, AggFunc, AggregateOp, WindowKey};
 use super::changes::{FilterOp, Operator, ProjectOp};
 use super::window::{WindowAssigner, WindowTableProvider};
 use crate::provider::TopicTableProvider;
@@ -113,6 +113,13 @@ struct Builder<'a> {
     operators: Vec<Box<dyn Operator>>,
     /// Whether the stream so far carries only inserts.
     append_only: bool,
+    /// Indices (into `operators`) of the aggregates, in pipeline order.
+    aggregates: Vec<usize>,
+    /// The aggregates' window keys, by the same order.
+    windows: Vec<Option<WindowKey>>,
+    /// Per column of the stream so far: if it is a window bound that the source's watermark
+    /// closes, how far the window's end is from its value.
+    window_columns: Vec<Option<i64>>,
 }
 
 fn unsupported(what: &str) -> EngineError {
@@ -120,6 +127,20 @@ fn unsupported(what: &str) -> EngineError {
 }
 
 impl Builder<'_> {
+    /// The window information of an expression that is a bare (possibly aliased) column.
+    fn window_column(&self, expr: &Expr, schema: &DFSchema) -> Option<i64> {
+        let column = match expr {
+            Expr::Column(column) => column,
+            Expr::Alias(alias) => match alias.expr.as_ref() {
+                Expr::Column(column) => column,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let index = schema.index_of_column(column).ok()?;
+        self.window_columns.get(index).copied().flatten()
+    }
+
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(self.state.create_physical_expr(expr.clone(), schema)?)
     }
@@ -152,6 +173,24 @@ impl Builder<'_> {
                 } else {
                     return Err(unsupported(&format!("reading \"{}\" (only topics can be sources)", scan.table_name)));
                 };
+                self.window_columns = vec![None; source.schema.fields().len()];
+                if let Some(window) = &source.window {
+                    // Windows close only when the watermark is on the window's own time column.
+                    if source.topic.event_time_column() == Some(window.time_column) {
+                        let user = source.topic.schema().fields().len();
+                        let size = match window.kind {
+                            super::window::WindowKind::Tumble { size_us } | super::window::WindowKind::Hop { size_us, .. } => size_us,
+                        };
+                        let all: Vec<usize> = (0..user + 2).collect();
+                        for (position, index) in scan.projection.as_ref().unwrap_or(&all).iter().enumerate() {
+                            if *index == user {
+                                self.window_columns[position] = Some(size);
+                            } else if *index == user + 1 {
+                                self.window_columns[position] = Some(0);
+                            }
+                        }
+                    }
+                }
                 self.source = Some(source);
                 Ok(())
             }
@@ -170,6 +209,7 @@ impl Builder<'_> {
                     .collect::<Result<Vec<_>>>()?;
                 let texts = projection.expr.iter().map(|e| e.to_string()).collect();
                 let schema = Arc::new(projection.schema.as_arrow().clone());
+                self.window_columns = projection.expr.iter().map(|e| self.window_column(e, projection.input.schema())).collect();
                 self.operators.push(Box::new(ProjectOp { exprs, texts, schema }));
                 Ok(())
             }
@@ -195,7 +235,16 @@ impl Builder<'_> {
                 }
                 let schema = Arc::new(aggregate.schema.as_arrow().clone());
                 let id = self.operators.len() as u16;
-                let op = AggregateOp::new(id, self.view, group_exprs, group_texts, group_types, calls, schema, self.append_only)?;
+                let group_windows: Vec<Option<i64>> =
+                    aggregate.group_expr.iter().map(|e| self.window_column(e, input_schema)).collect();
+                let window = group_windows
+                    .iter()
+                    .enumerate()
+                    .find_map(|(group_index, w)| w.map(|end_offset_us| WindowKey { group_index, end_offset_us }));
+                self.aggregates.push(self.operators.len());
+                self.windows.push(window);
+                self.window_columns = group_windows.into_iter().chain(std::iter::repeat_n(None, calls.len())).collect();
+                let op = AggregateOp::new(id, self.view, group_exprs, group_texts, group_types, calls, schema, self.append_only, window, false)?;
                 self.operators.push(Box::new(op));
                 self.append_only = false;
                 Ok(())
@@ -248,9 +297,33 @@ impl Builder<'_> {
 }
 
 /// Plans a view's pipeline from its optimized logical plan. `view` namespaces operator state.
-pub fn build_pipeline(state: &SessionState, plan: &LogicalPlan, view: u64) -> Result<StreamPlan> {
-    let mut builder = Builder { state, view, source: None, operators: Vec::new(), append_only: true };
+/// With `emit_on_window_close`, the last aggregate must group by a window that the source's
+/// watermark closes; it then emits each window's final row once, when it closes.
+pub fn build_pipeline(state: &SessionState, plan: &LogicalPlan, view: u64, emit_on_window_close: bool) -> Result<StreamPlan> {
+    let mut builder = Builder {
+        state,
+        view,
+        source: None,
+        operators: Vec::new(),
+        append_only: true,
+        aggregates: Vec::new(),
+        windows: Vec::new(),
+        window_columns: Vec::new(),
+    };
     builder.build(plan)?;
+    if emit_on_window_close {
+        let last = builder.aggregates.last().copied();
+        match (last, builder.windows.last().copied().flatten()) {
+            (Some(index), Some(_)) => builder.operators[index].set_emit_on_close(),
+            _ => {
+                return Err(EngineError::InvalidDefinition(
+                    "EMIT ON WINDOW CLOSE needs a GROUP BY of window_start or window_end over TUMBLE or HOP on the \
+                     topic's WATERMARK column"
+                        .into(),
+                ))
+            }
+        }
+    }
     let source = builder.source.ok_or_else(|| EngineError::InvalidDefinition("a materialized view must read a topic".into()))?;
     Ok(StreamPlan { source, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
 }

@@ -153,6 +153,24 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Committed state entries of one operator whose key (after the operator prefix) sorts
+    /// below `below`, in key order, from one consistent snapshot.
+    pub fn scan_state(&self, view: u64, operator: u16, below: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let start = state_key(view, operator, &[]);
+        let end = state_key(view, operator, below);
+        let snapshot = self.db.snapshot();
+        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(state_error)?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            each(&key[start.len()..], &value);
+        }
+        Ok(())
+    }
+}
+
 /// Builds one epoch's write batch.
 pub struct EpochWriter {
     pub batch: WriteBatch,

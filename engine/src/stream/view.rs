@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -49,8 +50,32 @@ pub struct Progress {
     pub rows: i64,
     /// Wall-clock time of the last commit (ms since the epoch).
     pub committed_ms: i64,
+    /// Per source partition, the largest event time read (microseconds).
+    pub max_event_us: Vec<Option<i64>>,
+    /// The source's watermark: the smallest, over partitions that are not idle, of the largest
+    /// event time minus the WATERMARK delay. Never goes back.
+    pub watermark_us: Option<i64>,
+    /// Rows dropped because their event time was behind the watermark.
+    pub late_rows: u64,
     /// Why the view stopped, if it failed.
     pub failed: Option<String>,
+}
+
+fn put_optional(out: &mut Encoder, value: Option<i64>) {
+    match value {
+        Some(v) => {
+            out.u8(1);
+            out.i64(v);
+        }
+        None => out.u8(0),
+    }
+}
+
+fn get_optional(input: &mut Decoder<'_>) -> Result<Option<i64>> {
+    Ok(match input.u8()? {
+        0 => None,
+        _ => Some(input.i64()?),
+    })
 }
 
 impl Progress {
@@ -64,6 +89,11 @@ impl Progress {
         for offset in &self.offsets {
             out.u64(*offset);
         }
+        for max in &self.max_event_us {
+            put_optional(&mut out, *max);
+        }
+        put_optional(&mut out, self.watermark_us);
+        out.u64(self.late_rows);
         out.0
     }
 
@@ -75,7 +105,11 @@ impl Progress {
         let topic_id = input.u64()?;
         let count = input.u64()?;
         let offsets = (0..count).map(|_| input.u64()).collect::<Result<Vec<_>>>()?;
-        Ok((Self { epoch, offsets, rows, committed_ms, failed: None }, topic_id))
+        let max_event_us = (0..count).map(|_| get_optional(&mut input)).collect::<Result<Vec<_>>>()?;
+        let watermark_us = get_optional(&mut input)?;
+        let late_rows = input.u64()?;
+        let progress = Self { epoch, offsets, rows, committed_ms, max_event_us, watermark_us, late_rows, failed: None };
+        Ok((progress, topic_id))
     }
 
     /// Whether every offset has reached its target.
@@ -184,6 +218,44 @@ pub(crate) fn view_failed(name: &str, message: &str) -> EngineError {
 #[derive(Debug, Clone, Copy)]
 pub struct EpochTiming {
     pub epoch_interval: Duration,
+    /// A source partition with nothing new for this long no longer holds the watermark back.
+    pub idle_timeout: Duration,
+}
+
+/// A source's event-time declaration: the column (among the user columns) and the delay.
+#[derive(Debug, Clone, Copy)]
+struct WatermarkSource {
+    column: usize,
+    delay_us: i64,
+}
+
+impl WatermarkSource {
+    fn of(topic: &TopicLog) -> Option<Self> {
+        let spec = topic.meta().watermark.as_ref()?;
+        Some(Self { column: topic.event_time_column()?, delay_us: spec.delay_us })
+    }
+
+    /// The watermark the partitions allow: the minimum over partitions that are not idle of
+    /// their largest event time minus the delay (over every partition that has events, when
+    /// all are idle). It stays where it was while a live partition has no event yet, and it
+    /// never goes back.
+    fn combine(&self, max_event_us: &[Option<i64>], idle: &[bool], previous: Option<i64>) -> Option<i64> {
+        let all_idle = idle.iter().all(|i| *i);
+        let mut lowest: Option<i64> = None;
+        for (max, idle) in max_event_us.iter().zip(idle) {
+            let bound = match (max, *idle) {
+                (Some(max), false) => max.saturating_sub(self.delay_us),
+                (None, false) => return previous,
+                (Some(max), true) if all_idle => max.saturating_sub(self.delay_us),
+                (_, true) => continue,
+            };
+            lowest = Some(lowest.map_or(bound, |l| l.min(bound)));
+        }
+        match (previous, lowest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Starts a view's epoch loop. Its committed progress is loaded from the state store.
@@ -207,7 +279,7 @@ pub(crate) fn start(
             }
             progress
         }
-        None => Progress { offsets: vec![0; partitions], ..Progress::default() },
+        None => Progress { offsets: vec![0; partitions], max_event_us: vec![None; partitions], ..Progress::default() },
     };
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
@@ -260,6 +332,8 @@ impl Runtime {
         let partitions: Vec<&streamhouse_storage::PartitionLog> =
             (0..topic.partition_count()).filter_map(|p| topic.partition(p)).collect();
         let mut receivers: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.subscribe()).collect();
+        let watermark = WatermarkSource::of(&topic);
+        let mut last_active: Vec<Instant> = vec![Instant::now(); partitions.len()];
         let mut next_epoch = Instant::now();
         loop {
             if *stop.borrow() {
@@ -270,8 +344,22 @@ impl Runtime {
             }
             let highs: Vec<u64> = partitions.iter().map(|p| p.high_watermark()).collect();
             let committed = self.progress.borrow().clone();
-            let pending = committed.epoch == 0 || highs.iter().zip(&committed.offsets).any(|(h, o)| h > o);
+            let now = Instant::now();
+            for (index, active) in last_active.iter_mut().enumerate() {
+                if highs[index] > committed.offsets[index] {
+                    *active = now;
+                }
+            }
+            let idle: Vec<bool> = last_active.iter().map(|a| now.duration_since(*a) >= self.timing.idle_timeout).collect();
+            // A partition going idle may let the watermark advance (and close windows) with no
+            // new rows at all.
+            let advances = watermark.is_some_and(|w| w.combine(&committed.max_event_us, &idle, committed.watermark_us) != committed.watermark_us);
+            let pending = committed.epoch == 0 || advances || highs.iter().zip(&committed.offsets).any(|(h, o)| h > o);
             if !pending {
+                let next_idle = match watermark {
+                    Some(_) => last_active.iter().zip(&idle).filter(|(_, i)| !**i).map(|(a, _)| *a + self.timing.idle_timeout).min(),
+                    None => None,
+                };
                 let changed = futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
                 tokio::select! {
                     (result, _, _) = changed => {
@@ -279,6 +367,7 @@ impl Runtime {
                             return Err(EngineError::Internal(format!("source topic \"{}\" went away", topic.name())));
                         }
                     }
+                    _ = async { tokio::time::sleep_until(next_idle.unwrap_or(now).into()).await }, if next_idle.is_some() => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -304,22 +393,24 @@ impl Runtime {
                     continue;
                 }
                 let to = highs[index].min(from + EPOCH_ROWS_MAX);
-                input.extend(read_range(&self.storage, &topic, index as u32, from, to).await?);
+                let batches = read_range(&self.storage, &topic, index as u32, from, to).await?;
+                input.extend(batches.into_iter().map(|b| (index, b)));
                 offsets[index] = to;
             }
-            self.run_epoch(input, offsets, committed).await?;
+            let step = EpochInput { batches: input, offsets, idle, watermark, committed };
+            self.run_epoch(step).await?;
         }
     }
 
     /// Processes one epoch's input and commits it.
-    async fn run_epoch(&mut self, input: Vec<RecordBatch>, offsets: Vec<u64>, committed: Progress) -> Result<()> {
+    async fn run_epoch(&mut self, input: EpochInput) -> Result<()> {
         let mut plan = self.plan.take().ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
         let store = self.store.clone();
         let view = self.view;
         let results = std::mem::replace(&mut self.results, RowConverter::new(vec![])?);
         let topic_id = plan.source.topic.id();
         let (plan, results, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = process_epoch(&mut plan, &results, &store, view, input, offsets, committed, topic_id);
+            let outcome = process_epoch(&mut plan, &results, &store, view, input, topic_id);
             (plan, results, outcome)
         })
         .await
@@ -353,21 +444,31 @@ fn push(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one epoch reads: rows per source partition, where it ends, and the watermark inputs.
+struct EpochInput {
+    batches: Vec<(usize, RecordBatch)>,
+    offsets: Vec<u64>,
+    idle: Vec<bool>,
+    watermark: Option<WatermarkSource>,
+    committed: Progress,
+}
+
 fn process_epoch(
     plan: &mut StreamPlan,
     results: &RowConverter,
     store: &StateStore,
     view: u64,
-    input: Vec<RecordBatch>,
-    offsets: Vec<u64>,
-    committed: Progress,
+    input: EpochInput,
     topic_id: u64,
 ) -> Result<Progress> {
+    let EpochInput { batches, offsets, idle, watermark, committed } = input;
     let mut writer = EpochWriter::new(view);
     let mut sink = Vec::new();
+    let mut max_event_us = committed.max_event_us.clone();
+    let mut late_rows = committed.late_rows;
+    let new_watermark;
     {
-        let mut context = EpochContext { store, writer: &mut writer };
+        let mut context = EpochContext { store, writer: &mut writer, watermark: committed.watermark_us };
         let operators = &mut plan.operators;
         if committed.epoch == 0 {
             for index in 0..operators.len() {
@@ -377,12 +478,34 @@ fn process_epoch(
                 }
             }
         }
-        for batch in input {
+        for (partition, batch) in batches {
+            let batch = match watermark {
+                Some(source) => {
+                    let times = batch.column(source.column).as_primitive::<TimestampMicrosecondType>();
+                    if let Some(max) = arrow::compute::max(times) {
+                        let slot = &mut max_event_us[partition];
+                        *slot = Some(slot.map_or(max, |m| m.max(max)));
+                    }
+                    match committed.watermark_us {
+                        // Rows behind the watermark are late: dropped and counted. A NULL event
+                        // time is never late.
+                        Some(mark) => {
+                            let keep: BooleanArray = times.iter().map(|t| Some(t.is_none_or(|t| t >= mark))).collect();
+                            late_rows += keep.false_count() as u64;
+                            filter_record_batch(&batch, &keep)?
+                        }
+                        None => batch,
+                    }
+                }
+                None => batch,
+            };
             let shaped = plan.source.shape(&batch)?;
             if shaped.num_rows() > 0 {
                 push(operators, Changes::inserts(shaped), &mut context, &mut sink)?;
             }
         }
+        new_watermark = watermark.and_then(|w| w.combine(&max_event_us, &idle, committed.watermark_us));
+        context.watermark = new_watermark;
         for index in 0..operators.len() {
             let output = operators[index].finish_epoch(&mut context)?;
             for changes in output {
@@ -405,7 +528,16 @@ fn process_epoch(
             rows += delta;
         }
     }
-    let progress = Progress { epoch: committed.epoch + 1, offsets, rows, committed_ms: now_ms(), failed: None };
+    let progress = Progress {
+        epoch: committed.epoch + 1,
+        offsets,
+        rows,
+        committed_ms: now_ms(),
+        max_event_us,
+        watermark_us: new_watermark,
+        late_rows,
+        failed: None,
+    };
     writer.put_meta(&progress.encode(topic_id));
     store.commit(writer.batch)?;
     for operator in plan.operators.iter_mut() {
@@ -471,5 +603,28 @@ impl TableProvider for ViewTableProvider {
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(&[batches], self.view.schema.clone(), projection.cloned())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WatermarkSource;
+
+    #[test]
+    fn watermark_is_the_minimum_over_live_partitions_and_never_goes_back() {
+        let source = WatermarkSource { column: 0, delay_us: 10 };
+        // Both live: the slower partition decides.
+        assert_eq!(source.combine(&[Some(100), Some(50)], &[false, false], None), Some(40));
+        // A live partition without events holds it where it was.
+        assert_eq!(source.combine(&[Some(100), None], &[false, false], Some(20)), Some(20));
+        assert_eq!(source.combine(&[Some(100), None], &[false, false], None), None);
+        // An idle partition no longer counts.
+        assert_eq!(source.combine(&[Some(100), None], &[false, true], None), Some(90));
+        assert_eq!(source.combine(&[Some(100), Some(50)], &[false, true], Some(40)), Some(90));
+        // All idle: every partition with events counts.
+        assert_eq!(source.combine(&[Some(100), None], &[true, true], None), Some(90));
+        assert_eq!(source.combine(&[Some(100), Some(50)], &[true, true], None), Some(40));
+        // Never backwards.
+        assert_eq!(source.combine(&[Some(30), Some(50)], &[false, false], Some(40)), Some(40));
     }
 }
