@@ -13,4 +13,10 @@ SELECT count(DISTINCT _partition) <= 2 AS within_partitions, min(_offset) AS fir
 SELECT * FROM psql_missing;
 INSERT INTO psql_orders (id) VALUES (NULL);
 SELECT count(*) AS still_five FROM psql_orders;
+CREATE MATERIALIZED VIEW psql_by_customer AS SELECT customer, count(*) AS orders, sum(amount) AS total FROM psql_orders GROUP BY customer;
+INSERT INTO psql_orders VALUES (6, 'bob', 1.75, '2024-03-03 12:00:00');
+FLUSH;
+SELECT * FROM psql_by_customer ORDER BY customer;
+DROP TOPIC psql_orders;
+DROP MATERIALIZED VIEW psql_by_customer;
 DROP TOPIC psql_orders;

@@ -1,0 +1,105 @@
+//! Materialized views: the time a view takes to backfill a million bids (read from the log,
+//! pushed through its pipeline, committed to RocksDB) against DataFusion running the same query
+//! in batch over the same batches in memory. Each view's pipeline runs on one core, so its
+//! rows per second are per core.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, BATCH_ROWS};
+use streamhouse_engine::Session;
+
+const BATCHES: usize = 128; // about one million rows
+
+/// (name, view query, the same query for DataFusion in batch).
+const QUERIES: &[(&str, &str, &str)] = &[
+    (
+        "group_by",
+        "SELECT auction, count(*) AS n, sum(price) AS total, max(price) AS hi FROM bids GROUP BY auction",
+        "SELECT auction, count(*) AS n, sum(price) AS total, max(price) AS hi FROM bids GROUP BY auction",
+    ),
+    (
+        "tumble",
+        "SELECT window_start, count(*) AS n, max(price) AS hi FROM TUMBLE(bids, date_time, INTERVAL '10 seconds') GROUP BY window_start",
+        "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, count(*) AS n, max(price) AS hi FROM bids GROUP BY 1",
+    ),
+    (
+        "filter_project",
+        "SELECT auction, price * 2 AS doubled FROM bids WHERE price % 100 = 0",
+        "SELECT auction, price * 2 AS doubled FROM bids WHERE price % 100 = 0",
+    ),
+];
+
+async fn run(session: &mut Session, sql: &str) {
+    let prepared = session.prepare(sql).await.expect("prepare");
+    session.execute(&prepared, vec![]).await.expect("execute");
+}
+
+fn views(c: &mut Criterion) {
+    let runtime = runtime();
+    let batches = bid_batches(BATCHES);
+    let rows = (BATCHES * BATCH_ROWS) as u64;
+    let (_dir, engine, session) = bench_engine(&runtime);
+    runtime.block_on(async {
+        let topic = engine.storage().topic("bids").expect("topic");
+        for chunk in batches.chunks(8) {
+            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+        }
+        engine.storage().seal_all().await.expect("seal");
+    });
+    let context = SessionContext::new();
+    let table = MemTable::try_new(bid_schema(), vec![batches.clone()]).expect("memtable");
+    context.register_table("bids", Arc::new(table)).expect("register");
+    let session = std::cell::RefCell::new(session);
+
+    let mut group = c.benchmark_group("views");
+    group.throughput(Throughput::Elements(rows));
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    for (name, view_query, batch_query) in QUERIES {
+        let baseline = format!("baseline_datafusion_{name}");
+        group.bench_function(&baseline, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iterations {
+                        let frame = context.sql(batch_query).await.expect("plan");
+                        std::hint::black_box(frame.collect().await.expect("collect"));
+                    }
+                    record(&baseline, started.elapsed(), iterations)
+                })
+            })
+        });
+        let ours = format!("view_backfill_{name}");
+        group.bench_function(&ours, |b| {
+            b.iter_custom(|iterations| {
+                let mut session = session.borrow_mut();
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let started = Instant::now();
+                        // Returns once the backfill of every row is committed.
+                        run(&mut session, &format!("CREATE MATERIALIZED VIEW v AS {view_query}")).await;
+                        total += started.elapsed();
+                        run(&mut session, "DROP MATERIALIZED VIEW v").await;
+                    }
+                    record(&ours, total, iterations)
+                })
+            })
+        });
+    }
+    group.finish();
+    runtime.block_on(engine.shutdown());
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    views(&mut criterion);
+    criterion.final_summary();
+    println!();
+    for (name, _, _) in QUERIES {
+        print_ratio(&format!("view_backfill_{name}"), &format!("baseline_datafusion_{name}"), 0.25);
+    }
+}
