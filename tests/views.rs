@@ -235,3 +235,49 @@ async fn an_idle_partition_stops_holding_back_the_watermark() {
     }
     assert_eq!(shown(&client, "per_second", "watermark").await.as_deref(), Some("2024-01-01 00:00:04"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_streams_changes_until_cancelled() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE TOPIC hits (k BIGINT);
+             INSERT INTO hits VALUES (1), (1), (2);
+             CREATE MATERIALIZED VIEW counts AS SELECT k, count(*) AS n FROM hits GROUP BY k;",
+        )
+        .await
+        .unwrap();
+    let stream = client.query_raw("SUBSCRIBE TO counts", std::iter::empty::<i64>()).await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let mut next_row = async || {
+        let row = stream.next().await.expect("the subscription goes on").expect("a row");
+        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, String>(2), row.get::<_, i64>(3))
+    };
+    let mut snapshot = vec![next_row().await, next_row().await];
+    snapshot.sort();
+    let epoch = snapshot[0].3;
+    assert_eq!(snapshot, vec![(1, 2, "insert".to_string(), epoch), (2, 1, "insert".to_string(), epoch)]);
+
+    // A write from another session arrives as a retraction and an insertion of a later epoch.
+    let writer = connect(&server).await;
+    writer.batch_execute("INSERT INTO hits VALUES (2)").await.unwrap();
+    let changes = vec![next_row().await, next_row().await];
+    assert!(changes[0].3 > epoch && changes[0].3 == changes[1].3, "{changes:?}");
+    assert_eq!((changes[0].0, changes[0].1, changes[0].2.as_str()), (2, 1, "delete"));
+    assert_eq!((changes[1].0, changes[1].1, changes[1].2.as_str()), (2, 2, "insert"));
+
+    // Cancelling ends it with 57014, and the session stays usable.
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("the subscription ended without an error"),
+        }
+    };
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{error}");
+    assert_eq!(rows(&client, "SELECT n FROM counts WHERE k = 2").await, vec!["2"]);
+}

@@ -237,6 +237,26 @@ pub struct Session {
     schema: Arc<TopicSchemaProvider>,
     settings: BTreeMap<String, String>,
     in_transaction: bool,
+    cursors: std::collections::HashMap<String, Cursor>,
+}
+
+/// A declared cursor: the rest of its query's rows (or of a subscription's changes).
+struct Cursor {
+    schema: SchemaRef,
+    /// Only touched through `&mut` (`get_mut`, no locking); the mutex makes the session `Sync`.
+    stream: Mutex<SendableRecordBatchStream>,
+    /// Rows fetched from the stream but not yet returned.
+    pending: Option<RecordBatch>,
+    /// A subscription never ends: FETCH waits for the first rows only.
+    endless: bool,
+}
+
+fn duplicate_cursor(name: &str) -> EngineError {
+    EngineError::Sqlstate { code: "42P03", message: format!("cursor \"{name}\" already exists") }
+}
+
+fn unknown_cursor(name: &str) -> EngineError {
+    EngineError::Sqlstate { code: "34000", message: format!("cursor \"{name}\" does not exist") }
 }
 
 fn single_column(name: &str, value: &str) -> (SchemaRef, RecordBatch) {
@@ -299,7 +319,14 @@ impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str) -> Result<Self> {
         let database = engine.config().database_name.clone();
         let (context, schema) = new_context(&engine)?;
-        Ok(Self { settings: default_settings(&database, user), engine, context, schema, in_transaction: false })
+        Ok(Self {
+            settings: default_settings(&database, user),
+            engine,
+            context,
+            schema,
+            in_transaction: false,
+            cursors: Default::default(),
+        })
     }
 
     /// A session setting, as SHOW reports it.
@@ -416,6 +443,13 @@ impl Session {
                     Statement::ShowAll => Some(settings_schema()),
                     Statement::ShowVariable { name } => Some(single_column(name, "").0),
                     Statement::ShowViews => Some(show_views_schema()),
+                    Statement::Subscribe { view, .. } => {
+                        let handle = self.engine.views().get(view).ok_or_else(|| EngineError::UndefinedTable(view.clone()))?;
+                        Some(crate::stream::subscribe::subscription_schema(&handle)?)
+                    }
+                    Statement::Fetch { name, .. } => {
+                        Some(self.cursors.get(name).ok_or_else(|| unknown_cursor(name))?.schema.clone())
+                    }
                     Statement::ExplainView { .. } => Some(single_column("QUERY PLAN", "").0),
                     _ => None,
                 };
@@ -580,6 +614,72 @@ impl Session {
             Statement::Flush { view } => {
                 crate::stream::ddl::flush(&self.engine, view.as_deref()).await?;
                 Ok(QueryOutput::Command { tag: if view.is_some() { "REFRESH MATERIALIZED VIEW" } else { "FLUSH" }.into() })
+            }
+            Statement::Subscribe { view, snapshot } => {
+                let handle = self.engine.views().get(&view).ok_or(EngineError::UndefinedTable(view))?;
+                let stream = crate::stream::subscribe::subscribe(handle, snapshot)?;
+                Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag: "SUBSCRIBE" })
+            }
+            Statement::Declare { name, sql, statement } => {
+                if self.cursors.contains_key(&name) {
+                    return Err(duplicate_cursor(&name));
+                }
+                let endless = matches!(*statement, Statement::Subscribe { .. });
+                let prepared = self.prepare(&sql).await?;
+                let QueryOutput::Rows { schema, stream, .. } = Box::pin(self.execute(&prepared, vec![])).await? else {
+                    return Err(EngineError::Syntax("a cursor is declared FOR a query or a SUBSCRIBE".into()));
+                };
+                self.cursors.insert(name, Cursor { schema, stream: Mutex::new(stream), pending: None, endless });
+                Ok(QueryOutput::Command { tag: "DECLARE CURSOR".into() })
+            }
+            Statement::Fetch { name, count, timeout_us } => {
+                let deadline = timeout_us.map(|us| tokio::time::Instant::now() + Duration::from_micros(us.max(0) as u64));
+                let cursor = self.cursors.get_mut(&name).ok_or_else(|| unknown_cursor(&name))?;
+                let limit = count.unwrap_or(u64::MAX) as usize;
+                let mut batches = Vec::new();
+                let mut rows = 0;
+                while rows < limit {
+                    let batch = match cursor.pending.take() {
+                        Some(batch) => batch,
+                        None => {
+                            let stream = cursor.stream.get_mut().unwrap_or_else(|p| p.into_inner());
+                            let next = if cursor.endless && rows > 0 {
+                                // A subscription: after the first rows, only what is ready now.
+                                match futures::FutureExt::now_or_never(stream.next()) {
+                                    Some(next) => next,
+                                    None => break,
+                                }
+                            } else if let Some(deadline) = deadline {
+                                match tokio::time::timeout_at(deadline, stream.next()).await {
+                                    Ok(next) => next,
+                                    Err(_) => break, // nothing within the timeout
+                                }
+                            } else {
+                                stream.next().await
+                            };
+                            match next {
+                                Some(batch) => batch?,
+                                None => break,
+                            }
+                        }
+                    };
+                    let take = batch.num_rows().min(limit - rows);
+                    if take < batch.num_rows() {
+                        cursor.pending = Some(batch.slice(take, batch.num_rows() - take));
+                    }
+                    rows += take;
+                    batches.push(batch.slice(0, take));
+                }
+                Ok(rows_output(cursor.schema.clone(), batches, "FETCH"))
+            }
+            Statement::Close { name } => {
+                match name {
+                    Some(name) => {
+                        self.cursors.remove(&name).ok_or_else(|| unknown_cursor(&name))?;
+                    }
+                    None => self.cursors.clear(),
+                }
+                Ok(QueryOutput::Command { tag: "CLOSE CURSOR".into() })
             }
             Statement::ShowViews => {
                 let schema = show_views_schema();

@@ -488,7 +488,15 @@ impl Connection {
             let (batch, start) = match pending.take() {
                 Some(pending) => pending,
                 None => {
-                    let next = interruptible(&mut self.cancel, self.deadline, stream.next()).await?;
+                    // Rows already encoded go out before waiting for more: a result that arrives
+                    // slowly (a SUBSCRIBE) reaches the client as it comes.
+                    let next = match futures::FutureExt::now_or_never(stream.next()) {
+                        Some(next) => next,
+                        None => {
+                            self.flush().await?;
+                            interruptible(&mut self.cancel, self.deadline, stream.next()).await?
+                        }
+                    };
                     match next {
                         None => break,
                         Some(batch) => (batch.map_err(EngineError::from)?, 0),
@@ -588,7 +596,13 @@ impl Connection {
         }
         let mut rows = 0u64;
         loop {
-            let next = self.interruptible(stream.next()).await?;
+            let next = match futures::FutureExt::now_or_never(stream.next()) {
+                Some(next) => next,
+                None => {
+                    self.flush().await?;
+                    self.interruptible(stream.next()).await?
+                }
+            };
             let Some(batch) = next else { break };
             let batch = batch.map_err(EngineError::from)?;
             rows += batch.num_rows() as u64;

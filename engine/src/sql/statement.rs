@@ -57,6 +57,15 @@ pub enum Statement {
     ShowViews,
     /// `FLUSH`, or `REFRESH MATERIALIZED VIEW v` (a flush of one view).
     Flush { view: Option<String> },
+    /// `SUBSCRIBE [TO] view [WITH (snapshot = …)]`.
+    Subscribe { view: String, snapshot: bool },
+    /// `DECLARE name CURSOR FOR statement` (a query or a SUBSCRIBE).
+    Declare { name: String, sql: String, statement: Box<Statement> },
+    /// `FETCH [n | ALL | NEXT | FORWARD [n | ALL]] [FROM | IN] name [WITH (timeout = '…')]`;
+    /// a count of `None` is ALL; with a timeout, waits at most that long for the first row.
+    Fetch { name: String, count: Option<u64>, timeout_us: Option<i64> },
+    /// `CLOSE name` or `CLOSE ALL` (`None`).
+    Close { name: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +161,14 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             _ => Err(EngineError::NotSupported("EXPLAIN of this statement".into())),
         },
         ("DROP", "MATERIALIZED") => parse_drop_view(sql),
+        ("SUBSCRIBE", _) => parse_subscribe(&tokens),
+        ("DECLARE", _) => parse_declare(&tokens),
+        ("FETCH", _) => parse_fetch(&tokens),
+        ("CLOSE", "ALL") if significant.len() == 2 => Ok(Statement::Close { name: None }),
+        ("CLOSE", _) => match significant.get(1).and_then(|t| identifier(t)) {
+            Some(name) if significant.len() == 2 => Ok(Statement::Close { name: Some(name) }),
+            _ => Err(EngineError::Syntax("expected CLOSE name or CLOSE ALL".into())),
+        },
         ("SHOW", "ALL") => Ok(Statement::ShowAll),
         ("SHOW", "TRANSACTION") => Ok(Statement::ShowVariable { name: "transaction_isolation".into() }),
         ("SHOW", "TIME") => Ok(Statement::ShowVariable { name: "timezone".into() }),
@@ -303,6 +320,136 @@ fn parse_create_view(sql: &str) -> Result<Statement> {
         if_not_exists: view.if_not_exists,
         emit_on_window_close,
     })
+}
+
+/// An identifier token as a name: unquoted ones fold to lower case.
+fn identifier(token: &Token) -> Option<String> {
+    match token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        Token::Word(w) => Some(w.value.clone()),
+        _ => None,
+    }
+}
+
+/// The tokens after the first `skip` significant ones, rendered back to SQL.
+fn rest_after(tokens: &[Token], skip: usize) -> String {
+    let mut seen = 0;
+    for (index, token) in tokens.iter().enumerate() {
+        if !matches!(token, Token::Whitespace(_)) {
+            if seen == skip {
+                return render(&tokens[index..]);
+            }
+            seen += 1;
+        }
+    }
+    String::new()
+}
+
+fn parse_subscribe(tokens: &[Token]) -> Result<Statement> {
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let skip = if significant.get(1).and_then(|t| word(t)).as_deref() == Some("TO") { 2 } else { 1 };
+    let rest = rest_after(tokens, skip);
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(&rest)?;
+    let view = object_name(&parser.parse_object_name(false)?)?;
+    let mut snapshot = true;
+    for option in parser.parse_options(datafusion::sql::sqlparser::keywords::Keyword::WITH)? {
+        let SqlOption::KeyValue { key, value } = &option else {
+            return Err(EngineError::InvalidParameter(format!("invalid SUBSCRIBE option {option}")));
+        };
+        match key.value.to_ascii_lowercase().as_str() {
+            "snapshot" => {
+                snapshot = match option_text(value)?.to_ascii_lowercase().as_str() {
+                    "true" | "on" | "1" => true,
+                    "false" | "off" | "0" => false,
+                    other => return Err(EngineError::InvalidParameter(format!("snapshot must be true or false, not \"{other}\""))),
+                }
+            }
+            other => return Err(EngineError::InvalidParameter(format!("unknown SUBSCRIBE option \"{other}\""))),
+        }
+    }
+    if parser.peek_token().token != Token::EOF {
+        return Err(EngineError::Syntax(format!("unexpected {} after SUBSCRIBE {view}", parser.peek_token().token)));
+    }
+    Ok(Statement::Subscribe { view, snapshot })
+}
+
+fn parse_declare(tokens: &[Token]) -> Result<Statement> {
+    // DECLARE name [BINARY] [ASENSITIVE | INSENSITIVE] [[NO] SCROLL] CURSOR [{WITH | WITHOUT} HOLD] FOR statement
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let name = significant.get(1).and_then(|t| identifier(t)).ok_or_else(|| EngineError::Syntax("DECLARE needs a cursor name".into()))?;
+    let Some(position) = significant.iter().position(|t| word(t).as_deref() == Some("FOR")) else {
+        return Err(EngineError::Syntax("expected DECLARE name CURSOR FOR statement".into()));
+    };
+    let between: Vec<String> = significant[2..position].iter().map(|t| word(t).unwrap_or_default()).collect();
+    if !between.iter().any(|w| w == "CURSOR") {
+        return Err(EngineError::Syntax("expected DECLARE name CURSOR FOR statement".into()));
+    }
+    if between.iter().any(|w| w == "BINARY" || w == "SCROLL" && !between.iter().any(|w| w == "NO")) {
+        return Err(EngineError::NotSupported("BINARY and SCROLL cursors".into()));
+    }
+    let sql = rest_after(tokens, position + 1);
+    let statement = parse_statement(&sql)?;
+    match statement {
+        Statement::Query(ref query) if matches!(query.as_ref(), ast::Statement::Query(_)) => {}
+        Statement::Subscribe { .. } => {}
+        _ => return Err(EngineError::Syntax("a cursor is declared FOR a query or a SUBSCRIBE".into())),
+    }
+    Ok(Statement::Declare { name, sql, statement: Box::new(statement) })
+}
+
+fn parse_fetch(tokens: &[Token]) -> Result<Statement> {
+    let all: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let with = all.iter().position(|t| word(t).as_deref() == Some("WITH"));
+    let significant = &all[..with.unwrap_or(all.len())];
+    let mut timeout_us = None;
+    if let Some(with) = with {
+        let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(&rest_after(tokens, with))?;
+        for option in parser.parse_options(datafusion::sql::sqlparser::keywords::Keyword::WITH)? {
+            match &option {
+                SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case("timeout") => {
+                    let text = option_text(value)?;
+                    timeout_us = Some(parse_duration_us(&text).map_err(|e| EngineError::InvalidParameter(format!("FETCH timeout: {e}")))?);
+                }
+                other => return Err(EngineError::InvalidParameter(format!("unknown FETCH option {other}"))),
+            }
+        }
+    }
+    let mut index = 1;
+    let mut count = Some(1);
+    let number = |token: Option<&&Token>| match token {
+        Some(Token::Number(n, _)) => n.parse::<u64>().ok(),
+        _ => None,
+    };
+    match significant.get(index).and_then(|t| word(t)).as_deref() {
+        Some("NEXT") => index += 1,
+        Some("ALL") => {
+            count = None;
+            index += 1;
+        }
+        Some("FORWARD") => {
+            index += 1;
+            if significant.get(index).and_then(|t| word(t)).as_deref() == Some("ALL") {
+                count = None;
+                index += 1;
+            } else if let Some(n) = number(significant.get(index)) {
+                count = Some(n);
+                index += 1;
+            }
+        }
+        _ => {
+            if let Some(n) = number(significant.get(index)) {
+                count = Some(n);
+                index += 1;
+            }
+        }
+    }
+    if matches!(significant.get(index).and_then(|t| word(t)).as_deref(), Some("FROM" | "IN")) {
+        index += 1;
+    }
+    match (significant.get(index).and_then(|t| identifier(t)), significant.len() == index + 1) {
+        (Some(name), true) => Ok(Statement::Fetch { name, count, timeout_us }),
+        _ => Err(EngineError::Syntax("expected FETCH [n | ALL | NEXT | FORWARD n] [FROM] cursor".into())),
+    }
 }
 
 /// The catalog option that records a view's emission mode.

@@ -42,6 +42,11 @@ pub(crate) fn definition_text(meta: &streamhouse_catalog::ViewMeta) -> String {
     }
 }
 
+/// No view reads this one's changelog (views over views come later).
+fn no_readers() -> view::ChangesNeeded {
+    Arc::new(|| u64::MAX)
+}
+
 fn catalog_error(error: CatalogError) -> EngineError {
     match error {
         CatalogError::TopicExists(name) => EngineError::DuplicateTable(name),
@@ -84,7 +89,7 @@ pub(crate) async fn create_view(
     };
     let plan = plan_view(engine, state, query, meta.id, emit).await?;
     let views = engine.views();
-    let handle = view::start(meta, plan, engine.storage().clone(), views.store().clone(), views.timing)?;
+    let handle = view::start(meta, plan, engine.storage().clone(), views.store().clone(), views.timing, no_readers())?;
     views.insert(handle.clone());
     if let Err(error) = handle.wait_for(&handle.source_targets()).await {
         // A view that cannot even backfill is not created.
@@ -135,7 +140,7 @@ pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
         let started = async {
             let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
             let plan = plan_view(engine, &state, &query, meta.id, emits_on_window_close(&meta.options)).await?;
-            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing)
+            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, no_readers())
         }
         .await;
         match started {

@@ -10,6 +10,7 @@ pub mod changes;
 pub(crate) mod ddl;
 pub mod plan;
 pub mod state;
+pub mod subscribe;
 pub mod view;
 pub mod window;
 

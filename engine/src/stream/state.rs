@@ -8,7 +8,11 @@
 //! [view][META]                    progress: epoch, source offsets, row counts (one value)
 //! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key)
 //! [view][RESULT][row]             result rows as a multiset: row (arrow-row bytes) → count (i64)
+//! [view][CHANGES][epoch u64]      the result changes an epoch committed: (row, signed count)*
 //! ```
+//!
+//! The changes of recent epochs are the view's changelog: SUBSCRIBE and views over the view read
+//! it. It is trimmed as epochs commit, keeping what a view over this one has not read yet.
 //!
 //! Result counts are written with a merge operator (adding signed deltas) so that applying a
 //! change never reads; rows whose count reaches zero are removed by a compaction filter and
@@ -26,6 +30,7 @@ use crate::{EngineError, Result};
 pub(crate) const NS_META: u8 = 1;
 pub(crate) const NS_STATE: u8 = 2;
 pub(crate) const NS_RESULT: u8 = 3;
+pub(crate) const NS_CHANGES: u8 = 4;
 
 /// The node's state store. Cheap to clone.
 #[derive(Clone)]
@@ -85,6 +90,13 @@ pub(crate) fn state_key(view: u64, operator: u16, key: &[u8]) -> Vec<u8> {
     out
 }
 
+pub(crate) fn changes_key(view: u64, epoch: u64) -> Vec<u8> {
+    let mut key = view_prefix(view).to_vec();
+    key.push(NS_CHANGES);
+    key.extend_from_slice(&epoch.to_be_bytes());
+    key
+}
+
 pub(crate) fn result_prefix(view: u64) -> Vec<u8> {
     let mut key = view_prefix(view).to_vec();
     key.push(NS_RESULT);
@@ -135,10 +147,12 @@ impl StateStore {
     }
 
     /// Result rows of a view with their counts (only positive counts), in key order, read from
-    /// one consistent snapshot. Runs `each` for every row until it returns false.
-    pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> bool) -> Result<()> {
+    /// one consistent snapshot. Runs `each` for every row until it returns false. Returns the
+    /// view's progress record of the same snapshot.
+    pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> bool) -> Result<Option<Vec<u8>>> {
         let prefix = result_prefix(view);
         let snapshot = self.db.snapshot();
+        let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
         for item in snapshot.iterator(rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
             let (key, value) = item.map_err(state_error)?;
             if !key.starts_with(&prefix) {
@@ -149,7 +163,23 @@ impl StateStore {
                 break;
             }
         }
-        Ok(())
+        Ok(meta)
+    }
+
+    /// The changelog entries of epochs `[from, to]`, in epoch order.
+    pub fn changes(&self, view: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let start = changes_key(view, from);
+        let end = changes_key(view, to.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.db.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(state_error)?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            let epoch = key[9..].try_into().map(u64::from_be_bytes).map_err(|_| corrupt())?;
+            out.push((epoch, value.to_vec()));
+        }
+        Ok(out)
     }
 }
 
@@ -194,6 +224,15 @@ impl EpochWriter {
         let mut key = result_prefix(self.view);
         key.extend_from_slice(row);
         self.batch.merge(key, delta.to_le_bytes());
+    }
+
+    pub fn put_changes(&mut self, epoch: u64, value: &[u8]) {
+        self.batch.put(changes_key(self.view, epoch), value);
+    }
+
+    /// Drops changelog entries of epochs before `epoch`.
+    pub fn trim_changes(&mut self, epoch: u64) {
+        self.batch.delete_range(changes_key(self.view, 0), changes_key(self.view, epoch));
     }
 
     pub fn put_meta(&mut self, value: &[u8]) {
@@ -286,11 +325,12 @@ mod tests {
         store.commit(epoch.batch).unwrap();
 
         let mut rows = Vec::new();
-        store.scan_results(7, |row, count| {
-            rows.push((row.to_vec(), count));
-            true
-        })
-        .unwrap();
+        store
+            .scan_results(7, |row, count| {
+                rows.push((row.to_vec(), count));
+                true
+            })
+            .unwrap();
         assert_eq!(rows, vec![(b"a".to_vec(), 1)]);
         assert_eq!(store.get(&state_key(7, 0, b"g")).unwrap().as_deref(), Some(&b"state"[..]));
 

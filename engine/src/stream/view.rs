@@ -39,6 +39,10 @@ const EPOCH_ROWS_MAX: u64 = 256 * 1024;
 /// Rows decoded per batch when a view is read.
 const READ_BATCH_ROWS: usize = 8192;
 
+/// Epochs of changes kept in a view's changelog for subscribers (views over the view keep
+/// whatever they have not read yet on top).
+const CHANGELOG_EPOCHS: u64 = 10_000;
+
 /// What a view has committed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -57,6 +61,8 @@ pub struct Progress {
     pub watermark_us: Option<i64>,
     /// Rows dropped because their event time was behind the watermark.
     pub late_rows: u64,
+    /// The first epoch whose changes the changelog still holds.
+    pub changes_from: u64,
     /// Why the view stopped, if it failed.
     pub failed: Option<String>,
 }
@@ -94,6 +100,7 @@ impl Progress {
         }
         put_optional(&mut out, self.watermark_us);
         out.u64(self.late_rows);
+        out.u64(self.changes_from);
         out.0
     }
 
@@ -108,7 +115,9 @@ impl Progress {
         let max_event_us = (0..count).map(|_| get_optional(&mut input)).collect::<Result<Vec<_>>>()?;
         let watermark_us = get_optional(&mut input)?;
         let late_rows = input.u64()?;
-        let progress = Self { epoch, offsets, rows, committed_ms, max_event_us, watermark_us, late_rows, failed: None };
+        let changes_from = input.u64()?;
+        let progress =
+            Self { epoch, offsets, rows, committed_ms, max_event_us, watermark_us, late_rows, changes_from, failed: None };
         Ok((progress, topic_id))
     }
 
@@ -176,7 +185,61 @@ impl ViewHandle {
 
     /// The view's rows as of its last committed epoch.
     pub fn read(&self) -> Result<Vec<RecordBatch>> {
-        let converter = RowConverter::new(self.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+        Ok(self.snapshot()?.0)
+    }
+
+    fn row_converter(&self) -> Result<RowConverter> {
+        Ok(RowConverter::new(self.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
+    }
+
+    /// The changes of the committed epochs `[from, to]`: per epoch with changes, the rows and
+    /// their signed counts. Fails if the changelog no longer holds `from`.
+    pub fn changes(&self, from: u64, to: u64) -> Result<Vec<(u64, RecordBatch, Vec<i64>)>> {
+        let start = self.progress().changes_from;
+        if from < start {
+            return Err(EngineError::Sqlstate {
+                code: "55000",
+                message: format!(
+                    "the changelog of materialized view \"{}\" no longer holds epoch {from} (it starts at {start}); subscribe again",
+                    self.meta.name
+                ),
+            });
+        }
+        let converter = self.row_converter()?;
+        let parser = converter.parser();
+        let mut out = Vec::new();
+        for (epoch, value) in self.store.changes(self.meta.id, from, to)? {
+            let mut input = Decoder(&value);
+            let count = input.u64()?;
+            let mut rows = Vec::with_capacity(count as usize);
+            let mut deltas = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                rows.push(input.bytes()?);
+                deltas.push(input.i64()?);
+            }
+            let columns = converter.convert_rows(rows.iter().map(|r| parser.parse(r)))?;
+            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+            out.push((epoch, RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?, deltas));
+        }
+        Ok(out)
+    }
+
+    /// Waits until the view has committed epoch `epoch`; returns the last committed epoch.
+    pub async fn wait_epoch(&self, epoch: u64) -> Result<u64> {
+        let mut progress = self.progress.clone();
+        let reached = progress
+            .wait_for(|p| p.failed.is_some() || p.epoch >= epoch)
+            .await
+            .map_err(|_| EngineError::Sqlstate { code: "57P01", message: format!("materialized view \"{}\" was dropped", self.meta.name) })?;
+        match &reached.failed {
+            Some(message) => Err(view_failed(&self.meta.name, message)),
+            None => Ok(reached.epoch),
+        }
+    }
+
+    /// The view's rows and the epoch they are of, from one consistent snapshot.
+    pub fn snapshot(&self) -> Result<(Vec<RecordBatch>, u64)> {
+        let converter = self.row_converter()?;
         let parser = converter.parser();
         let mut batches = Vec::new();
         let mut pending: Vec<Vec<u8>> = Vec::with_capacity(READ_BATCH_ROWS);
@@ -190,7 +253,7 @@ impl ViewHandle {
             pending.clear();
             Ok(())
         };
-        self.store.scan_results(self.meta.id, |row, count| {
+        let meta = self.store.scan_results(self.meta.id, |row, count| {
             for _ in 0..count {
                 pending.push(row.to_vec());
                 if pending.len() == READ_BATCH_ROWS {
@@ -206,7 +269,11 @@ impl ViewHandle {
             return Err(error);
         }
         flush(&mut pending, &mut batches)?;
-        Ok(batches)
+        let epoch = match meta {
+            Some(bytes) => Progress::decode(&bytes)?.0.epoch,
+            None => 0,
+        };
+        Ok((batches, epoch))
     }
 }
 
@@ -265,6 +332,7 @@ pub(crate) fn start(
     storage: Storage,
     store: StateStore,
     timing: EpochTiming,
+    changes_needed: ChangesNeeded,
 ) -> Result<Arc<ViewHandle>> {
     let topic = plan.source.topic.clone();
     let partitions = topic.partition_count() as usize;
@@ -279,7 +347,7 @@ pub(crate) fn start(
             }
             progress
         }
-        None => Progress { offsets: vec![0; partitions], max_event_us: vec![None; partitions], ..Progress::default() },
+        None => Progress { offsets: vec![0; partitions], max_event_us: vec![None; partitions], changes_from: 1, ..Progress::default() },
     };
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
@@ -293,6 +361,7 @@ pub(crate) fn start(
         plan: Some(plan),
         progress: progress_sender,
         timing,
+        changes_needed,
     };
     let task = tokio::spawn(runtime.run(stop_receiver));
     Ok(Arc::new(ViewHandle {
@@ -316,7 +385,12 @@ struct Runtime {
     plan: Option<StreamPlan>,
     progress: watch::Sender<Progress>,
     timing: EpochTiming,
+    /// The oldest epoch of this view's changes that a view over it has not read yet.
+    changes_needed: ChangesNeeded,
 }
+
+/// Answers the oldest epoch of a view's changelog its readers still need (`u64::MAX`: none).
+pub type ChangesNeeded = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 impl Runtime {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
@@ -397,7 +471,8 @@ impl Runtime {
                 input.extend(batches.into_iter().map(|b| (index, b)));
                 offsets[index] = to;
             }
-            let step = EpochInput { batches: input, offsets, idle, watermark, committed };
+            let keep_changes_from = (self.changes_needed)();
+            let step = EpochInput { batches: input, offsets, idle, watermark, committed, keep_changes_from };
             self.run_epoch(step).await?;
         }
     }
@@ -451,6 +526,8 @@ struct EpochInput {
     idle: Vec<bool>,
     watermark: Option<WatermarkSource>,
     committed: Progress,
+    /// The oldest epoch of changes a reader of this view still needs.
+    keep_changes_from: u64,
 }
 
 fn process_epoch(
@@ -461,7 +538,7 @@ fn process_epoch(
     input: EpochInput,
     topic_id: u64,
 ) -> Result<Progress> {
-    let EpochInput { batches, offsets, idle, watermark, committed } = input;
+    let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from } = input;
     let mut writer = EpochWriter::new(view);
     let mut sink = Vec::new();
     let mut max_event_us = committed.max_event_us.clone();
@@ -522,14 +599,29 @@ fn process_epoch(
         }
     }
     let mut rows = committed.rows;
+    let mut changelog = Encoder::default();
+    // Retractions first, then insertions, each in row order: the changelog reads naturally.
+    let mut deltas: Vec<(Vec<u8>, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    deltas.sort_unstable_by(|a, b| (a.1 > 0, &a.0).cmp(&(b.1 > 0, &b.0)));
+    let changed = deltas.len();
+    changelog.u64(changed as u64);
     for (row, delta) in &deltas {
-        if *delta != 0 {
-            writer.add_result(row, *delta);
-            rows += delta;
-        }
+        writer.add_result(row, *delta);
+        rows += delta;
+        changelog.bytes(row);
+        changelog.i64(*delta);
+    }
+    let epoch = committed.epoch + 1;
+    if changed > 0 {
+        writer.put_changes(epoch, &changelog.0);
+    }
+    let changes_from = epoch.saturating_sub(CHANGELOG_EPOCHS).min(keep_changes_from).max(committed.changes_from);
+    if changes_from > committed.changes_from {
+        writer.trim_changes(changes_from);
     }
     let progress = Progress {
-        epoch: committed.epoch + 1,
+        epoch,
+        changes_from,
         offsets,
         rows,
         committed_ms: now_ms(),
