@@ -24,6 +24,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("sevens", "SELECT k, v, ts FROM events WHERE v % 7 = 0"),
     ("totals", "SELECT count(*) AS n, count(DISTINCT k) AS keys, sum(v) AS s, bool_or(v > 990) AS high FROM events"),
     ("busy_keys", "SELECT k, count(*) AS n FROM events GROUP BY k HAVING count(*) > 40"),
+    // Over a view: checked against the same query over the (already checked) view.
+    ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
 ];
 
 async fn connect(server: &TestServer) -> Client {

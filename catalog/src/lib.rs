@@ -38,7 +38,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// has the name, or [`CatalogError::TopicNotFound`] if a source topic is gone.
     fn create_view(&self, definition: &ViewDefinition) -> Result<ViewMeta>;
 
-    /// Removes a view's definition. Its state is the engine's to delete.
+    /// Removes a view's definition. Its state is the engine's to delete. Fails with
+    /// [`CatalogError::InUse`] while another view reads it.
     fn drop_view(&self, name: &str) -> Result<ViewMeta>;
 
     /// All views, ordered by name.

@@ -94,6 +94,8 @@ pub struct ViewDefinition {
     pub options: std::collections::BTreeMap<String, String>,
     /// Topics the query reads: they cannot be dropped while the view exists.
     pub sources: Vec<TopicId>,
+    /// Views the query reads: likewise.
+    pub source_views: Vec<ViewId>,
 }
 
 /// A materialized view as the catalog stores it.
@@ -105,5 +107,7 @@ pub struct ViewMeta {
     pub options: std::collections::BTreeMap<String, String>,
     /// Source topic ids, ascending, without duplicates.
     pub sources: Vec<TopicId>,
+    /// Source view ids, likewise.
+    pub source_views: Vec<ViewId>,
     pub created_ms: i64,
 }

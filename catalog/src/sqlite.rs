@@ -64,6 +64,12 @@ CREATE TABLE view_sources (
     topic_id  INTEGER NOT NULL,
     PRIMARY KEY (view_id, topic_id)
 );
+"#, r#"
+CREATE TABLE view_dependencies (
+    view_id         INTEGER NOT NULL REFERENCES views(id) ON DELETE CASCADE,
+    source_view_id  INTEGER NOT NULL,
+    PRIMARY KEY (view_id, source_view_id)
+);
 "#];
 
 /// The SQLite catalog. One connection behind a mutex: catalog operations are small and rare
@@ -193,12 +199,17 @@ fn read_view(connection: &Connection, row: &Row<'_>) -> rusqlite::Result<ViewMet
         .prepare_cached("SELECT topic_id FROM view_sources WHERE view_id = ?1 ORDER BY topic_id")?
         .query_map([id], |r| r.get::<_, i64>(0).map(|v| v as u64))?
         .collect::<rusqlite::Result<_>>()?;
+    let source_views = connection
+        .prepare_cached("SELECT source_view_id FROM view_dependencies WHERE view_id = ?1 ORDER BY source_view_id")?
+        .query_map([id], |r| r.get::<_, i64>(0).map(|v| v as u64))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(ViewMeta {
         id: id as u64,
         name: row.get(1)?,
         query: row.get(2)?,
         options: serde_json::from_str(&options).unwrap_or_default(),
         sources,
+        source_views,
         created_ms: row.get(4)?,
     })
 }
@@ -229,16 +240,31 @@ impl Catalog for SqliteCatalog {
         for &source in &definition.sources {
             transaction.execute("INSERT INTO view_sources (view_id, topic_id) VALUES (?1, ?2)", params![id, source as i64])?;
         }
+        for &source in &definition.source_views {
+            let live: Option<i64> =
+                transaction.query_row("SELECT id FROM views WHERE id = ?1", [source as i64], |r| r.get(0)).optional()?;
+            if live.is_none() {
+                return Err(CatalogError::ViewNotFound(format!("#{source}")));
+            }
+            transaction.execute(
+                "INSERT INTO view_dependencies (view_id, source_view_id) VALUES (?1, ?2)",
+                params![id, source as i64],
+            )?;
+        }
         transaction.commit()?;
         let mut sources = definition.sources.clone();
         sources.sort_unstable();
         sources.dedup();
+        let mut source_views = definition.source_views.clone();
+        source_views.sort_unstable();
+        source_views.dedup();
         Ok(ViewMeta {
             id: id as u64,
             name: definition.name.clone(),
             query: definition.query.clone(),
             options: definition.options.clone(),
             sources,
+            source_views,
             created_ms,
         })
     }
@@ -250,6 +276,17 @@ impl Catalog for SqliteCatalog {
             .query_row(&format!("SELECT {VIEW_COLUMNS} FROM views WHERE name = ?1"), [name], |row| read_view(&transaction, row))
             .optional()?
             .ok_or_else(|| CatalogError::ViewNotFound(name.to_string()))?;
+        let readers: Vec<String> = transaction
+            .prepare(
+                "SELECT v.name FROM views v JOIN view_dependencies d ON d.view_id = v.id \
+                 WHERE d.source_view_id = ?1 ORDER BY v.name",
+            )?
+            .query_map([view.id as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !readers.is_empty() {
+            return Err(CatalogError::InUse { name: name.to_string(), dependents: readers });
+        }
+        transaction.execute("DELETE FROM view_dependencies WHERE view_id = ?1", [view.id as i64])?;
         transaction.execute("DELETE FROM view_sources WHERE view_id = ?1", [view.id as i64])?;
         transaction.execute("DELETE FROM views WHERE id = ?1", [view.id as i64])?;
         transaction.commit()?;

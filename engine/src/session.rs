@@ -607,8 +607,8 @@ impl Session {
                 let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(plan.explain()))])?;
                 Ok(rows_output(schema, vec![batch], "EXPLAIN"))
             }
-            Statement::DropView { name, if_exists } => {
-                crate::stream::ddl::drop_view(&self.engine, &name, if_exists).await?;
+            Statement::DropView { name, if_exists, cascade } => {
+                crate::stream::ddl::drop_view(&self.engine, &name, if_exists, cascade).await?;
                 Ok(QueryOutput::Command { tag: "DROP MATERIALIZED VIEW".into() })
             }
             Statement::Flush { view } => {

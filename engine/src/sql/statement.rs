@@ -53,7 +53,7 @@ pub enum Statement {
     },
     /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan.
     ExplainView { query: Box<ast::Query>, emit_on_window_close: bool },
-    DropView { name: String, if_exists: bool },
+    DropView { name: String, if_exists: bool, cascade: bool },
     ShowViews,
     /// `FLUSH`, or `REFRESH MATERIALIZED VIEW v` (a flush of one view).
     Flush { view: Option<String> },
@@ -460,11 +460,8 @@ fn parse_drop_view(sql: &str) -> Result<Statement> {
     let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?.parse_statement()?;
     match statement {
         ast::Statement::Drop { object_type: ast::ObjectType::MaterializedView, names, if_exists, cascade, .. } => {
-            if cascade {
-                return Err(EngineError::NotSupported("DROP … CASCADE (no view depends on another yet)".into()));
-            }
             match names.as_slice() {
-                [name] => Ok(Statement::DropView { name: object_name(name)?, if_exists }),
+                [name] => Ok(Statement::DropView { name: object_name(name)?, if_exists, cascade }),
                 _ => Err(EngineError::NotSupported("dropping several materialized views in one statement".into())),
             }
         }

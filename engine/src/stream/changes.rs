@@ -27,6 +27,21 @@ impl Changes {
         Self { batch, retract: None }
     }
 
+    /// Rows with signed counts (a changelog entry) as changes: each row `|count|` times,
+    /// retracted where the count is negative.
+    pub fn from_counts(batch: &RecordBatch, counts: &[i64]) -> Result<Self> {
+        let mut indices: Vec<u32> = Vec::with_capacity(counts.len());
+        let mut retract: Vec<bool> = Vec::with_capacity(counts.len());
+        for (row, count) in counts.iter().enumerate() {
+            for _ in 0..count.unsigned_abs() {
+                indices.push(row as u32);
+                retract.push(*count < 0);
+            }
+        }
+        let batch = arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(indices))?;
+        Ok(Self { batch, retract: Some(BooleanArray::from(retract)) })
+    }
+
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()
     }

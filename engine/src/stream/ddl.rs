@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use streamhouse_catalog::{CatalogError, ViewDefinition};
 
-use super::plan::{build_pipeline, check_deterministic, StreamPlan};
+use super::plan::{build_pipeline, check_deterministic, StreamPlan, Upstream};
 use super::view;
 use crate::session::{new_context, plan_query};
 use crate::sql::statement::{EMIT_ON_WINDOW_CLOSE, EMIT_OPTION};
@@ -42,9 +42,10 @@ pub(crate) fn definition_text(meta: &streamhouse_catalog::ViewMeta) -> String {
     }
 }
 
-/// No view reads this one's changelog (views over views come later).
-fn no_readers() -> view::ChangesNeeded {
-    Arc::new(|| u64::MAX)
+/// Asks the registry what of view `id`'s changelog its readers still need.
+fn changes_needed(engine: &Arc<Engine>, id: u64) -> view::ChangesNeeded {
+    let views = Arc::downgrade(engine.views());
+    Arc::new(move || views.upgrade().map_or(u64::MAX, |v| v.changes_needed(id)))
 }
 
 fn catalog_error(error: CatalogError) -> EngineError {
@@ -76,38 +77,55 @@ pub(crate) async fn create_view(
     }
     let emit = emits_on_window_close(&options);
     let checked = plan_view(engine, state, query, 0, emit).await?;
-    let definition = ViewDefinition {
-        name: name.to_string(),
-        query: query.to_string(),
-        options,
-        sources: vec![checked.source.topic.id()],
+    let (sources, source_views) = match &checked.source.upstream {
+        Upstream::Topic(topic) => (vec![topic.id()], vec![]),
+        Upstream::View(view) => (vec![], vec![view.meta.id]),
     };
+    let definition = ViewDefinition { name: name.to_string(), query: query.to_string(), options, sources, source_views };
     let meta = match engine.storage().catalog().create_view(&definition) {
         Ok(meta) => meta,
         Err(CatalogError::TopicExists(_)) if if_not_exists => return Ok(false),
         Err(error) => return Err(catalog_error(error)),
     };
-    let plan = plan_view(engine, state, query, meta.id, emit).await?;
     let views = engine.views();
-    let handle = view::start(meta, plan, engine.storage().clone(), views.store().clone(), views.timing, no_readers())?;
+    views.insert_meta(meta.clone());
+    let started = async {
+        let plan = plan_view(engine, state, query, meta.id, emit).await?;
+        view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id))
+    }
+    .await;
+    let handle = match started {
+        Ok(handle) => handle,
+        Err(error) => {
+            views.insert_broken(meta, error.to_string());
+            drop_view(engine, name, true, false).await?;
+            return Err(error);
+        }
+    };
     views.insert(handle.clone());
     if let Err(error) = handle.wait_for(&handle.source_targets()).await {
         // A view that cannot even backfill is not created.
-        drop_view(engine, name, true).await?;
+        drop_view(engine, name, true, false).await?;
         return Err(error);
     }
     Ok(true)
 }
 
-/// Drops a view and deletes its state.
-pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool) -> Result<()> {
+/// Drops a view and deletes its state; with `cascade`, the views reading it first.
+pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool, cascade: bool) -> Result<()> {
     let views = engine.views();
-    let running = views.get(name);
-    let broken = running.is_none() && views.broken().iter().any(|(meta, _)| meta.name == name);
-    if running.is_none() && !broken {
+    let Some(meta) = views.metas().into_iter().find(|m| m.name == name) else {
         return if if_exists { Ok(()) } else { Err(EngineError::UndefinedTable(name.to_string())) };
+    };
+    if cascade {
+        let readers: Vec<String> =
+            views.metas().into_iter().filter(|m| m.source_views.contains(&meta.id)).map(|m| m.name).collect();
+        for reader in readers {
+            Box::pin(drop_view(engine, &reader, true, true)).await?;
+        }
     }
-    let meta = engine.storage().catalog().drop_view(name).map_err(catalog_error)?;
+    engine.storage().catalog().drop_view(name).map_err(catalog_error)?;
+    views.remove_meta(meta.id);
     if let Some(handle) = views.remove(name) {
         handle.stop().await;
     }
@@ -115,15 +133,64 @@ pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool)
     views.store().delete_view(meta.id)
 }
 
+/// Views ordered so that every view comes after the views it reads.
+fn in_dependency_order(engine: &Arc<Engine>) -> Vec<Arc<super::ViewHandle>> {
+    let mut remaining = engine.views().list();
+    let mut done: std::collections::HashSet<u64> = Default::default();
+    let mut ordered = Vec::with_capacity(remaining.len());
+    while !remaining.is_empty() {
+        let before = remaining.len();
+        remaining.retain(|view| {
+            let ready = view.meta.source_views.iter().all(|id| done.contains(id));
+            if ready {
+                done.insert(view.meta.id);
+                ordered.push(view.clone());
+            }
+            !ready
+        });
+        if remaining.len() == before {
+            // An upstream that is not running (it failed to start): the rest in any order.
+            ordered.append(&mut remaining);
+        }
+    }
+    ordered
+}
+
 /// Waits until every row acknowledged before the call is reflected in every view.
 pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()> {
     let views = match only {
-        Some(name) => vec![engine.views().get(name).ok_or_else(|| EngineError::UndefinedTable(name.to_string()))?],
-        None => engine.views().list(),
+        Some(name) => {
+            // The view and, first, every view it reads, recursively.
+            let all = in_dependency_order(engine);
+            let mut needed: std::collections::HashSet<u64> = Default::default();
+            let target = engine.views().get(name).ok_or_else(|| EngineError::UndefinedTable(name.to_string()))?;
+            let mut stack = vec![target.meta.id];
+            while let Some(id) = stack.pop() {
+                if needed.insert(id) {
+                    if let Some(view) = all.iter().find(|v| v.meta.id == id) {
+                        stack.extend(view.meta.source_views.iter().copied());
+                    }
+                }
+            }
+            all.into_iter().filter(|v| needed.contains(&v.meta.id)).collect()
+        }
+        None => in_dependency_order(engine),
     };
-    let targets: Vec<Vec<u64>> = views.iter().map(|v| v.source_targets()).collect();
-    for (view, targets) in views.iter().zip(&targets) {
-        view.wait_for(targets).await?;
+    // Topic targets are taken at the call; a view over a view targets its upstream's epoch
+    // once that upstream is flushed.
+    let topic_targets: Vec<Vec<u64>> = views
+        .iter()
+        .map(|v| match &v.source {
+            Upstream::Topic(_) => v.source_targets(),
+            Upstream::View(_) => Vec::new(),
+        })
+        .collect();
+    for (view, targets) in views.iter().zip(topic_targets) {
+        let targets = match &view.source {
+            Upstream::Topic(_) => targets,
+            Upstream::View(_) => view.source_targets(),
+        };
+        view.wait_for(&targets).await?;
     }
     Ok(())
 }
@@ -131,16 +198,22 @@ pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()
 /// Starts every view in the catalog from its last committed epoch; deletes state left by views
 /// that no longer exist. A view that cannot be planned is kept aside (listed, droppable).
 pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
-    let metas = engine.storage().catalog().list_views().map_err(catalog_error)?;
+    let mut metas = engine.storage().catalog().list_views().map_err(catalog_error)?;
     let views = engine.views();
     views.sweep(&metas.iter().map(|m| m.id).collect::<Vec<_>>())?;
+    for meta in &metas {
+        views.insert_meta(meta.clone());
+    }
+    // A view is planned after the views it reads (they must resolve as tables). Ids grow with
+    // creation and a view can only read views that existed before it.
+    metas.sort_by_key(|m| m.id);
     let (context, _) = new_context(engine)?;
     let state = context.state();
     for meta in metas {
         let started = async {
             let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
             let plan = plan_view(engine, &state, &query, meta.id, emits_on_window_close(&meta.options)).await?;
-            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, no_readers())
+            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id))
         }
         .await;
         match started {
@@ -230,7 +303,10 @@ pub(crate) fn describe_view(
     }
     for (partition, target) in targets.iter().enumerate() {
         kind.push("source partition");
-        names.push(format!("{}/{partition}", view.topic.name()));
+        names.push(match &view.source {
+            Upstream::Topic(topic) => format!("{}/{partition}", topic.name()),
+            Upstream::View(upstream) => format!("view {} (epoch)", upstream.meta.name),
+        });
         types.push(None);
         nullable.push(None);
         low.push(progress.offsets.get(partition).map(|o| *o as i64));

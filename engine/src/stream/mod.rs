@@ -32,6 +32,8 @@ pub struct Views {
     views: RwLock<BTreeMap<String, Arc<ViewHandle>>>,
     /// Views whose definition could not be planned at start, with why (they can be dropped).
     broken: RwLock<BTreeMap<String, (ViewMeta, String)>>,
+    /// Every view in the catalog, running or not, by id.
+    metas: RwLock<BTreeMap<u64, ViewMeta>>,
     pub timing: EpochTiming,
     checkpoint_interval: Duration,
 }
@@ -49,6 +51,7 @@ impl Views {
             store: StateStore::open(dir)?,
             views: RwLock::new(BTreeMap::new()),
             broken: RwLock::new(BTreeMap::new()),
+            metas: RwLock::new(BTreeMap::new()),
             timing,
             checkpoint_interval,
         })
@@ -70,6 +73,43 @@ impl Views {
     /// Views that failed to start, with the reason.
     pub fn broken(&self) -> Vec<(ViewMeta, String)> {
         self.broken.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    pub(crate) fn insert_meta(&self, meta: ViewMeta) {
+        self.metas.write().unwrap_or_else(|p| p.into_inner()).insert(meta.id, meta);
+    }
+
+    pub(crate) fn remove_meta(&self, id: u64) {
+        self.metas.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Every view in the catalog.
+    pub(crate) fn metas(&self) -> Vec<ViewMeta> {
+        self.metas.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// The oldest epoch of view `upstream`'s changelog that a view reading it has yet to read
+    /// (`u64::MAX` if none needs any). A reader that is not running yet counts by its last
+    /// committed progress, so starting views in any order trims nothing still needed.
+    pub(crate) fn changes_needed(&self, upstream: u64) -> u64 {
+        let readers: Vec<ViewMeta> = self.metas().into_iter().filter(|m| m.source_views.contains(&upstream)).collect();
+        let mut needed = u64::MAX;
+        for reader in readers {
+            let next = match self.get(&reader.name) {
+                Some(handle) => handle.progress().offsets.first().copied().unwrap_or(0),
+                None => match self.store.get(&state::meta_key(reader.id)) {
+                    Ok(Some(bytes)) => view::decode_offsets(&bytes).first().copied().unwrap_or(0),
+                    Ok(None) => 0,
+                    // Unreadable progress: keep everything.
+                    Err(_) => return 0,
+                },
+            };
+            // Offset 0: the reader starts from a snapshot and needs no changes.
+            if next > 0 {
+                needed = needed.min(next);
+            }
+        }
+        needed
     }
 
     pub(crate) fn insert(&self, handle: Arc<ViewHandle>) {

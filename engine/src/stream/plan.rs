@@ -21,14 +21,50 @@ use streamhouse_storage::TopicLog;
 
 use super::aggregate::{AggCall, AggFunc, AggregateOp, WindowKey};
 use super::changes::{FilterOp, Operator, ProjectOp};
+use super::view::ViewHandle;
 use super::window::{WindowAssigner, WindowTableProvider};
 use crate::provider::TopicTableProvider;
 use crate::{EngineError, Result};
 
-/// Where a view's rows come from: a topic, optionally through a window function, projected.
+/// What a view reads: a topic's log, or another view's changelog.
+#[derive(Clone)]
+pub enum Upstream {
+    Topic(Arc<TopicLog>),
+    View(Arc<ViewHandle>),
+}
+
+impl Upstream {
+    pub fn name(&self) -> &str {
+        match self {
+            Upstream::Topic(topic) => topic.name(),
+            Upstream::View(view) => &view.meta.name,
+        }
+    }
+
+    /// What the view's progress must reach to reflect everything its source holds now: the
+    /// topic partitions' high watermarks, or the epoch after the upstream view's last commit.
+    pub fn targets(&self) -> Vec<u64> {
+        match self {
+            Upstream::Topic(topic) => {
+                (0..topic.partition_count()).map(|p| topic.partition(p).map_or(0, |l| l.high_watermark())).collect()
+            }
+            Upstream::View(view) => vec![view.progress().epoch + 1],
+        }
+    }
+
+    /// Identifies the source in a view's progress record (views have the top bit set).
+    pub fn tag(&self) -> u64 {
+        match self {
+            Upstream::Topic(topic) => topic.id(),
+            Upstream::View(view) => view.meta.id | (1 << 63),
+        }
+    }
+}
+
+/// Where a view's rows come from, optionally through a window function, projected.
 #[derive(Clone)]
 pub struct SourceSpec {
-    pub topic: Arc<TopicLog>,
+    pub upstream: Upstream,
     pub window: Option<WindowAssigner>,
     /// Indices into the topic's full schema (or the window function's schema).
     pub projection: Option<Vec<usize>>,
@@ -50,9 +86,10 @@ impl SourceSpec {
 
     fn describe(&self) -> String {
         let columns: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
-        match &self.window {
-            Some(w) => format!("Source: {} {} columns=[{}]", self.topic.name(), w.kind, columns.join(", ")),
-            None => format!("Source: {} (append-only) columns=[{}]", self.topic.name(), columns.join(", ")),
+        match (&self.upstream, &self.window) {
+            (Upstream::Topic(topic), Some(w)) => format!("Source: {} {} columns=[{}]", topic.name(), w.kind, columns.join(", ")),
+            (Upstream::Topic(topic), None) => format!("Source: {} (append-only) columns=[{}]", topic.name(), columns.join(", ")),
+            (Upstream::View(view), _) => format!("Source: view {} (changelog) columns=[{}]", view.meta.name, columns.join(", ")),
         }
     }
 }
@@ -161,23 +198,29 @@ impl Builder<'_> {
                 let schema: SchemaRef = Arc::new(scan.projected_schema.as_arrow().clone());
                 let source = if let Some(window) = any.downcast_ref::<WindowTableProvider>() {
                     SourceSpec {
-                        topic: window.topic.clone(),
+                        upstream: Upstream::Topic(window.topic.clone()),
                         window: Some(window.assigner.clone()),
                         projection: scan.projection.clone(),
                         schema,
                     }
                 } else if let Some(topic) = any.downcast_ref::<TopicTableProvider>() {
-                    SourceSpec { topic: topic.topic().clone(), window: None, projection: scan.projection.clone(), schema }
-                } else if any.downcast_ref::<super::view::ViewTableProvider>().is_some() {
-                    return Err(unsupported(&format!("reading the materialized view \"{}\" (views over views are not built yet)", scan.table_name)));
+                    SourceSpec { upstream: Upstream::Topic(topic.topic().clone()), window: None, projection: scan.projection.clone(), schema }
+                } else if let Some(view) = any.downcast_ref::<super::view::ViewTableProvider>() {
+                    // A view's changes retract as well as insert.
+                    self.append_only = false;
+                    SourceSpec { upstream: Upstream::View(view.view.clone()), window: None, projection: scan.projection.clone(), schema }
                 } else {
                     return Err(unsupported(&format!("reading \"{}\" (only topics can be sources)", scan.table_name)));
                 };
                 self.window_columns = vec![None; source.schema.fields().len()];
                 if let Some(window) = &source.window {
                     // Windows close only when the watermark is on the window's own time column.
-                    if source.topic.event_time_column() == Some(window.time_column) {
-                        let user = source.topic.schema().fields().len();
+                    let topic = match &source.upstream {
+                        Upstream::Topic(topic) => Some(topic),
+                        Upstream::View(_) => None,
+                    };
+                    if let Some(topic) = topic.filter(|t| t.event_time_column() == Some(window.time_column)) {
+                        let user = topic.schema().fields().len();
                         let size = match window.kind {
                             super::window::WindowKind::Tumble { size_us } | super::window::WindowKind::Hop { size_us, .. } => size_us,
                         };

@@ -29,7 +29,7 @@ use streamhouse_storage::{Storage, TopicLog};
 use tokio::sync::watch;
 
 use super::changes::{Changes, EpochContext, Operator};
-use super::plan::StreamPlan;
+use super::plan::{StreamPlan, Upstream};
 use super::state::{meta_key, Decoder, Encoder, EpochWriter, StateStore};
 use crate::{EngineError, Result};
 
@@ -127,6 +127,11 @@ impl Progress {
     }
 }
 
+/// The offsets of a stored progress record (empty if it cannot be decoded).
+pub(crate) fn decode_offsets(bytes: &[u8]) -> Vec<u64> {
+    Progress::decode(bytes).map(|(p, _)| p.offsets).unwrap_or_default()
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -138,7 +143,7 @@ fn now_ms() -> i64 {
 pub struct ViewHandle {
     pub meta: ViewMeta,
     pub schema: SchemaRef,
-    pub topic: Arc<TopicLog>,
+    pub source: Upstream,
     progress: watch::Receiver<Progress>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -156,16 +161,24 @@ impl ViewHandle {
         self.progress.borrow().clone()
     }
 
-    /// The source's high watermarks now: what a FLUSH waits for.
+    /// What the view's offsets must reach to reflect everything its source holds now: what a
+    /// FLUSH waits for.
     pub fn source_targets(&self) -> Vec<u64> {
-        (0..self.topic.partition_count()).map(|p| self.topic.partition(p).map_or(0, |l| l.high_watermark())).collect()
+        self.source.targets()
+    }
+
+    /// Notified at each commit of this view.
+    pub fn watch_progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
     }
 
     /// Waits until the view has committed everything below `targets`. Fails if the view fails.
     pub async fn wait_for(&self, targets: &[u64]) -> Result<()> {
         let mut progress = self.progress.clone();
         let reached = progress
-            .wait_for(|p| p.failed.is_some() || p.covers(targets))
+            // Epoch 1 also emits a global aggregate's first row: a view has one even on an
+            // empty source.
+            .wait_for(|p| p.failed.is_some() || (p.epoch > 0 && p.covers(targets)))
             .await
             .map_err(|_| EngineError::Internal(format!("materialized view \"{}\" stopped", self.meta.name)))?;
         match &reached.failed {
@@ -334,12 +347,12 @@ pub(crate) fn start(
     timing: EpochTiming,
     changes_needed: ChangesNeeded,
 ) -> Result<Arc<ViewHandle>> {
-    let topic = plan.source.topic.clone();
-    let partitions = topic.partition_count() as usize;
+    let source = plan.source.upstream.clone();
+    let partitions = source.targets().len();
     let progress = match store.get(&meta_key(meta.id))? {
         Some(bytes) => {
-            let (progress, topic_id) = Progress::decode(&bytes)?;
-            if topic_id != topic.id() || progress.offsets.len() != partitions {
+            let (progress, tag) = Progress::decode(&bytes)?;
+            if tag != source.tag() || progress.offsets.len() != partitions {
                 return Err(EngineError::Internal(format!(
                     "state of materialized view \"{}\" belongs to another source",
                     meta.name
@@ -367,7 +380,7 @@ pub(crate) fn start(
     Ok(Arc::new(ViewHandle {
         meta,
         schema,
-        topic,
+        source,
         progress: progress_receiver,
         stop: stop_sender,
         task: Mutex::new(Some(task)),
@@ -402,7 +415,76 @@ impl Runtime {
     }
 
     async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let topic = self.plan.as_ref().map(|p| p.source.topic.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
+        let upstream = self.plan.as_ref().map(|p| p.source.upstream.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
+        match upstream {
+            Upstream::Topic(topic) => self.follow_topic(topic, stop).await,
+            Upstream::View(view) => self.follow_view(view, stop).await,
+        }
+    }
+
+    /// Follows another view's changelog: its snapshot first (offset 0), then the changes of
+    /// each epoch it commits (the offset is the next upstream epoch to read).
+    async fn follow_view(&mut self, upstream: Arc<ViewHandle>, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let mut notifications = upstream.watch_progress();
+        let mut next_epoch = Instant::now();
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let latest = notifications.borrow_and_update().clone();
+            if let Some(message) = &latest.failed {
+                return Err(view_failed(&upstream.meta.name, message));
+            }
+            let committed = self.progress.borrow().clone();
+            let next = committed.offsets[0];
+            let pending = committed.epoch == 0 || next == 0 || latest.epoch >= next;
+            if !pending {
+                tokio::select! {
+                    changed = notifications.changed() => {
+                        if changed.is_err() {
+                            return Err(EngineError::Internal(format!("source view \"{}\" stopped", upstream.meta.name)));
+                        }
+                    }
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if Instant::now() < next_epoch {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_epoch.into()) => {}
+                    _ = stop.changed() => continue,
+                }
+            }
+            next_epoch = Instant::now() + self.timing.epoch_interval;
+            let source = upstream.clone();
+            let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
+                if next == 0 {
+                    let (batches, epoch) = source.snapshot()?;
+                    Ok((batches.into_iter().map(|b| (0, Changes::inserts(b))).collect(), epoch + 1))
+                } else {
+                    let mut out = Vec::new();
+                    for (_, batch, counts) in source.changes(next, latest.epoch)? {
+                        out.push((0, Changes::from_counts(&batch, &counts)?));
+                    }
+                    Ok((out, latest.epoch + 1))
+                }
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("changelog task: {e}")))??;
+            let keep_changes_from = (self.changes_needed)();
+            let step = EpochInput {
+                batches,
+                offsets: vec![following],
+                idle: vec![false],
+                watermark: None,
+                committed,
+                keep_changes_from,
+            };
+            self.run_epoch(step).await?;
+        }
+    }
+
+    async fn follow_topic(&mut self, topic: Arc<TopicLog>, stop: &mut watch::Receiver<bool>) -> Result<()> {
         let partitions: Vec<&streamhouse_storage::PartitionLog> =
             (0..topic.partition_count()).filter_map(|p| topic.partition(p)).collect();
         let mut receivers: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.subscribe()).collect();
@@ -468,7 +550,7 @@ impl Runtime {
                 }
                 let to = highs[index].min(from + EPOCH_ROWS_MAX);
                 let batches = read_range(&self.storage, &topic, index as u32, from, to).await?;
-                input.extend(batches.into_iter().map(|b| (index, b)));
+                input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
                 offsets[index] = to;
             }
             let keep_changes_from = (self.changes_needed)();
@@ -483,7 +565,7 @@ impl Runtime {
         let store = self.store.clone();
         let view = self.view;
         let results = std::mem::replace(&mut self.results, RowConverter::new(vec![])?);
-        let topic_id = plan.source.topic.id();
+        let topic_id = plan.source.upstream.tag();
         let (plan, results, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = process_epoch(&mut plan, &results, &store, view, input, topic_id);
             (plan, results, outcome)
@@ -521,7 +603,7 @@ fn push(
 
 /// What one epoch reads: rows per source partition, where it ends, and the watermark inputs.
 struct EpochInput {
-    batches: Vec<(usize, RecordBatch)>,
+    batches: Vec<(usize, Changes)>,
     offsets: Vec<u64>,
     idle: Vec<bool>,
     watermark: Option<WatermarkSource>,
@@ -555,7 +637,8 @@ fn process_epoch(
                 }
             }
         }
-        for (partition, batch) in batches {
+        for (partition, changes) in batches {
+            let Changes { batch, retract } = changes;
             let batch = match watermark {
                 Some(source) => {
                     let times = batch.column(source.column).as_primitive::<TimestampMicrosecondType>();
@@ -578,7 +661,8 @@ fn process_epoch(
             };
             let shaped = plan.source.shape(&batch)?;
             if shaped.num_rows() > 0 {
-                push(operators, Changes::inserts(shaped), &mut context, &mut sink)?;
+                // Late-row filtering applies to topics, whose rows are all inserts.
+                push(operators, Changes { batch: shaped, retract }, &mut context, &mut sink)?;
             }
         }
         new_watermark = watermark.and_then(|w| w.combine(&max_event_us, &idle, committed.watermark_us));
