@@ -9,7 +9,10 @@
 //! a retraction of its old row and its new row; a group whose rows were all retracted emits only
 //! the retraction and its state is deleted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// Group lookups run once per input row: a fast hasher matters.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
@@ -220,8 +223,8 @@ impl GroupState {
 /// An aggregate's argument column for one batch, in the form its accumulator reads.
 enum ArgColumn {
     Present(ArrayRef),
-    SumInt(ArrayRef),
-    SumFloat(ArrayRef),
+    SumInt(IntColumn),
+    SumFloat(arrow::array::Float64Array),
     Bools(BooleanArray),
     /// Encoded values and the array they came from (for its nulls).
     Values(Rows, ArrayRef),
@@ -241,6 +244,23 @@ const WINDOW_PREFIX: usize = 8;
 /// Big-endian with the sign bit flipped: byte order equals numeric order.
 fn ordered(value: i64) -> [u8; 8] {
     ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// An exact sum's argument, cast to what it sums in.
+enum IntColumn {
+    Int64(arrow::array::Int64Array),
+    UInt64(arrow::array::UInt64Array),
+    Decimal(arrow::array::Decimal128Array),
+}
+
+impl IntColumn {
+    fn value(&self, row: usize) -> Option<i128> {
+        match self {
+            IntColumn::Int64(a) => a.is_valid(row).then(|| a.value(row) as i128),
+            IntColumn::UInt64(a) => a.is_valid(row).then(|| a.value(row) as i128),
+            IntColumn::Decimal(a) => a.is_valid(row).then(|| a.value(row)),
+        }
+    }
 }
 
 /// Incremental GROUP BY (also a global aggregate without GROUP BY: one group that always exists).
@@ -293,9 +313,9 @@ impl AggregateOp {
             calls,
             schema,
             append_only,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             cache_bytes: 0,
-            touched: HashMap::new(),
+            touched: HashMap::default(),
             window,
             emit_on_close,
         })
@@ -362,10 +382,14 @@ impl AggregateOp {
             AggFunc::Sum | AggFunc::Avg => {
                 let target = call.sum_type.as_ref().unwrap_or(&call.output_type);
                 let array = cast(&array, target)?;
-                if target == &DataType::Float64 {
-                    ArgColumn::SumFloat(array)
-                } else {
-                    ArgColumn::SumInt(array)
+                match array.data_type() {
+                    DataType::Float64 => ArgColumn::SumFloat(array.as_primitive::<Float64Type>().clone()),
+                    DataType::Int64 => ArgColumn::SumInt(IntColumn::Int64(array.as_primitive::<Int64Type>().clone())),
+                    DataType::UInt64 => ArgColumn::SumInt(IntColumn::UInt64(array.as_primitive::<UInt64Type>().clone())),
+                    DataType::Decimal128(_, _) => {
+                        ArgColumn::SumInt(IntColumn::Decimal(array.as_primitive::<Decimal128Type>().clone()))
+                    }
+                    other => return Err(EngineError::Internal(format!("sum over {other}"))),
                 }
             }
             AggFunc::BoolAnd | AggFunc::BoolOr => ArgColumn::Bools(array.as_boolean().clone()),
@@ -483,19 +507,17 @@ fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i6
                 *n += sign;
             }
         }
-        (Acc::SumInt { sum, count }, ArgColumn::SumInt(array)) if array.is_valid(row) => {
-            let value: i128 = match array.data_type() {
-                DataType::Int64 => array.as_primitive::<Int64Type>().value(row) as i128,
-                DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row) as i128,
-                DataType::Decimal128(_, _) => array.as_primitive::<Decimal128Type>().value(row),
-                other => return Err(EngineError::Internal(format!("integer sum over {other}"))),
-            };
-            *sum = sum.checked_add(value * sign as i128).ok_or_else(|| out_of_range("numeric"))?;
-            *count += sign;
+        (Acc::SumInt { sum, count }, ArgColumn::SumInt(column)) => {
+            if let Some(value) = column.value(row) {
+                *sum = sum.checked_add(value * sign as i128).ok_or_else(|| out_of_range("numeric"))?;
+                *count += sign;
+            }
         }
-        (Acc::SumFloat { sum, count }, ArgColumn::SumFloat(array)) if array.is_valid(row) => {
-            *sum += array.as_primitive::<Float64Type>().value(row) * sign as f64;
-            *count += sign;
+        (Acc::SumFloat { sum, count }, ArgColumn::SumFloat(array)) => {
+            if array.is_valid(row) {
+                *sum += array.value(row) * sign as f64;
+                *count += sign;
+            }
         }
         (Acc::Bools { trues, falses }, ArgColumn::Bools(array)) if array.is_valid(row) => {
             if array.value(row) {
@@ -525,7 +547,7 @@ fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i6
                 }
             }
         }
-        (Acc::SumInt { .. } | Acc::SumFloat { .. } | Acc::Bools { .. }, _) => {} // NULL argument
+        (Acc::Bools { .. }, ArgColumn::Bools(_)) => {} // NULL argument
         (acc, _) => return Err(EngineError::Internal(format!("{} cannot update accumulator {acc:?}", func.name()))),
     }
     Ok(())

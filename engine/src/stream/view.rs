@@ -537,6 +537,7 @@ impl Runtime {
             next_epoch = Instant::now() + self.timing.epoch_interval;
             let mut input = Vec::new();
             let mut offsets = committed.offsets.clone();
+            let mut behind = false;
             for (index, partition) in partitions.iter().enumerate() {
                 let low = partition.low_watermark();
                 if offsets[index] < low {
@@ -549,6 +550,7 @@ impl Runtime {
                     continue;
                 }
                 let to = highs[index].min(from + EPOCH_ROWS_MAX);
+                behind |= to < highs[index];
                 let batches = read_range(&self.storage, &topic, index as u32, from, to).await?;
                 input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
                 offsets[index] = to;
@@ -556,6 +558,11 @@ impl Runtime {
             let keep_changes_from = (self.changes_needed)();
             let step = EpochInput { batches: input, offsets, idle, watermark, committed, keep_changes_from };
             self.run_epoch(step).await?;
+            if behind {
+                // A backlog (a backfill): the next epoch starts at once. Pacing only batches
+                // up rows that trickle in.
+                next_epoch = Instant::now();
+            }
         }
     }
 
@@ -675,7 +682,7 @@ fn process_epoch(
         }
     }
     // Coalesce the epoch's result changes per row, then write the non-zero ones.
-    let mut deltas: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut deltas: HashMap<Vec<u8>, i64, foldhash::fast::RandomState> = HashMap::default();
     for changes in &sink {
         let rows = results.convert_columns(changes.batch.columns())?;
         for row in 0..changes.num_rows() {
