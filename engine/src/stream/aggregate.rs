@@ -39,6 +39,11 @@ pub enum AggFunc {
     Max,
     BoolAnd,
     BoolOr,
+    /// Values joined by a separator, in value order.
+    StringAgg,
+    /// The value of the row first (last) by an ORDER BY key.
+    FirstValue,
+    LastValue,
 }
 
 impl AggFunc {
@@ -52,6 +57,9 @@ impl AggFunc {
             AggFunc::Max => "max",
             AggFunc::BoolAnd => "bool_and",
             AggFunc::BoolOr => "bool_or",
+            AggFunc::StringAgg => "string_agg",
+            AggFunc::FirstValue => "first_value",
+            AggFunc::LastValue => "last_value",
         }
     }
 }
@@ -67,6 +75,10 @@ pub struct AggCall {
     values: Option<RowConverter>,
     /// What sum and avg accumulate in.
     sum_type: Option<DataType>,
+    /// first_value / last_value: the ORDER BY key; values are encoded as (key, value).
+    order: Option<Arc<dyn PhysicalExpr>>,
+    /// string_agg: the separator.
+    separator: String,
 }
 
 impl AggCall {
@@ -79,7 +91,7 @@ impl AggCall {
         text: String,
     ) -> Result<Self> {
         let values = match func {
-            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => {
+            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct | AggFunc::StringAgg => {
                 Some(RowConverter::new(vec![SortField::new(arg_type.clone())])?)
             }
             _ => None,
@@ -99,7 +111,37 @@ impl AggCall {
             }
             _ => None,
         };
-        Ok(Self { func, arg, filter, output_type, text, values, sum_type })
+        Ok(Self { func, arg, filter, output_type, text, values, sum_type, order: None, separator: String::new() })
+    }
+
+    /// `string_agg(arg, separator)`.
+    pub fn string_agg(arg: Arc<dyn PhysicalExpr>, arg_type: &DataType, separator: String, filter: Option<Arc<dyn PhysicalExpr>>, output_type: DataType, text: String) -> Result<Self> {
+        let mut call = Self::new(AggFunc::StringAgg, arg, arg_type, filter, output_type, text)?;
+        call.separator = separator;
+        Ok(call)
+    }
+
+    /// `first_value(arg ORDER BY key)` or `last_value(…)`: values are ordered by the key as
+    /// sorted (direction and NULL placement), then by the value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ordered(
+        func: AggFunc,
+        arg: Arc<dyn PhysicalExpr>,
+        arg_type: &DataType,
+        order: Arc<dyn PhysicalExpr>,
+        order_type: &DataType,
+        order_options: arrow::compute::SortOptions,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        output_type: DataType,
+        text: String,
+    ) -> Result<Self> {
+        let mut call = Self::new(func, arg, arg_type, filter, output_type, text)?;
+        call.values = Some(RowConverter::new(vec![
+            SortField::new_with_options(order_type.clone(), order_options),
+            SortField::new(arg_type.clone()),
+        ])?);
+        call.order = Some(order);
+        Ok(call)
     }
 }
 
@@ -228,6 +270,8 @@ enum ArgColumn {
     Bools(BooleanArray),
     /// Encoded values and the array they came from (for its nulls).
     Values(Rows, ArrayRef),
+    /// Encoded (order key, value) pairs; NULL values count.
+    Ordered(Rows),
 }
 
 /// A GROUP BY over a window column: which group column it is and how far the window's end is
@@ -345,8 +389,15 @@ impl AggregateOp {
                     _ => Acc::SumInt { sum: 0, count: 0 },
                 },
                 AggFunc::BoolAnd | AggFunc::BoolOr => Acc::Bools { trues: 0, falses: 0 },
-                AggFunc::Min | AggFunc::Max if self.append_only => Acc::Extreme(None),
-                AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => Acc::Values(BTreeMap::new()),
+                AggFunc::Min | AggFunc::Max | AggFunc::FirstValue | AggFunc::LastValue if self.append_only => {
+                    Acc::Extreme(None)
+                }
+                AggFunc::Min
+                | AggFunc::Max
+                | AggFunc::CountDistinct
+                | AggFunc::StringAgg
+                | AggFunc::FirstValue
+                | AggFunc::LastValue => Acc::Values(BTreeMap::new()),
             })
             .collect();
         GroupState { rows: 0, accs }
@@ -393,9 +444,15 @@ impl AggregateOp {
                 }
             }
             AggFunc::BoolAnd | AggFunc::BoolOr => ArgColumn::Bools(array.as_boolean().clone()),
-            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct => {
+            AggFunc::Min | AggFunc::Max | AggFunc::CountDistinct | AggFunc::StringAgg => {
                 let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
                 ArgColumn::Values(converter.convert_columns(&[array.clone()])?, array)
+            }
+            AggFunc::FirstValue | AggFunc::LastValue => {
+                let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
+                let order = call.order.as_ref().ok_or_else(|| EngineError::Internal("ordering missing".into()))?;
+                let key = order.evaluate(batch)?.into_array(batch.num_rows())?;
+                ArgColumn::Ordered(converter.convert_columns(&[key, array])?)
             }
         })
     }
@@ -433,6 +490,42 @@ impl AggregateOp {
                 Some((bytes, _)) => decode_value(call, bytes)?,
                 None => null()?,
             },
+            (AggFunc::FirstValue | AggFunc::LastValue, Acc::Extreme(value)) => match value {
+                Some(bytes) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (AggFunc::FirstValue, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
+                Some((bytes, _)) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (AggFunc::LastValue, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
+                Some((bytes, _)) => decode_value(call, bytes)?,
+                None => null()?,
+            },
+            (AggFunc::StringAgg, Acc::Values(values)) => {
+                let present: Vec<(&Vec<u8>, i64)> = values.iter().filter(|(_, c)| **c > 0).map(|(v, c)| (v, *c)).collect();
+                if present.is_empty() {
+                    null()?
+                } else {
+                    let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
+                    let parser = converter.parser();
+                    let decoded = converter.convert_rows(present.iter().map(|(v, _)| parser.parse(v)))?;
+                    let texts = cast(&decoded[0], &DataType::Utf8)?;
+                    let texts = texts.as_string::<i32>();
+                    let mut joined = String::new();
+                    let mut first = true;
+                    for (index, (_, count)) in present.iter().enumerate() {
+                        for _ in 0..*count {
+                            if !first {
+                                joined.push_str(&call.separator);
+                            }
+                            first = false;
+                            joined.push_str(texts.value(index));
+                        }
+                    }
+                    ScalarValue::Utf8(Some(joined))
+                }
+            }
             (func, acc) => return Err(EngineError::Internal(format!("{} cannot read accumulator {acc:?}", func.name()))),
         };
         if value.data_type() == call.output_type {
@@ -483,7 +576,9 @@ fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
     let parser = converter.parser();
     let columns = converter.convert_rows([parser.parse(bytes)])?;
-    Ok(ScalarValue::try_from_array(&columns[0], 0)?)
+    // Ordered values are (key, value) pairs.
+    let column = if call.order.is_some() { 1 } else { 0 };
+    Ok(ScalarValue::try_from_array(&columns[column], 0)?)
 }
 
 fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) {
@@ -530,6 +625,20 @@ fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i6
         (Acc::Values(values), ArgColumn::Values(rows, array)) => {
             if array.is_valid(row) {
                 add_value(values, rows.row(row).as_ref(), sign);
+            }
+        }
+        (Acc::Values(values), ArgColumn::Ordered(rows)) => add_value(values, rows.row(row).as_ref(), sign),
+        (Acc::Extreme(current), ArgColumn::Ordered(rows)) => {
+            let value = rows.row(row);
+            let better = match current {
+                None => true,
+                Some(existing) => match func {
+                    AggFunc::FirstValue => value.as_ref() < existing.as_slice(),
+                    _ => value.as_ref() > existing.as_slice(),
+                },
+            };
+            if better {
+                *current = Some(value.as_ref().to_vec());
             }
         }
         (Acc::Extreme(current), ArgColumn::Values(rows, array)) => {

@@ -314,10 +314,52 @@ impl Builder<'_> {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
             return Err(EngineError::Internal(format!("aggregate expression {expr} is not an aggregate function")));
         };
+        let name = func.name().to_ascii_lowercase();
+        let filter = params.filter.as_ref().map(|f| self.physical(f, input)).transpose()?;
+        if matches!(name.as_str(), "first_value" | "last_value") {
+            let ([arg], [order]) = (params.args.as_slice(), params.order_by.as_slice()) else {
+                return Err(unsupported(&format!("{name}() without exactly one argument and one ORDER BY key")));
+            };
+            let function = if name == "first_value" { AggFunc::FirstValue } else { AggFunc::LastValue };
+            let arg_type = arg.to_field(input)?.1.data_type().clone();
+            let order_type = order.expr.to_field(input)?.1.data_type().clone();
+            let options = arrow::compute::SortOptions { descending: !order.asc, nulls_first: order.nulls_first };
+            return AggCall::ordered(
+                function,
+                self.physical(arg, input)?,
+                &arg_type,
+                self.physical(&order.expr, input)?,
+                &order_type,
+                options,
+                filter,
+                output_type,
+                text,
+            );
+        }
+        if name == "string_agg" {
+            let [arg, separator] = params.args.as_slice() else {
+                return Err(unsupported("string_agg() without a value and a separator"));
+            };
+            let separator = match separator {
+                Expr::Literal(value, _) if !value.is_null() => value.to_string(),
+                Expr::Literal(_, _) => String::new(),
+                other => return Err(unsupported(&format!("string_agg() with a separator that is not a constant ({other})"))),
+            };
+            // Values are joined in value order; an ORDER BY of the value itself agrees with that.
+            let ordered_by_value = match params.order_by.as_slice() {
+                [] => true,
+                [order] => order.expr == *arg && order.asc,
+                _ => false,
+            };
+            if !ordered_by_value || params.distinct {
+                return Err(unsupported("string_agg() with DISTINCT or an ORDER BY other than the value ascending"));
+            }
+            let arg_type = arg.to_field(input)?.1.data_type().clone();
+            return AggCall::string_agg(self.physical(arg, input)?, &arg_type, separator, filter, output_type, text);
+        }
         if !params.order_by.is_empty() {
             return Err(unsupported(&format!("{}(… ORDER BY …)", func.name())));
         }
-        let name = func.name().to_ascii_lowercase();
         let function = match (name.as_str(), params.distinct) {
             ("count", false) => AggFunc::Count,
             ("count", true) => AggFunc::CountDistinct,
@@ -334,7 +376,6 @@ impl Builder<'_> {
             return Err(unsupported(&format!("{name}() with {} arguments", params.args.len())));
         };
         let arg_type = arg.to_field(input)?.1.data_type().clone();
-        let filter = params.filter.as_ref().map(|f| self.physical(f, input)).transpose()?;
         AggCall::new(function, self.physical(arg, input)?, &arg_type, filter, output_type, text)
     }
 }
