@@ -284,3 +284,40 @@ async fn subscribe_streams_changes_until_cancelled() {
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{error}");
     assert_eq!(rows(&client, "SELECT n FROM counts WHERE k = 2").await, vec!["2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_views_refresh_themselves_and_manual_views_wait_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(&dir.path().join("data"), &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE TOPIC m (x BIGINT);
+             CREATE MATERIALIZED VIEW m_manual WITH (refresh = 'manual') AS SELECT count(*) AS n FROM m;
+             CREATE MATERIALIZED VIEW m_often WITH (refresh = 'every 200 milliseconds') AS SELECT count(*) AS n FROM m;
+             INSERT INTO m VALUES (1), (2);",
+        )
+        .await
+        .unwrap();
+    // The periodic view picks the rows up by itself within an interval or so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rows(&client, "SELECT n FROM m_often").await != vec!["2"] {
+        assert!(std::time::Instant::now() < deadline, "the periodic view never refreshed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows(&client, "SELECT n FROM m_manual").await, vec!["0"]);
+
+    // After kill -9 the manual view still waits for REFRESH.
+    drop(client);
+    server.kill();
+    server.restart();
+    let client = connect(&server).await;
+    client.batch_execute("INSERT INTO m VALUES (3); FLUSH;").await.unwrap();
+    assert_eq!(rows(&client, "SELECT n FROM m_manual").await, vec!["0"]);
+    assert_eq!(
+        shown(&client, "m_manual", "definition").await.as_deref(),
+        Some("SELECT count(*) AS n FROM m WITH (refresh = 'manual')")
+    );
+    client.batch_execute("REFRESH MATERIALIZED VIEW m_manual").await.unwrap();
+    assert_eq!(rows(&client, "SELECT n FROM m_manual").await, vec!["3"]);
+}

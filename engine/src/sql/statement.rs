@@ -307,8 +307,15 @@ fn parse_create_view(sql: &str) -> Result<Statement> {
             return Err(EngineError::InvalidParameter(format!("invalid materialized view option {option}")));
         };
         let key = key.value.to_ascii_lowercase();
-        // No user options yet; `emit` is how the catalog records EMIT ON WINDOW CLOSE.
-        return Err(EngineError::InvalidParameter(format!("unknown materialized view option \"{key}\" (= {})", option_text(value)?)));
+        let text = option_text(value)?;
+        match key.as_str() {
+            "refresh" => {
+                crate::stream::view::RefreshMode::parse(&text)?;
+                options.insert(key, text.trim().to_ascii_lowercase());
+            }
+            // `emit` is how the catalog records EMIT ON WINDOW CLOSE: not an option to set.
+            _ => return Err(EngineError::InvalidParameter(format!("unknown materialized view option \"{key}\""))),
+        }
     }
     if emit_on_window_close {
         options.insert(EMIT_OPTION.to_string(), EMIT_ON_WINDOW_CLOSE.to_string());

@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use streamhouse_catalog::{CatalogError, ViewDefinition};
 
 use super::plan::{build_pipeline, check_deterministic, StreamPlan, Upstream};
-use super::view;
+use super::view::{self, RefreshMode};
 use crate::session::{new_context, plan_query};
 use crate::sql::statement::{EMIT_ON_WINDOW_CLOSE, EMIT_OPTION};
 use crate::{Engine, EngineError, Result};
@@ -33,13 +33,21 @@ fn emits_on_window_close(options: &BTreeMap<String, String>) -> bool {
     options.get(EMIT_OPTION).map(String::as_str) == Some(EMIT_ON_WINDOW_CLOSE)
 }
 
+/// The `refresh` option (continuous when absent).
+pub(crate) fn refresh_mode(options: &BTreeMap<String, String>) -> Result<RefreshMode> {
+    options.get("refresh").map_or(Ok(RefreshMode::Continuous), |text| RefreshMode::parse(text))
+}
+
 /// The definition as SHOW prints it.
 pub(crate) fn definition_text(meta: &streamhouse_catalog::ViewMeta) -> String {
+    let mut text = meta.query.clone();
     if emits_on_window_close(&meta.options) {
-        format!("{} EMIT ON WINDOW CLOSE", meta.query)
-    } else {
-        meta.query.clone()
+        text.push_str(" EMIT ON WINDOW CLOSE");
     }
+    if let Some(refresh) = meta.options.get("refresh") {
+        text = format!("{text} WITH (refresh = '{refresh}')");
+    }
+    text
 }
 
 /// Asks the registry what of view `id`'s changelog its readers still need.
@@ -76,6 +84,7 @@ pub(crate) async fn create_view(
         return if if_not_exists { Ok(false) } else { Err(EngineError::DuplicateTable(name.to_string())) };
     }
     let emit = emits_on_window_close(&options);
+    let refresh = refresh_mode(&options)?;
     let checked = plan_view(engine, state, query, 0, emit).await?;
     let (sources, source_views) = match &checked.source.upstream {
         Upstream::Topic(topic) => (vec![topic.id()], vec![]),
@@ -91,7 +100,7 @@ pub(crate) async fn create_view(
     views.insert_meta(meta.clone());
     let started = async {
         let plan = plan_view(engine, state, query, meta.id, emit).await?;
-        view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id))
+        view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh)
     }
     .await;
     let handle = match started {
@@ -103,7 +112,8 @@ pub(crate) async fn create_view(
         }
     };
     views.insert(handle.clone());
-    if let Err(error) = handle.wait_for(&handle.source_targets()).await {
+    // The backfill, whatever the refresh mode.
+    if let Err(error) = handle.refresh().await {
         // A view that cannot even backfill is not created.
         drop_view(engine, name, true, false).await?;
         return Err(error);
@@ -186,6 +196,14 @@ pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()
         })
         .collect();
     for (view, targets) in views.iter().zip(topic_targets) {
+        if only == Some(view.meta.name.as_str()) {
+            // REFRESH of this view: whatever its mode, it reads everything there is now.
+            view.refresh().await?;
+            continue;
+        }
+        if view.refresh != RefreshMode::Continuous {
+            continue; // such views reflect their source only when refreshed
+        }
         let targets = match &view.source {
             Upstream::Topic(_) => targets,
             Upstream::View(_) => view.source_targets(),
@@ -213,7 +231,8 @@ pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
         let started = async {
             let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
             let plan = plan_view(engine, &state, &query, meta.id, emits_on_window_close(&meta.options)).await?;
-            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id))
+            let refresh = refresh_mode(&meta.options)?;
+            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh)
         }
         .await;
         match started {

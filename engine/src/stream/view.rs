@@ -43,6 +43,41 @@ const READ_BATCH_ROWS: usize = 8192;
 /// whatever they have not read yet on top).
 const CHANGELOG_EPOCHS: u64 = 10_000;
 
+/// When a view processes what its source has appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshMode {
+    /// As rows arrive (epoch by epoch).
+    Continuous,
+    /// Only on `REFRESH MATERIALIZED VIEW`.
+    Manual,
+    /// Once per interval (and on `REFRESH`).
+    Every(Duration),
+}
+
+impl RefreshMode {
+    /// `continuous`, `manual` or `every <interval>`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let lowered = text.trim().to_ascii_lowercase();
+        match lowered.as_str() {
+            "continuous" => Ok(RefreshMode::Continuous),
+            "manual" => Ok(RefreshMode::Manual),
+            other => match other.strip_prefix("every") {
+                Some(interval) => {
+                    let us = crate::sql::duration::parse_duration_us(interval.trim())
+                        .map_err(|e| EngineError::InvalidParameter(format!("refresh interval: {e}")))?;
+                    if us <= 0 {
+                        return Err(EngineError::InvalidParameter("refresh interval must be positive".into()));
+                    }
+                    Ok(RefreshMode::Every(Duration::from_micros(us as u64)))
+                }
+                None => Err(EngineError::InvalidParameter(format!(
+                    "refresh must be 'continuous', 'manual' or 'every <interval>', not '{text}'"
+                ))),
+            },
+        }
+    }
+}
+
 /// What a view has committed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -144,6 +179,9 @@ pub struct ViewHandle {
     pub meta: ViewMeta,
     pub schema: SchemaRef,
     pub source: Upstream,
+    pub refresh: RefreshMode,
+    /// How far (per source offset) the view may read; `None`: as far as there is (continuous).
+    allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
     progress: watch::Receiver<Progress>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -170,6 +208,16 @@ impl ViewHandle {
     /// Notified at each commit of this view.
     pub fn watch_progress(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
+    }
+
+    /// Lets a view that is not continuous read everything its source holds now, and waits until
+    /// it has; a continuous view is only waited for.
+    pub async fn refresh(&self) -> Result<()> {
+        let targets = self.source_targets();
+        if self.refresh != RefreshMode::Continuous {
+            self.allowed.send_replace(Some(targets.clone()));
+        }
+        self.wait_for(&targets).await
     }
 
     /// Waits until the view has committed everything below `targets`. Fails if the view fails.
@@ -346,6 +394,7 @@ pub(crate) fn start(
     store: StateStore,
     timing: EpochTiming,
     changes_needed: ChangesNeeded,
+    refresh: RefreshMode,
 ) -> Result<Arc<ViewHandle>> {
     let source = plan.source.upstream.clone();
     let partitions = source.targets().len();
@@ -362,6 +411,12 @@ pub(crate) fn start(
         }
         None => Progress { offsets: vec![0; partitions], max_event_us: vec![None; partitions], changes_from: 1, ..Progress::default() },
     };
+    // A view that is not continuous reads nothing new until asked (REFRESH, its interval, or the
+    // backfill at CREATE).
+    let allowed = Arc::new(watch::channel(match refresh {
+        RefreshMode::Continuous => None,
+        _ => Some(progress.offsets.clone()),
+    }).0);
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
     let schema = plan.schema.clone();
@@ -375,12 +430,16 @@ pub(crate) fn start(
         progress: progress_sender,
         timing,
         changes_needed,
+        refresh,
+        allowed: allowed.clone(),
     };
     let task = tokio::spawn(runtime.run(stop_receiver));
     Ok(Arc::new(ViewHandle {
         meta,
         schema,
         source,
+        refresh,
+        allowed,
         progress: progress_receiver,
         stop: stop_sender,
         task: Mutex::new(Some(task)),
@@ -400,6 +459,8 @@ struct Runtime {
     timing: EpochTiming,
     /// The oldest epoch of this view's changes that a view over it has not read yet.
     changes_needed: ChangesNeeded,
+    refresh: RefreshMode,
+    allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
 }
 
 /// Answers the oldest epoch of a view's changelog its readers still need (`u64::MAX`: none).
@@ -414,6 +475,29 @@ impl Runtime {
         }
     }
 
+    /// For `every <interval>`: at each interval, allows everything the source holds then.
+    /// Returns when the next interval is due.
+    fn periodic_refresh(&self, due: &mut Option<Instant>, targets: impl FnOnce() -> Vec<u64>) -> Option<Instant> {
+        let RefreshMode::Every(interval) = self.refresh else { return None };
+        let now = Instant::now();
+        let next = due.get_or_insert(now + interval);
+        if now >= *next {
+            self.allowed.send_replace(Some(targets()));
+            *next = now + interval;
+        }
+        Some(*next)
+    }
+
+    /// `highs` capped by what the view may read.
+    fn cap(&self, mut highs: Vec<u64>) -> Vec<u64> {
+        if let Some(allowed) = self.allowed.borrow().as_ref() {
+            for (high, allowed) in highs.iter_mut().zip(allowed) {
+                *high = (*high).min(*allowed);
+            }
+        }
+        highs
+    }
+
     async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
         let upstream = self.plan.as_ref().map(|p| p.source.upstream.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
         match upstream {
@@ -426,18 +510,25 @@ impl Runtime {
     /// each epoch it commits (the offset is the next upstream epoch to read).
     async fn follow_view(&mut self, upstream: Arc<ViewHandle>, stop: &mut watch::Receiver<bool>) -> Result<()> {
         let mut notifications = upstream.watch_progress();
+        let mut allowed = self.allowed.subscribe();
         let mut next_epoch = Instant::now();
+        let mut refresh_due = None;
         loop {
             if *stop.borrow() {
                 return Ok(());
             }
-            let latest = notifications.borrow_and_update().clone();
+            allowed.borrow_and_update();
+            let mut latest = notifications.borrow_and_update().clone();
             if let Some(message) = &latest.failed {
                 return Err(view_failed(&upstream.meta.name, message));
             }
+            let next_refresh = self.periodic_refresh(&mut refresh_due, || vec![upstream.progress().epoch + 1]);
+            // The offset is the next upstream epoch to read: at most the allowed one minus one.
+            latest.epoch = self.cap(vec![latest.epoch + 1])[0].saturating_sub(1);
             let committed = self.progress.borrow().clone();
             let next = committed.offsets[0];
-            let pending = committed.epoch == 0 || next == 0 || latest.epoch >= next;
+            let may_snapshot = self.allowed.borrow().as_ref().is_none_or(|a| a[0] > 0);
+            let pending = committed.epoch == 0 || (next == 0 && may_snapshot) || (next > 0 && latest.epoch >= next);
             if !pending {
                 tokio::select! {
                     changed = notifications.changed() => {
@@ -445,6 +536,8 @@ impl Runtime {
                             return Err(EngineError::Internal(format!("source view \"{}\" stopped", upstream.meta.name)));
                         }
                     }
+                    _ = allowed.changed() => {}
+                    _ = async { tokio::time::sleep_until(next_refresh.unwrap_or_else(Instant::now).into()).await }, if next_refresh.is_some() => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -458,7 +551,9 @@ impl Runtime {
             next_epoch = Instant::now() + self.timing.epoch_interval;
             let source = upstream.clone();
             let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
-                if next == 0 {
+                if next == 0 && !may_snapshot {
+                    Ok((Vec::new(), 0))
+                } else if next == 0 {
                     let (batches, epoch) = source.snapshot()?;
                     Ok((batches.into_iter().map(|b| (0, Changes::inserts(b))).collect(), epoch + 1))
                 } else {
@@ -491,6 +586,8 @@ impl Runtime {
         let watermark = WatermarkSource::of(&topic);
         let mut last_active: Vec<Instant> = vec![Instant::now(); partitions.len()];
         let mut next_epoch = Instant::now();
+        let mut allowed = self.allowed.subscribe();
+        let mut refresh_due = None;
         loop {
             if *stop.borrow() {
                 return Ok(());
@@ -498,7 +595,10 @@ impl Runtime {
             for receiver in &mut receivers {
                 receiver.borrow_and_update();
             }
-            let highs: Vec<u64> = partitions.iter().map(|p| p.high_watermark()).collect();
+            allowed.borrow_and_update();
+            let next_refresh =
+                self.periodic_refresh(&mut refresh_due, || partitions.iter().map(|p| p.high_watermark()).collect());
+            let highs: Vec<u64> = self.cap(partitions.iter().map(|p| p.high_watermark()).collect());
             let committed = self.progress.borrow().clone();
             let now = Instant::now();
             for (index, active) in last_active.iter_mut().enumerate() {
@@ -524,6 +624,8 @@ impl Runtime {
                         }
                     }
                     _ = async { tokio::time::sleep_until(next_idle.unwrap_or(now).into()).await }, if next_idle.is_some() => {}
+                    _ = allowed.changed() => {}
+                    _ = async { tokio::time::sleep_until(next_refresh.unwrap_or(now).into()).await }, if next_refresh.is_some() => {}
                     _ = stop.changed() => {}
                 }
                 continue;
