@@ -727,23 +727,37 @@ impl Operator for AggregateOp {
             }
             None => None,
         };
-        let mut key = Vec::new();
+        // First the batch's distinct groups and their rows (one cheap lookup per row), then
+        // each group's state once and its rows' updates.
+        let mut positions: std::collections::HashMap<(i64, &[u8]), usize, foldhash::fast::RandomState> = Default::default();
+        let mut groups: Vec<((i64, &[u8]), Vec<u32>)> = Vec::new();
         for row in 0..rows {
-            let sign = input.sign(row);
+            let end = window_ends.as_ref().map_or(0, |(ends, offset)| ends.value(row).saturating_add(*offset));
+            let group_key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(row).data());
+            let position = *positions.entry((end, group_key)).or_insert_with(|| {
+                groups.push(((end, group_key), Vec::new()));
+                groups.len() - 1
+            });
+            groups[position].1.push(row as u32);
+        }
+        let mut key = Vec::new();
+        for ((end, group_key), members) in &groups {
             key.clear();
-            if let Some((ends, offset)) = &window_ends {
-                key.extend_from_slice(&ordered(ends.value(row).saturating_add(*offset)));
+            if self.window.is_some() {
+                key.extend_from_slice(&ordered(*end));
             }
-            if let Some(keys) = &keys {
-                key.extend_from_slice(keys.row(row).data());
-            }
+            key.extend_from_slice(group_key);
             let state = self.group(&key, context)?;
-            state.rows += sign;
-            for (index, acc) in state.accs.iter_mut().enumerate() {
-                if filters[index].as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
-                    continue;
+            for &row in members {
+                let row = row as usize;
+                let sign = input.sign(row);
+                state.rows += sign;
+                for (index, acc) in state.accs.iter_mut().enumerate() {
+                    if filters[index].as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
+                        continue;
+                    }
+                    update(acc, funcs[index], &args[index], row, sign)?;
                 }
-                update(acc, funcs[index], &args[index], row, sign)?;
             }
         }
         Ok(Vec::new())
