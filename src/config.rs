@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// A source partition with no new rows for this long stops holding back the watermark (ms).
     #[arg(long, env = "STREAMHOUSE_WATERMARK_IDLE_TIMEOUT_MS")]
     pub watermark_idle_timeout_ms: Option<u64>,
+    /// Memory for each stateful view operator's cache (bytes).
+    #[arg(long, env = "STREAMHOUSE_STATE_CACHE_BYTES_MAX")]
+    pub state_cache_bytes_max: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -91,6 +94,7 @@ struct FileConfig {
     epoch_interval_ms: Option<u64>,
     checkpoint_interval_ms: Option<u64>,
     watermark_idle_timeout_ms: Option<u64>,
+    state_cache_bytes_max: Option<u64>,
     log: Option<String>,
 }
 
@@ -162,6 +166,11 @@ impl ServerConfig {
             args.watermark_idle_timeout_ms.or(file.watermark_idle_timeout_ms),
             engine.idle_timeout.as_millis() as u64,
         )?);
+        engine.state_cache_bytes_max = positive(
+            "state_cache_bytes_max",
+            args.state_cache_bytes_max.or(file.state_cache_bytes_max),
+            engine.state_cache_bytes_max,
+        )?;
         let message_bytes_max = positive(
             "message_bytes_max",
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),

@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// A source partition with no new rows for this long stops holding back its topic's
     /// watermark in views.
     pub idle_timeout: std::time::Duration,
+    /// Memory for the cache of each stateful operator of a view (aggregation groups); past it
+    /// the cache is dropped after an epoch and groups are read from RocksDB again.
+    pub state_cache_bytes_max: u64,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             epoch_interval: std::time::Duration::from_millis(20),
             checkpoint_interval: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(5),
+            state_cache_bytes_max: 64 * 1024 * 1024,
         }
     }
 }

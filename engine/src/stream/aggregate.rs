@@ -26,8 +26,6 @@ use super::changes::{Changes, EpochContext, Operator};
 use super::state::{state_key, Decoder, Encoder};
 use crate::{EngineError, Result};
 
-/// Cached group states are dropped after an epoch once they hold more than this.
-const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFunc {
@@ -331,6 +329,8 @@ pub struct AggregateOp {
     window: Option<WindowKey>,
     /// Emit each window's final row once it closes, instead of updates as rows arrive.
     emit_on_close: bool,
+    /// Cached group states are dropped after an epoch once they hold more than this.
+    cache_bytes_max: usize,
 }
 
 impl AggregateOp {
@@ -346,6 +346,7 @@ impl AggregateOp {
         append_only: bool,
         window: Option<WindowKey>,
         emit_on_close: bool,
+        cache_bytes_max: usize,
     ) -> Result<Self> {
         let groups = RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
         Ok(Self {
@@ -362,6 +363,7 @@ impl AggregateOp {
             touched: HashMap::default(),
             window,
             emit_on_close,
+            cache_bytes_max,
         })
     }
 
@@ -839,7 +841,7 @@ impl Operator for AggregateOp {
     }
 
     fn trim_cache(&mut self) {
-        if self.cache_bytes > CACHE_BYTES_MAX {
+        if self.cache_bytes > self.cache_bytes_max {
             self.cache.clear();
             self.cache_bytes = 0;
         }

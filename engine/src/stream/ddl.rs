@@ -26,7 +26,8 @@ pub(crate) async fn plan_view(
     let plan = plan_query(state, engine.storage(), query.clone()).await?;
     check_deterministic(&plan)?;
     let optimized = state.optimize(&plan)?;
-    build_pipeline(state, &optimized, view_id, emit_on_window_close)
+    let cache_bytes_max = usize::try_from(engine.config().state_cache_bytes_max).unwrap_or(usize::MAX);
+    build_pipeline(state, &optimized, view_id, emit_on_window_close, cache_bytes_max)
 }
 
 fn emits_on_window_close(options: &BTreeMap<String, String>) -> bool {

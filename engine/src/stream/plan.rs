@@ -154,6 +154,8 @@ struct Builder<'a> {
     aggregates: Vec<usize>,
     /// The aggregates' window keys, by the same order.
     windows: Vec<Option<WindowKey>>,
+    /// Memory for each stateful operator's cache.
+    cache_bytes_max: usize,
     /// Per column of the stream so far: if it is a window bound that the source's watermark
     /// closes, how far the window's end is from its value.
     window_columns: Vec<Option<i64>>,
@@ -287,7 +289,19 @@ impl Builder<'_> {
                 self.aggregates.push(self.operators.len());
                 self.windows.push(window);
                 self.window_columns = group_windows.into_iter().chain(std::iter::repeat_n(None, calls.len())).collect();
-                let op = AggregateOp::new(id, self.view, group_exprs, group_texts, group_types, calls, schema, self.append_only, window, false)?;
+                let op = AggregateOp::new(
+                    id,
+                    self.view,
+                    group_exprs,
+                    group_texts,
+                    group_types,
+                    calls,
+                    schema,
+                    self.append_only,
+                    window,
+                    false,
+                    self.cache_bytes_max,
+                )?;
                 self.operators.push(Box::new(op));
                 self.append_only = false;
                 Ok(())
@@ -383,7 +397,13 @@ impl Builder<'_> {
 /// Plans a view's pipeline from its optimized logical plan. `view` namespaces operator state.
 /// With `emit_on_window_close`, the last aggregate must group by a window that the source's
 /// watermark closes; it then emits each window's final row once, when it closes.
-pub fn build_pipeline(state: &SessionState, plan: &LogicalPlan, view: u64, emit_on_window_close: bool) -> Result<StreamPlan> {
+pub fn build_pipeline(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    view: u64,
+    emit_on_window_close: bool,
+    cache_bytes_max: usize,
+) -> Result<StreamPlan> {
     let mut builder = Builder {
         state,
         view,
@@ -393,6 +413,7 @@ pub fn build_pipeline(state: &SessionState, plan: &LogicalPlan, view: u64, emit_
         aggregates: Vec::new(),
         windows: Vec::new(),
         window_columns: Vec::new(),
+        cache_bytes_max,
     };
     builder.build(plan)?;
     if emit_on_window_close {
