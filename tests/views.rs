@@ -25,6 +25,10 @@ const VIEWS: &[(&str, &str)] = &[
     ("totals", "SELECT count(*) AS n, count(DISTINCT k) AS keys, sum(v) AS s, bool_or(v > 990) AS high FROM events"),
     ("busy_keys", "SELECT k, count(*) AS n FROM events GROUP BY k HAVING count(*) > 40"),
     ("first_last", "SELECT k, first_value(v ORDER BY ts) AS first_v, last_value(v ORDER BY ts DESC) AS earliest_last FROM events GROUP BY k"),
+    (
+        "top3_per_key",
+        "SELECT * FROM (SELECT k, v, ts, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts) AS rn FROM events) WHERE rn <= 3",
+    ),
     // Over a view: checked against the same query over the (already checked) view.
     ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
 ];

@@ -11,6 +11,7 @@ pub(crate) mod ddl;
 pub mod plan;
 pub mod state;
 pub mod subscribe;
+pub mod topn;
 pub mod view;
 pub mod window;
 

@@ -21,6 +21,7 @@ use streamhouse_storage::TopicLog;
 
 use super::aggregate::{AggCall, AggFunc, AggregateOp, WindowKey};
 use super::changes::{FilterOp, Operator, ProjectOp};
+use super::topn::TopNOp;
 use super::view::ViewHandle;
 use super::window::{WindowAssigner, WindowTableProvider};
 use crate::provider::TopicTableProvider;
@@ -156,6 +157,9 @@ struct Builder<'a> {
     windows: Vec<Option<WindowKey>>,
     /// Memory for each stateful operator's cache.
     cache_bytes_max: usize,
+    /// A filter `column <= N` seen above: the column (as named below it) and N, for a
+    /// ROW_NUMBER() window to become a top-N.
+    pending_limit: Option<(String, usize)>,
     /// Per column of the stream so far: if it is a window bound that the source's watermark
     /// closes, how far the window's end is from its value.
     window_columns: Vec<Option<i64>>,
@@ -240,12 +244,29 @@ impl Builder<'_> {
                 Ok(())
             }
             LogicalPlan::Filter(filter) => {
+                if let Some(limit) = row_limit(&filter.predicate) {
+                    self.pending_limit = Some(limit);
+                }
                 self.build(&filter.input)?;
                 let predicate = self.physical(&filter.predicate, filter.input.schema())?;
                 self.operators.push(Box::new(FilterOp { predicate, text: filter.predicate.to_string() }));
                 Ok(())
             }
             LogicalPlan::Projection(projection) => {
+                // A pending top-N limit follows its column through renames.
+                if let Some((name, limit)) = self.pending_limit.take() {
+                    let renamed = projection.schema.fields().iter().zip(&projection.expr).find_map(|(field, expr)| {
+                        let inner = match expr {
+                            Expr::Alias(alias) => alias.expr.as_ref(),
+                            other => other,
+                        };
+                        match inner {
+                            Expr::Column(column) if field.name() == &name => Some(column.name.clone()),
+                            _ => None,
+                        }
+                    });
+                    self.pending_limit = renamed.map(|n| (n, limit));
+                }
                 self.build(&projection.input)?;
                 let exprs = projection
                     .expr
@@ -308,7 +329,7 @@ impl Builder<'_> {
             }
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (a view's rows have no order; order them when you query it)")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
-            LogicalPlan::Window(_) => Err(unsupported("window functions (OVER)")),
+            LogicalPlan::Window(window) => self.build_top_n(window),
             LogicalPlan::Join(_) => Err(unsupported("JOIN")),
             LogicalPlan::Union(_) => Err(unsupported("UNION")),
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
@@ -317,6 +338,53 @@ impl Builder<'_> {
             }
             other => Err(unsupported(&other.display().to_string())),
         }
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` under a filter `rn <= N`: a top-N.
+    fn build_top_n(&mut self, window: &datafusion::logical_expr::logical_plan::Window) -> Result<()> {
+        let refused = || unsupported("window functions (OVER) other than ROW_NUMBER() kept to rn <= N");
+        let pending = self.pending_limit.take();
+        let [expr] = window.window_expr.as_slice() else { return Err(refused()) };
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::WindowFunction(function) = inner else { return Err(refused()) };
+        let output = window.schema.fields().last().map(|f| f.name().clone()).unwrap_or_default();
+        let limit = match pending {
+            Some((name, limit)) if name == output && function.fun.name() == "row_number" => limit,
+            _ => return Err(refused()),
+        };
+        self.build(&window.input)?;
+        let input_schema = window.input.schema();
+        let params = &function.params;
+        let partition_exprs =
+            params.partition_by.iter().map(|e| self.physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+        let partition_types = params
+            .partition_by
+            .iter()
+            .map(|e| Ok(e.to_field(input_schema)?.1.data_type().clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let order_exprs = params
+            .order_by
+            .iter()
+            .map(|sort| {
+                Ok((
+                    self.physical(&sort.expr, input_schema)?,
+                    sort.expr.to_field(input_schema)?.1.data_type().clone(),
+                    arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input_types = input_schema.fields().iter().map(|f| f.data_type().clone()).collect();
+        let schema = Arc::new(window.schema.as_arrow().clone());
+        let id = self.operators.len() as u16;
+        let text = format!("{expr} <= {limit}");
+        let op = TopNOp::new(id, self.view, partition_exprs, partition_types, order_exprs, input_types, limit, self.append_only, schema, text)?;
+        self.operators.push(Box::new(op));
+        self.window_columns = vec![None; window.schema.fields().len()];
+        self.append_only = false;
+        Ok(())
     }
 
     fn aggregate_call(&self, expr: &Expr, input: &DFSchema, output_type: arrow::datatypes::DataType) -> Result<AggCall> {
@@ -394,6 +462,28 @@ impl Builder<'_> {
     }
 }
 
+/// The column and N of a filter `column <= N`, `column < N + 1`, `column = 1` (or flipped).
+fn row_limit(predicate: &Expr) -> Option<(String, usize)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return None };
+    let (column, op, value) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) => (c, op.swap()?, v),
+        _ => return None,
+    };
+    let value: i64 = match value.cast_to(&arrow::datatypes::DataType::Int64).ok()? {
+        datafusion::common::ScalarValue::Int64(Some(v)) => v,
+        _ => return None,
+    };
+    let limit = match op {
+        Operator::LtEq => value,
+        Operator::Lt => value - 1,
+        Operator::Eq if value == 1 => 1,
+        _ => return None,
+    };
+    (limit > 0).then(|| (column.name.clone(), limit as usize))
+}
+
 /// Plans a view's pipeline from its optimized logical plan. `view` namespaces operator state.
 /// With `emit_on_window_close`, the last aggregate must group by a window that the source's
 /// watermark closes; it then emits each window's final row once, when it closes.
@@ -414,6 +504,7 @@ pub fn build_pipeline(
         windows: Vec::new(),
         window_columns: Vec::new(),
         cache_bytes_max,
+        pending_limit: None,
     };
     builder.build(plan)?;
     if emit_on_window_close {
