@@ -73,8 +73,8 @@ pub struct AggCall {
     values: Option<RowConverter>,
     /// What sum and avg accumulate in.
     sum_type: Option<DataType>,
-    /// first_value / last_value: the ORDER BY key; values are encoded as (key, value).
-    order: Option<Arc<dyn PhysicalExpr>>,
+    /// first_value / last_value: the ORDER BY keys; values are encoded as (keys…, value).
+    order: Vec<Arc<dyn PhysicalExpr>>,
     /// string_agg: the separator.
     separator: String,
 }
@@ -109,7 +109,7 @@ impl AggCall {
             }
             _ => None,
         };
-        Ok(Self { func, arg, filter, output_type, text, values, sum_type, order: None, separator: String::new() })
+        Ok(Self { func, arg, filter, output_type, text, values, sum_type, order: Vec::new(), separator: String::new() })
     }
 
     /// `string_agg(arg, separator)`.
@@ -119,26 +119,23 @@ impl AggCall {
         Ok(call)
     }
 
-    /// `first_value(arg ORDER BY key)` or `last_value(…)`: values are ordered by the key as
+    /// `first_value(arg ORDER BY keys…)` or `last_value(…)`: values are ordered by the keys as
     /// sorted (direction and NULL placement), then by the value.
-    #[allow(clippy::too_many_arguments)]
     pub fn ordered(
         func: AggFunc,
         arg: Arc<dyn PhysicalExpr>,
         arg_type: &DataType,
-        order: Arc<dyn PhysicalExpr>,
-        order_type: &DataType,
-        order_options: arrow::compute::SortOptions,
+        order: Vec<(Arc<dyn PhysicalExpr>, DataType, arrow::compute::SortOptions)>,
         filter: Option<Arc<dyn PhysicalExpr>>,
         output_type: DataType,
         text: String,
     ) -> Result<Self> {
         let mut call = Self::new(func, arg, arg_type, filter, output_type, text)?;
-        call.values = Some(RowConverter::new(vec![
-            SortField::new_with_options(order_type.clone(), order_options),
-            SortField::new(arg_type.clone()),
-        ])?);
-        call.order = Some(order);
+        let mut fields: Vec<SortField> =
+            order.iter().map(|(_, t, options)| SortField::new_with_options(t.clone(), *options)).collect();
+        fields.push(SortField::new(arg_type.clone()));
+        call.values = Some(RowConverter::new(fields)?);
+        call.order = order.into_iter().map(|(e, _, _)| e).collect();
         Ok(call)
     }
 }
@@ -452,9 +449,13 @@ impl AggregateOp {
             }
             AggFunc::FirstValue | AggFunc::LastValue => {
                 let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
-                let order = call.order.as_ref().ok_or_else(|| EngineError::Internal("ordering missing".into()))?;
-                let key = order.evaluate(batch)?.into_array(batch.num_rows())?;
-                ArgColumn::Ordered(converter.convert_columns(&[key, array])?)
+                let mut columns = call
+                    .order
+                    .iter()
+                    .map(|key| Ok(key.evaluate(batch)?.into_array(batch.num_rows())?))
+                    .collect::<Result<Vec<ArrayRef>>>()?;
+                columns.push(array);
+                ArgColumn::Ordered(converter.convert_columns(&columns)?)
             }
         })
     }
@@ -578,8 +579,8 @@ fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
     let parser = converter.parser();
     let columns = converter.convert_rows([parser.parse(bytes)])?;
-    // Ordered values are (key, value) pairs.
-    let column = if call.order.is_some() { 1 } else { 0 };
+    // Ordered values are (keys…, value).
+    let column = call.order.len();
     Ok(ScalarValue::try_from_array(&columns[column], 0)?)
 }
 

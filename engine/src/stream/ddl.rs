@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use streamhouse_catalog::{CatalogError, ViewDefinition};
 
-use super::plan::{build_pipeline, check_deterministic, StreamPlan, Upstream};
+use super::plan::{build_pipeline, check_deterministic, has_distinct_on, StreamPlan, Upstream};
 use super::view::{self, RefreshMode};
 use crate::session::{new_context, plan_query};
 use crate::sql::statement::{EMIT_ON_WINDOW_CLOSE, EMIT_OPTION};
@@ -25,9 +25,10 @@ pub(crate) async fn plan_view(
 ) -> Result<StreamPlan> {
     let plan = plan_query(state, engine.storage(), query.clone()).await?;
     check_deterministic(&plan)?;
+    let distinct_on = has_distinct_on(&plan);
     let optimized = state.optimize(&plan)?;
     let cache_bytes_max = usize::try_from(engine.config().state_cache_bytes_max).unwrap_or(usize::MAX);
-    build_pipeline(state, &optimized, view_id, emit_on_window_close, cache_bytes_max)
+    build_pipeline(state, &optimized, view_id, emit_on_window_close, cache_bytes_max, distinct_on)
 }
 
 fn emits_on_window_close(options: &BTreeMap<String, String>) -> bool {

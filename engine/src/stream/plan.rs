@@ -160,6 +160,10 @@ struct Builder<'a> {
     /// A filter `column <= N` seen above: the column (as named below it) and N, for a
     /// ROW_NUMBER() window to become a top-N.
     pending_limit: Option<(String, usize)>,
+    /// The query is a DISTINCT ON: its ORDER BY says which row of each group is kept, which
+    /// DataFusion has turned into first_value(… ORDER BY …); the sort of the result it leaves
+    /// means nothing for a view's rows.
+    distinct_on: bool,
     /// Per column of the stream so far: if it is a window bound that the source's watermark
     /// closes, how far the window's end is from its value.
     window_columns: Vec<Option<i64>>,
@@ -327,6 +331,7 @@ impl Builder<'_> {
                 self.append_only = false;
                 Ok(())
             }
+            LogicalPlan::Sort(sort) if self.distinct_on && sort.fetch.is_none() => self.build(&sort.input),
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (a view's rows have no order; order them when you query it)")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
             LogicalPlan::Window(window) => self.build_top_n(window),
@@ -399,24 +404,26 @@ impl Builder<'_> {
         let name = func.name().to_ascii_lowercase();
         let filter = params.filter.as_ref().map(|f| self.physical(f, input)).transpose()?;
         if matches!(name.as_str(), "first_value" | "last_value") {
-            let ([arg], [order]) = (params.args.as_slice(), params.order_by.as_slice()) else {
-                return Err(unsupported(&format!("{name}() without exactly one argument and one ORDER BY key")));
+            let [arg] = params.args.as_slice() else {
+                return Err(unsupported(&format!("{name}() without exactly one argument")));
             };
+            if params.order_by.is_empty() {
+                return Err(unsupported(&format!("{name}() without ORDER BY (which row is first would be arbitrary)")));
+            }
             let function = if name == "first_value" { AggFunc::FirstValue } else { AggFunc::LastValue };
             let arg_type = arg.to_field(input)?.1.data_type().clone();
-            let order_type = order.expr.to_field(input)?.1.data_type().clone();
-            let options = arrow::compute::SortOptions { descending: !order.asc, nulls_first: order.nulls_first };
-            return AggCall::ordered(
-                function,
-                self.physical(arg, input)?,
-                &arg_type,
-                self.physical(&order.expr, input)?,
-                &order_type,
-                options,
-                filter,
-                output_type,
-                text,
-            );
+            let order = params
+                .order_by
+                .iter()
+                .map(|sort| {
+                    Ok((
+                        self.physical(&sort.expr, input)?,
+                        sort.expr.to_field(input)?.1.data_type().clone(),
+                        arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first },
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return AggCall::ordered(function, self.physical(arg, input)?, &arg_type, order, filter, output_type, text);
         }
         if name == "string_agg" {
             let [arg, separator] = params.args.as_slice() else {
@@ -462,6 +469,16 @@ impl Builder<'_> {
     }
 }
 
+/// Whether the (unoptimized) plan has a DISTINCT ON.
+pub fn has_distinct_on(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found |= matches!(node, LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(_)));
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
 /// The column and N of a filter `column <= N`, `column < N + 1`, `column = 1` (or flipped).
 fn row_limit(predicate: &Expr) -> Option<(String, usize)> {
     use datafusion::logical_expr::{BinaryExpr, Operator};
@@ -493,7 +510,9 @@ pub fn build_pipeline(
     view: u64,
     emit_on_window_close: bool,
     cache_bytes_max: usize,
+    distinct_on: bool,
 ) -> Result<StreamPlan> {
+
     let mut builder = Builder {
         state,
         view,
@@ -505,6 +524,7 @@ pub fn build_pipeline(
         window_columns: Vec::new(),
         cache_bytes_max,
         pending_limit: None,
+        distinct_on,
     };
     builder.build(plan)?;
     if emit_on_window_close {
