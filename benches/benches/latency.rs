@@ -84,6 +84,7 @@ fn main() {
         tokio::task::yield_now().await;
         watcher.abort();
         let visible = visible.lock().unwrap().clone();
+        println!("epochs committed: {} in {:?}", view.progress().epoch, started.elapsed());
         (acks, visible)
     });
     let mut acks = acks;

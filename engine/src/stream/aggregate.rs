@@ -538,6 +538,11 @@ impl AggregateOp {
         }
     }
 
+    /// A group's aggregate values, as its output row holds them.
+    fn aggregate_values(&self, state: &GroupState) -> Result<Vec<ScalarValue>> {
+        self.calls.iter().zip(&state.accs).map(|(call, acc)| self.output_value(call, acc)).collect()
+    }
+
     /// Output rows for the given groups: group columns, then one column per aggregate.
     fn output_batch(&self, rows: &[(&[u8], &GroupState)]) -> Result<RecordBatch> {
         let parser = self.groups.parser();
@@ -791,10 +796,11 @@ impl Operator for AggregateOp {
             if self.emit_on_close {
                 continue; // emitted when its window closes
             }
-            // An unchanged output (e.g. a count that went up and back down) emits nothing.
-            let before_row = before.as_ref().map(|s| self.output_batch(&[(&key, s)])).transpose()?;
-            let after_row = after.as_ref().map(|s| self.output_batch(&[(&key, s)])).transpose()?;
-            if before_row == after_row {
+            // An unchanged output (e.g. a sum whose rows changed but not its total) emits
+            // nothing. The group key is the same on both sides: compare the aggregates only.
+            let before_values = before.as_ref().map(|s| self.aggregate_values(s)).transpose()?;
+            let after_values = after.as_ref().map(|s| self.aggregate_values(s)).transpose()?;
+            if before_values == after_values {
                 continue;
             }
             if let Some(state) = before {
