@@ -1,12 +1,11 @@
 //! The server end to end over real sockets: COPY, pruning, cancellation, portals, the CLI,
 //! graceful shutdown, HTTP health and metrics.
 
-use std::io::{Read, Write};
 use std::process::Command;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use streamhouse_sql_tests::{server_binary, TestServer};
+use streamhouse_sql_tests::{http_get, server_binary, TestServer};
 use tokio_postgres::{Client, NoTls};
 
 async fn connect(server: &TestServer) -> Client {
@@ -15,13 +14,6 @@ async fn connect(server: &TestServer) -> Client {
     client
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 fn metric(metrics: &str, name: &str) -> u64 {
     metrics

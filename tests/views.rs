@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
-use streamhouse_sql_tests::TestServer;
+use streamhouse_sql_tests::{http_get, TestServer};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const ROUNDS: usize = 10;
@@ -154,14 +154,6 @@ async fn views_equal_their_batch_query_after_kill_9() {
     assert_eq!(seen, VIEWS.len() + 1);
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 /// One column of SHOW MATERIALIZED VIEWS for one view.
 async fn shown(client: &Client, view: &str, column: &str) -> Option<String> {

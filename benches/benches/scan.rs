@@ -1,14 +1,11 @@
 //! Warm bounded scans: a query over a topic whose segments are in the cache, against DataFusion
 //! running the same query over the same batches in memory (MemTable); plus a pruned scan.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, BATCH_ROWS};
+use streamhouse_benches::{bid_batches, loaded_bench_engine, print_ratio, record, runtime, BATCH_ROWS};
 use streamhouse_engine::{QueryOutput, Session};
 
 const BATCHES: usize = 128; // about one million rows
@@ -29,17 +26,7 @@ fn scan(c: &mut Criterion) {
     let runtime = runtime();
     let batches = bid_batches(BATCHES);
     let rows = (BATCHES * BATCH_ROWS) as u64;
-    let (_dir, engine, mut session) = bench_engine(&runtime);
-    runtime.block_on(async {
-        let topic = engine.storage().topic("bids").expect("topic");
-        for chunk in batches.chunks(8) {
-            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
-        }
-        engine.storage().seal_all().await.expect("seal");
-    });
-    let context = SessionContext::new();
-    let table = MemTable::try_new(bid_schema(), vec![batches.clone()]).expect("memtable");
-    context.register_table("bids", Arc::new(table)).expect("register");
+    let (_dir, engine, mut session, context) = loaded_bench_engine(&runtime, &batches);
 
     let query = "SELECT channel, count(*), sum(price), max(bidder) FROM bids GROUP BY channel";
     // Warm the segment cache.

@@ -3,13 +3,10 @@
 //! in batch over the same batches in memory. Each view's pipeline runs on one core, so its
 //! rows per second are per core.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
-use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, BATCH_ROWS};
+use streamhouse_benches::{bid_batches, loaded_bench_engine, print_ratio, record, runtime, BATCH_ROWS};
 use streamhouse_engine::Session;
 
 const BATCHES: usize = 128; // about one million rows
@@ -42,17 +39,7 @@ fn views(c: &mut Criterion) {
     let runtime = runtime();
     let batches = bid_batches(BATCHES);
     let rows = (BATCHES * BATCH_ROWS) as u64;
-    let (_dir, engine, session) = bench_engine(&runtime);
-    runtime.block_on(async {
-        let topic = engine.storage().topic("bids").expect("topic");
-        for chunk in batches.chunks(8) {
-            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
-        }
-        engine.storage().seal_all().await.expect("seal");
-    });
-    let context = SessionContext::new();
-    let table = MemTable::try_new(bid_schema(), vec![batches.clone()]).expect("memtable");
-    context.register_table("bids", Arc::new(table)).expect("register");
+    let (_dir, engine, session, context) = loaded_bench_engine(&runtime, &batches);
     let session = std::cell::RefCell::new(session);
 
     let mut group = c.benchmark_group("views");

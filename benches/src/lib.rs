@@ -97,6 +97,26 @@ pub fn bench_engine(
     (dir, engine, session)
 }
 
+/// [`bench_engine`] with `batches` appended to `bids` and sealed into segments, and a
+/// DataFusion context holding the same batches as the MemTable `bids` (the batch baseline).
+pub fn loaded_bench_engine(
+    runtime: &tokio::runtime::Runtime,
+    batches: &[RecordBatch],
+) -> (tempfile::TempDir, Arc<streamhouse_engine::Engine>, streamhouse_engine::Session, datafusion::prelude::SessionContext) {
+    let (dir, engine, session) = bench_engine(runtime);
+    runtime.block_on(async {
+        let topic = engine.storage().topic("bids").expect("topic");
+        for chunk in batches.chunks(8) {
+            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+        }
+        engine.storage().seal_all().await.expect("seal");
+    });
+    let context = datafusion::prelude::SessionContext::new();
+    let table = datafusion::datasource::MemTable::try_new(bid_schema(), vec![batches.to_vec()]).expect("memtable");
+    context.register_table("bids", Arc::new(table)).expect("register");
+    (dir, engine, session, context)
+}
+
 /// Total time and iterations of each measured bench, by name, for the ratio report.
 fn totals() -> &'static Mutex<BTreeMap<String, (Duration, u64)>> {
     static TOTALS: OnceLock<Mutex<BTreeMap<String, (Duration, u64)>>> = OnceLock::new();

@@ -308,6 +308,66 @@ fn describe_schema() -> SchemaRef {
     ]))
 }
 
+/// The rows of DESCRIBE (see [`describe_schema`]): columns, then ranges of offsets.
+#[derive(Default)]
+pub(crate) struct DescribeRows {
+    kind: Vec<&'static str>,
+    names: Vec<String>,
+    types: Vec<Option<String>>,
+    nullable: Vec<Option<bool>>,
+    low: Vec<Option<i64>>,
+    high: Vec<Option<i64>>,
+    segments: Vec<Option<i64>>,
+    bytes: Vec<Option<i64>>,
+}
+
+impl DescribeRows {
+    pub(crate) fn column(&mut self, kind: &'static str, name: &str, type_name: String, nullable: bool) {
+        self.push(kind, name.to_string(), Some(type_name), Some(nullable), None, None, None);
+    }
+
+    /// A range of offsets (a partition, or a view's progress through one), with segment count
+    /// and bytes where there are segments.
+    pub(crate) fn offsets(&mut self, kind: &'static str, name: String, low: u64, high: u64, segments: Option<(u64, u64)>) {
+        self.push(kind, name, None, None, Some(low as i64), Some(high as i64), segments);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        kind: &'static str,
+        name: String,
+        type_name: Option<String>,
+        nullable: Option<bool>,
+        low: Option<i64>,
+        high: Option<i64>,
+        segments: Option<(u64, u64)>,
+    ) {
+        self.kind.push(kind);
+        self.names.push(name);
+        self.types.push(type_name);
+        self.nullable.push(nullable);
+        self.low.push(low);
+        self.high.push(high);
+        self.segments.push(segments.map(|s| s.0 as i64));
+        self.bytes.push(segments.map(|s| s.1 as i64));
+    }
+
+    pub(crate) fn finish(self, schema: SchemaRef) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.kind)),
+            Arc::new(StringArray::from(self.names)),
+            Arc::new(StringArray::from(self.types)),
+            Arc::new(BooleanArray::from(self.nullable)),
+            Arc::new(Int64Array::from(self.low)),
+            Arc::new(Int64Array::from(self.high)),
+            Arc::new(Int64Array::from(self.segments)),
+            Arc::new(Int64Array::from(self.bytes)),
+        ];
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
 fn settings_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -710,49 +770,25 @@ impl Session {
                 }
                 let topic = storage.topic(&name).ok_or(EngineError::UndefinedTable(name))?;
                 let states = storage.partition_states(&topic)?;
-                let mut kind = Vec::new();
-                let mut names = Vec::new();
-                let mut types: Vec<Option<String>> = Vec::new();
-                let mut nullable: Vec<Option<bool>> = Vec::new();
-                let mut low: Vec<Option<i64>> = Vec::new();
-                let mut high: Vec<Option<i64>> = Vec::new();
-                let mut segments: Vec<Option<i64>> = Vec::new();
-                let mut bytes: Vec<Option<i64>> = Vec::new();
+                let mut rows = DescribeRows::default();
                 for field in topic.full_schema().fields() {
                     let system = streamhouse_storage::segment::SYSTEM_COLUMNS.contains(&field.name().as_str());
-                    kind.push(if system { "system column" } else { "column" });
-                    names.push(field.name().clone());
                     let declared = field.metadata().get(crate::sql::types::PG_TYPE_METADATA).cloned();
-                    types.push(Some(declared.unwrap_or_else(|| pg_type_name(field.data_type()))));
-                    nullable.push(Some(field.is_nullable()));
-                    low.push(None);
-                    high.push(None);
-                    segments.push(None);
-                    bytes.push(None);
+                    let type_name = declared.unwrap_or_else(|| pg_type_name(field.data_type()));
+                    rows.column(if system { "system column" } else { "column" }, field.name(), type_name, field.is_nullable());
                 }
                 for state in states {
                     let partition = topic.partition(state.partition);
-                    kind.push("partition");
-                    names.push(state.partition.to_string());
-                    types.push(None);
-                    nullable.push(None);
-                    low.push(Some(partition.map_or(state.low_watermark, |p| p.low_watermark()) as i64));
-                    high.push(Some(partition.map_or(state.sealed_offset, |p| p.high_watermark()) as i64));
-                    segments.push(Some(state.segment_count as i64));
-                    bytes.push(Some(state.segment_bytes as i64));
+                    rows.offsets(
+                        "partition",
+                        state.partition.to_string(),
+                        partition.map_or(state.low_watermark, |p| p.low_watermark()),
+                        partition.map_or(state.sealed_offset, |p| p.high_watermark()),
+                        Some((state.segment_count, state.segment_bytes)),
+                    );
                 }
                 let schema = describe_schema();
-                let columns: Vec<ArrayRef> = vec![
-                    Arc::new(StringArray::from(kind)),
-                    Arc::new(StringArray::from(names)),
-                    Arc::new(StringArray::from(types)),
-                    Arc::new(BooleanArray::from(nullable)),
-                    Arc::new(Int64Array::from(low)),
-                    Arc::new(Int64Array::from(high)),
-                    Arc::new(Int64Array::from(segments)),
-                    Arc::new(Int64Array::from(bytes)),
-                ];
-                Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "DESCRIBE"))
+                Ok(rows_output(schema.clone(), vec![rows.finish(schema)?], "DESCRIBE"))
             }
             Statement::SetVariable { name, value } => {
                 self.set_variable(&name, value)?;

@@ -126,3 +126,13 @@ impl Drop for TestServer {
         self.kill();
     }
 }
+
+/// A plain HTTP GET to the server's HTTP port; the whole response, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("http request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("http response");
+    response
+}

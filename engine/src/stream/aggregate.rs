@@ -481,27 +481,18 @@ impl AggregateOp {
             (AggFunc::BoolAnd | AggFunc::BoolOr, Acc::Bools { trues: 0, falses: 0 }) => null()?,
             (AggFunc::BoolAnd, Acc::Bools { falses, .. }) => ScalarValue::Boolean(Some(*falses == 0)),
             (AggFunc::BoolOr, Acc::Bools { trues, .. }) => ScalarValue::Boolean(Some(*trues > 0)),
-            (AggFunc::Min | AggFunc::Max, Acc::Extreme(value)) => match value {
-                Some(bytes) => decode_value(call, bytes)?,
-                None => null()?,
-            },
-            (AggFunc::Min, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
+            // The extreme kept, or the first (last) value present in the ordered multiset.
+            (AggFunc::Min | AggFunc::Max | AggFunc::FirstValue | AggFunc::LastValue, Acc::Extreme(value)) => {
+                match value {
+                    Some(bytes) => decode_value(call, bytes)?,
+                    None => null()?,
+                }
+            }
+            (AggFunc::Min | AggFunc::FirstValue, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
                 Some((bytes, _)) => decode_value(call, bytes)?,
                 None => null()?,
             },
-            (AggFunc::Max, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
-                Some((bytes, _)) => decode_value(call, bytes)?,
-                None => null()?,
-            },
-            (AggFunc::FirstValue | AggFunc::LastValue, Acc::Extreme(value)) => match value {
-                Some(bytes) => decode_value(call, bytes)?,
-                None => null()?,
-            },
-            (AggFunc::FirstValue, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
-                Some((bytes, _)) => decode_value(call, bytes)?,
-                None => null()?,
-            },
-            (AggFunc::LastValue, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
+            (AggFunc::Max | AggFunc::LastValue, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
                 Some((bytes, _)) => decode_value(call, bytes)?,
                 None => null()?,
             },

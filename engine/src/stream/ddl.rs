@@ -305,44 +305,17 @@ pub(crate) fn describe_view(
     view: &super::ViewHandle,
     schema: arrow::datatypes::SchemaRef,
 ) -> Result<arrow::array::RecordBatch> {
-    use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
     let progress = view.progress();
-    let targets = view.source_targets();
-    let mut kind: Vec<&str> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    let mut types: Vec<Option<String>> = Vec::new();
-    let mut nullable: Vec<Option<bool>> = Vec::new();
-    let mut low: Vec<Option<i64>> = Vec::new();
-    let mut high: Vec<Option<i64>> = Vec::new();
+    let mut rows = crate::session::DescribeRows::default();
     for field in view.schema.fields() {
-        kind.push("column");
-        names.push(field.name().clone());
-        types.push(Some(crate::text::input::pg_type_name(field.data_type())));
-        nullable.push(Some(field.is_nullable()));
-        low.push(None);
-        high.push(None);
+        rows.column("column", field.name(), crate::text::input::pg_type_name(field.data_type()), field.is_nullable());
     }
-    for (partition, target) in targets.iter().enumerate() {
-        kind.push("source partition");
-        names.push(match &view.source {
+    for (partition, target) in view.source_targets().iter().enumerate() {
+        let name = match &view.source {
             Upstream::Topic(topic) => format!("{}/{partition}", topic.name()),
             Upstream::View(upstream) => format!("view {} (epoch)", upstream.meta.name),
-        });
-        types.push(None);
-        nullable.push(None);
-        low.push(progress.offsets.get(partition).map(|o| *o as i64));
-        high.push(Some(*target as i64));
+        };
+        rows.offsets("source partition", name, progress.offsets.get(partition).copied().unwrap_or(0), *target, None);
     }
-    let rows = kind.len();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(kind)),
-        Arc::new(StringArray::from(names)),
-        Arc::new(StringArray::from(types)),
-        Arc::new(BooleanArray::from(nullable)),
-        Arc::new(Int64Array::from(low)),
-        Arc::new(Int64Array::from(high)),
-        Arc::new(Int64Array::from(vec![None; rows])),
-        Arc::new(Int64Array::from(vec![None; rows])),
-    ];
-    Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
+    rows.finish(schema)
 }

@@ -188,6 +188,24 @@ impl Builder<'_> {
         self.window_columns.get(index).copied().flatten()
     }
 
+    /// ORDER BY keys as expressions, types and arrow sort options.
+    fn sort_keys(
+        &self,
+        sorts: &[datafusion::logical_expr::SortExpr],
+        schema: &DFSchema,
+    ) -> Result<Vec<(Arc<dyn PhysicalExpr>, arrow::datatypes::DataType, arrow::compute::SortOptions)>> {
+        sorts
+            .iter()
+            .map(|sort| {
+                Ok((
+                    self.physical(&sort.expr, schema)?,
+                    sort.expr.to_field(schema)?.1.data_type().clone(),
+                    arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first },
+                ))
+            })
+            .collect()
+    }
+
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(self.state.create_physical_expr(expr.clone(), schema)?)
     }
@@ -370,17 +388,7 @@ impl Builder<'_> {
             .iter()
             .map(|e| Ok(e.to_field(input_schema)?.1.data_type().clone()))
             .collect::<Result<Vec<_>>>()?;
-        let order_exprs = params
-            .order_by
-            .iter()
-            .map(|sort| {
-                Ok((
-                    self.physical(&sort.expr, input_schema)?,
-                    sort.expr.to_field(input_schema)?.1.data_type().clone(),
-                    arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first },
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let order_exprs = self.sort_keys(&params.order_by, input_schema)?;
         let input_types = input_schema.fields().iter().map(|f| f.data_type().clone()).collect();
         let schema = Arc::new(window.schema.as_arrow().clone());
         let id = self.operators.len() as u16;
@@ -412,17 +420,7 @@ impl Builder<'_> {
             }
             let function = if name == "first_value" { AggFunc::FirstValue } else { AggFunc::LastValue };
             let arg_type = arg.to_field(input)?.1.data_type().clone();
-            let order = params
-                .order_by
-                .iter()
-                .map(|sort| {
-                    Ok((
-                        self.physical(&sort.expr, input)?,
-                        sort.expr.to_field(input)?.1.data_type().clone(),
-                        arrow::compute::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let order = self.sort_keys(&params.order_by, input)?;
             return AggCall::ordered(function, self.physical(arg, input)?, &arg_type, order, filter, output_type, text);
         }
         if name == "string_agg" {

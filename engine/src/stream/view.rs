@@ -542,13 +542,9 @@ impl Runtime {
                 }
                 continue;
             }
-            if Instant::now() < next_epoch {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next_epoch.into()) => {}
-                    _ = stop.changed() => continue,
-                }
+            if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
+                continue;
             }
-            next_epoch = Instant::now() + self.timing.epoch_interval;
             let source = upstream.clone();
             let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
                 if next == 0 && !may_snapshot {
@@ -630,13 +626,9 @@ impl Runtime {
                 }
                 continue;
             }
-            if Instant::now() < next_epoch {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next_epoch.into()) => {}
-                    _ = stop.changed() => continue,
-                }
+            if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
+                continue;
             }
-            next_epoch = Instant::now() + self.timing.epoch_interval;
             let mut input = Vec::new();
             let mut offsets = committed.offsets.clone();
             let mut behind = false;
@@ -687,6 +679,19 @@ impl Runtime {
         self.progress.send_replace(progress);
         Ok(())
     }
+}
+
+/// Waits until the next epoch may start (epochs start at most once per interval) and sets when
+/// the one after may. Returns false if a stop came first.
+async fn pace(next_epoch: &mut Instant, interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if Instant::now() < *next_epoch {
+        tokio::select! {
+            _ = tokio::time::sleep_until((*next_epoch).into()) => {}
+            _ = stop.changed() => return false,
+        }
+    }
+    *next_epoch = Instant::now() + interval;
+    true
 }
 
 /// Pushes changes through `operators[start..]`, collecting what leaves the last one.
