@@ -1,13 +1,15 @@
 //! The streaming engine: materialized views kept up to date incrementally.
 //!
 //! [`plan`] turns a view's query into a pipeline of operators ([`changes`] for the stateless
-//! ones, [`aggregate`] for GROUP BY); [`window`] provides TUMBLE and HOP; [`view`] runs each
-//! view's epoch loop and reads its committed results; [`state`] is the RocksDB store that holds
-//! every view's state, results and progress. [`Views`] is the registry the engine owns.
+//! ones, [`aggregate`] for GROUP BY, [`topn`] for top-N); [`window`] provides TUMBLE and HOP;
+//! [`epoch`] runs each view's epoch loop; [`view`] holds a view and reads its committed
+//! results; [`subscribe`] streams its changes; [`state`] is the RocksDB store that holds every
+//! view's state, results, changelog and progress. [`Views`] is the registry the engine owns.
 
 pub mod aggregate;
 pub mod changes;
 pub(crate) mod ddl;
+pub mod epoch;
 pub mod plan;
 pub mod state;
 pub mod subscribe;

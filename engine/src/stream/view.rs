@@ -1,20 +1,12 @@
-//! A running materialized view: the epoch loop that follows its source, and the table that
-//! reads its last committed epoch.
-//!
-//! The loop: wait (on the partitions' high-watermark notifications) until the source has rows
-//! past the view's offsets; read them, at most one epoch interval after the previous epoch
-//! began; push them through the pipeline; commit in one RocksDB write batch the operators' state
-//! changes, the result changes and the new offsets; publish the new progress. A crash between
-//! two commits loses nothing: the next start reads the offsets of the last commit and replays
-//! the log from there, against the state of that same commit.
+//! A materialized view as the engine holds it ([`ViewHandle`]: progress, refresh, FLUSH
+//! waits, snapshots and changelog reads) and as a table ([`ViewTableProvider`]: a scan reads
+//! its last committed epoch). Its epoch loop is in [`super::epoch`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -24,24 +16,17 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use streamhouse_catalog::ViewMeta;
-use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
-use streamhouse_storage::{Storage, TopicLog};
+use streamhouse_storage::Storage;
 use tokio::sync::watch;
 
-use super::changes::{Changes, EpochContext, Operator};
+pub use super::epoch::{ChangesNeeded, EpochTiming};
+use super::epoch::Runtime;
 use super::plan::{StreamPlan, Upstream};
-use super::state::{meta_key, Decoder, Encoder, EpochWriter, StateStore};
+use super::state::{meta_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
-
-/// Most rows read from one partition in one epoch (a backfill is many epochs).
-const EPOCH_ROWS_MAX: u64 = 256 * 1024;
 
 /// Rows decoded per batch when a view is read.
 const READ_BATCH_ROWS: usize = 8192;
-
-/// Epochs of changes kept in a view's changelog for subscribers (views over the view keep
-/// whatever they have not read yet on top).
-const CHANGELOG_EPOCHS: u64 = 10_000;
 
 /// When a view processes what its source has appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +105,7 @@ fn get_optional(input: &mut Decoder<'_>) -> Result<Option<i64>> {
 }
 
 impl Progress {
-    fn encode(&self, topic_id: u64) -> Vec<u8> {
+    pub(super) fn encode(&self, topic_id: u64) -> Vec<u8> {
         let mut out = Encoder::default();
         out.u64(self.epoch);
         out.i64(self.rows);
@@ -139,7 +124,7 @@ impl Progress {
         out.0
     }
 
-    fn decode(bytes: &[u8]) -> Result<(Self, u64)> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<(Self, u64)> {
         let mut input = Decoder(bytes);
         let epoch = input.u64()?;
         let rows = input.i64()?;
@@ -165,13 +150,6 @@ impl Progress {
 /// The offsets of a stored progress record (empty if it cannot be decoded).
 pub(crate) fn decode_offsets(bytes: &[u8]) -> Vec<u64> {
     Progress::decode(bytes).map(|(p, _)| p.offsets).unwrap_or_default()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A view as the engine holds it.
@@ -342,50 +320,6 @@ pub(crate) fn view_failed(name: &str, message: &str) -> EngineError {
     EngineError::Sqlstate { code: "XX000", message: format!("materialized view \"{name}\" failed: {message}") }
 }
 
-/// Timing of the epoch loop.
-#[derive(Debug, Clone, Copy)]
-pub struct EpochTiming {
-    pub epoch_interval: Duration,
-    /// A source partition with nothing new for this long no longer holds the watermark back.
-    pub idle_timeout: Duration,
-}
-
-/// A source's event-time declaration: the column (among the user columns) and the delay.
-#[derive(Debug, Clone, Copy)]
-struct WatermarkSource {
-    column: usize,
-    delay_us: i64,
-}
-
-impl WatermarkSource {
-    fn of(topic: &TopicLog) -> Option<Self> {
-        let spec = topic.meta().watermark.as_ref()?;
-        Some(Self { column: topic.event_time_column()?, delay_us: spec.delay_us })
-    }
-
-    /// The watermark the partitions allow: the minimum over partitions that are not idle of
-    /// their largest event time minus the delay (over every partition that has events, when
-    /// all are idle). It stays where it was while a live partition has no event yet, and it
-    /// never goes back.
-    fn combine(&self, max_event_us: &[Option<i64>], idle: &[bool], previous: Option<i64>) -> Option<i64> {
-        let all_idle = idle.iter().all(|i| *i);
-        let mut lowest: Option<i64> = None;
-        for (max, idle) in max_event_us.iter().zip(idle) {
-            let bound = match (max, *idle) {
-                (Some(max), false) => max.saturating_sub(self.delay_us),
-                (None, false) => return previous,
-                (Some(max), true) if all_idle => max.saturating_sub(self.delay_us),
-                (_, true) => continue,
-            };
-            lowest = Some(lowest.map_or(bound, |l| l.min(bound)));
-        }
-        match (previous, lowest) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
 /// Starts a view's epoch loop. Its committed progress is loaded from the state store.
 pub(crate) fn start(
     meta: ViewMeta,
@@ -420,19 +354,7 @@ pub(crate) fn start(
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
     let schema = plan.schema.clone();
-    let runtime = Runtime {
-        view: meta.id,
-        name: meta.name.clone(),
-        storage,
-        store: store.clone(),
-        results: RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?,
-        plan: Some(plan),
-        progress: progress_sender,
-        timing,
-        changes_needed,
-        refresh,
-        allowed: allowed.clone(),
-    };
+    let runtime = Runtime::new(meta.id, meta.name.clone(), storage, store.clone(), plan, progress_sender, timing, changes_needed, refresh, allowed.clone())?;
     let task = tokio::spawn(runtime.run(stop_receiver));
     Ok(Arc::new(ViewHandle {
         meta,
@@ -445,423 +367,6 @@ pub(crate) fn start(
         task: Mutex::new(Some(task)),
         store,
     }))
-}
-
-struct Runtime {
-    view: u64,
-    name: String,
-    storage: Storage,
-    store: StateStore,
-    results: RowConverter,
-    /// Taken while an epoch runs on the blocking pool.
-    plan: Option<StreamPlan>,
-    progress: watch::Sender<Progress>,
-    timing: EpochTiming,
-    /// The oldest epoch of this view's changes that a view over it has not read yet.
-    changes_needed: ChangesNeeded,
-    refresh: RefreshMode,
-    allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
-}
-
-/// Answers the oldest epoch of a view's changelog its readers still need (`u64::MAX`: none).
-pub type ChangesNeeded = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-impl Runtime {
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        if let Err(error) = self.follow(&mut stop).await {
-            tracing::error!(view = %self.name, %error, "materialized view failed");
-            let message = error.to_string();
-            self.progress.send_modify(|p| p.failed = Some(message));
-        }
-    }
-
-    /// For `every <interval>`: at each interval, allows everything the source holds then.
-    /// Returns when the next interval is due.
-    fn periodic_refresh(&self, due: &mut Option<Instant>, targets: impl FnOnce() -> Vec<u64>) -> Option<Instant> {
-        let RefreshMode::Every(interval) = self.refresh else { return None };
-        let now = Instant::now();
-        let next = due.get_or_insert(now + interval);
-        if now >= *next {
-            self.allowed.send_replace(Some(targets()));
-            *next = now + interval;
-        }
-        Some(*next)
-    }
-
-    /// `highs` capped by what the view may read.
-    fn cap(&self, mut highs: Vec<u64>) -> Vec<u64> {
-        if let Some(allowed) = self.allowed.borrow().as_ref() {
-            for (high, allowed) in highs.iter_mut().zip(allowed) {
-                *high = (*high).min(*allowed);
-            }
-        }
-        highs
-    }
-
-    async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let upstream = self.plan.as_ref().map(|p| p.source.upstream.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
-        match upstream {
-            Upstream::Topic(topic) => self.follow_topic(topic, stop).await,
-            Upstream::View(view) => self.follow_view(view, stop).await,
-        }
-    }
-
-    /// Follows another view's changelog: its snapshot first (offset 0), then the changes of
-    /// each epoch it commits (the offset is the next upstream epoch to read).
-    async fn follow_view(&mut self, upstream: Arc<ViewHandle>, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let mut notifications = upstream.watch_progress();
-        let mut allowed = self.allowed.subscribe();
-        let mut next_epoch = Instant::now();
-        let mut refresh_due = None;
-        loop {
-            if *stop.borrow() {
-                return Ok(());
-            }
-            allowed.borrow_and_update();
-            let mut latest = notifications.borrow_and_update().clone();
-            if let Some(message) = &latest.failed {
-                return Err(view_failed(&upstream.meta.name, message));
-            }
-            let next_refresh = self.periodic_refresh(&mut refresh_due, || vec![upstream.progress().epoch + 1]);
-            // The offset is the next upstream epoch to read: at most the allowed one minus one.
-            latest.epoch = self.cap(vec![latest.epoch + 1])[0].saturating_sub(1);
-            let committed = self.progress.borrow().clone();
-            let next = committed.offsets[0];
-            let may_snapshot = self.allowed.borrow().as_ref().is_none_or(|a| a[0] > 0);
-            let pending = committed.epoch == 0 || (next == 0 && may_snapshot) || (next > 0 && latest.epoch >= next);
-            if !pending {
-                tokio::select! {
-                    changed = notifications.changed() => {
-                        if changed.is_err() {
-                            return Err(EngineError::Internal(format!("source view \"{}\" stopped", upstream.meta.name)));
-                        }
-                    }
-                    _ = allowed.changed() => {}
-                    _ = async { tokio::time::sleep_until(next_refresh.unwrap_or_else(Instant::now).into()).await }, if next_refresh.is_some() => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
-                continue;
-            }
-            let source = upstream.clone();
-            let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
-                if next == 0 && !may_snapshot {
-                    Ok((Vec::new(), 0))
-                } else if next == 0 {
-                    let (batches, epoch) = source.snapshot()?;
-                    Ok((batches.into_iter().map(|b| (0, Changes::inserts(b))).collect(), epoch + 1))
-                } else {
-                    let mut out = Vec::new();
-                    for (_, batch, counts) in source.changes(next, latest.epoch)? {
-                        out.push((0, Changes::from_counts(&batch, &counts)?));
-                    }
-                    Ok((out, latest.epoch + 1))
-                }
-            })
-            .await
-            .map_err(|e| EngineError::Internal(format!("changelog task: {e}")))??;
-            let keep_changes_from = (self.changes_needed)();
-            let step = EpochInput {
-                batches,
-                offsets: vec![following],
-                idle: vec![false],
-                watermark: None,
-                committed,
-                keep_changes_from,
-            };
-            self.run_epoch(step).await?;
-        }
-    }
-
-    async fn follow_topic(&mut self, topic: Arc<TopicLog>, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let partitions: Vec<&streamhouse_storage::PartitionLog> =
-            (0..topic.partition_count()).filter_map(|p| topic.partition(p)).collect();
-        let mut receivers: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.subscribe()).collect();
-        let watermark = WatermarkSource::of(&topic);
-        let mut last_active: Vec<Instant> = vec![Instant::now(); partitions.len()];
-        let mut next_epoch = Instant::now();
-        let mut allowed = self.allowed.subscribe();
-        let mut refresh_due = None;
-        loop {
-            if *stop.borrow() {
-                return Ok(());
-            }
-            for receiver in &mut receivers {
-                receiver.borrow_and_update();
-            }
-            allowed.borrow_and_update();
-            let next_refresh =
-                self.periodic_refresh(&mut refresh_due, || partitions.iter().map(|p| p.high_watermark()).collect());
-            let highs: Vec<u64> = self.cap(partitions.iter().map(|p| p.high_watermark()).collect());
-            let committed = self.progress.borrow().clone();
-            let now = Instant::now();
-            for (index, active) in last_active.iter_mut().enumerate() {
-                if highs[index] > committed.offsets[index] {
-                    *active = now;
-                }
-            }
-            let idle: Vec<bool> = last_active.iter().map(|a| now.duration_since(*a) >= self.timing.idle_timeout).collect();
-            // A partition going idle may let the watermark advance (and close windows) with no
-            // new rows at all.
-            let advances = watermark.is_some_and(|w| w.combine(&committed.max_event_us, &idle, committed.watermark_us) != committed.watermark_us);
-            let pending = committed.epoch == 0 || advances || highs.iter().zip(&committed.offsets).any(|(h, o)| h > o);
-            if !pending {
-                let next_idle = match watermark {
-                    Some(_) => last_active.iter().zip(&idle).filter(|(_, i)| !**i).map(|(a, _)| *a + self.timing.idle_timeout).min(),
-                    None => None,
-                };
-                let changed = futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
-                tokio::select! {
-                    (result, _, _) = changed => {
-                        if result.is_err() {
-                            return Err(EngineError::Internal(format!("source topic \"{}\" went away", topic.name())));
-                        }
-                    }
-                    _ = async { tokio::time::sleep_until(next_idle.unwrap_or(now).into()).await }, if next_idle.is_some() => {}
-                    _ = allowed.changed() => {}
-                    _ = async { tokio::time::sleep_until(next_refresh.unwrap_or(now).into()).await }, if next_refresh.is_some() => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
-                continue;
-            }
-            let mut input = Vec::new();
-            let mut offsets = committed.offsets.clone();
-            let mut behind = false;
-            for (index, partition) in partitions.iter().enumerate() {
-                let low = partition.low_watermark();
-                if offsets[index] < low {
-                    tracing::warn!(view = %self.name, partition = index, from = offsets[index], to = low,
-                        "rows the view had not read were deleted by retention; skipping them");
-                    offsets[index] = low;
-                }
-                let from = offsets[index];
-                if from >= highs[index] {
-                    continue;
-                }
-                let to = highs[index].min(from + EPOCH_ROWS_MAX);
-                behind |= to < highs[index];
-                let batches = read_range(&self.storage, &topic, index as u32, from, to).await?;
-                input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
-                offsets[index] = to;
-            }
-            let keep_changes_from = (self.changes_needed)();
-            let step = EpochInput { batches: input, offsets, idle, watermark, committed, keep_changes_from };
-            self.run_epoch(step).await?;
-            if behind {
-                // A backlog (a backfill): the next epoch starts at once. Pacing only batches
-                // up rows that trickle in.
-                next_epoch = Instant::now();
-            }
-        }
-    }
-
-    /// Processes one epoch's input and commits it.
-    async fn run_epoch(&mut self, input: EpochInput) -> Result<()> {
-        let mut plan = self.plan.take().ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
-        let store = self.store.clone();
-        let view = self.view;
-        let results = std::mem::replace(&mut self.results, RowConverter::new(vec![])?);
-        let topic_id = plan.source.upstream.tag();
-        let (plan, results, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = process_epoch(&mut plan, &results, &store, view, input, topic_id);
-            (plan, results, outcome)
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("epoch task: {e}")))?;
-        self.plan = Some(plan);
-        self.results = results;
-        let progress = outcome?;
-        self.progress.send_replace(progress);
-        Ok(())
-    }
-}
-
-/// Waits until the next epoch may start (epochs start at most once per interval) and sets when
-/// the one after may. Returns false if a stop came first.
-async fn pace(next_epoch: &mut Instant, interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if Instant::now() < *next_epoch {
-        tokio::select! {
-            _ = tokio::time::sleep_until((*next_epoch).into()) => {}
-            _ = stop.changed() => return false,
-        }
-    }
-    *next_epoch = Instant::now() + interval;
-    true
-}
-
-/// Pushes changes through `operators[start..]`, collecting what leaves the last one.
-fn push(
-    operators: &mut [Box<dyn Operator>],
-    changes: Changes,
-    context: &mut EpochContext<'_>,
-    sink: &mut Vec<Changes>,
-) -> Result<()> {
-    match operators.split_first_mut() {
-        None => {
-            sink.push(changes);
-            Ok(())
-        }
-        Some((first, rest)) => {
-            for output in first.process(changes, context)? {
-                push(rest, output, context, sink)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// What one epoch reads: rows per source partition, where it ends, and the watermark inputs.
-struct EpochInput {
-    batches: Vec<(usize, Changes)>,
-    offsets: Vec<u64>,
-    idle: Vec<bool>,
-    watermark: Option<WatermarkSource>,
-    committed: Progress,
-    /// The oldest epoch of changes a reader of this view still needs.
-    keep_changes_from: u64,
-}
-
-fn process_epoch(
-    plan: &mut StreamPlan,
-    results: &RowConverter,
-    store: &StateStore,
-    view: u64,
-    input: EpochInput,
-    topic_id: u64,
-) -> Result<Progress> {
-    let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from } = input;
-    let mut writer = EpochWriter::new(view);
-    let mut sink = Vec::new();
-    let mut max_event_us = committed.max_event_us.clone();
-    let mut late_rows = committed.late_rows;
-    let new_watermark;
-    {
-        let mut context = EpochContext { store, writer: &mut writer, watermark: committed.watermark_us };
-        let operators = &mut plan.operators;
-        if committed.epoch == 0 {
-            for index in 0..operators.len() {
-                let initial = operators[index].initial()?;
-                for changes in initial {
-                    push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
-                }
-            }
-        }
-        for (partition, changes) in batches {
-            let Changes { batch, retract } = changes;
-            let batch = match watermark {
-                Some(source) => {
-                    let times = batch.column(source.column).as_primitive::<TimestampMicrosecondType>();
-                    if let Some(max) = arrow::compute::max(times) {
-                        let slot = &mut max_event_us[partition];
-                        *slot = Some(slot.map_or(max, |m| m.max(max)));
-                    }
-                    match committed.watermark_us {
-                        // Rows behind the watermark are late: dropped and counted. A NULL event
-                        // time is never late.
-                        Some(mark) => {
-                            let keep: BooleanArray = times.iter().map(|t| Some(t.is_none_or(|t| t >= mark))).collect();
-                            late_rows += keep.false_count() as u64;
-                            filter_record_batch(&batch, &keep)?
-                        }
-                        None => batch,
-                    }
-                }
-                None => batch,
-            };
-            let shaped = plan.source.shape(&batch)?;
-            if shaped.num_rows() > 0 {
-                // Late-row filtering applies to topics, whose rows are all inserts.
-                push(operators, Changes { batch: shaped, retract }, &mut context, &mut sink)?;
-            }
-        }
-        new_watermark = watermark.and_then(|w| w.combine(&max_event_us, &idle, committed.watermark_us));
-        context.watermark = new_watermark;
-        for index in 0..operators.len() {
-            let output = operators[index].finish_epoch(&mut context)?;
-            for changes in output {
-                push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
-            }
-        }
-    }
-    // Coalesce the epoch's result changes per row, then write the non-zero ones.
-    let mut deltas: HashMap<Vec<u8>, i64, foldhash::fast::RandomState> = HashMap::default();
-    for changes in &sink {
-        let rows = results.convert_columns(changes.batch.columns())?;
-        for row in 0..changes.num_rows() {
-            *deltas.entry(rows.row(row).as_ref().to_vec()).or_insert(0) += changes.sign(row);
-        }
-    }
-    let mut rows = committed.rows;
-    let mut changelog = Encoder::default();
-    // Retractions first, then insertions, each in row order: the changelog reads naturally.
-    let mut deltas: Vec<(Vec<u8>, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
-    deltas.sort_unstable_by(|a, b| (a.1 > 0, &a.0).cmp(&(b.1 > 0, &b.0)));
-    let changed = deltas.len();
-    changelog.u64(changed as u64);
-    for (row, delta) in &deltas {
-        writer.add_result(row, *delta);
-        rows += delta;
-        changelog.bytes(row);
-        changelog.i64(*delta);
-    }
-    let epoch = committed.epoch + 1;
-    if changed > 0 {
-        writer.put_changes(epoch, &changelog.0);
-    }
-    let changes_from = epoch.saturating_sub(CHANGELOG_EPOCHS).min(keep_changes_from).max(committed.changes_from);
-    if changes_from > committed.changes_from {
-        writer.trim_changes(changes_from);
-    }
-    let progress = Progress {
-        epoch,
-        changes_from,
-        offsets,
-        rows,
-        committed_ms: now_ms(),
-        max_event_us,
-        watermark_us: new_watermark,
-        late_rows,
-        failed: None,
-    };
-    writer.put_meta(&progress.encode(topic_id));
-    store.commit(writer.batch)?;
-    for operator in plan.operators.iter_mut() {
-        operator.trim_cache();
-    }
-    Ok(progress)
-}
-
-/// Rows `[from, to)` of one partition, in the topic's full schema.
-async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, from: u64, to: u64) -> Result<Vec<RecordBatch>> {
-    let snapshot = storage.snapshot_from(topic, partition, from)?;
-    let projection = ScanProjection::new(topic, None)?;
-    let offset_column = topic.schema().fields().len() + 1;
-    let bounds = PruneBounds { offset: Some((from, to - 1)), ..PruneBounds::default() };
-    let mut receiver = scan_partition(storage, topic.clone(), snapshot, projection, bounds);
-    let mut batches = Vec::new();
-    while let Some(batch) = receiver.recv().await {
-        let batch = batch?;
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        // Offsets within a batch are dense and ascending.
-        let first = batch.column(offset_column).as_primitive::<Int64Type>().value(0) as u64;
-        let rows = batch.num_rows() as u64;
-        let start = from.saturating_sub(first).min(rows);
-        let end = to.saturating_sub(first).min(rows);
-        if start < end {
-            batches.push(batch.slice(start as usize, (end - start) as usize));
-        }
-        if first + rows >= to {
-            break;
-        }
-    }
-    Ok(batches)
 }
 
 /// A view as a table: a scan reads its last committed epoch.
@@ -893,28 +398,5 @@ impl TableProvider for ViewTableProvider {
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(&[batches], self.view.schema.clone(), projection.cloned())?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::WatermarkSource;
-
-    #[test]
-    fn watermark_is_the_minimum_over_live_partitions_and_never_goes_back() {
-        let source = WatermarkSource { column: 0, delay_us: 10 };
-        // Both live: the slower partition decides.
-        assert_eq!(source.combine(&[Some(100), Some(50)], &[false, false], None), Some(40));
-        // A live partition without events holds it where it was.
-        assert_eq!(source.combine(&[Some(100), None], &[false, false], Some(20)), Some(20));
-        assert_eq!(source.combine(&[Some(100), None], &[false, false], None), None);
-        // An idle partition no longer counts.
-        assert_eq!(source.combine(&[Some(100), None], &[false, true], None), Some(90));
-        assert_eq!(source.combine(&[Some(100), Some(50)], &[false, true], Some(40)), Some(90));
-        // All idle: every partition with events counts.
-        assert_eq!(source.combine(&[Some(100), None], &[true, true], None), Some(90));
-        assert_eq!(source.combine(&[Some(100), Some(50)], &[true, true], None), Some(40));
-        // Never backwards.
-        assert_eq!(source.combine(&[Some(30), Some(50)], &[false, false], Some(40)), Some(40));
     }
 }
