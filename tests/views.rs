@@ -317,3 +317,43 @@ async fn periodic_views_refresh_themselves_and_manual_views_wait_across_restarts
     client.batch_execute("REFRESH MATERIALIZED VIEW m_manual").await.unwrap();
     assert_eq!(rows(&client, "SELECT n FROM m_manual").await, vec!["3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_of_a_subscription_streams_csv_lines() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE TOPIC clicks (page TEXT);
+             INSERT INTO clicks VALUES ('a'), ('b'), ('a');
+             CREATE MATERIALIZED VIEW per_page AS SELECT page, count(*) AS n FROM clicks GROUP BY page;",
+        )
+        .await
+        .unwrap();
+    let stream = client.copy_out("COPY (SUBSCRIBE TO per_page) TO STDOUT WITH (FORMAT csv)").await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    // COPY data arrives a row per message.
+    let mut next_line = async || {
+        let data = stream.next().await.expect("the subscription goes on").expect("copy data");
+        String::from_utf8(data.to_vec()).unwrap()
+    };
+    let mut snapshot = vec![next_line().await, next_line().await];
+    snapshot.sort();
+    let epoch = snapshot[0].trim_end().rsplit(',').next().unwrap().to_string();
+    assert_eq!(snapshot, vec![format!("a,2,insert,{epoch}\n"), format!("b,1,insert,{epoch}\n")]);
+    let writer = connect(&server).await;
+    writer.batch_execute("INSERT INTO clicks VALUES ('b')").await.unwrap();
+    let changes = vec![next_line().await, next_line().await];
+    assert!(changes[0].starts_with("b,1,delete,") && changes[1].starts_with("b,2,insert,"), "{changes:?}");
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
+    let ended = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("the COPY ended without an error"),
+        }
+    };
+    assert_eq!(ended.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{ended}");
+}

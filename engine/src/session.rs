@@ -866,6 +866,11 @@ impl Session {
                 let stream = frame.execute_stream().await?;
                 Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })
             }
+            Statement::CopySubscribe { view, snapshot, options } => {
+                let handle = self.engine.views().get(&view).ok_or(EngineError::UndefinedTable(view))?;
+                let stream = crate::stream::subscribe::subscribe(handle, snapshot)?;
+                Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })
+            }
             Statement::Query(_) => Err(EngineError::Internal("query statements are planned at prepare".into())),
         }
     }

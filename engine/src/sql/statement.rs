@@ -59,6 +59,8 @@ pub enum Statement {
     Flush { view: Option<String> },
     /// `SUBSCRIBE [TO] view [WITH (snapshot = …)]`.
     Subscribe { view: String, snapshot: bool },
+    /// `COPY (SUBSCRIBE …) TO STDOUT [WITH (…)]`: the changes as COPY data, without end.
+    CopySubscribe { view: String, snapshot: bool, options: CopyOptions },
     /// `DECLARE name CURSOR FOR statement` (a query or a SUBSCRIBE).
     Declare { name: String, sql: String, statement: Box<Statement> },
     /// `FETCH [n | ALL | NEXT | FORWARD [n | ALL]] [FROM | IN] name [WITH (timeout = '…')]`;
@@ -162,6 +164,9 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         },
         ("DROP", "MATERIALIZED") => parse_drop_view(sql),
         ("SUBSCRIBE", _) => parse_subscribe(&tokens),
+        ("COPY", _) if matches!(significant.get(1), Some(Token::LParen)) && words.get(2).map(String::as_str) == Some("SUBSCRIBE") => {
+            parse_copy_subscribe(&tokens)
+        }
         ("DECLARE", _) => parse_declare(&tokens),
         ("FETCH", _) => parse_fetch(&tokens),
         ("CLOSE", "ALL") if significant.len() == 2 => Ok(Statement::Close { name: None }),
@@ -378,6 +383,36 @@ fn parse_subscribe(tokens: &[Token]) -> Result<Statement> {
         return Err(EngineError::Syntax(format!("unexpected {} after SUBSCRIBE {view}", parser.peek_token().token)));
     }
     Ok(Statement::Subscribe { view, snapshot })
+}
+
+fn parse_copy_subscribe(tokens: &[Token]) -> Result<Statement> {
+    // COPY ( SUBSCRIBE … ) TO STDOUT [WITH (…)]: the parenthesized statement is ours; the
+    // rest is parsed by sqlparser around a stand-in query.
+    let open = tokens.iter().position(|t| *t == Token::LParen).unwrap_or(0);
+    let mut depth = 0;
+    let mut close = None;
+    for (index, token) in tokens.iter().enumerate().skip(open) {
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(index);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close.ok_or_else(|| EngineError::Syntax("unbalanced parentheses in COPY (SUBSCRIBE …)".into()))?;
+    let Statement::Subscribe { view, snapshot } = parse_subscribe(&tokens[open + 1..close])? else {
+        return Err(EngineError::Syntax("expected COPY (SUBSCRIBE …) TO STDOUT".into()));
+    };
+    let stand_in = format!("COPY (SELECT 1) {}", render(&tokens[close + 1..]));
+    match parse_other(&stand_in)? {
+        Statement::CopyTo { options, .. } => Ok(Statement::CopySubscribe { view, snapshot, options }),
+        _ => Err(EngineError::Syntax("expected COPY (SUBSCRIBE …) TO STDOUT".into())),
+    }
 }
 
 fn parse_declare(tokens: &[Token]) -> Result<Statement> {
