@@ -1,0 +1,2 @@
+-- Log all events to a file system: a sink, not a query. Not applicable to a database; listed so
+-- the harness reports it.
