@@ -95,7 +95,14 @@ impl Views {
     /// (`u64::MAX` if none needs any). A reader that is not running yet counts by its last
     /// committed progress, so starting views in any order trims nothing still needed.
     pub(crate) fn changes_needed(&self, upstream: u64) -> u64 {
-        let readers: Vec<ViewMeta> = self.metas().into_iter().filter(|m| m.source_views.contains(&upstream)).collect();
+        let readers: Vec<ViewMeta> = self
+            .metas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|m| m.source_views.contains(&upstream))
+            .cloned()
+            .collect();
         let mut needed = u64::MAX;
         for reader in readers {
             let next = match self.get(&reader.name) {
