@@ -393,19 +393,7 @@ impl Builder<'_> {
         let schema = Arc::new(window.schema.as_arrow().clone());
         let id = self.operators.len() as u16;
         let text = format!("{expr} <= {limit}");
-        let op = TopNOp::new(
-            id,
-            self.view,
-            partition_exprs,
-            partition_types,
-            order_exprs,
-            input_types,
-            limit,
-            self.append_only,
-            schema,
-            text,
-            self.cache_bytes_max,
-        )?;
+        let op = TopNOp::new(id, self.view, partition_exprs, partition_types, order_exprs, input_types, limit, self.append_only, schema, text)?;
         self.operators.push(Box::new(op));
         self.window_columns = vec![None; window.schema.fields().len()];
         self.append_only = false;

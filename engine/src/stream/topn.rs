@@ -40,10 +40,6 @@ pub struct TopNOp {
     text: String,
     /// Partitions touched this epoch: their rows before it, and now.
     touched: HashMap<Vec<u8>, (Rows, Rows)>,
-    /// Committed partitions kept between epochs (the store has them too).
-    cache: HashMap<Vec<u8>, Rows>,
-    cache_bytes: usize,
-    cache_bytes_max: usize,
 }
 
 impl TopNOp {
@@ -59,7 +55,6 @@ impl TopNOp {
         append_only: bool,
         schema: SchemaRef,
         text: String,
-        cache_bytes_max: usize,
     ) -> Result<Self> {
         let partitions = RowConverter::new(partition_types.into_iter().map(SortField::new).collect())?;
         let order_count = order_exprs.len();
@@ -79,9 +74,6 @@ impl TopNOp {
             schema,
             text,
             touched: HashMap::new(),
-            cache: HashMap::new(),
-            cache_bytes: 0,
-            cache_bytes_max,
         })
     }
 
@@ -105,10 +97,6 @@ impl TopNOp {
             out.i64(*count);
         }
         out.0
-    }
-
-    fn size(key: &[u8], rows: &Rows) -> usize {
-        64 + key.len() + rows.keys().map(|r| r.len() + 48).sum::<usize>()
     }
 
     /// The first `limit` rows (each repeated by its count), numbered from 1.
@@ -176,13 +164,7 @@ impl Operator for TopNOp {
         for row in 0..count {
             let key = partition_keys.as_ref().map_or_else(Vec::new, |keys| keys.row(row).as_ref().to_vec());
             if !self.touched.contains_key(&key) {
-                let stored = match self.cache.remove(&key) {
-                    Some(rows) => {
-                        self.cache_bytes = self.cache_bytes.saturating_sub(Self::size(&key, &rows));
-                        rows
-                    }
-                    None => self.load(&key, context)?,
-                };
+                let stored = self.load(&key, context)?;
                 self.touched.insert(key.clone(), (stored.clone(), stored));
             }
             let (_, rows) = self.touched.get_mut(&key).ok_or_else(|| EngineError::Internal("top-N partition vanished".into()))?;
@@ -211,10 +193,6 @@ impl Operator for TopNOp {
             }
             retracted.extend(old.iter().filter(|r| !new.contains(r)).cloned());
             inserted.extend(new.iter().filter(|r| !old.contains(r)).cloned());
-            if !after.is_empty() {
-                self.cache_bytes += Self::size(&key, &after);
-                self.cache.insert(key, after);
-            }
         }
         let mut output = Vec::new();
         if !retracted.is_empty() {
@@ -224,13 +202,6 @@ impl Operator for TopNOp {
             output.push(self.output(&inserted, false)?);
         }
         Ok(output)
-    }
-
-    fn trim_cache(&mut self) {
-        if self.cache_bytes > self.cache_bytes_max {
-            self.cache.clear();
-            self.cache_bytes = 0;
-        }
     }
 
     fn describe(&self) -> String {
