@@ -7,12 +7,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::BATCH_ROWS;
+
 /// 2024-01-01 00:00:00 UTC in microseconds.
 pub const BASE_TIME_US: i64 = 1_704_067_200_000_000;
 /// Event time between two consecutive events (100 k events per second of event time).
 pub const EVENT_STEP_US: i64 = 10;
-/// Rows per generated batch.
-pub const NEXMARK_BATCH_ROWS: usize = 8192;
 
 const FIRST_PERSON_ID: i64 = 1000;
 const FIRST_AUCTION_ID: i64 = 1000;
@@ -67,18 +67,32 @@ pub fn bid_schema() -> SchemaRef {
     ]))
 }
 
-/// `CREATE TOPIC` statements for the three streams, with a watermark on `date_time`.
-pub const CREATE_TOPICS: [&str; 3] = [
-    "CREATE TOPIC person (id BIGINT NOT NULL, name TEXT NOT NULL, email_address TEXT NOT NULL, credit_card TEXT NOT NULL, \
-     city TEXT NOT NULL, state TEXT NOT NULL, date_time TIMESTAMP NOT NULL, extra TEXT NOT NULL, \
-     WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')",
-    "CREATE TOPIC auction (id BIGINT NOT NULL, item_name TEXT NOT NULL, description TEXT NOT NULL, initial_bid BIGINT NOT NULL, \
-     reserve BIGINT NOT NULL, date_time TIMESTAMP NOT NULL, expires TIMESTAMP NOT NULL, seller BIGINT NOT NULL, \
-     category BIGINT NOT NULL, extra TEXT NOT NULL, WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')",
-    "CREATE TOPIC bid (auction BIGINT NOT NULL, bidder BIGINT NOT NULL, price BIGINT NOT NULL, channel TEXT NOT NULL, \
-     url TEXT NOT NULL, date_time TIMESTAMP NOT NULL, extra TEXT NOT NULL, \
-     WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')",
-];
+/// The three streams: name and schema.
+pub fn streams() -> [(&'static str, SchemaRef); 3] {
+    [("person", person_schema()), ("auction", auction_schema()), ("bid", bid_schema())]
+}
+
+/// `CREATE TOPIC` for a stream, its columns written from its Arrow schema, with a watermark on
+/// `date_time`.
+pub fn create_topic(name: &str, schema: &Schema) -> String {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let sql_type = match f.data_type() {
+                DataType::Int64 => "BIGINT",
+                DataType::Utf8 => "TEXT",
+                DataType::Timestamp(TimeUnit::Microsecond, None) => "TIMESTAMP",
+                other => unreachable!("the generator has no {other} column"),
+            };
+            format!("{} {sql_type} NOT NULL", f.name())
+        })
+        .collect();
+    format!(
+        "CREATE TOPIC {name} ({}, WATERMARK FOR date_time AS date_time - INTERVAL '4 seconds')",
+        columns.join(", ")
+    )
+}
 
 /// Generated events, per stream, in event-time order.
 #[derive(Debug, Default)]
@@ -160,13 +174,13 @@ pub fn generate(events: usize) -> NexmarkEvents {
                 bids.push((auction, bidder, price, channel, url, time));
             }
         }
-        if persons.len() == NEXMARK_BATCH_ROWS || index as usize + 1 == events {
+        if persons.len() == BATCH_ROWS || index as usize + 1 == events {
             out.person.extend(person_batch(std::mem::take(&mut persons)));
         }
-        if auctions.len() == NEXMARK_BATCH_ROWS || index as usize + 1 == events {
+        if auctions.len() == BATCH_ROWS || index as usize + 1 == events {
             out.auction.extend(auction_batch(std::mem::take(&mut auctions)));
         }
-        if bids.len() == NEXMARK_BATCH_ROWS || index as usize + 1 == events {
+        if bids.len() == BATCH_ROWS || index as usize + 1 == events {
             out.bid.extend(bid_batch(std::mem::take(&mut bids)));
         }
     }

@@ -155,8 +155,8 @@ fn main() {
         let engine = Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()).await.expect("engine");
         let mut session = engine.new_session("nexmark").expect("session");
         let ingest = Instant::now();
-        for create in nexmark::CREATE_TOPICS {
-            run(&mut session, create).await.expect("create topic");
+        for (name, schema) in nexmark::streams() {
+            run(&mut session, &nexmark::create_topic(name, &schema)).await.expect("create topic");
         }
         for (name, batches) in [("person", &events.person), ("auction", &events.auction), ("bid", &events.bid)] {
             let topic = engine.storage().topic(name).expect("topic");
@@ -167,11 +167,7 @@ fn main() {
         engine.storage().seal_all().await.expect("seal");
         println!("ingest (durable append and seal): {:?}", ingest.elapsed());
         let context = SessionContext::new();
-        for (name, schema, batches) in [
-            ("person", nexmark::person_schema(), &events.person),
-            ("auction", nexmark::auction_schema(), &events.auction),
-            ("bid", nexmark::bid_schema(), &events.bid),
-        ] {
+        for ((name, schema), batches) in nexmark::streams().into_iter().zip([&events.person, &events.auction, &events.bid]) {
             let table = MemTable::try_new(schema, vec![batches.clone()]).expect("memtable");
             context.register_table(name, Arc::new(table)).expect("register");
         }
