@@ -37,6 +37,7 @@ async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
             partition_key: vec![],
             retention: RetentionPolicy::default(),
             watermark: None,
+            primary_key: vec![],
         })
         .expect("topic");
     (storage, topic)

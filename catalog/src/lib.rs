@@ -82,4 +82,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// past it. The caller has already deleted its object.
     fn delete_oldest_segment(&self, topic_id: TopicId, partition: u32, base_offset: u64)
         -> Result<()>;
+
+    /// Replaces a run of adjacent segments of one partition with one segment covering the same
+    /// offset range (compaction of a keyed table). Fails with [`CatalogError::SegmentGap`] unless
+    /// `replaced` (base offsets) are registered, adjacent, and span exactly
+    /// `[segment.base_offset, segment.last_offset]`.
+    fn replace_segments(&self, replaced: &[u64], segment: &SegmentMeta) -> Result<()>;
 }

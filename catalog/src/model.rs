@@ -33,6 +33,9 @@ pub struct TopicDefinition {
     pub partition_key: Vec<String>,
     pub retention: RetentionPolicy,
     pub watermark: Option<WatermarkSpec>,
+    /// Primary key columns of a keyed table (its log is a changelog); empty for an append-only
+    /// topic.
+    pub primary_key: Vec<String>,
 }
 
 /// A topic as the catalog stores it.
@@ -45,6 +48,8 @@ pub struct TopicMeta {
     pub partition_key: Vec<String>,
     pub retention: RetentionPolicy,
     pub watermark: Option<WatermarkSpec>,
+    /// See [`TopicDefinition::primary_key`].
+    pub primary_key: Vec<String>,
     pub created_ms: i64,
 }
 

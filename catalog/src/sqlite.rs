@@ -70,6 +70,8 @@ CREATE TABLE view_dependencies (
     source_view_id  INTEGER NOT NULL,
     PRIMARY KEY (view_id, source_view_id)
 );
+"#, r#"
+ALTER TABLE topics ADD COLUMN primary_key TEXT NOT NULL DEFAULT '[]';  -- JSON array; keyed tables
 "#];
 
 /// The SQLite catalog. One connection behind a mutex: catalog operations are small and rare
@@ -134,7 +136,7 @@ fn migrate(connection: &mut Connection) -> Result<()> {
 }
 
 const TOPIC_COLUMNS: &str = "id, name, schema_ipc, partitions, partition_key, retention_ms, \
-     retention_bytes, watermark_column, watermark_delay_us, watermark_expr, created_ms";
+     retention_bytes, watermark_column, watermark_delay_us, watermark_expr, created_ms, primary_key";
 
 fn read_topic(row: &Row<'_>) -> rusqlite::Result<(TopicMeta, Vec<u8>)> {
     let key_json: String = row.get(4)?;
@@ -161,6 +163,8 @@ fn read_topic(row: &Row<'_>) -> rusqlite::Result<(TopicMeta, Vec<u8>)> {
         },
         watermark,
         created_ms: row.get(10)?,
+        primary_key: serde_json::from_str(&row.get::<_, String>(11)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e)))?,
     };
     Ok((meta, schema_bytes))
 }
@@ -305,6 +309,8 @@ impl Catalog for SqliteCatalog {
         let schema_bytes = encode_schema(&definition.schema)?;
         let key_json = serde_json::to_string(&definition.partition_key)
             .map_err(|e| CatalogError::Schema(e.to_string()))?;
+        let primary_key_json =
+            serde_json::to_string(&definition.primary_key).map_err(|e| CatalogError::Schema(e.to_string()))?;
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: Option<i64> = transaction
@@ -316,8 +322,8 @@ impl Catalog for SqliteCatalog {
         let created_ms = now_ms();
         transaction.execute(
             "INSERT INTO topics (name, schema_ipc, partitions, partition_key, retention_ms, \
-             retention_bytes, watermark_column, watermark_delay_us, watermark_expr, created_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             retention_bytes, watermark_column, watermark_delay_us, watermark_expr, created_ms, primary_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 definition.name,
                 schema_bytes,
@@ -329,6 +335,7 @@ impl Catalog for SqliteCatalog {
                 definition.watermark.as_ref().map(|w| w.delay_us),
                 definition.watermark.as_ref().map(|w| w.expression.clone()),
                 created_ms,
+                primary_key_json,
             ],
         )?;
         let id = transaction.last_insert_rowid();
@@ -347,6 +354,7 @@ impl Catalog for SqliteCatalog {
             partition_key: definition.partition_key.clone(),
             retention: definition.retention.clone(),
             watermark: definition.watermark.clone(),
+            primary_key: definition.primary_key.clone(),
             created_ms,
         })
     }
@@ -532,6 +540,59 @@ impl Catalog for SqliteCatalog {
         transaction.commit()?;
         Ok(())
     }
+
+    fn replace_segments(&self, replaced: &[u64], segment: &SegmentMeta) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (topic, partition) = (segment.topic_id as i64, segment.partition as i64);
+        let gap = || CatalogError::SegmentGap {
+            topic_id: segment.topic_id,
+            partition: segment.partition,
+            base_offset: segment.base_offset,
+            sealed_offset: segment.last_offset + 1,
+        };
+        let mut next = segment.base_offset;
+        for &base in replaced {
+            let last: Option<i64> = transaction
+                .query_row(
+                    "SELECT last_offset FROM segments WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3",
+                    params![topic, partition, base as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match last {
+                Some(last) if base == next => next = last as u64 + 1,
+                _ => return Err(gap()),
+            }
+            transaction.execute(
+                "DELETE FROM segments WHERE topic_id = ?1 AND partition = ?2 AND base_offset = ?3",
+                params![topic, partition, base as i64],
+            )?;
+        }
+        if replaced.is_empty() || next != segment.last_offset + 1 {
+            return Err(gap());
+        }
+        transaction.execute(
+            "INSERT INTO segments (topic_id, partition, base_offset, last_offset, row_count, bytes, \
+             min_ts_us, max_ts_us, min_event_us, max_event_us, object_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                topic,
+                partition,
+                segment.base_offset as i64,
+                segment.last_offset as i64,
+                segment.row_count as i64,
+                segment.bytes as i64,
+                segment.min_timestamp_us,
+                segment.max_timestamp_us,
+                segment.min_event_time_us,
+                segment.max_event_time_us,
+                segment.object_key,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -547,6 +608,7 @@ mod tests {
             partition_key: vec!["a".into()],
             retention: RetentionPolicy { time_ms: Some(1000), bytes: None },
             watermark: None,
+            primary_key: vec!["a".into()],
         }
     }
 
@@ -581,6 +643,7 @@ mod tests {
         let topic = catalog.get_topic("t").unwrap().unwrap();
         assert_eq!(topic.id, first_id);
         assert_eq!(topic.partition_key, vec!["a".to_string()]);
+        assert_eq!(topic.primary_key, vec!["a".to_string()]);
         assert_eq!(topic.retention.time_ms, Some(1000));
         assert_eq!(catalog.partitions(topic.id).unwrap()[0].sealed_offset, 10);
         catalog.drop_topic("t").unwrap();
@@ -605,5 +668,25 @@ mod tests {
         catalog.delete_oldest_segment(topic.id, 0, 0).unwrap();
         let state = catalog.partitions(topic.id).unwrap()[0];
         assert_eq!((state.low_watermark, state.sealed_offset, state.segment_count), (10, 20, 1));
+    }
+
+    #[test]
+    fn compaction_replaces_an_adjacent_run_of_segments() {
+        let catalog = SqliteCatalog::open_in_memory().unwrap();
+        let topic = catalog.create_topic(&definition("t")).unwrap();
+        for (base, last) in [(0, 9), (10, 19), (20, 29)] {
+            catalog.register_segment(&segment(topic.id, base, last)).unwrap();
+        }
+        let mut merged = segment(topic.id, 0, 19);
+        merged.row_count = 3;
+        merged.object_key = "topics/x/0/00000000000000000000.1.arrow".into();
+        // Not adjacent, or not the whole range: refused, nothing changed.
+        assert!(catalog.replace_segments(&[0, 20], &merged).is_err());
+        assert!(catalog.replace_segments(&[0], &merged).is_err());
+        assert_eq!(catalog.segments(topic.id, 0, 0, 100).unwrap().len(), 3);
+        catalog.replace_segments(&[0, 10], &merged).unwrap();
+        let segments = catalog.segments(topic.id, 0, 0, 100).unwrap();
+        assert_eq!(segments.iter().map(|s| (s.base_offset, s.last_offset, s.row_count)).collect::<Vec<_>>(), vec![(0, 19, 3), (20, 29, 10)]);
+        assert_eq!(catalog.partitions(topic.id).unwrap()[0].sealed_offset, 30);
     }
 }

@@ -7,6 +7,7 @@
 
 mod copy;
 mod error;
+pub mod keyed;
 pub mod provider;
 mod session;
 pub mod sql;

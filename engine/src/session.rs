@@ -26,7 +26,8 @@ use streamhouse_storage::Storage;
 use crate::copy::{CopyDecoder, CopyEncoder};
 use crate::stream::window::WindowFunction;
 use crate::stream::ViewTableProvider;
-use crate::provider::TopicTableProvider;
+use crate::keyed::{check_on_conflict, current_keys_plan, rewrite_modification, skip_existing, KeyedTableProvider, KeyedWrite};
+use crate::provider::{conform_batch, TopicTableProvider};
 use crate::sql::literal_insert::{literal_insert, LiteralInsert};
 use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
 use crate::sql::wildcard::hide_system_columns;
@@ -63,6 +64,10 @@ impl SchemaProvider for TopicSchemaProvider {
         }
         let Some(topic) = self.engine.storage().topic(name) else { return Ok(None) };
         let is_target = self.write_target.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
+        if topic.is_keyed() && !is_target {
+            let storage = self.engine.storage().clone();
+            return Ok(Some(Arc::new(KeyedTableProvider::new(topic, storage, self.engine.config().statement_bytes_max))));
+        }
         Ok(Some(Arc::new(TopicTableProvider::new(
             topic,
             self.engine.storage().clone(),
@@ -138,6 +143,8 @@ pub struct PreparedStatement {
 enum PreparedKind {
     Parsed(Statement),
     Planned { plan: LogicalPlan, is_insert: bool },
+    /// A change to a keyed table: `plan` yields the rows to upsert (or, for DELETE, to delete).
+    Keyed { plan: LogicalPlan, topic: Arc<streamhouse_storage::TopicLog>, write: KeyedWrite },
     /// `INSERT … VALUES` of literals, converted without DataFusion (see `literal_insert`).
     LiteralInsert(ResolvedInsert),
 }
@@ -163,6 +170,19 @@ impl PreparedStatement {
     pub fn is_copy_in(&self) -> bool {
         matches!(self.kind, PreparedKind::Parsed(Statement::CopyFrom { .. }))
     }
+}
+
+/// The keyed table of an `INSERT … ON CONFLICT DO NOTHING`, after checking the clause; `None`
+/// for any other statement.
+fn on_conflict_target(statement: &ast::Statement, storage: &Storage) -> Result<Option<Arc<streamhouse_storage::TopicLog>>> {
+    let ast::Statement::Insert(insert) = statement else { return Ok(None) };
+    if insert.on.is_none() {
+        return Ok(None);
+    }
+    let ast::TableObject::TableName(name) = &insert.table else { return Ok(None) };
+    let table = object_name(name)?;
+    let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
+    Ok(check_on_conflict(insert, &topic)?.then_some(topic))
 }
 
 /// What executing a statement produced.
@@ -278,6 +298,7 @@ fn show_topics_schema() -> SchemaRef {
         Field::new("partition_key", DataType::Utf8, true),
         Field::new("retention", DataType::Utf8, true),
         Field::new("watermark", DataType::Utf8, true),
+        Field::new("primary_key", DataType::Utf8, true),
     ]))
 }
 
@@ -485,6 +506,32 @@ impl Session {
         };
         let (kind, param_types, result_schema) = match (statement, fast_insert) {
             (_, Some(insert)) => (PreparedKind::LiteralInsert(insert), Vec::new(), None),
+            (Statement::Query(statement), None) if matches!(*statement, ast::Statement::Update(_) | ast::Statement::Delete(_)) => {
+                let storage = self.engine.storage().clone();
+                let Some((topic, write, sql)) = rewrite_modification(&statement, &storage)? else {
+                    return Err(EngineError::Internal("not an UPDATE or DELETE".into()));
+                };
+                let Statement::Query(select) = parse_statement(&sql)? else {
+                    return Err(EngineError::Internal(format!("bad rewrite of {statement}: {sql}")));
+                };
+                let (plan, _) = self.plan(*select).await?;
+                let param_types = parameter_types(&plan)?;
+                (PreparedKind::Keyed { plan, topic, write }, param_types, None)
+            }
+            (Statement::Query(mut statement), None) if on_conflict_target(&statement, self.engine.storage())?.is_some() => {
+                let topic = on_conflict_target(&statement, self.engine.storage())?
+                    .ok_or_else(|| EngineError::Internal("ON CONFLICT target vanished".into()))?;
+                if let ast::Statement::Insert(insert) = statement.as_mut() {
+                    insert.on = None;
+                }
+                let (plan, _) = self.plan(*statement).await?;
+                let LogicalPlan::Dml(dml) = plan else {
+                    return Err(EngineError::Internal("INSERT did not plan as a DML statement".into()));
+                };
+                let plan = dml.input.as_ref().clone();
+                let param_types = parameter_types(&plan)?;
+                (PreparedKind::Keyed { plan, topic, write: KeyedWrite::InsertIgnore }, param_types, None)
+            }
             (Statement::Query(statement), None) => {
                 let (plan, is_insert) = self.plan(*statement).await?;
                 let param_types = parameter_types(&plan)?;
@@ -564,6 +611,35 @@ impl Session {
         Ok(self.engine.storage().append(topic, vec![batch]).await?.rows())
     }
 
+    /// Runs a keyed-table change: reads under the table's write lock, then appends.
+    async fn write_keyed(&self, plan: LogicalPlan, topic: &Arc<streamhouse_storage::TopicLog>, write: KeyedWrite) -> Result<u64> {
+        let storage = self.engine.storage();
+        let bytes_max = self.engine.config().statement_bytes_max;
+        let guard = topic.lock_writes().await;
+        let mut stream = self.context.execute_logical_plan(plan).await?.execute_stream().await?;
+        let mut batches = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes += batch.get_array_memory_size() as u64;
+            if bytes > bytes_max {
+                return Err(EngineError::ProgramLimitExceeded(format!(
+                    "the statement changes more than statement_bytes_max ({bytes_max} bytes); split it into smaller statements"
+                )));
+            }
+            batches.push(conform_batch(topic, &batch)?);
+        }
+        if write == KeyedWrite::InsertIgnore {
+            let provider = KeyedTableProvider::new(topic.clone(), storage.clone(), bytes_max);
+            let existing = self.context.execute_logical_plan(current_keys_plan(&provider)?).await?.collect().await?;
+            batches = skip_existing(topic, batches, &existing)?;
+        }
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let deleted = write == KeyedWrite::Delete;
+        storage.append_changes(topic, &guard, batches.into_iter().map(|b| (b, deleted)).collect()).await?;
+        Ok(rows)
+    }
+
     async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
         let storage = self.engine.storage().clone();
         let insert = match &statement {
@@ -620,6 +696,11 @@ impl Session {
                 };
                 Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag })
             }
+            PreparedKind::Keyed { plan, topic, write } => {
+                let plan = if params.is_empty() { plan.clone() } else { plan.clone().with_param_values(params)? };
+                let rows = self.write_keyed(plan, topic, *write).await?;
+                Ok(QueryOutput::Command { tag: write.tag(rows) })
+            }
             PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
             PreparedKind::LiteralInsert(insert) => {
                 let rows = self.insert_literals(insert).await?;
@@ -641,7 +722,8 @@ impl Session {
                     }
                     Err(other) => return Err(other.into()),
                 }
-                Ok(QueryOutput::Command { tag: "CREATE TOPIC".into() })
+                let tag = if definition.primary_key.is_empty() { "CREATE TOPIC" } else { "CREATE TABLE" };
+                Ok(QueryOutput::Command { tag: tag.into() })
             }
             Statement::DropTopic { name, if_exists } => {
                 match storage.drop_topic(&name) {
@@ -760,6 +842,10 @@ impl Session {
                     Arc::new(StringArray::from_iter(topics.iter().map(|t| {
                         t.meta().watermark.as_ref().map(|w| format!("WATERMARK FOR {} AS {}", w.column, w.expression))
                     }))),
+                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
+                        let key = &t.meta().primary_key;
+                        (!key.is_empty()).then(|| key.join(", "))
+                    }))),
                 ];
                 Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "SHOW"))
             }
@@ -771,11 +857,21 @@ impl Session {
                 let topic = storage.topic(&name).ok_or(EngineError::UndefinedTable(name))?;
                 let states = storage.partition_states(&topic)?;
                 let mut rows = DescribeRows::default();
-                for field in topic.full_schema().fields() {
-                    let system = streamhouse_storage::segment::SYSTEM_COLUMNS.contains(&field.name().as_str());
+                for (index, field) in topic.full_schema().fields().iter().enumerate() {
+                    let name = field.name().as_str();
+                    if name == streamhouse_storage::segment::DELETED_COLUMN {
+                        continue; // the tombstone flag of a keyed table's log, never read by SQL
+                    }
+                    let kind = if streamhouse_storage::segment::SYSTEM_COLUMNS.contains(&name) {
+                        "system column"
+                    } else if topic.primary_key().contains(&index) {
+                        "key column"
+                    } else {
+                        "column"
+                    };
                     let declared = field.metadata().get(crate::sql::types::PG_TYPE_METADATA).cloned();
                     let type_name = declared.unwrap_or_else(|| pg_type_name(field.data_type()));
-                    rows.column(if system { "system column" } else { "column" }, field.name(), type_name, field.is_nullable());
+                    rows.column(kind, name, type_name, field.is_nullable());
                 }
                 for state in states {
                     let partition = topic.partition(state.partition);

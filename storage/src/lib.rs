@@ -37,7 +37,7 @@ pub use config::StorageConfig;
 pub use error::{Result, StorageError};
 pub use metrics::StorageMetrics;
 pub use tail::StoredBatch;
-pub use topic::{PartitionLog, TopicLog};
+pub use topic::{KeyedWriteGuard, PartitionLog, TopicLog};
 
 use cache::SegmentCache;
 use record::{encode_batch, encode_frame, EncodedEntry, RecordEntry};
@@ -278,18 +278,53 @@ impl Storage {
     }
 
     /// Appends batches to a topic atomically: either every row is durable and visible when this
-    /// returns `Ok`, or none will ever be. Batches must match the topic schema.
+    /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
+    /// every row is an upsert (taking the table's write lock for the append).
     pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
-        if topic.is_dropped() {
-            return Err(StorageError::TopicNotFound(topic.name().to_string()));
+        if topic.is_keyed() {
+            let guard = topic.lock_writes().await;
+            let changes = batches.into_iter().map(|b| (b, false)).collect();
+            return self.append_changes(topic, &guard, changes).await;
         }
         for batch in &batches {
             topic.validate(batch)?;
         }
+        self.append_log(topic, batches).await
+    }
+
+    /// Appends upserts (`false`) and tombstones (`true`, carrying the deleted row) to a keyed
+    /// table, in order, atomically, under its write lock.
+    pub async fn append_changes(
+        &self,
+        topic: &TopicLog,
+        guard: &KeyedWriteGuard<'_>,
+        changes: Vec<(RecordBatch, bool)>,
+    ) -> Result<AppendOutcome> {
+        if !topic.is_keyed() || guard.topic_id != topic.id() {
+            return Err(StorageError::InvalidBatch {
+                topic: topic.name().to_string(),
+                reason: "changes are appended to a keyed table under its own write lock".into(),
+            });
+        }
+        let mut batches = Vec::with_capacity(changes.len());
+        for (batch, deleted) in changes {
+            topic.validate(&batch)?;
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(arrow::array::BooleanArray::from(vec![deleted; batch.num_rows()])));
+            batches.push(RecordBatch::try_new(topic.log_schema().clone(), columns)?);
+        }
+        self.append_log(topic, batches).await
+    }
+
+    /// Appends batches already in the topic's log schema.
+    async fn append_log(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
+        if topic.is_dropped() {
+            return Err(StorageError::TopicNotFound(topic.name().to_string()));
+        }
         let mut encoded = Vec::new();
         let mut entries = Vec::new();
         for (partition, batches) in topic.partition_batches(batches)? {
-            let batch = compact(segment::concat(topic.schema(), &batches)?)?;
+            let batch = compact(segment::concat(topic.log_schema(), &batches)?)?;
             encoded.push(EncodedEntry { partition, ipc: encode_batch(&batch)? });
             entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch });
         }

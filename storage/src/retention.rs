@@ -46,7 +46,8 @@ pub(crate) async fn enforce_once(storage: &Storage) -> Result<()> {
     }
     for topic in storage.topics() {
         let retention = &topic.meta().retention;
-        if retention.time_ms.is_none() && retention.bytes.is_none() {
+        // A keyed table's old segments hold live keys: compaction, not retention, shrinks it.
+        if topic.is_keyed() || (retention.time_ms.is_none() && retention.bytes.is_none()) {
             continue;
         }
         let cutoff_us = retention.time_ms.map(|ms| now_us() - (ms as i64) * 1000);

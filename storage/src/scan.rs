@@ -1,6 +1,7 @@
 //! Bounded reads of one partition: the segments of a snapshot (pruned by their catalog stats and
 //! decoded with projection) followed by its tail, as batches in the topic's full schema
-//! (user columns, `_partition`, `_offset`, `_timestamp`) projected as asked.
+//! (user columns, `_partition`, `_offset`, `_timestamp`, and `_deleted` for a keyed table)
+//! projected as asked.
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ enum Source {
     Partition,
     Offset,
     Timestamp,
+    /// `_deleted` of a keyed table: stored after the user columns.
+    Deleted,
 }
 
 /// Maps a projection of the full schema onto the stored columns.
@@ -80,7 +83,8 @@ impl ScanProjection {
                 i if i < user => Source::User(i),
                 i if i == user => Source::Partition,
                 i if i == user + 1 => Source::Offset,
-                _ => Source::Timestamp,
+                i if i == user + 2 => Source::Timestamp,
+                _ => Source::Deleted,
             })
             .collect();
         Ok(Self { sources, output: Arc::new(full.project(&indices)?) })
@@ -92,19 +96,20 @@ impl ScanProjection {
 
     /// Segment-file columns to decode, in file order; the offset column stands in when no
     /// column is needed, so row counts survive.
-    fn file_columns(&self, user_columns: usize) -> Vec<usize> {
+    fn file_columns(&self, user_columns: usize, log_columns: usize) -> Vec<usize> {
         let mut columns: Vec<usize> = self
             .sources
             .iter()
             .filter_map(|s| match s {
                 Source::User(i) => Some(*i),
-                Source::Offset => Some(user_columns),
-                Source::Timestamp => Some(user_columns + 1),
+                Source::Deleted => Some(user_columns),
+                Source::Offset => Some(log_columns),
+                Source::Timestamp => Some(log_columns + 1),
                 Source::Partition => None,
             })
             .collect();
         if columns.is_empty() {
-            columns.push(user_columns);
+            columns.push(log_columns);
         }
         columns.sort_unstable();
         columns.dedup();
@@ -146,10 +151,11 @@ async fn run_scan(
     sender: &mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
     let user_columns = topic.schema().fields().len();
+    let log_columns = topic.log_schema().fields().len();
     let partition = snapshot.partition as i32;
     let partition_column = |rows: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![partition; rows])) };
     let segments: Vec<&SegmentMeta> = snapshot.segments.iter().filter(|s| bounds.keeps_segment(s)).collect();
-    let file_columns = projection.file_columns(user_columns);
+    let file_columns = projection.file_columns(user_columns, log_columns);
     for (index, segment) in segments.iter().enumerate() {
         if let Some(next) = segments.get(index + 1) {
             storage.prefetch_segment(next, &file_columns);
@@ -162,8 +168,9 @@ async fn run_scan(
             let rows = column(file_columns[0]).len();
             let output = projection.assemble(rows, |source| match source {
                 Source::User(i) => column(i),
-                Source::Offset => column(user_columns),
-                Source::Timestamp => column(user_columns + 1),
+                Source::Deleted => column(user_columns),
+                Source::Offset => column(log_columns),
+                Source::Timestamp => column(log_columns + 1),
                 Source::Partition => partition_column(rows),
             })?;
             if sender.send(Ok(output)).await.is_err() {
@@ -175,6 +182,7 @@ async fn run_scan(
         let rows = stored.batch.num_rows();
         let output = projection.assemble(rows, |source| match source {
             Source::User(i) => stored.batch.column(i).clone(),
+            Source::Deleted => stored.batch.column(user_columns).clone(),
             Source::Offset => offset_array(stored.base_offset, rows),
             Source::Timestamp => timestamp_array(stored.timestamp_us, rows),
             Source::Partition => partition_column(rows),

@@ -110,7 +110,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
     let base_offset = first.base_offset;
     let end_offset = last.end_offset();
     let started = Instant::now();
-    let schema = topic.schema().clone();
+    let schema = topic.log_schema().clone();
     let event_time_column = topic.event_time_column;
     let (bytes, stats) = tokio::task::spawn_blocking(move || encode_segment(&schema, &batches, event_time_column))
         .await

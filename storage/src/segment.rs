@@ -1,6 +1,8 @@
 //! Segment files: one Arrow IPC **file** per sealed stretch of a partition, with LZ4_FRAME body
-//! compression. Its schema is the topic's user columns followed by `_offset` (Int64) and
-//! `_timestamp` (Timestamp µs UTC); `_partition` is implied by the object key. The IPC file
+//! compression. Its schema is the topic's log columns (the user columns, and `_deleted` for a
+//! keyed table) followed by `_offset` (Int64) and `_timestamp` (Timestamp µs UTC); `_partition`
+//! is implied by the object key. Offsets in a segment ascend; a compacted segment of a keyed
+//! table has gaps. The IPC file
 //! footer lets a reader decode only the columns it needs.
 
 use std::io::Cursor;
@@ -25,7 +27,10 @@ pub const OFFSET_COLUMN: &str = "_offset";
 pub const TIMESTAMP_COLUMN: &str = "_timestamp";
 /// Name of the system column holding a row's partition.
 pub const PARTITION_COLUMN: &str = "_partition";
-/// The system columns, in the order they follow the user columns of a topic's full schema.
+/// Name of the column of a keyed table's log that marks a tombstone (a deleted key).
+pub const DELETED_COLUMN: &str = "_deleted";
+/// The system columns, in the order they follow the user columns of a topic's full schema
+/// (a keyed table's log adds [`DELETED_COLUMN`] after them).
 pub const SYSTEM_COLUMNS: [&str; 3] = [PARTITION_COLUMN, OFFSET_COLUMN, TIMESTAMP_COLUMN];
 
 /// The `_timestamp` type: microseconds, UTC.
@@ -33,7 +38,7 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The schema of a segment file for a topic with `user` columns.
+/// The schema of a segment file for a topic whose log has columns `user`.
 pub fn segment_schema(user: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = user.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));

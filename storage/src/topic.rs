@@ -11,7 +11,7 @@ use arrow::row::{RowConverter, SortField};
 use streamhouse_catalog::TopicMeta;
 use tokio::sync::watch;
 
-use crate::segment::{timestamp_type, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
+use crate::segment::{timestamp_type, DELETED_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
 use crate::tail::{StoredBatch, Tail};
 use crate::{Result, StorageError};
 
@@ -85,9 +85,26 @@ pub struct TopicLog {
     pub(crate) partitions: Vec<PartitionLog>,
     round_robin: AtomicU64,
     key_columns: Vec<usize>,
+    primary_key: Vec<usize>,
     pub(crate) event_time_column: Option<usize>,
     full_schema: SchemaRef,
+    log_schema: SchemaRef,
     pub(crate) dropped: AtomicBool,
+    /// Serializes the writes of a keyed table, so that a read-modify-write (UPDATE, DELETE,
+    /// INSERT … ON CONFLICT DO NOTHING) sees no write land between its read and its append.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// Proof that the caller holds a keyed table's write lock (see [`TopicLog::lock_writes`]).
+pub struct KeyedWriteGuard<'a> {
+    pub(crate) topic_id: u64,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl std::fmt::Debug for TopicLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicLog").field("id", &self.meta.id).field("name", &self.meta.name).finish()
+    }
 }
 
 impl TopicLog {
@@ -102,21 +119,68 @@ impl TopicLog {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let primary_key = meta
+            .primary_key
+            .iter()
+            .map(|name| {
+                meta.schema.index_of(name).map_err(|_| StorageError::InvalidBatch {
+                    topic: meta.name.clone(),
+                    reason: format!("primary key column \"{name}\" is not a column"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !primary_key.is_empty() && (key_columns.is_empty() || key_columns.iter().any(|c| !primary_key.contains(c))) {
+            // Every version of a key must land in the same partition, in order.
+            return Err(StorageError::InvalidBatch {
+                topic: meta.name.clone(),
+                reason: "the partition key of a keyed table must be made of primary key columns".into(),
+            });
+        }
         let event_time_column =
             meta.watermark.as_ref().and_then(|w| meta.schema.index_of(&w.column).ok());
-        let mut fields: Vec<Field> = meta.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let user: Vec<Field> = meta.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut log_fields = user.clone();
+        let mut fields = user;
         fields.push(Field::new(PARTITION_COLUMN, DataType::Int32, false));
         fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));
         fields.push(Field::new(TIMESTAMP_COLUMN, timestamp_type(), false));
+        if !primary_key.is_empty() {
+            fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+            log_fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        }
         Ok(Self {
             full_schema: Arc::new(Schema::new(fields)),
+            log_schema: Arc::new(Schema::new(log_fields)),
             meta,
             partitions,
             round_robin: AtomicU64::new(0),
             key_columns,
+            primary_key,
             event_time_column,
             dropped: AtomicBool::new(false),
+            write_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Whether this is a keyed table: its log is a changelog of upserts and deletes.
+    pub fn is_keyed(&self) -> bool {
+        !self.primary_key.is_empty()
+    }
+
+    /// Indices of the primary key columns among the user columns (empty for a topic).
+    pub fn primary_key(&self) -> &[usize] {
+        &self.primary_key
+    }
+
+    /// The columns of the log as stored: the user columns, then for a keyed table `_deleted`
+    /// (true for a tombstone).
+    pub fn log_schema(&self) -> &SchemaRef {
+        &self.log_schema
+    }
+
+    /// Takes the write lock of a keyed table (see [`crate::Storage::append_changes`]).
+    pub async fn lock_writes(&self) -> KeyedWriteGuard<'_> {
+        KeyedWriteGuard { topic_id: self.id(), _guard: self.write_lock.lock().await }
     }
 
     pub fn meta(&self) -> &TopicMeta {
@@ -136,7 +200,8 @@ impl TopicLog {
         &self.meta.schema
     }
 
-    /// User columns, then `_partition`, `_offset`, `_timestamp`.
+    /// User columns, then `_partition`, `_offset`, `_timestamp`, and for a keyed table
+    /// `_deleted`.
     pub fn full_schema(&self) -> &SchemaRef {
         &self.full_schema
     }

@@ -36,6 +36,7 @@ fn definition(name: &str, partitions: u32, key: bool) -> TopicDefinition {
         partition_key: if key { vec!["id".into()] } else { vec![] },
         retention: RetentionPolicy::default(),
         watermark: None,
+        primary_key: vec![],
     }
 }
 

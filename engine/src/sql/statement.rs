@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use streamhouse_catalog::{RetentionPolicy, TopicDefinition, WatermarkSpec};
-use streamhouse_storage::segment::SYSTEM_COLUMNS;
+use streamhouse_storage::segment::{DELETED_COLUMN, SYSTEM_COLUMNS};
 
 use super::duration::{parse_bytes, parse_duration_us};
 use super::types::column_field;
@@ -595,9 +595,9 @@ fn extract_streaming_clauses(tokens: &[Token]) -> Result<(Vec<Token>, Option<Vec
 }
 
 /// `CREATE TOPIC` and `CREATE TABLE` alike: a table without a key is a stream, with or without
-/// `APPEND ONLY` (keyed tables are refused until they exist).
+/// `APPEND ONLY`; a `PRIMARY KEY` (on a column or as a table constraint) makes a keyed table.
 fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
-    let (rest, watermark_tokens, _append_only) = extract_streaming_clauses(tokens)?;
+    let (rest, watermark_tokens, append_only) = extract_streaming_clauses(tokens)?;
     let sql = replace_second_word(&render(&rest), "TABLE");
     let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
     let ast::Statement::CreateTable(create) = statement else {
@@ -610,20 +610,16 @@ fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
     if create.columns.is_empty() {
         return Err(EngineError::InvalidDefinition(format!("topic \"{name}\" needs at least one column")));
     }
-    let has_primary_key = !create.constraints.is_empty()
-        || create
-            .columns
-            .iter()
-            .any(|c| c.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))));
-    if has_primary_key {
-        return Err(EngineError::NotSupported(
-            "keyed tables (PRIMARY KEY, table constraints) in this version; create an append-only topic with CREATE TOPIC or CREATE TABLE … APPEND ONLY".into(),
-        ));
+    let primary_key = primary_key_columns(&create)?;
+    if !primary_key.is_empty() && append_only {
+        return Err(EngineError::InvalidDefinition(format!(
+            "table \"{name}\" cannot be both APPEND ONLY and keyed by a PRIMARY KEY"
+        )));
     }
     let mut fields = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         let column_name = normalize_ident(&column.name);
-        if SYSTEM_COLUMNS.contains(&column_name.as_str()) {
+        if SYSTEM_COLUMNS.contains(&column_name.as_str()) || column_name == DELETED_COLUMN {
             return Err(EngineError::InvalidDefinition(format!(
                 "column name \"{column_name}\" is reserved for a system column"
             )));
@@ -634,14 +630,23 @@ fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
         let mut nullable = true;
         for option in &column.options {
             match &option.option {
-                ColumnOption::NotNull => nullable = false,
+                ColumnOption::NotNull | ColumnOption::PrimaryKey(_) => nullable = false,
                 ColumnOption::Null => nullable = true,
                 other => {
                     return Err(EngineError::NotSupported(format!("column option {other} (on \"{column_name}\")")))
                 }
             }
         }
+        // Primary key columns are NOT NULL, as in PostgreSQL.
+        let nullable = nullable && !primary_key.contains(&column_name);
         fields.push(column_field(&column_name, &column.data_type, nullable)?);
+    }
+    for key in &primary_key {
+        if !fields.iter().any(|f| f.name() == key) {
+            return Err(EngineError::UndefinedColumn(format!(
+                "column \"{key}\" named in key does not exist"
+            )));
+        }
     }
     let schema = Arc::new(Schema::new(fields));
     let mut definition = TopicDefinition {
@@ -651,6 +656,7 @@ fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
         partition_key: Vec::new(),
         retention: RetentionPolicy::default(),
         watermark: None,
+        primary_key: primary_key.clone(),
     };
     let options = match &create.table_options {
         CreateTableOptions::None => Vec::new(),
@@ -663,7 +669,69 @@ fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
     if let Some(clause) = watermark_tokens {
         definition.watermark = Some(parse_watermark(&clause, &schema)?);
     }
+    if !primary_key.is_empty() {
+        keyed_table_rules(&mut definition)?;
+    }
     Ok(Statement::CreateTopic { definition, if_not_exists: create.if_not_exists })
+}
+
+/// The PRIMARY KEY columns of a CREATE TABLE, from a column option or a table constraint.
+fn primary_key_columns(create: &ast::CreateTable) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for column in &create.columns {
+        if column.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))) {
+            if !keys.is_empty() {
+                return Err(EngineError::InvalidDefinition("multiple primary keys are not allowed".into()));
+            }
+            keys.push(normalize_ident(&column.name));
+        }
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            ast::TableConstraint::PrimaryKey(key) => {
+                if !keys.is_empty() {
+                    return Err(EngineError::InvalidDefinition("multiple primary keys are not allowed".into()));
+                }
+                for column in &key.columns {
+                    match &column.column.expr {
+                        Expr::Identifier(ident) => keys.push(normalize_ident(ident)),
+                        other => {
+                            return Err(EngineError::NotSupported(format!("PRIMARY KEY on the expression {other}")))
+                        }
+                    }
+                }
+            }
+            other => return Err(EngineError::NotSupported(format!("table constraint {other}"))),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(duplicate) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+        return Err(EngineError::InvalidDefinition(format!("column \"{duplicate}\" appears twice in primary key")));
+    }
+    Ok(keys)
+}
+
+/// What a keyed table allows: partitioned by (part of) its key, compacted rather than expired.
+fn keyed_table_rules(definition: &mut TopicDefinition) -> Result<()> {
+    let name = &definition.name;
+    if definition.watermark.is_some() {
+        return Err(EngineError::NotSupported(format!(
+            "WATERMARK on keyed table \"{name}\"; declare event time on an append-only topic"
+        )));
+    }
+    if definition.retention != RetentionPolicy::default() {
+        return Err(EngineError::InvalidDefinition(format!(
+            "keyed table \"{name}\" keeps the latest row of every key and is compacted, not expired: drop the retention option"
+        )));
+    }
+    if definition.partition_key.is_empty() {
+        definition.partition_key = definition.primary_key.clone();
+    } else if let Some(column) = definition.partition_key.iter().find(|c| !definition.primary_key.contains(c)) {
+        return Err(EngineError::InvalidDefinition(format!(
+            "partition key column \"{column}\" of keyed table \"{name}\" is not a primary key column"
+        )));
+    }
+    Ok(())
 }
 
 fn option_text(value: &Expr) -> Result<String> {
@@ -850,10 +918,11 @@ fn parse_other(sql: &str) -> Result<Statement> {
                 )),
             }
         }
-        ast::Statement::Update { .. } | ast::Statement::Delete(_) => Err(EngineError::NotSupported(
-            "UPDATE and DELETE on append-only topics (they need a keyed table)".into(),
-        )),
-        ast::Statement::Query(_) | ast::Statement::Insert(_) | ast::Statement::Explain { .. } => {
+        ast::Statement::Query(_)
+        | ast::Statement::Insert(_)
+        | ast::Statement::Update(_)
+        | ast::Statement::Delete(_)
+        | ast::Statement::Explain { .. } => {
             Ok(Statement::Query(Box::new(statement)))
         }
         other => {
@@ -894,11 +963,27 @@ mod tests {
     }
 
     #[test]
-    fn append_only_table_is_a_topic_and_keys_are_refused() {
+    fn append_only_table_is_a_topic_and_keys_make_keyed_tables() {
         let statement = parse_statement("CREATE TABLE t (a INT) APPEND ONLY").unwrap();
         assert!(matches!(statement, Statement::CreateTopic { .. }));
-        let error = parse_statement("CREATE TABLE t (a INT PRIMARY KEY)").unwrap_err();
-        assert_eq!(error.sqlstate(), "0A000");
+        let Statement::CreateTopic { definition, .. } =
+            parse_statement("CREATE TABLE t (a INT, b TEXT, c INT, PRIMARY KEY (c, a))").unwrap()
+        else {
+            panic!("not a table")
+        };
+        assert_eq!(definition.primary_key, vec!["c".to_string(), "a".to_string()]);
+        assert_eq!(definition.partition_key, definition.primary_key);
+        assert!(!definition.schema.field(0).is_nullable() && definition.schema.field(1).is_nullable());
+        for (sql, state) in [
+            ("CREATE TABLE t (a INT PRIMARY KEY, b INT PRIMARY KEY)", "42P16"),
+            ("CREATE TABLE t (a INT PRIMARY KEY) APPEND ONLY", "42P16"),
+            ("CREATE TABLE t (a INT, PRIMARY KEY (z))", "42703"),
+            ("CREATE TABLE t (a INT PRIMARY KEY) WITH (retention = '1 day')", "42P16"),
+            ("CREATE TABLE t (a INT PRIMARY KEY, b INT) WITH (partition_key = 'b')", "42P16"),
+            ("CREATE TABLE t (a INT PRIMARY KEY, _deleted BOOLEAN)", "42P16"),
+        ] {
+            assert_eq!(parse_statement(sql).unwrap_err().sqlstate(), state, "{sql}");
+        }
         let error = parse_statement("CREATE TOPIC t (_offset INT)").unwrap_err();
         assert_eq!(error.sqlstate(), "42P16");
         let error = parse_statement("CREATE TOPIC t (a INT) WITH (partitions = 0)").unwrap_err();

@@ -396,6 +396,9 @@ fn process_epoch(
     {
         let mut context = EpochContext { store, writer: &mut writer, watermark: committed.watermark_us };
         let operators = &mut plan.operators;
+        if let Some(keyed) = plan.keyed.as_mut() {
+            keyed.begin_epoch();
+        }
         if committed.epoch == 0 {
             for index in 0..operators.len() {
                 let initial = operators[index].initial()?;
@@ -405,7 +408,10 @@ fn process_epoch(
             }
         }
         for (partition, changes) in batches {
-            let Changes { batch, retract } = changes;
+            let Changes { batch, retract } = match plan.keyed.as_mut() {
+                Some(keyed) => keyed.apply(&changes.batch, &mut context)?,
+                None => changes,
+            };
             let batch = match watermark {
                 Some(source) => {
                     let times = batch.column(source.column).as_primitive::<TimestampMicrosecondType>();
@@ -428,7 +434,8 @@ fn process_epoch(
             };
             let shaped = plan.source.shape(&batch)?;
             if shaped.num_rows() > 0 {
-                // Late-row filtering applies to topics, whose rows are all inserts.
+                // Late-row filtering applies to append-only topics, whose rows are all inserts
+                // (a keyed table has no watermark).
                 push(operators, Changes { batch: shaped, retract }, &mut context, &mut sink)?;
             }
         }
@@ -502,15 +509,25 @@ async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, fr
         if batch.num_rows() == 0 {
             continue;
         }
-        // Offsets within a batch are dense and ascending.
-        let first = batch.column(offset_column).as_primitive::<Int64Type>().value(0) as u64;
-        let rows = batch.num_rows() as u64;
-        let start = from.saturating_sub(first).min(rows);
-        let end = to.saturating_sub(first).min(rows);
-        if start < end {
-            batches.push(batch.slice(start as usize, (end - start) as usize));
+        // Offsets within a batch ascend; they are dense unless compaction left gaps.
+        let offsets = batch.column(offset_column).as_primitive::<Int64Type>();
+        let rows = batch.num_rows();
+        let first = offsets.value(0) as u64;
+        let last = offsets.value(rows - 1) as u64;
+        if last - first + 1 == rows as u64 {
+            let start = from.saturating_sub(first).min(rows as u64);
+            let end = to.saturating_sub(first).min(rows as u64);
+            if start < end {
+                batches.push(batch.slice(start as usize, (end - start) as usize));
+            }
+        } else {
+            let start = offsets.values().partition_point(|&o| (o as u64) < from);
+            let end = offsets.values().partition_point(|&o| (o as u64) < to);
+            if start < end {
+                batches.push(batch.slice(start, end - start));
+            }
         }
-        if first + rows >= to {
+        if last + 1 >= to {
             break;
         }
     }

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod changes;
 pub(crate) mod ddl;
 pub mod epoch;
+pub mod keyed;
 pub mod plan;
 pub mod state;
 pub mod subscribe;

@@ -89,6 +89,9 @@ impl SourceSpec {
         let columns: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
         match (&self.upstream, &self.window) {
             (Upstream::Topic(topic), Some(w)) => format!("Source: {} {} columns=[{}]", topic.name(), w.kind, columns.join(", ")),
+            (Upstream::Topic(topic), None) if topic.is_keyed() => {
+                format!("Source: {} (keyed table changelog) columns=[{}]", topic.name(), columns.join(", "))
+            }
             (Upstream::Topic(topic), None) => format!("Source: {} (append-only) columns=[{}]", topic.name(), columns.join(", ")),
             (Upstream::View(view), _) => format!("Source: view {} (changelog) columns=[{}]", view.meta.name, columns.join(", ")),
         }
@@ -98,6 +101,8 @@ impl SourceSpec {
 /// A view's pipeline.
 pub struct StreamPlan {
     pub source: SourceSpec,
+    /// For a keyed table source: turns its upserts and tombstones into changes.
+    pub keyed: Option<super::keyed::KeyedChangelog>,
     pub operators: Vec<Box<dyn Operator>>,
     /// The view's columns.
     pub schema: SchemaRef,
@@ -231,6 +236,10 @@ impl Builder<'_> {
                         projection: scan.projection.clone(),
                         schema,
                     }
+                } else if let Some(table) = any.downcast_ref::<crate::keyed::KeyedTableProvider>() {
+                    // Upserts and deletes retract the rows they replace.
+                    self.append_only = false;
+                    SourceSpec { upstream: Upstream::Topic(table.topic().clone()), window: None, projection: scan.projection.clone(), schema }
                 } else if let Some(topic) = any.downcast_ref::<TopicTableProvider>() {
                     SourceSpec { upstream: Upstream::Topic(topic.topic().clone()), window: None, projection: scan.projection.clone(), schema }
                 } else if let Some(view) = any.downcast_ref::<super::view::ViewTableProvider>() {
@@ -539,5 +548,9 @@ pub fn build_pipeline(
         }
     }
     let source = builder.source.ok_or_else(|| EngineError::InvalidDefinition("a materialized view must read a topic".into()))?;
-    Ok(StreamPlan { source, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
+    let keyed = match &source.upstream {
+        Upstream::Topic(topic) if topic.is_keyed() && source.window.is_none() => Some(super::keyed::KeyedChangelog::new(view, topic)?),
+        _ => None,
+    };
+    Ok(StreamPlan { source, keyed, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
 }

@@ -219,6 +219,12 @@ impl WindowFunction {
         }
         let topic_name = column_name(&exprs[0], name, "a topic name")?;
         let topic = self.storage.topic(&topic_name).ok_or_else(|| EngineError::UndefinedTable(topic_name.clone()))?;
+        if topic.is_keyed() {
+            return Err(EngineError::NotSupported(format!(
+                "window functions over keyed table \"{topic_name}\"; window an append-only topic"
+            ))
+            .into());
+        }
         let time_column = column_name(&exprs[1], name, "a time column")?;
         let kind = if self.hop {
             WindowKind::Hop { slide_us: interval_micros(&exprs[2], name)?, size_us: interval_micros(&exprs[3], name)? }
