@@ -41,6 +41,15 @@ pub struct ServeArgs {
     /// How often retention runs.
     #[arg(long, env = "STREAMHOUSE_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// How often keyed tables are checked for compaction.
+    #[arg(long, env = "STREAMHOUSE_COMPACTION_INTERVAL_MS")]
+    pub compaction_interval_ms: Option<u64>,
+    /// Compact a keyed table's partition once it has this many segments.
+    #[arg(long, env = "STREAMHOUSE_COMPACTION_SEGMENTS_MIN")]
+    pub compaction_segments_min: Option<u64>,
+    /// Compaction drops a deleted key's tombstone once it is this old.
+    #[arg(long, env = "STREAMHOUSE_TOMBSTONE_RETENTION_MS")]
+    pub tombstone_retention_ms: Option<u64>,
     /// Most unsealed bytes per partition before appends wait for sealing.
     #[arg(long, env = "STREAMHOUSE_PARTITION_TAIL_BYTES_MAX")]
     pub partition_tail_bytes_max: Option<u64>,
@@ -86,6 +95,9 @@ struct FileConfig {
     segment_cache_bytes_max: Option<u64>,
     wal_file_bytes_max: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    compaction_interval_ms: Option<u64>,
+    compaction_segments_min: Option<u64>,
+    tombstone_retention_ms: Option<u64>,
     partition_tail_bytes_max: Option<u64>,
     append_wait_ms_max: Option<u64>,
     message_bytes_max: Option<usize>,
@@ -141,6 +153,19 @@ impl ServerConfig {
             args.retention_check_interval_ms.or(file.retention_check_interval_ms),
             storage.retention_check_interval_ms,
         )?;
+        storage.compaction_interval_ms = positive(
+            "compaction_interval_ms",
+            args.compaction_interval_ms.or(file.compaction_interval_ms),
+            storage.compaction_interval_ms,
+        )?;
+        storage.compaction_segments_min = positive(
+            "compaction_segments_min",
+            args.compaction_segments_min.or(file.compaction_segments_min),
+            storage.compaction_segments_min,
+        )?;
+        // Zero is allowed: tombstones go at the first compaction no reader objects to.
+        storage.tombstone_retention_ms =
+            args.tombstone_retention_ms.or(file.tombstone_retention_ms).unwrap_or(storage.tombstone_retention_ms);
         storage.partition_tail_bytes_max = positive(
             "partition_tail_bytes_max",
             args.partition_tail_bytes_max.or(file.partition_tail_bytes_max),

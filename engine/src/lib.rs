@@ -97,6 +97,11 @@ impl Engine {
         let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval)?);
         let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
         tokio::spawn(views.clone().checkpoint(shutdown_receiver));
+        let (readers, catalog) = (views.clone(), storage.catalog().clone());
+        storage.set_compaction_floor(Arc::new(move |topic, partition| match catalog.list_views() {
+            Ok(metas) => readers.tombstone_floor(&metas, topic, partition),
+            Err(_) => 0, // unknown readers: keep every tombstone
+        }));
         let engine = Arc::new(Self { storage, config, views, shutdown });
         stream::ddl::start_views(&engine).await?;
         Ok(engine)

@@ -25,6 +25,12 @@ pub struct StorageConfig {
     pub partition_tail_bytes_max: u64,
     /// How long an append waits for sealing to catch up before it fails.
     pub append_wait_ms_max: u64,
+    /// How often keyed tables are checked for compaction.
+    pub compaction_interval_ms: u64,
+    /// A keyed table's partition is compacted once it has this many segments.
+    pub compaction_segments_min: u64,
+    /// Compaction drops a tombstone (the last row of a deleted key) once it is this old.
+    pub tombstone_retention_ms: u64,
 }
 
 impl StorageConfig {
@@ -41,6 +47,9 @@ impl StorageConfig {
             retention_check_interval_ms: 30_000,
             partition_tail_bytes_max: 64 * 1024 * 1024,
             append_wait_ms_max: 30_000,
+            compaction_interval_ms: 60_000,
+            compaction_segments_min: 4,
+            tombstone_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

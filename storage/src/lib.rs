@@ -11,6 +11,7 @@
 //! batches. The engine is its only user.
 
 pub mod cache;
+mod compaction;
 mod config;
 mod error;
 pub mod metrics;
@@ -33,6 +34,7 @@ use object_store::ObjectStore;
 use streamhouse_catalog::{Catalog, PartitionState, SegmentMeta, TopicDefinition};
 use tokio::sync::{oneshot, Notify};
 
+pub use compaction::CompactionFloor;
 pub use config::StorageConfig;
 pub use error::{Result, StorageError};
 pub use metrics::StorageMetrics;
@@ -87,6 +89,10 @@ pub(crate) struct Inner {
     /// Wakes appends waiting for sealing to make room (after every seal).
     seal_progress: Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Objects of segments replaced by compaction, deleted after a grace period.
+    graveyard: std::sync::Mutex<compaction::Graveyard>,
+    /// Readers' progress through keyed tables (see [`Storage::set_compaction_floor`]).
+    compaction_floor: RwLock<Option<CompactionFloor>>,
 }
 
 /// The storage layer. Cheap to clone.
@@ -211,12 +217,15 @@ impl Storage {
                 retention_wakeup: Notify::new(),
                 seal_progress: Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
+                graveyard: std::sync::Mutex::default(),
+                compaction_floor: RwLock::new(None),
             }),
         };
         // Rows replayed from the WAL may already be over the thresholds.
         storage.inner.seal_wakeup.notify_one();
         tokio::spawn(sealer::run(storage.clone()));
         tokio::spawn(retention::run(storage.clone()));
+        tokio::spawn(compaction::run(storage.clone()));
         Ok(storage)
     }
 
@@ -447,6 +456,28 @@ impl Storage {
     /// Seals every partition that holds unsealed rows, now, regardless of thresholds.
     pub async fn seal_all(&self) -> Result<()> {
         sealer::seal_all(self, true).await
+    }
+
+    /// Compacts every keyed table partition that has sealed segments, now, and deletes every
+    /// replaced object at once (for tests and tools: a concurrent scan of a replaced segment
+    /// may fail).
+    pub async fn compact_now(&self) -> Result<()> {
+        compaction::compact_once(self, true).await?;
+        compaction::bury_due(self, true).await;
+        Ok(())
+    }
+
+    /// Tells compaction how far readers that need deletes (materialized views) have consumed
+    /// each keyed table partition: tombstones at or above that offset are kept.
+    pub fn set_compaction_floor(&self, floor: CompactionFloor) {
+        *self.inner.compaction_floor.write().unwrap_or_else(|p| p.into_inner()) = Some(floor);
+    }
+
+    fn compaction_floor(&self, topic_id: u64, partition: u32) -> u64 {
+        match self.inner.compaction_floor.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(floor) => floor(topic_id, partition),
+            None => u64::MAX,
+        }
     }
 
     /// Runs retention once, now.

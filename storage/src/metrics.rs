@@ -96,6 +96,7 @@ pub struct StorageMetrics {
     pub segments_sealed: Counter,
     pub segment_bytes_uploaded: Counter,
     pub segments_deleted: Counter,
+    pub segments_compacted: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_bytes: Gauge,
@@ -116,6 +117,7 @@ impl StorageMetrics {
         counter(out, "streamhouse_segments_sealed_total", "Segments sealed, uploaded and registered.", self.segments_sealed.get());
         counter(out, "streamhouse_segment_bytes_uploaded_total", "Bytes of segments uploaded to the object store.", self.segment_bytes_uploaded.get());
         counter(out, "streamhouse_segments_deleted_total", "Segments deleted by retention.", self.segments_deleted.get());
+        counter(out, "streamhouse_segments_compacted_total", "Keyed-table segments rewritten by compaction.", self.segments_compacted.get());
         counter(out, "streamhouse_segment_cache_hits_total", "Segment reads served by the cache.", self.cache_hits.get());
         counter(out, "streamhouse_segment_cache_misses_total", "Segment reads that went to the object store.", self.cache_misses.get());
         let _ = writeln!(out, "# HELP streamhouse_segment_cache_bytes Bytes held by the segment cache.\n# TYPE streamhouse_segment_cache_bytes gauge\nstreamhouse_segment_cache_bytes {}", self.cache_bytes.get());

@@ -15,6 +15,12 @@ pub fn segment_key(topic_id: u64, partition: u32, base_offset: u64) -> String {
     format!("topics/{topic_id}/{partition}/{base_offset:020}.arrow")
 }
 
+/// `topics/{topic_id}/{partition}/{base_offset:020}.{compacted_at_us}.arrow`: a compacted
+/// segment, which replaces segments starting at the same offset and so needs its own name.
+pub fn compacted_segment_key(topic_id: u64, partition: u32, base_offset: u64, compacted_at_us: i64) -> String {
+    format!("topics/{topic_id}/{partition}/{base_offset:020}.{compacted_at_us}.arrow")
+}
+
 /// `topics/{topic_id}/`: every object of a topic.
 pub fn topic_prefix(topic_id: u64) -> String {
     format!("topics/{topic_id}/")

@@ -104,6 +104,33 @@ pub(crate) fn encode_segment(
     Ok((Bytes::from(buffer), stats))
 }
 
+/// Encodes batches already in the segment schema (with their own `_offset` and `_timestamp`
+/// columns, as compaction keeps them) as a compressed IPC file.
+pub(crate) fn encode_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(Bytes, SegmentStats)> {
+    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut buffer = Vec::new();
+    let mut writer = FileWriter::try_new_with_options(&mut buffer, schema, options)?;
+    let timestamp_column = schema.fields().len() - 1;
+    let mut stats =
+        SegmentStats { row_count: 0, min_timestamp_us: 0, max_timestamp_us: 0, min_event_time_us: None, max_event_time_us: None };
+    let mut bounds: Option<(i64, i64)> = None;
+    for batch in batches {
+        writer.write(batch)?;
+        stats.row_count += batch.num_rows() as u64;
+        let times = batch.column(timestamp_column).as_any().downcast_ref::<TimestampMicrosecondArray>();
+        if let Some((low, high)) = times.and_then(|t| min(t).zip(max(t))) {
+            bounds = Some(bounds.map_or((low, high), |(l, h)| (l.min(low), h.max(high))));
+        }
+    }
+    writer.finish()?;
+    drop(writer);
+    // An empty segment keeps (0, 0): it holds no row for any bound to match.
+    if let Some((low, high)) = bounds {
+        (stats.min_timestamp_us, stats.max_timestamp_us) = (low, high);
+    }
+    Ok((Bytes::from(buffer), stats))
+}
+
 /// Min and max of an event-time column in microseconds since the epoch.
 pub(crate) fn event_time_bounds(column: &ArrayRef) -> Result<Option<(i64, i64)>> {
     let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;

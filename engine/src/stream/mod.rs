@@ -123,6 +123,25 @@ impl Views {
         needed
     }
 
+    /// The lowest offset of a keyed table's partition that some view reading it (of `metas`,
+    /// every view in the catalog) has not consumed, `u64::MAX` if none reads it. Compaction keeps
+    /// tombstones from there on: a view that has seen a key must see its deletion.
+    pub(crate) fn tombstone_floor(&self, metas: &[ViewMeta], topic: u64, partition: u32) -> u64 {
+        let mut floor = u64::MAX;
+        for reader in metas.iter().filter(|m| m.sources.contains(&topic)) {
+            let offsets = match self.get(&reader.name) {
+                Some(handle) => handle.progress().offsets,
+                None => match self.store.get(&state::meta_key(reader.id)) {
+                    Ok(Some(bytes)) => view::decode_offsets(&bytes),
+                    Ok(None) => Vec::new(),
+                    Err(_) => return 0,
+                },
+            };
+            floor = floor.min(offsets.get(partition as usize).copied().unwrap_or(0));
+        }
+        floor
+    }
+
     pub(crate) fn insert(&self, handle: Arc<ViewHandle>) {
         self.views.write().unwrap_or_else(|p| p.into_inner()).insert(handle.meta.name.clone(), handle);
     }
