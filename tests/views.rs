@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
-use streamhouse_sql_tests::{http_get, TestServer};
+use streamhouse_sql_tests::{connect, http_get, sorted_rows, TestServer};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const ROUNDS: usize = 10;
@@ -33,28 +33,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
 ];
 
-async fn connect(server: &TestServer) -> Client {
-    let (client, connection) = tokio_postgres::connect(&server.connection_string(), NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// Rows of a query as sorted text lines.
 async fn rows(client: &Client, sql: &str) -> Vec<String> {
-    let mut out: Vec<String> = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out
+    sorted_rows(client, sql).await
 }
 
 struct Acks {

@@ -136,3 +136,29 @@ pub fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut response).expect("http response");
     response
 }
+
+/// A client connected to `server`, its connection driven in the background.
+pub async fn connect(server: &TestServer) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls).await.expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+/// Rows of a query (simple protocol) as sorted `a|b|c` text lines, NULL as `NULL`.
+pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
