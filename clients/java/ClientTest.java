@@ -112,6 +112,31 @@ public class ClientTest {
                 same(100L, rs.getLong(1), "count");
                 same(4950L, rs.getLong(2), "sum");
             }
+            // A keyed table: UPDATE and DELETE through prepared statements report their counts.
+            try (Statement st = conn.createStatement()) {
+                st.execute("CREATE TABLE jdbc_people (id BIGINT PRIMARY KEY, name TEXT, score INT)");
+                same(5, st.executeUpdate("INSERT INTO jdbc_people VALUES (0, 'a', 0), (1, 'b', 10), (2, 'c', 20), (3, 'd', 30), (4, 'e', 40)"), "inserted");
+            }
+            try (PreparedStatement ps = conn.prepareStatement("UPDATE jdbc_people SET score = score + ?, name = ? WHERE id = ?")) {
+                ps.setInt(1, 5);
+                ps.setString(2, "renamed");
+                ps.setLong(3, 2L);
+                same(1, ps.executeUpdate(), "rows updated");
+            }
+            try (PreparedStatement ps = conn.prepareStatement("DELETE FROM jdbc_people WHERE score < ?")) {
+                ps.setInt(1, 15);
+                same(2, ps.executeUpdate(), "rows deleted");
+            }
+            try (PreparedStatement ps = conn.prepareStatement("INSERT INTO jdbc_people VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")) {
+                ps.setLong(1, 3L);
+                ps.setString(2, "kept out");
+                ps.setInt(3, 0);
+                same(0, ps.executeUpdate(), "existing key skipped");
+            }
+            try (Statement st = conn.createStatement(); ResultSet rs = st.executeQuery("SELECT string_agg(id || ':' || name || ':' || score, ',' ORDER BY id) FROM jdbc_people")) {
+                check(rs.next(), "keyed rows");
+                same("2:renamed:25,3:d:30,4:e:40", rs.getString(1), "keyed table after changes");
+            }
             try (Statement st = conn.createStatement()) {
                 st.executeQuery("SELECT * FROM no_such_topic");
                 throw new AssertionError("missing topic did not fail");

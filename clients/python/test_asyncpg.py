@@ -50,6 +50,21 @@ async def main():
         seen = [r["id"] async for r in conn.cursor("SELECT id FROM asyncpg_many ORDER BY id", prefetch=7)]
     assert seen == list(range(200)), seen[:10]
 
+    # A keyed table: upserts, UPDATE and DELETE with bound parameters, ON CONFLICT DO NOTHING.
+    await conn.execute("CREATE TABLE asyncpg_people (id BIGINT PRIMARY KEY, name TEXT, score INT)")
+    await conn.executemany("INSERT INTO asyncpg_people VALUES ($1, $2, $3)", [(i, f"p{i}", i * 10) for i in range(5)])
+    await conn.execute("INSERT INTO asyncpg_people VALUES ($1, $2, $3)", 4, "p4 again", 41)
+    status = await conn.execute("UPDATE asyncpg_people SET score = score + $1, name = $2 WHERE id = $3", 5, "renamed", 2)
+    assert status == "UPDATE 1", status
+    status = await conn.execute("DELETE FROM asyncpg_people WHERE score < $1", 15)
+    assert status == "DELETE 2", status  # ids 0 (score 0) and 1 (score 10)
+    status = await conn.execute(
+        "INSERT INTO asyncpg_people VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT (id) DO NOTHING", 2, "x", 0, 9, "nine", 90
+    )
+    assert status == "INSERT 0 1", status
+    rows = [tuple(r) for r in await conn.fetch("SELECT id, name, score FROM asyncpg_people ORDER BY id")]
+    assert rows == [(2, "renamed", 25), (3, "p3", 30), (4, "p4 again", 41), (9, "nine", 90)], rows
+
     try:
         await conn.fetch("SELECT * FROM missing_topic")
     except asyncpg.PostgresError as error:

@@ -41,6 +41,22 @@ def main():
             rows = list(copy.rows())
         assert rows == [("0", None), ("1", "name\t1"), ("2", "name\t2")], rows
 
+        # A keyed table: upserts, UPDATE and DELETE with bound parameters, ON CONFLICT DO NOTHING.
+        conn.execute("CREATE TABLE psycopg_people (id BIGINT PRIMARY KEY, name TEXT, score INT)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO psycopg_people VALUES (%s, %s, %s)", [(i, f"p{i}", i * 10) for i in range(5)])
+        conn.execute("INSERT INTO psycopg_people VALUES (%s, %s, %s)", (4, "p4 again", 41))
+        cur = conn.execute("UPDATE psycopg_people SET score = score + %s, name = %s WHERE id = %s", (5, "renamed", 2))
+        assert cur.rowcount == 1, cur.rowcount
+        cur = conn.execute("DELETE FROM psycopg_people WHERE score < %s", (15,))
+        assert cur.rowcount == 2, cur.rowcount  # ids 0 (score 0) and 1 (score 10)
+        cur = conn.execute(
+            "INSERT INTO psycopg_people VALUES (%s, %s, %s), (%s, %s, %s) ON CONFLICT (id) DO NOTHING", (2, "x", 0, 9, "nine", 90)
+        )
+        assert cur.rowcount == 1, cur.rowcount
+        rows = conn.execute("SELECT id, name, score FROM psycopg_people ORDER BY id").fetchall()
+        assert rows == [(2, "renamed", 25), (3, "p3", 30), (4, "p4 again", 41), (9, "nine", 90)], rows
+
         # Errors carry SQLSTATEs and the session stays usable.
         for sql, code in [
             ("SELECT * FROM no_such_topic", "42P01"),
