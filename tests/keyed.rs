@@ -28,6 +28,12 @@ const VIEWS: &[(&str, &str)] = &[
         "top2_per_owner",
         "SELECT * FROM (SELECT owner, id, balance, ROW_NUMBER() OVER (PARTITION BY owner ORDER BY balance DESC, id) AS rn FROM accounts) WHERE rn <= 2",
     ),
+    // A keyed table and a topic through one UNION ALL.
+    (
+        "with_audit",
+        "SELECT owner, count(*) AS n, sum(balance) AS total FROM \
+         (SELECT owner, balance FROM accounts UNION ALL SELECT owner, balance FROM audit) GROUP BY owner",
+    ),
     // Over a view: checked against the same query over the (already checked) view.
     ("owner_sizes", "SELECT n, count(*) AS owners FROM by_owner GROUP BY n"),
 ];
@@ -47,7 +53,9 @@ fn statement(id: u64, n: u64) -> String {
         0 | 1 => {
             let rows: Vec<String> =
                 (0..8).map(|i| format!("({}, {}, {})", key(i), (seed + i) % 7, (seed * 13 + i * 101) % 1000)).collect();
-            format!("INSERT INTO accounts VALUES {}", rows.join(", "))
+            // The same rows go to an append-only topic too (a second statement, not atomic with
+            // the first: views are compared with their queries, not with each other).
+            format!("INSERT INTO accounts VALUES {0}; INSERT INTO audit VALUES {0}", rows.join(", "))
         }
         2 => format!("UPDATE accounts SET balance = (balance * 3 + {}) % 1000 WHERE id % 10 = {}", seed % 97, seed % 10),
         3 => format!("DELETE FROM accounts WHERE id % 15 = {}", seed % 15),
@@ -97,7 +105,10 @@ async fn views_over_a_keyed_table_equal_their_batch_query_after_kill_9_and_compa
     {
         let client = connect(&server).await;
         client
-            .batch_execute("CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner BIGINT, balance BIGINT) WITH (partitions = 3)")
+            .batch_execute(
+                "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner BIGINT, balance BIGINT) WITH (partitions = 3);
+                 CREATE TOPIC audit (id BIGINT, owner BIGINT, balance BIGINT) WITH (partitions = 2);",
+            )
             .await
             .unwrap();
         for (name, query) in VIEWS {

@@ -29,6 +29,8 @@ const VIEWS: &[(&str, &str)] = &[
         "top3_per_key",
         "SELECT * FROM (SELECT k, v, ts, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts) AS rn FROM events) WHERE rn <= 3",
     ),
+    // One topic read by two branches of a UNION ALL: a row may count twice.
+    ("evens_and_sevens", "SELECT k, v, 'even' AS why FROM events WHERE v % 2 = 0 UNION ALL SELECT k, v, 'seven' FROM events WHERE v % 7 = 0"),
     // Over a view: checked against the same query over the (already checked) view.
     ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
 ];

@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use streamhouse_catalog::{CatalogError, ViewDefinition};
 
-use super::plan::{build_pipeline, check_deterministic, has_distinct_on, StreamPlan, Upstream};
+use super::plan::{build_pipeline, check_deterministic, has_distinct_on, Sources, StreamPlan};
 use super::view::{self, RefreshMode};
 use crate::session::{new_context, plan_query};
 use crate::sql::statement::{EMIT_ON_WINDOW_CLOSE, EMIT_OPTION};
@@ -88,9 +88,9 @@ pub(crate) async fn create_view(
     let emit = emits_on_window_close(&options);
     let refresh = refresh_mode(&options)?;
     let checked = plan_view(engine, state, query, 0, emit).await?;
-    let (sources, source_views) = match &checked.source.upstream {
-        Upstream::Topic(topic) => (vec![topic.id()], vec![]),
-        Upstream::View(view) => (vec![], vec![view.meta.id]),
+    let (sources, source_views) = match &checked.sources {
+        Sources::Topics(topics) => (topics.iter().map(|t| t.id()).collect(), vec![]),
+        Sources::View(view) => (vec![], vec![view.meta.id]),
     };
     let definition = ViewDefinition { name: name.to_string(), query: query.to_string(), options, sources, source_views };
     let meta = match engine.storage().catalog().create_view(&definition) {
@@ -193,8 +193,8 @@ pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()
     let topic_targets: Vec<Vec<u64>> = views
         .iter()
         .map(|v| match &v.source {
-            Upstream::Topic(_) => v.source_targets(),
-            Upstream::View(_) => Vec::new(),
+            Sources::Topics(_) => v.source_targets(),
+            Sources::View(_) => Vec::new(),
         })
         .collect();
     for (view, targets) in views.iter().zip(topic_targets) {
@@ -207,8 +207,8 @@ pub(crate) async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<()
             continue; // such views reflect their source only when refreshed
         }
         let targets = match &view.source {
-            Upstream::Topic(_) => targets,
-            Upstream::View(_) => view.source_targets(),
+            Sources::Topics(_) => targets,
+            Sources::View(_) => view.source_targets(),
         };
         view.wait_for(&targets).await?;
     }
@@ -310,12 +310,9 @@ pub(crate) fn describe_view(
     for field in view.schema.fields() {
         rows.column("column", field.name(), crate::text::input::pg_type_name(field.data_type()), field.is_nullable());
     }
-    for (partition, target) in view.source_targets().iter().enumerate() {
-        let name = match &view.source {
-            Upstream::Topic(topic) => format!("{}/{partition}", topic.name()),
-            Upstream::View(upstream) => format!("view {} (epoch)", upstream.meta.name),
-        };
-        rows.offsets("source partition", name, progress.offsets.get(partition).copied().unwrap_or(0), *target, None);
+    for (position, target) in view.source_targets().iter().enumerate() {
+        let name = view.source.position_name(position);
+        rows.offsets("source partition", name, progress.offsets.get(position).copied().unwrap_or(0), *target, None);
     }
     rows.finish(schema)
 }

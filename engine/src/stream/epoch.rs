@@ -19,7 +19,7 @@ use streamhouse_storage::{Storage, TopicLog};
 use tokio::sync::watch;
 
 use super::changes::{Changes, EpochContext, Operator};
-use super::plan::{StreamPlan, Upstream};
+use super::plan::{Sources, StreamPlan};
 use super::state::{Encoder, EpochWriter, StateStore};
 use super::view::{view_failed, Progress, RefreshMode, ViewHandle};
 use crate::{EngineError, Result};
@@ -152,10 +152,10 @@ impl Runtime {
     }
 
     async fn follow(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let upstream = self.plan.as_ref().map(|p| p.source.upstream.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
-        match upstream {
-            Upstream::Topic(topic) => self.follow_topic(topic, stop).await,
-            Upstream::View(view) => self.follow_view(view, stop).await,
+        let sources = self.plan.as_ref().map(|p| p.sources.clone()).ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
+        match sources {
+            Sources::Topics(topics) => self.follow_topics(topics, stop).await,
+            Sources::View(view) => self.follow_view(view, stop).await,
         }
     }
 
@@ -228,11 +228,18 @@ impl Runtime {
         }
     }
 
-    async fn follow_topic(&mut self, topic: Arc<TopicLog>, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        let partitions: Vec<&streamhouse_storage::PartitionLog> =
-            (0..topic.partition_count()).filter_map(|p| topic.partition(p)).collect();
+    /// Follows the logs of one or more topics (the partitions of each in turn are the view's
+    /// positions). Only a view of one topic has a watermark.
+    async fn follow_topics(&mut self, topics: Vec<Arc<TopicLog>>, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let located: Vec<(&Arc<TopicLog>, &streamhouse_storage::PartitionLog)> =
+            topics.iter().flat_map(|t| (0..t.partition_count()).filter_map(move |p| t.partition(p).map(|l| (t, l)))).collect();
+        let partitions: Vec<&streamhouse_storage::PartitionLog> = located.iter().map(|(_, p)| *p).collect();
         let mut receivers: Vec<watch::Receiver<u64>> = partitions.iter().map(|p| p.subscribe()).collect();
-        let watermark = WatermarkSource::of(&topic);
+        let watermark = match topics.as_slice() {
+            [topic] => WatermarkSource::of(topic),
+            _ => None,
+        };
+        let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
         let mut last_active: Vec<Instant> = vec![Instant::now(); partitions.len()];
         let mut next_epoch = Instant::now();
         let mut allowed = self.allowed.subscribe();
@@ -269,7 +276,7 @@ impl Runtime {
                 tokio::select! {
                     (result, _, _) = changed => {
                         if result.is_err() {
-                            return Err(EngineError::Internal(format!("source topic \"{}\" went away", topic.name())));
+                            return Err(EngineError::Internal(format!("a source topic of {names:?} went away")));
                         }
                     }
                     _ = async { tokio::time::sleep_until(next_idle.unwrap_or(now).into()).await }, if next_idle.is_some() => {}
@@ -285,7 +292,7 @@ impl Runtime {
             let mut input = Vec::new();
             let mut offsets = committed.offsets.clone();
             let mut behind = false;
-            for (index, partition) in partitions.iter().enumerate() {
+            for (index, (topic, partition)) in located.iter().enumerate() {
                 let low = partition.low_watermark();
                 if offsets[index] < low {
                     tracing::warn!(view = %self.name, partition = index, from = offsets[index], to = low,
@@ -298,7 +305,7 @@ impl Runtime {
                 }
                 let to = highs[index].min(from + EPOCH_ROWS_MAX);
                 behind |= to < highs[index];
-                let batches = read_range(&self.storage, &topic, index as u32, from, to).await?;
+                let batches = read_range(&self.storage, topic, partition.index(), from, to).await?;
                 input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
                 offsets[index] = to;
             }
@@ -319,7 +326,7 @@ impl Runtime {
         let store = self.store.clone();
         let view = self.view;
         let results = std::mem::replace(&mut self.results, RowConverter::new(vec![])?);
-        let topic_id = plan.source.upstream.tag();
+        let topic_id = plan.sources.tag();
         let (plan, results, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = process_epoch(&mut plan, &results, &store, view, input, topic_id);
             (plan, results, outcome)
@@ -368,6 +375,23 @@ fn push(
     }
 }
 
+/// Pushes a branch's changes through its remaining operators, then through the operators
+/// every branch shares.
+fn push_branch(
+    branch: &mut [Box<dyn Operator>],
+    shared: &mut [Box<dyn Operator>],
+    changes: Changes,
+    context: &mut EpochContext<'_>,
+    sink: &mut Vec<Changes>,
+) -> Result<()> {
+    let mut out = Vec::new();
+    push(branch, changes, context, &mut out)?;
+    for changes in out {
+        push(shared, changes, context, sink)?;
+    }
+    Ok(())
+}
+
 /// What one epoch reads: rows per source partition, where it ends, and the watermark inputs.
 struct EpochInput {
     batches: Vec<(usize, Changes)>,
@@ -395,28 +419,34 @@ fn process_epoch(
     let new_watermark;
     {
         let mut context = EpochContext { store, writer: &mut writer, watermark: committed.watermark_us };
-        let operators = &mut plan.operators;
-        if let Some(keyed) = plan.keyed.as_mut() {
-            keyed.begin_epoch();
+        let positions = plan.sources.positions();
+        let StreamPlan { branches, operators, .. } = plan;
+        for branch in branches.iter_mut() {
+            if let Some(keyed) = branch.keyed.as_mut() {
+                keyed.begin_epoch();
+            }
         }
         if committed.epoch == 0 {
+            for branch in branches.iter_mut() {
+                for index in 0..branch.operators.len() {
+                    for changes in branch.operators[index].initial()? {
+                        push_branch(&mut branch.operators[index + 1..], operators, changes, &mut context, &mut sink)?;
+                    }
+                }
+            }
             for index in 0..operators.len() {
-                let initial = operators[index].initial()?;
-                for changes in initial {
+                for changes in operators[index].initial()? {
                     push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
                 }
             }
         }
-        for (partition, changes) in batches {
-            let Changes { batch, retract } = match plan.keyed.as_mut() {
-                Some(keyed) => keyed.apply(&changes.batch, &mut context)?,
-                None => changes,
-            };
+        for (position, changes) in batches {
+            let Changes { batch, retract } = changes;
             let batch = match watermark {
                 Some(source) => {
                     let times = batch.column(source.column).as_primitive::<TimestampMicrosecondType>();
                     if let Some(max) = arrow::compute::max(times) {
-                        let slot = &mut max_event_us[partition];
+                        let slot = &mut max_event_us[position];
                         *slot = Some(slot.map_or(max, |m| m.max(max)));
                     }
                     match committed.watermark_us {
@@ -432,15 +462,31 @@ fn process_epoch(
                 }
                 None => batch,
             };
-            let shaped = plan.source.shape(&batch)?;
-            if shaped.num_rows() > 0 {
-                // Late-row filtering applies to append-only topics, whose rows are all inserts
-                // (a keyed table has no watermark).
-                push(operators, Changes { batch: shaped, retract }, &mut context, &mut sink)?;
+            let topic_index = positions.get(position).map_or(0, |p| p.0);
+            // Every branch reading this topic gets the rows (a topic may appear in several).
+            for branch in branches.iter_mut().filter(|b| b.topic_index == topic_index) {
+                let Changes { batch, retract } = match branch.keyed.as_mut() {
+                    Some(keyed) => keyed.apply(&batch, &mut context)?,
+                    None => Changes { batch: batch.clone(), retract: retract.clone() },
+                };
+                let shaped = branch.source.shape(&batch)?;
+                if shaped.num_rows() > 0 {
+                    // Late-row filtering applies to append-only topics, whose rows are all
+                    // inserts (a keyed table has no watermark).
+                    let changes = Changes { batch: shaped, retract };
+                    push_branch(&mut branch.operators, operators, changes, &mut context, &mut sink)?;
+                }
             }
         }
         new_watermark = watermark.and_then(|w| w.combine(&max_event_us, &idle, committed.watermark_us));
         context.watermark = new_watermark;
+        for branch in branches.iter_mut() {
+            for index in 0..branch.operators.len() {
+                for changes in branch.operators[index].finish_epoch(&mut context)? {
+                    push_branch(&mut branch.operators[index + 1..], operators, changes, &mut context, &mut sink)?;
+                }
+            }
+        }
         for index in 0..operators.len() {
             let output = operators[index].finish_epoch(&mut context)?;
             for changes in output {
@@ -490,7 +536,7 @@ fn process_epoch(
     };
     writer.put_meta(&progress.encode(topic_id));
     store.commit(writer.batch)?;
-    for operator in plan.operators.iter_mut() {
+    for operator in plan.operators.iter_mut().chain(plan.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
         operator.trim_cache();
     }
     Ok(progress)

@@ -16,11 +16,14 @@ use super::changes::{Changes, EpochContext};
 use super::state::state_key;
 use crate::Result;
 
-/// State namespace of the changelog source (operators number from 0 upwards).
+/// State namespace of the changelog source of branch 0 (operators number from 0 upwards;
+/// branch `b` of a UNION ALL uses this minus `b`).
 const SOURCE_OPERATOR: u16 = u16::MAX;
 
 pub struct KeyedChangelog {
     view: u64,
+    /// State namespace.
+    operator: u16,
     key_columns: Vec<usize>,
     keys: RowConverter,
     rows: RowConverter,
@@ -31,14 +34,15 @@ pub struct KeyedChangelog {
 }
 
 impl KeyedChangelog {
-    pub fn new(view: u64, topic: &TopicLog) -> Result<Self> {
+    pub fn new(view: u64, topic: &TopicLog, branch: usize) -> Result<Self> {
         let full = topic.full_schema();
         let fields: Vec<_> = full.fields().iter().take(full.fields().len() - 1).cloned().collect();
         let schema = Arc::new(Schema::new(fields));
         let key_columns = topic.primary_key().to_vec();
         let keys = RowConverter::new(key_columns.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect())?;
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
-        Ok(Self { view, key_columns, keys, rows, schema, pending: HashMap::new() })
+        let operator = SOURCE_OPERATOR.saturating_sub(branch as u16);
+        Ok(Self { view, operator, key_columns, keys, rows, schema, pending: HashMap::new() })
     }
 
     /// Starts an epoch: nothing is pending.
@@ -63,7 +67,7 @@ impl KeyedChangelog {
             let key = keys.row(row).as_ref().to_vec();
             let previous = match self.pending.get(&key) {
                 Some(pending) => pending.clone(),
-                None => context.store.get(&state_key(self.view, SOURCE_OPERATOR, &key))?,
+                None => context.store.get(&state_key(self.view, self.operator, &key))?,
             };
             if let Some(previous) = previous {
                 picks.push((0, previous_rows.len()));
@@ -71,11 +75,11 @@ impl KeyedChangelog {
                 previous_rows.push(previous);
             }
             if deleted.value(row) {
-                context.writer.delete_state(SOURCE_OPERATOR, &key);
+                context.writer.delete_state(self.operator, &key);
                 self.pending.insert(key, None);
             } else {
                 let encoded = rows.row(row).as_ref().to_vec();
-                context.writer.put_state(SOURCE_OPERATOR, &key, &encoded);
+                context.writer.put_state(self.operator, &key, &encoded);
                 self.pending.insert(key, Some(encoded));
                 picks.push((1, row));
                 retract.push(false);

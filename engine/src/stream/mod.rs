@@ -129,15 +129,20 @@ impl Views {
     pub(crate) fn tombstone_floor(&self, metas: &[ViewMeta], topic: u64, partition: u32) -> u64 {
         let mut floor = u64::MAX;
         for reader in metas.iter().filter(|m| m.sources.contains(&topic)) {
-            let offsets = match self.get(&reader.name) {
-                Some(handle) => handle.progress().offsets,
+            let consumed = match self.get(&reader.name) {
+                Some(handle) => handle
+                    .source
+                    .position_of(topic, partition)
+                    .and_then(|position| handle.progress().offsets.get(position).copied())
+                    .unwrap_or(0),
+                // Not running: its positions are unknown here, so the least of its offsets.
                 None => match self.store.get(&state::meta_key(reader.id)) {
-                    Ok(Some(bytes)) => view::decode_offsets(&bytes),
-                    Ok(None) => Vec::new(),
+                    Ok(Some(bytes)) => view::decode_offsets(&bytes).into_iter().min().unwrap_or(0),
+                    Ok(None) => 0,
                     Err(_) => return 0,
                 },
             };
-            floor = floor.min(offsets.get(partition as usize).copied().unwrap_or(0));
+            floor = floor.min(consumed);
         }
         floor
     }

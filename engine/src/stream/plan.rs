@@ -62,6 +62,69 @@ impl Upstream {
     }
 }
 
+/// Everything a view reads: one view's changelog, or one or more topics (a UNION ALL reads
+/// several). A view's progress holds one offset per position: the partitions of each topic in
+/// turn, or the upstream view's next epoch.
+#[derive(Clone)]
+pub enum Sources {
+    Topics(Vec<Arc<TopicLog>>),
+    View(Arc<ViewHandle>),
+}
+
+impl Sources {
+    /// What the view's progress must reach to reflect everything its sources hold now.
+    pub fn targets(&self) -> Vec<u64> {
+        match self {
+            Sources::Topics(topics) => topics.iter().flat_map(|t| Upstream::Topic(t.clone()).targets()).collect(),
+            Sources::View(view) => vec![view.progress().epoch + 1],
+        }
+    }
+
+    /// Identifies the sources in a view's progress record: a topic's id, a view's id with the
+    /// top bit set, or for several topics a mix of their ids with the second bit set.
+    pub fn tag(&self) -> u64 {
+        match self {
+            Sources::Topics(topics) if topics.len() == 1 => topics[0].id(),
+            Sources::Topics(topics) => {
+                let mixed = topics.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, t| (h ^ t.id()).wrapping_mul(0x1000_0000_01b3));
+                (mixed & !(3 << 62)) | (1 << 62)
+            }
+            Sources::View(view) => view.meta.id | (1 << 63),
+        }
+    }
+
+    /// Per position: the topic index and partition (a view's changelog is position 0 of topic
+    /// index 0).
+    pub fn positions(&self) -> Vec<(usize, u32)> {
+        match self {
+            Sources::Topics(topics) => topics
+                .iter()
+                .enumerate()
+                .flat_map(|(index, topic)| (0..topic.partition_count()).map(move |p| (index, p)))
+                .collect(),
+            Sources::View(_) => vec![(0, 0)],
+        }
+    }
+
+    /// A position's name: `topic/partition`, or the upstream view's.
+    pub fn position_name(&self, position: usize) -> String {
+        match self {
+            Sources::Topics(topics) => match self.positions().get(position) {
+                Some((index, partition)) => format!("{}/{partition}", topics[*index].name()),
+                None => format!("#{position}"),
+            },
+            Sources::View(view) => format!("view {} (epoch)", view.meta.name),
+        }
+    }
+
+    /// The position of a topic's partition, if the view reads that topic.
+    pub fn position_of(&self, topic_id: u64, partition: u32) -> Option<usize> {
+        let Sources::Topics(topics) = self else { return None };
+        let index = topics.iter().position(|t| t.id() == topic_id)?;
+        self.positions().iter().position(|p| *p == (index, partition))
+    }
+}
+
 /// Where a view's rows come from, optionally through a window function, projected.
 #[derive(Clone)]
 pub struct SourceSpec {
@@ -98,11 +161,21 @@ impl SourceSpec {
     }
 }
 
-/// A view's pipeline.
-pub struct StreamPlan {
+/// One input of a view's pipeline: a source and the operators that only its rows go through
+/// (the branches of a UNION ALL; a view without one has one branch and no branch operators).
+pub struct Branch {
     pub source: SourceSpec,
+    /// Which of the view's topics the branch reads (0 for a view's changelog).
+    pub topic_index: usize,
     /// For a keyed table source: turns its upserts and tombstones into changes.
     pub keyed: Option<super::keyed::KeyedChangelog>,
+    pub operators: Vec<Box<dyn Operator>>,
+}
+
+/// A view's pipeline: its branches, then the operators every row goes through.
+pub struct StreamPlan {
+    pub sources: Sources,
+    pub branches: Vec<Branch>,
     pub operators: Vec<Box<dyn Operator>>,
     /// The view's columns.
     pub schema: SchemaRef,
@@ -118,8 +191,20 @@ impl StreamPlan {
         for operator in self.operators.iter().rev() {
             lines.push(operator.describe());
         }
-        lines.push(self.source.describe());
-        lines.iter().enumerate().map(|(depth, line)| format!("{}{line}", "  ".repeat(depth))).collect()
+        let depth = lines.len();
+        let mut out: Vec<String> = lines.iter().enumerate().map(|(depth, line)| format!("{}{line}", "  ".repeat(depth))).collect();
+        let branch_depth = if self.branches.len() > 1 {
+            out.push(format!("{}Union all", "  ".repeat(depth)));
+            depth + 1
+        } else {
+            depth
+        };
+        for branch in &self.branches {
+            let mut branch_lines: Vec<String> = branch.operators.iter().rev().map(|o| o.describe()).collect();
+            branch_lines.push(branch.source.describe());
+            out.extend(branch_lines.iter().enumerate().map(|(d, line)| format!("{}{line}", "  ".repeat(branch_depth + d))));
+        }
+        out
     }
 }
 
@@ -153,6 +238,10 @@ struct Builder<'a> {
     state: &'a SessionState,
     view: u64,
     source: Option<SourceSpec>,
+    /// The branches of a UNION ALL below `operators` (instead of `source`).
+    union: Option<Vec<(SourceSpec, Vec<Box<dyn Operator>>)>>,
+    /// Operators built so far in the whole plan: the next one's id (state namespace).
+    next_id: u16,
     operators: Vec<Box<dyn Operator>>,
     /// Whether the stream so far carries only inserts.
     append_only: bool,
@@ -172,6 +261,55 @@ struct Builder<'a> {
     /// Per column of the stream so far: if it is a window bound that the source's watermark
     /// closes, how far the window's end is from its value.
     window_columns: Vec<Option<i64>>,
+}
+
+impl Builder<'_> {
+    /// The id (state namespace) the next operator pushed gets: operators are numbered in the
+    /// order they are built, across branches.
+    fn next_operator_id(&self) -> u16 {
+        self.next_id
+    }
+
+    fn push(&mut self, operator: Box<dyn Operator>) {
+        self.next_id += 1;
+        self.operators.push(operator);
+    }
+
+    /// `UNION ALL`: each input becomes a branch with its own source and operators.
+    fn build_union(&mut self, union: &datafusion::logical_expr::logical_plan::Union) -> Result<()> {
+        let mut branches = Vec::with_capacity(union.inputs.len());
+        for input in &union.inputs {
+            let mut branch = Builder {
+                state: self.state,
+                view: self.view,
+                source: None,
+                union: None,
+                next_id: self.next_id,
+                operators: Vec::new(),
+                append_only: true,
+                aggregates: Vec::new(),
+                windows: Vec::new(),
+                cache_bytes_max: self.cache_bytes_max,
+                pending_limit: None,
+                distinct_on: false,
+                window_columns: Vec::new(),
+            };
+            branch.build(input)?;
+            self.next_id = branch.next_id;
+            self.append_only &= branch.append_only;
+            let Some(source) = branch.source else {
+                return Err(unsupported("a UNION ALL inside a branch of another UNION ALL"));
+            };
+            if matches!(source.upstream, Upstream::View(_)) {
+                return Err(unsupported("UNION ALL over a materialized view (a UNION ALL reads topics and tables)"));
+            }
+            branches.push((source, branch.operators));
+        }
+        // Windows do not close across a union: it has no single watermark.
+        self.window_columns = vec![None; union.schema.fields().len()];
+        self.union = Some(branches);
+        Ok(())
+    }
 }
 
 fn unsupported(what: &str) -> EngineError {
@@ -221,8 +359,8 @@ impl Builder<'_> {
                 if scan.fetch.is_some() {
                     return Err(unsupported("LIMIT"));
                 }
-                if self.source.is_some() {
-                    return Err(unsupported("reading more than one topic (joins and UNION)"));
+                if self.source.is_some() || self.union.is_some() {
+                    return Err(unsupported("reading more than one source other than by UNION ALL (joins)"));
                 }
                 // Filters pushed into the scan are pruning hints only (our providers answer
                 // Inexact), so the Filter above the scan still applies them.
@@ -280,7 +418,7 @@ impl Builder<'_> {
                 }
                 self.build(&filter.input)?;
                 let predicate = self.physical(&filter.predicate, filter.input.schema())?;
-                self.operators.push(Box::new(FilterOp { predicate, text: filter.predicate.to_string() }));
+                self.push(Box::new(FilterOp { predicate, text: filter.predicate.to_string() }));
                 Ok(())
             }
             LogicalPlan::Projection(projection) => {
@@ -307,7 +445,7 @@ impl Builder<'_> {
                 let texts = projection.expr.iter().map(|e| e.to_string()).collect();
                 let schema = Arc::new(projection.schema.as_arrow().clone());
                 self.window_columns = projection.expr.iter().map(|e| self.window_column(e, projection.input.schema())).collect();
-                self.operators.push(Box::new(ProjectOp { exprs, texts, schema }));
+                self.push(Box::new(ProjectOp { exprs, texts, schema }));
                 Ok(())
             }
             LogicalPlan::SubqueryAlias(alias) => self.build(&alias.input),
@@ -331,7 +469,7 @@ impl Builder<'_> {
                     calls.push(self.aggregate_call(expr, input_schema, output_type)?);
                 }
                 let schema = Arc::new(aggregate.schema.as_arrow().clone());
-                let id = self.operators.len() as u16;
+                let id = self.next_operator_id();
                 let group_windows: Vec<Option<i64>> =
                     aggregate.group_expr.iter().map(|e| self.window_column(e, input_schema)).collect();
                 let window = group_windows
@@ -354,7 +492,7 @@ impl Builder<'_> {
                     false,
                     self.cache_bytes_max,
                 )?;
-                self.operators.push(Box::new(op));
+                self.push(Box::new(op));
                 self.append_only = false;
                 Ok(())
             }
@@ -363,7 +501,12 @@ impl Builder<'_> {
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
             LogicalPlan::Window(window) => self.build_top_n(window),
             LogicalPlan::Join(_) => Err(unsupported("JOIN")),
-            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Union(union) => {
+                if self.source.is_some() || self.union.is_some() {
+                    return Err(unsupported("reading more than one source other than by UNION ALL (joins)"));
+                }
+                self.build_union(union)
+            }
             LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
                 Err(EngineError::InvalidDefinition("a materialized view must read a topic".into()))
@@ -400,10 +543,10 @@ impl Builder<'_> {
         let order_exprs = self.sort_keys(&params.order_by, input_schema)?;
         let input_types = input_schema.fields().iter().map(|f| f.data_type().clone()).collect();
         let schema = Arc::new(window.schema.as_arrow().clone());
-        let id = self.operators.len() as u16;
+        let id = self.next_operator_id();
         let text = format!("{expr} <= {limit}");
         let op = TopNOp::new(id, self.view, partition_exprs, partition_types, order_exprs, input_types, limit, self.append_only, schema, text)?;
-        self.operators.push(Box::new(op));
+        self.push(Box::new(op));
         self.window_columns = vec![None; window.schema.fields().len()];
         self.append_only = false;
         Ok(())
@@ -524,6 +667,8 @@ pub fn build_pipeline(
         state,
         view,
         source: None,
+        union: None,
+        next_id: 0,
         operators: Vec::new(),
         append_only: true,
         aggregates: Vec::new(),
@@ -547,10 +692,39 @@ pub fn build_pipeline(
             }
         }
     }
-    let source = builder.source.ok_or_else(|| EngineError::InvalidDefinition("a materialized view must read a topic".into()))?;
-    let keyed = match &source.upstream {
-        Upstream::Topic(topic) if topic.is_keyed() && source.window.is_none() => Some(super::keyed::KeyedChangelog::new(view, topic)?),
-        _ => None,
+    let inputs = match (builder.source, builder.union) {
+        (Some(source), None) => vec![(source, Vec::new())],
+        (None, Some(branches)) => branches,
+        _ => return Err(EngineError::InvalidDefinition("a materialized view must read a topic".into())),
     };
-    Ok(StreamPlan { source, keyed, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
+    let sources = match &inputs[0].0.upstream {
+        Upstream::View(view) => Sources::View(view.clone()),
+        Upstream::Topic(_) => {
+            let mut topics: Vec<Arc<TopicLog>> = Vec::new();
+            for (source, _) in &inputs {
+                if let Upstream::Topic(topic) = &source.upstream {
+                    if !topics.iter().any(|t| t.id() == topic.id()) {
+                        topics.push(topic.clone());
+                    }
+                }
+            }
+            Sources::Topics(topics)
+        }
+    };
+    let mut branches = Vec::with_capacity(inputs.len());
+    for (index, (source, operators)) in inputs.into_iter().enumerate() {
+        let (topic_index, keyed) = match (&sources, &source.upstream) {
+            (Sources::Topics(topics), Upstream::Topic(topic)) => {
+                let topic_index = topics.iter().position(|t| t.id() == topic.id()).unwrap_or(0);
+                // Each branch over a keyed table keeps its own current rows.
+                let keyed = (topic.is_keyed() && source.window.is_none())
+                    .then(|| super::keyed::KeyedChangelog::new(view, topic, index))
+                    .transpose()?;
+                (topic_index, keyed)
+            }
+            _ => (0, None),
+        };
+        branches.push(Branch { source, topic_index, keyed, operators });
+    }
+    Ok(StreamPlan { sources, branches, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 pub use super::epoch::{ChangesNeeded, EpochTiming};
 use super::epoch::Runtime;
-use super::plan::{StreamPlan, Upstream};
+use super::plan::{Sources, StreamPlan};
 use super::state::{meta_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
 
@@ -156,7 +156,8 @@ pub(crate) fn decode_offsets(bytes: &[u8]) -> Vec<u64> {
 pub struct ViewHandle {
     pub meta: ViewMeta,
     pub schema: SchemaRef,
-    pub source: Upstream,
+    /// What the view reads (its progress has one offset per position of these).
+    pub source: Sources,
     pub refresh: RefreshMode,
     /// How far (per source offset) the view may read; `None`: as far as there is (continuous).
     allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
@@ -330,7 +331,7 @@ pub(crate) fn start(
     changes_needed: ChangesNeeded,
     refresh: RefreshMode,
 ) -> Result<Arc<ViewHandle>> {
-    let source = plan.source.upstream.clone();
+    let source = plan.sources.clone();
     let partitions = source.targets().len();
     let progress = match store.get(&meta_key(meta.id))? {
         Some(bytes) => {
