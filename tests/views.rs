@@ -29,6 +29,12 @@ const VIEWS: &[(&str, &str)] = &[
         "top3_per_key",
         "SELECT * FROM (SELECT k, v, ts, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts) AS rn FROM events) WHERE rn <= 3",
     ),
+    // A key's rows come 161 ms apart per writer: with a 200 ms gap each writer's rows of a key
+    // form one session that grows with every row (and is retracted and reinserted each time).
+    (
+        "sessions",
+        "SELECT k, window_start, window_end, count(*) AS n, max(v) AS hi FROM SESSION(events, ts, INTERVAL '200 milliseconds', k) GROUP BY k, window_start, window_end",
+    ),
     // One topic read by two branches of a UNION ALL: a row may count twice.
     ("evens_and_sevens", "SELECT k, v, 'even' AS why FROM events WHERE v % 2 = 0 UNION ALL SELECT k, v, 'seven' FROM events WHERE v % 7 = 0"),
     // Over a view: checked against the same query over the (already checked) view.

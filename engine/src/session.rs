@@ -117,6 +117,13 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         };
         context.register_udtf(if hop { "hop" } else { "tumble" }, Arc::new(function));
     }
+    context.register_udtf(
+        "session",
+        Arc::new(crate::stream::session::SessionFunction {
+            storage: engine.storage().clone(),
+            statement_bytes_max: engine.config().statement_bytes_max,
+        }),
+    );
     Ok((context, schema))
 }
 

@@ -275,6 +275,40 @@ impl Builder<'_> {
         self.operators.push(operator);
     }
 
+    /// `SESSION(topic, …)`: the topic's user columns, then a session operator that assigns
+    /// (and, as sessions grow, reassigns) each row's session and projects the scan's columns.
+    fn build_session(
+        &mut self,
+        session: &super::session::SessionTableProvider,
+        projection: Option<Vec<usize>>,
+        schema: SchemaRef,
+    ) -> Result<()> {
+        let topic = &session.topic;
+        let user = topic.schema().fields().len();
+        self.source = Some(SourceSpec {
+            upstream: Upstream::Topic(topic.clone()),
+            window: None,
+            projection: Some((0..user).collect()),
+            schema: topic.schema().clone(),
+        });
+        let id = self.next_operator_id();
+        let op = super::session::SessionOp::new(id, self.view, session.spec.clone(), projection.clone())?;
+        self.push(Box::new(op));
+        self.append_only = false;
+        // A session ends for good once the watermark passes its window_end (no later row can
+        // join it), so window_end closes like a TUMBLE window's end; window_start does not.
+        let closes = topic.event_time_column() == Some(session.spec.time_column);
+        let all: Vec<usize> = (0..user + 2).collect();
+        self.window_columns = projection
+            .as_ref()
+            .unwrap_or(&all)
+            .iter()
+            .map(|&index| (closes && index == user + 1).then_some(0))
+            .collect();
+        debug_assert_eq!(self.window_columns.len(), schema.fields().len());
+        Ok(())
+    }
+
     /// `UNION ALL`: each input becomes a branch with its own source and operators.
     fn build_union(&mut self, union: &datafusion::logical_expr::logical_plan::Union) -> Result<()> {
         let mut branches = Vec::with_capacity(union.inputs.len());
@@ -374,6 +408,8 @@ impl Builder<'_> {
                         projection: scan.projection.clone(),
                         schema,
                     }
+                } else if let Some(session) = any.downcast_ref::<super::session::SessionTableProvider>() {
+                    return self.build_session(session, scan.projection.clone(), schema);
                 } else if let Some(table) = any.downcast_ref::<crate::keyed::KeyedTableProvider>() {
                     // Upserts and deletes retract the rows they replace.
                     self.append_only = false;

@@ -1,4 +1,5 @@
-//! Window table functions: `TUMBLE(topic, col, size)` and `HOP(topic, col, slide, size)`.
+//! Window table functions: `TUMBLE(topic, col, size)` and `HOP(topic, col, slide, size)`
+//! (`SESSION` is in `session.rs`: its windows depend on other rows).
 //!
 //! Each is a table: the topic's user columns followed by `window_start` and `window_end` (of the
 //! time column's type), one row per window a row falls in (one for TUMBLE, `size / slide` for
@@ -48,7 +49,7 @@ impl fmt::Display for WindowKind {
     }
 }
 
-fn micros_text(us: i64) -> String {
+pub(crate) fn micros_text(us: i64) -> String {
     if us % 1_000_000 == 0 {
         format!("{}s", us / 1_000_000)
     } else {
@@ -163,7 +164,7 @@ impl WindowAssigner {
 }
 
 /// Microseconds of an interval literal (no months: a month has no fixed length).
-fn interval_micros(value: &Expr, function: &str) -> Result<i64, EngineError> {
+pub(crate) fn interval_micros(value: &Expr, function: &str) -> Result<i64, EngineError> {
     let scalar = match value {
         Expr::Literal(scalar, _) => scalar.clone(),
         Expr::Cast(cast) => match cast.expr.as_ref() {
@@ -189,7 +190,7 @@ fn interval_micros(value: &Expr, function: &str) -> Result<i64, EngineError> {
     micros.ok_or_else(|| EngineError::InvalidParameter(format!("{function} interval is out of range")))
 }
 
-fn column_name(expr: &Expr, function: &str, what: &str) -> Result<String, EngineError> {
+pub(crate) fn column_name(expr: &Expr, function: &str, what: &str) -> Result<String, EngineError> {
     match expr {
         Expr::Column(column) => Ok(column.name.clone()),
         other => Err(EngineError::InvalidParameter(format!("{function} needs {what} as its argument, not {other}"))),
