@@ -64,6 +64,7 @@ fn now_us() -> i64 {
 /// One pass over every keyed table. With `force`, every partition with a sealed segment is
 /// compacted; otherwise those with at least `compaction_segments_min` segments.
 pub(crate) async fn compact_once(storage: &Storage, force: bool) -> Result<()> {
+    let _pass = storage.inner.compaction_lock.lock().await;
     bury_due(storage, false).await;
     for topic in storage.topics().into_iter().filter(|t| t.is_keyed()) {
         for partition in 0..topic.partition_count() {

@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Objects of segments replaced by compaction, deleted after a grace period.
     graveyard: std::sync::Mutex<compaction::Graveyard>,
+    /// Held by a compaction pass: the background one and [`Storage::compact_now`] must not
+    /// rewrite the same partition at once.
+    compaction_lock: tokio::sync::Mutex<()>,
     /// Readers' progress through keyed tables (see [`Storage::set_compaction_floor`]).
     compaction_floor: RwLock<Option<CompactionFloor>>,
 }
@@ -218,6 +221,7 @@ impl Storage {
                 seal_progress: Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
                 graveyard: std::sync::Mutex::default(),
+                compaction_lock: tokio::sync::Mutex::new(()),
                 compaction_floor: RwLock::new(None),
             }),
         };
