@@ -56,6 +56,12 @@ def main():
         assert cur.rowcount == 1, cur.rowcount
         rows = conn.execute("SELECT id, name, score FROM psycopg_people ORDER BY id").fetchall()
         assert rows == [(2, "renamed", 25), (3, "p3", 30), (4, "p4 again", 41), (9, "nine", 90)], rows
+        # COPY into a keyed table upserts, the last row of a key winning.
+        with conn.cursor().copy("COPY psycopg_people FROM STDIN") as copy:
+            for row in [(3, "copied", 1), (10, "ten", 100), (10, "ten again", 101)]:
+                copy.write_row(row)
+        rows = conn.execute("SELECT id, name, score FROM psycopg_people WHERE id IN (3, 10) ORDER BY id").fetchall()
+        assert rows == [(3, "copied", 1), (10, "ten again", 101)], rows
 
         # Errors carry SQLSTATEs and the session stays usable.
         for sql, code in [
