@@ -7,6 +7,7 @@
 //! batches and the ratio report printed at the end of each run.
 
 pub mod nexmark;
+pub mod oracle;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};

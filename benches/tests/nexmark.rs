@@ -1,20 +1,27 @@
-//! The Nexmark harness at a small scale: every query the engine supports, created as a view
-//! over 20 000 generated events, must equal DataFusion running the same query in batch (the
-//! harness exits non-zero otherwise); the ones it refuses must be listed with a reason.
+//! The Nexmark harness at a small scale, in both modes (views created after the events are
+//! loaded, and before): every query the engine supports must equal DataFusion running the same
+//! query in batch (the harness exits non-zero otherwise), the ones it refuses must be listed
+//! with a reason, and every supported query's view rows must equal an independent DuckDB
+//! computation over the same events (`benches/oracle/nexmark_duckdb.py`).
 
+use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn every_supported_nexmark_query_equals_the_batch_query() {
-    let json = tempfile::NamedTempFile::new().unwrap();
+fn every_supported_nexmark_query_equals_the_batch_query_and_the_duckdb_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("results.json");
+    let oracle_dir = dir.path().join("oracle");
     let output = Command::new(env!("CARGO_BIN_EXE_nexmark"))
-        .args(["--events", "20000", "--json"])
-        .arg(json.path())
+        .args(["--events", "20000", "--mode", "both", "--json"])
+        .arg(&json)
+        .arg("--oracle-dir")
+        .arg(&oracle_dir)
         .output()
         .expect("run the harness");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "harness failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let results: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    let results: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // Every query file is reported: q0–q22 but q10 is a sink, listed as not applicable.
     assert_eq!(results.len(), 23, "{stdout}");
     let supported: Vec<&str> = results.iter().filter(|r| r["status"] == "ok").map(|r| r["query"].as_str().unwrap()).collect();
@@ -25,8 +32,20 @@ fn every_supported_nexmark_query_equals_the_batch_query() {
         let status = result["status"].as_str().unwrap();
         assert!(status == "ok" || status.starts_with("unsupported: ") || status.starts_with("not applicable"), "{result}");
         if status == "ok" {
-            assert_eq!(result["check"], "equal", "{result}");
-            assert!(result["result_rows"].as_u64().unwrap() > 0, "{result}");
+            for mode in ["snapshot", "upstream"] {
+                assert_eq!(result[mode]["check"], "equal", "{mode}: {result}");
+                assert!(result[mode]["result_rows"].as_u64().unwrap() > 0, "{mode}: {result}");
+            }
+        }
+    }
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle/nexmark_duckdb.py");
+    let output = Command::new("python3").arg(&script).arg(&oracle_dir).output().expect("run the DuckDB oracle (python3 with duckdb)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "oracle failed:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    for query in &supported {
+        for mode in ["snapshot", "upstream"] {
+            assert!(report.contains(&format!("{query} {mode}: equal")), "{query} {mode} not confirmed by DuckDB:\n{report}");
         }
     }
 }

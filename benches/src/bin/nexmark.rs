@@ -1,12 +1,16 @@
-//! The Nexmark harness: generates events, loads them into the `person`, `auction` and `bid`
-//! topics, then for every query in `benches/nexmark/q*.sql` creates it as a materialized view
-//! over the loaded data (snapshot mode: the backfill), measures it, checks its rows against
-//! DataFusion running the same query in batch over the same events in memory (or, where
-//! DataFusion lacks a construct such as SESSION, the plain-SQL equivalent in `q{n}.batch.sql`),
-//! and drops it.
-//! Queries the engine refuses are listed as unsupported with the reason — none is hidden.
+//! The Nexmark harness: generates events, and for every query in `benches/nexmark/q*.sql`
+//! creates it as a materialized view, measures it, checks its rows against DataFusion running
+//! the same query in batch over the same events in memory (or, where DataFusion lacks a construct
+//! such as SESSION, the plain-SQL equivalent in `q{n}.batch.sql`), and drops it. Two modes:
+//! *snapshot* loads the events into the `person`, `auction` and `bid` topics first and times the
+//! view's backfill; *upstream* creates the view over empty topics in a fresh engine, then appends
+//! the events and times them through to FLUSH (ingest alone, measured once, is subtracted from
+//! the CPU time). Queries the engine refuses are listed as unsupported with the reason — none is
+//! hidden. With `--oracle-dir DIR` the events and every view's rows are written there for the
+//! DuckDB oracle (`benches/oracle/nexmark_duckdb.py DIR`).
 //!
-//! `cargo run --release -p streamhouse-benches --bin nexmark -- [--events N] [--queries q0,q5|all] [--json FILE]`
+//! `cargo run --release -p streamhouse-benches --bin nexmark -- [--events N] [--queries q0,q5|all]
+//! [--mode snapshot|upstream|both] [--json FILE] [--oracle-dir DIR]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,17 +23,20 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use streamhouse_benches::nexmark::{self, NexmarkEvents};
-use streamhouse_benches::{runtime, scratch_dir};
+use streamhouse_benches::{oracle, runtime, scratch_dir};
 use streamhouse_engine::{Engine, EngineConfig, QueryOutput, Session, StorageConfig};
 
 struct Args {
     events: usize,
     queries: Option<Vec<String>>,
     json: Option<PathBuf>,
+    snapshot: bool,
+    upstream: bool,
+    oracle_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { events: 1_000_000, queries: None, json: None };
+    let mut args = Args { events: 1_000_000, queries: None, json: None, snapshot: true, upstream: false, oracle_dir: None };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -40,9 +47,16 @@ fn parse_args() -> Args {
                     args.queries = Some(list.split(',').map(|q| q.trim().to_string()).collect());
                 }
             }
+            "--mode" => match iter.next().as_deref() {
+                Some("snapshot") => (args.snapshot, args.upstream) = (true, false),
+                Some("upstream") => (args.snapshot, args.upstream) = (false, true),
+                Some("both") => (args.snapshot, args.upstream) = (true, true),
+                other => panic!("--mode snapshot|upstream|both, not {other:?}"),
+            },
             "--json" => args.json = Some(PathBuf::from(iter.next().expect("--json FILE"))),
+            "--oracle-dir" => args.oracle_dir = Some(PathBuf::from(iter.next().expect("--oracle-dir DIR"))),
             "--bench" => {} // passed by `cargo bench`
-            other => panic!("unknown argument {other}; use --events N, --queries q0,q1|all, --json FILE"),
+            other => panic!("unknown argument {other}; use --events N, --queries q0,q1|all, --mode M, --json FILE, --oracle-dir DIR"),
         }
     }
     args
@@ -100,15 +114,71 @@ async fn run(session: &mut Session, sql: &str) -> Result<Vec<RecordBatch>, Strin
     }
 }
 
+/// What one mode measured of one query.
+#[derive(Default)]
+struct Run {
+    seconds: f64,
+    cpu_seconds: f64,
+    result_rows: usize,
+    check: String,
+}
+
 struct Outcome {
     query: String,
     status: String,
     source_rows: usize,
-    view_seconds: f64,
-    view_cpu_seconds: f64,
     batch_seconds: f64,
-    result_rows: usize,
-    check: String,
+    snapshot: Option<Run>,
+    upstream: Option<Run>,
+}
+
+impl Outcome {
+    fn checks(&self) -> impl Iterator<Item = &str> {
+        self.snapshot.iter().chain(self.upstream.iter()).map(|r| r.check.as_str())
+    }
+}
+
+/// An engine on a fresh scratch directory with the three (empty) Nexmark topics.
+async fn fresh_engine() -> (tempfile::TempDir, Arc<Engine>, Session) {
+    let dir = scratch_dir();
+    let engine = Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()).await.expect("engine");
+    let mut session = engine.new_session("nexmark").expect("session");
+    for (name, schema) in nexmark::streams() {
+        run(&mut session, &nexmark::create_topic(name, &schema)).await.expect("create topic");
+    }
+    (dir, engine, session)
+}
+
+/// Appends every event, in batches of 8.
+async fn load(engine: &Engine, events: &NexmarkEvents) {
+    for (name, batches) in [("person", &events.person), ("auction", &events.auction), ("bid", &events.bid)] {
+        let topic = engine.storage().topic(name).expect("topic");
+        for chunk in batches.chunks(8) {
+            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+        }
+    }
+}
+
+/// Reads a view's rows, compares them with the batch result, writes them for the oracle.
+async fn finish(
+    session: &mut Session,
+    query: &str,
+    mode: &str,
+    batch: &Result<Vec<RecordBatch>, String>,
+    oracle_dir: Option<&PathBuf>,
+    run_: &mut Run,
+) {
+    let view = run(session, &format!("SELECT * FROM nexmark_{query}")).await.expect("read view");
+    let view_rows = lines(&view);
+    run_.result_rows = view_rows.len();
+    run_.check = match batch {
+        Ok(batches) if lines(batches) == view_rows => "equal".into(),
+        Ok(batches) => format!("DIFFERENT ({} rows in batch, {} in the view)", lines(batches).len(), view_rows.len()),
+        Err(error) => format!("batch failed: {error}"),
+    };
+    if let (Some(dir), Some(first)) = (oracle_dir, view.first()) {
+        oracle::write_table(dir, &format!("{query}.{mode}"), &first.schema(), &view).expect("write view rows");
+    }
 }
 
 fn source_rows(sql: &str, events: &NexmarkEvents) -> usize {
@@ -131,7 +201,6 @@ fn source_rows(sql: &str, events: &NexmarkEvents) -> usize {
 fn main() {
     let args = parse_args();
     let runtime = runtime();
-    let dir = scratch_dir();
     let started = Instant::now();
     let events = nexmark::generate(args.events);
     println!(
@@ -142,6 +211,12 @@ fn main() {
         events.bid.iter().map(|b| b.num_rows()).sum::<usize>(),
         started.elapsed()
     );
+    if let Some(dir) = &args.oracle_dir {
+        std::fs::create_dir_all(dir).expect("oracle directory");
+        for ((name, schema), batches) in nexmark::streams().into_iter().zip([&events.person, &events.auction, &events.bid]) {
+            oracle::write_table(dir, name, &schema, batches).expect("write events");
+        }
+    }
     let queries_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("nexmark");
     let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(&queries_dir)
         .expect("benches/nexmark")
@@ -154,24 +229,23 @@ fn main() {
         .collect();
     files.sort();
     let outcomes = runtime.block_on(async {
-        let engine = Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()).await.expect("engine");
-        let mut session = engine.new_session("nexmark").expect("session");
-        let ingest = Instant::now();
-        for (name, schema) in nexmark::streams() {
-            run(&mut session, &nexmark::create_topic(name, &schema)).await.expect("create topic");
-        }
-        for (name, batches) in [("person", &events.person), ("auction", &events.auction), ("bid", &events.bid)] {
-            let topic = engine.storage().topic(name).expect("topic");
-            for chunk in batches.chunks(8) {
-                engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
-            }
-        }
-        engine.storage().seal_all().await.expect("seal");
-        println!("ingest (durable append and seal): {:?}", ingest.elapsed());
         let context = SessionContext::new();
         for ((name, schema), batches) in nexmark::streams().into_iter().zip([&events.person, &events.auction, &events.bid]) {
             let table = MemTable::try_new(schema, vec![batches.clone()]).expect("memtable");
             context.register_table(name, Arc::new(table)).expect("register");
+        }
+        // Ingest alone: what upstream runs subtract.
+        let (ingest_dir, ingest_engine, _) = fresh_engine().await;
+        let (wall, cpu) = (Instant::now(), cpu_time());
+        load(&ingest_engine, &events).await;
+        let ingest_cpu = cpu_time() - cpu;
+        println!("ingest (durable append): {:?}, {:?} CPU", wall.elapsed(), ingest_cpu);
+        ingest_engine.shutdown().await;
+        drop(ingest_dir);
+        let (_dir, engine, mut session) = fresh_engine().await;
+        if args.snapshot {
+            load(&engine, &events).await;
+            engine.storage().seal_all().await.expect("seal");
         }
         let mut outcomes = Vec::new();
         for (number, path) in &files {
@@ -180,85 +254,109 @@ fn main() {
                 continue;
             }
             let text = std::fs::read_to_string(path).expect("query file");
-            let sql: String = text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-            let mut outcome = Outcome {
-                query: query.clone(),
-                status: String::new(),
-                source_rows: source_rows(&sql, &events),
-                view_seconds: 0.0,
-                view_cpu_seconds: 0.0,
-                batch_seconds: 0.0,
-                result_rows: 0,
-                check: String::new(),
-            };
+            let sql = strip_comments(&text);
+            let mut outcome =
+                Outcome { query: query.clone(), status: String::new(), source_rows: source_rows(&sql, &events), batch_seconds: 0.0, snapshot: None, upstream: None };
             if sql.trim().is_empty() {
                 outcome.status = "not applicable (not a query)".into();
                 outcomes.push(outcome);
                 continue;
             }
-            let (wall, cpu) = (Instant::now(), cpu_time());
-            let created = run(&mut session, &format!("CREATE MATERIALIZED VIEW nexmark_{query} AS {sql}")).await;
-            outcome.view_seconds = wall.elapsed().as_secs_f64();
-            outcome.view_cpu_seconds = (cpu_time() - cpu).as_secs_f64();
-            if let Err(error) = created {
-                outcome.status = format!("unsupported: {error}");
-                outcomes.push(outcome);
-                continue;
-            }
-            outcome.status = "ok".into();
-            let view_rows = lines(&run(&mut session, &format!("SELECT * FROM nexmark_{query}")).await.expect("read view"));
-            let oracle = path.with_extension("batch.sql");
-            let batch_sql = match std::fs::read_to_string(&oracle) {
-                Ok(text) => text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n"),
-                Err(_) => sql.clone(),
-            };
+            let batch_sql = std::fs::read_to_string(path.with_extension("batch.sql")).map(|t| strip_comments(&t)).unwrap_or_else(|_| sql.clone());
             let batch_started = Instant::now();
             let batch = match context.sql(&batch_sql).await {
                 Ok(frame) => frame.collect().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             outcome.batch_seconds = batch_started.elapsed().as_secs_f64();
-            outcome.result_rows = view_rows.len();
-            outcome.check = match batch {
-                Ok(batches) if lines(&batches) == view_rows => "equal".into(),
-                Ok(batches) => format!("DIFFERENT ({} rows in batch, {} in the view)", lines(&batches).len(), view_rows.len()),
-                Err(error) => format!("batch failed: {error}"),
-            };
-            run(&mut session, &format!("DROP MATERIALIZED VIEW nexmark_{query}")).await.expect("drop view");
+            let create = format!("CREATE MATERIALIZED VIEW nexmark_{query} AS {sql}");
+            if args.snapshot {
+                let mut measured = Run::default();
+                let (wall, cpu) = (Instant::now(), cpu_time());
+                let created = run(&mut session, &create).await;
+                (measured.seconds, measured.cpu_seconds) = (wall.elapsed().as_secs_f64(), (cpu_time() - cpu).as_secs_f64());
+                if let Err(error) = created {
+                    outcome.status = format!("unsupported: {error}");
+                    outcomes.push(outcome);
+                    continue;
+                }
+                finish(&mut session, &query, "snapshot", &batch, args.oracle_dir.as_ref(), &mut measured).await;
+                run(&mut session, &format!("DROP MATERIALIZED VIEW nexmark_{query}")).await.expect("drop view");
+                outcome.snapshot = Some(measured);
+            }
+            if args.upstream {
+                let (_upstream_dir, upstream, mut upstream_session) = fresh_engine().await;
+                if let Err(error) = run(&mut upstream_session, &create).await {
+                    outcome.status = format!("unsupported: {error}");
+                    outcomes.push(outcome);
+                    continue;
+                }
+                let mut measured = Run::default();
+                let (wall, cpu) = (Instant::now(), cpu_time());
+                load(&upstream, &events).await;
+                run(&mut upstream_session, "FLUSH").await.expect("flush");
+                measured.seconds = wall.elapsed().as_secs_f64();
+                measured.cpu_seconds = (cpu_time() - cpu).saturating_sub(ingest_cpu).as_secs_f64();
+                finish(&mut upstream_session, &query, "upstream", &batch, args.oracle_dir.as_ref(), &mut measured).await;
+                upstream.shutdown().await;
+                outcome.upstream = Some(measured);
+            }
+            outcome.status = "ok".into();
             outcomes.push(outcome);
         }
         engine.shutdown().await;
         outcomes
     });
+    report(&outcomes, &args);
+    if outcomes.iter().any(|o| o.status == "ok" && o.checks().any(|c| c != "equal")) {
+        std::process::exit(1);
+    }
+}
 
+fn strip_comments(text: &str) -> String {
+    text.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
+}
+
+/// Prints the table and writes the JSON (and the oracle's manifest).
+fn report(outcomes: &[Outcome], args: &Args) {
     println!();
-    println!("{:<5} {:>12} {:>16} {:>10} {:>9} {:>10}  {}", "query", "source rows", "rows/s per core", "vs batch", "rows", "check", "status");
-    for o in &outcomes {
+    println!(
+        "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  {}",
+        "query", "source rows", "snapshot rows/s", "vs batch", "upstream rows/s", "rows", "check", "status"
+    );
+    let per_core = |o: &Outcome, r: &Option<Run>| r.as_ref().map_or(String::from("-"), |r| format!("{:.0}", o.source_rows as f64 / r.cpu_seconds.max(0.01)));
+    for o in outcomes {
         if o.status != "ok" {
-            println!("{:<5} {:>12} {:>16} {:>10} {:>9} {:>10}  {}", o.query, "", "", "", "", "", o.status);
+            println!("{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  {}", o.query, "", "", "", "", "", "", o.status);
             continue;
         }
-        let per_core = o.source_rows as f64 / o.view_cpu_seconds.max(0.01);
-        let ratio = o.batch_seconds / o.view_seconds.max(1e-9);
+        let ratio = o.snapshot.as_ref().map_or(String::from("-"), |r| format!("{:.2}x", o.batch_seconds / r.seconds.max(1e-9)));
+        let rows = o.snapshot.as_ref().or(o.upstream.as_ref()).map_or(0, |r| r.result_rows);
+        let check = if o.checks().all(|c| c == "equal") { "equal".to_string() } else { o.checks().collect::<Vec<_>>().join("; ") };
         println!(
-            "{:<5} {:>12} {:>16.0} {:>9.2}x {:>9} {:>10}  ok",
-            o.query, o.source_rows, per_core, ratio, o.result_rows, o.check
+            "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  ok",
+            o.query, o.source_rows, per_core(o, &o.snapshot), ratio, per_core(o, &o.upstream), rows, check
         );
     }
-    if let Some(path) = &args.json {
-        let json: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "query": o.query, "status": o.status, "source_rows": o.source_rows,
-                    "view_seconds": o.view_seconds, "view_cpu_seconds": o.view_cpu_seconds,
-                    "batch_seconds": o.batch_seconds, "result_rows": o.result_rows, "check": o.check,
-                })
+    let json_run = |r: &Option<Run>| {
+        r.as_ref().map(|r| {
+            serde_json::json!({"seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "result_rows": r.result_rows, "check": r.check})
+        })
+    };
+    let json: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "query": o.query, "status": o.status, "source_rows": o.source_rows, "batch_seconds": o.batch_seconds,
+                "snapshot": json_run(&o.snapshot), "upstream": json_run(&o.upstream),
             })
-            .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&json).expect("json")).expect("write json");
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&json).expect("json");
+    if let Some(path) = &args.json {
+        std::fs::write(path, &text).expect("write json");
     }
-    if outcomes.iter().any(|o| o.status == "ok" && o.check != "equal") {
-        std::process::exit(1);
+    if let Some(dir) = &args.oracle_dir {
+        std::fs::write(dir.join("manifest.json"), &text).expect("write manifest");
     }
 }
