@@ -121,6 +121,34 @@ struct Run {
     cpu_seconds: f64,
     result_rows: usize,
     check: String,
+    /// The view's RocksDB bytes (state, results, changelog) once caught up.
+    state_bytes: u64,
+    /// The process's peak resident memory while the view was created and caught up.
+    peak_rss_bytes: u64,
+}
+
+/// Resets the process's peak resident set size (Linux: `5` to /proc/self/clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set size since the last reset (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A view's RocksDB bytes.
+fn state_bytes(engine: &Engine, query: &str) -> u64 {
+    engine
+        .views()
+        .get(&format!("nexmark_{query}"))
+        .and_then(|view| engine.views().store().view_bytes(view.meta.id).ok())
+        .unwrap_or(0)
 }
 
 struct Outcome {
@@ -272,6 +300,7 @@ fn main() {
             let create = format!("CREATE MATERIALIZED VIEW nexmark_{query} AS {sql}");
             if args.snapshot {
                 let mut measured = Run::default();
+                reset_peak_rss();
                 let (wall, cpu) = (Instant::now(), cpu_time());
                 let created = run(&mut session, &create).await;
                 (measured.seconds, measured.cpu_seconds) = (wall.elapsed().as_secs_f64(), (cpu_time() - cpu).as_secs_f64());
@@ -280,6 +309,8 @@ fn main() {
                     outcomes.push(outcome);
                     continue;
                 }
+                measured.peak_rss_bytes = peak_rss();
+                measured.state_bytes = state_bytes(&engine, &query);
                 finish(&mut session, &query, "snapshot", &batch, args.oracle_dir.as_ref(), &mut measured).await;
                 run(&mut session, &format!("DROP MATERIALIZED VIEW nexmark_{query}")).await.expect("drop view");
                 outcome.snapshot = Some(measured);
@@ -292,11 +323,14 @@ fn main() {
                     continue;
                 }
                 let mut measured = Run::default();
+                reset_peak_rss();
                 let (wall, cpu) = (Instant::now(), cpu_time());
                 load(&upstream, &events).await;
                 run(&mut upstream_session, "FLUSH").await.expect("flush");
                 measured.seconds = wall.elapsed().as_secs_f64();
                 measured.cpu_seconds = (cpu_time() - cpu).saturating_sub(ingest_cpu).as_secs_f64();
+                measured.peak_rss_bytes = peak_rss();
+                measured.state_bytes = state_bytes(&upstream, &query);
                 finish(&mut upstream_session, &query, "upstream", &batch, args.oracle_dir.as_ref(), &mut measured).await;
                 upstream.shutdown().await;
                 outcome.upstream = Some(measured);
@@ -321,26 +355,32 @@ fn strip_comments(text: &str) -> String {
 fn report(outcomes: &[Outcome], args: &Args) {
     println!();
     println!(
-        "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  {}",
-        "query", "source rows", "snapshot rows/s", "vs batch", "upstream rows/s", "rows", "check", "status"
+        "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  {}",
+        "query", "source rows", "snapshot rows/s", "vs batch", "upstream rows/s", "rows", "state bytes", "peak RSS", "check", "status"
     );
     let per_core = |o: &Outcome, r: &Option<Run>| r.as_ref().map_or(String::from("-"), |r| format!("{:.0}", o.source_rows as f64 / r.cpu_seconds.max(0.01)));
     for o in outcomes {
         if o.status != "ok" {
-            println!("{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  {}", o.query, "", "", "", "", "", "", o.status);
+            println!("{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  {}", o.query, "", "", "", "", "", "", "", "", o.status);
             continue;
         }
         let ratio = o.snapshot.as_ref().map_or(String::from("-"), |r| format!("{:.2}x", o.batch_seconds / r.seconds.max(1e-9)));
-        let rows = o.snapshot.as_ref().or(o.upstream.as_ref()).map_or(0, |r| r.result_rows);
+        let first = o.snapshot.as_ref().or(o.upstream.as_ref());
+        let rows = first.map_or(0, |r| r.result_rows);
+        let state = first.map_or(String::from("-"), |r| format!("{:.1} MB", r.state_bytes as f64 / 1e6));
+        let rss = first.map_or(String::from("-"), |r| format!("{:.0} MB", r.peak_rss_bytes as f64 / 1e6));
         let check = if o.checks().all(|c| c == "equal") { "equal".to_string() } else { o.checks().collect::<Vec<_>>().join("; ") };
         println!(
-            "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>10}  ok",
-            o.query, o.source_rows, per_core(o, &o.snapshot), ratio, per_core(o, &o.upstream), rows, check
+            "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  ok",
+            o.query, o.source_rows, per_core(o, &o.snapshot), ratio, per_core(o, &o.upstream), rows, state, rss, check
         );
     }
     let json_run = |r: &Option<Run>| {
         r.as_ref().map(|r| {
-            serde_json::json!({"seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "result_rows": r.result_rows, "check": r.check})
+            serde_json::json!({
+                "seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "result_rows": r.result_rows, "check": r.check,
+                "state_bytes": r.state_bytes, "peak_rss_bytes": r.peak_rss_bytes,
+            })
         })
     };
     let json: Vec<serde_json::Value> = outcomes

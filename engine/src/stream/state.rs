@@ -131,6 +131,14 @@ impl StateStore {
         self.db.flush_wal(true).map_err(state_error)
     }
 
+    /// Bytes a view's keys (state, results, changelog, progress) take on disk, approximately
+    /// (compressed SST bytes), after flushing the memtables so that they count.
+    pub fn view_bytes(&self, view: u64) -> Result<u64> {
+        self.db.flush().map_err(state_error)?;
+        let (start, end) = (view_prefix(view), view_prefix(view.saturating_add(1)));
+        Ok(self.db.get_approximate_sizes(&[rocksdb::Range::new(&start, &end)]).first().copied().unwrap_or(0))
+    }
+
     /// Deletes every key of a view.
     pub fn delete_view(&self, view: u64) -> Result<()> {
         self.delete_views(view, view.saturating_add(1))
