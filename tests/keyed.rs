@@ -5,13 +5,11 @@
 //! Compaction has run (with tombstones dropped as soon as no view needs them) by the end, and a
 //! manually refreshed view that read nothing since its creation is exact once refreshed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use streamhouse_sql_tests::{connect, http_get, sorted_rows, TestServer};
-use tokio_postgres::NoTls;
+use streamhouse_sql_tests::{connect, http_get, kill_during_writes, sorted_rows, TestServer};
 
 const ROUNDS: usize = 10;
 const WRITERS: u64 = 3;
@@ -38,12 +36,6 @@ const VIEWS: &[(&str, &str)] = &[
     ("owner_sizes", "SELECT n, count(*) AS owners FROM by_owner GROUP BY n"),
 ];
 
-struct Acks {
-    count: AtomicU64,
-    target: u64,
-    reached: tokio::sync::Notify,
-}
-
 /// The statement number `n` of writer `id`: a mix of upserts, updates, deletes and
 /// insert-if-absent over a small key space, so keys change and come back often.
 fn statement(id: u64, n: u64) -> String {
@@ -63,22 +55,6 @@ fn statement(id: u64, n: u64) -> String {
             let rows: Vec<String> = (0..5).map(|i| format!("({}, {}, {})", key(i), (seed + i) % 7, 900 + i)).collect();
             format!("INSERT INTO accounts VALUES {} ON CONFLICT (id) DO NOTHING", rows.join(", "))
         }
-    }
-}
-
-/// Runs statements until the server goes away; returns the next statement number.
-async fn writer(port: u16, id: u64, mut n: u64, acks: Arc<Acks>) -> u64 {
-    let connection_string = format!("host=127.0.0.1 port={port} user=writer dbname=streamhouse");
-    let Ok((client, connection)) = tokio_postgres::connect(&connection_string, NoTls).await else { return n };
-    tokio::spawn(connection);
-    loop {
-        if client.batch_execute(&statement(id, n)).await.is_err() {
-            return n + 1;
-        }
-        if acks.count.fetch_add(1, Ordering::SeqCst) + 1 == acks.target {
-            acks.reached.notify_one();
-        }
-        n += 1;
     }
 }
 
@@ -130,15 +106,7 @@ async fn views_over_a_keyed_table_equal_their_batch_query_after_kill_9_and_compa
             let client = connect(&server).await;
             client.batch_execute(&format!("CREATE MATERIALIZED VIEW late_by_owner AS {}", VIEWS[0].1)).await.unwrap();
         }
-        let acks = Arc::new(Acks { count: AtomicU64::new(0), target: rng.random_range(5..60u64), reached: tokio::sync::Notify::new() });
-        let tasks: Vec<_> =
-            (0..WRITERS).map(|w| tokio::spawn(writer(server.pg_port, w, next[w as usize], acks.clone()))).collect();
-        acks.reached.notified().await;
-        server.kill();
-        for (w, task) in tasks.into_iter().enumerate() {
-            next[w] = task.await.unwrap();
-        }
-        server.restart();
+        kill_during_writes(&mut server, &mut next, rng.random_range(5..60u64), Arc::new(statement)).await;
     }
 
     let client = connect(&server).await;

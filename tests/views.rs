@@ -3,11 +3,10 @@
 //! equals its query run in batch over the topic — nothing lost, nothing applied twice. A view
 //! created after the data was loaded equals one that followed it from the start.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
-use streamhouse_sql_tests::{connect, http_get, sorted_rows, TestServer};
+use streamhouse_sql_tests::{connect, http_get, kill_during_writes, sorted_rows, TestServer};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const ROUNDS: usize = 10;
@@ -45,38 +44,19 @@ async fn rows(client: &Client, sql: &str) -> Vec<String> {
     sorted_rows(client, sql).await
 }
 
-struct Acks {
-    count: AtomicU64,
-    target: u64,
-    reached: tokio::sync::Notify,
-}
-
-/// Inserts until the server goes away; returns the next statement number.
-async fn writer(port: u16, id: u64, mut statement: u64, acks: Arc<Acks>) -> u64 {
-    let connection_string = format!("host=127.0.0.1 port={port} user=writer dbname=streamhouse");
-    let Ok((client, connection)) = tokio_postgres::connect(&connection_string, NoTls).await else { return statement };
-    tokio::spawn(connection);
-    loop {
-        let values: Vec<String> = (0..ROWS_PER_STATEMENT)
-            .map(|row| {
-                let n = statement * ROWS_PER_STATEMENT + row;
-                // Keys and values spread deterministically; event times advance 7 ms a row.
-                let k = (n * 31 + id * 7) % 23;
-                let v = (n * 7919 + id * 104729) % 1000;
-                let ms = (id * 1_000_000 + n) * 7;
-                format!("({k}, {v}, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL '{ms} milliseconds')")
-            })
-            .collect();
-        match client.execute(&format!("INSERT INTO events VALUES {}", values.join(", ")), &[]).await {
-            Ok(_) => {
-                if acks.count.fetch_add(1, Ordering::SeqCst) + 1 == acks.target {
-                    acks.reached.notify_one();
-                }
-            }
-            Err(_) => return statement + 1,
-        }
-        statement += 1;
-    }
+/// Statement `n` of writer `id`: ROWS_PER_STATEMENT rows whose keys and values spread
+/// deterministically; event times advance 7 ms a row.
+fn insert(id: u64, statement: u64) -> String {
+    let values: Vec<String> = (0..ROWS_PER_STATEMENT)
+        .map(|row| {
+            let n = statement * ROWS_PER_STATEMENT + row;
+            let k = (n * 31 + id * 7) % 23;
+            let v = (n * 7919 + id * 104729) % 1000;
+            let ms = (id * 1_000_000 + n) * 7;
+            format!("({k}, {v}, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL '{ms} milliseconds')")
+        })
+        .collect();
+    format!("INSERT INTO events VALUES {}", values.join(", "))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,16 +78,7 @@ async fn views_equal_their_batch_query_after_kill_9() {
             let client = connect(&server).await;
             client.batch_execute(&format!("CREATE MATERIALIZED VIEW late_by_key AS {}", VIEWS[0].1)).await.unwrap();
         }
-        let acks = Arc::new(Acks { count: AtomicU64::new(0), target: rng.random_range(3..40u64), reached: tokio::sync::Notify::new() });
-        let tasks: Vec<_> = (0..WRITERS)
-            .map(|w| tokio::spawn(writer(server.pg_port, w, next[w as usize], acks.clone())))
-            .collect();
-        acks.reached.notified().await;
-        server.kill();
-        for (w, task) in tasks.into_iter().enumerate() {
-            next[w] = task.await.unwrap();
-        }
-        server.restart();
+        kill_during_writes(&mut server, &mut next, rng.random_range(3..40u64), Arc::new(insert)).await;
     }
 
     let client = connect(&server).await;

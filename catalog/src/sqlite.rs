@@ -190,6 +190,28 @@ fn read_segment(row: &Row<'_>) -> rusqlite::Result<SegmentMeta> {
     })
 }
 
+fn insert_segment(connection: &Connection, segment: &SegmentMeta) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO segments (topic_id, partition, base_offset, last_offset, row_count, bytes, \
+         min_ts_us, max_ts_us, min_event_us, max_event_us, object_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            segment.topic_id as i64,
+            segment.partition as i64,
+            segment.base_offset as i64,
+            segment.last_offset as i64,
+            segment.row_count as i64,
+            segment.bytes as i64,
+            segment.min_timestamp_us,
+            segment.max_timestamp_us,
+            segment.min_event_time_us,
+            segment.max_event_time_us,
+            segment.object_key,
+        ],
+    )?;
+    Ok(())
+}
+
 fn view_named(connection: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
     connection.query_row("SELECT id FROM views WHERE name = ?1", [name], |r| r.get(0)).optional()
 }
@@ -466,24 +488,7 @@ impl Catalog for SqliteCatalog {
                 sealed_offset: sealed as u64,
             });
         }
-        transaction.execute(
-            "INSERT INTO segments (topic_id, partition, base_offset, last_offset, row_count, bytes, \
-             min_ts_us, max_ts_us, min_event_us, max_event_us, object_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                segment.topic_id as i64,
-                segment.partition as i64,
-                segment.base_offset as i64,
-                segment.last_offset as i64,
-                segment.row_count as i64,
-                segment.bytes as i64,
-                segment.min_timestamp_us,
-                segment.max_timestamp_us,
-                segment.min_event_time_us,
-                segment.max_event_time_us,
-                segment.object_key,
-            ],
-        )?;
+        insert_segment(&transaction, segment)?;
         transaction.execute(
             "UPDATE partitions SET sealed_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
             params![
@@ -572,24 +577,7 @@ impl Catalog for SqliteCatalog {
         if replaced.is_empty() || next != segment.last_offset + 1 {
             return Err(gap());
         }
-        transaction.execute(
-            "INSERT INTO segments (topic_id, partition, base_offset, last_offset, row_count, bytes, \
-             min_ts_us, max_ts_us, min_event_us, max_event_us, object_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                topic,
-                partition,
-                segment.base_offset as i64,
-                segment.last_offset as i64,
-                segment.row_count as i64,
-                segment.bytes as i64,
-                segment.min_timestamp_us,
-                segment.max_timestamp_us,
-                segment.min_event_time_us,
-                segment.max_event_time_us,
-                segment.object_key,
-            ],
-        )?;
+        insert_segment(&transaction, segment)?;
         transaction.commit()?;
         Ok(())
     }

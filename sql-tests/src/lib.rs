@@ -162,3 +162,46 @@ pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Stri
     out.sort();
     out
 }
+
+/// Makes statement `n` of writer `w`.
+pub type StatementFn = std::sync::Arc<dyn Fn(u64, u64) -> String + Send + Sync>;
+
+/// One round of a crash test: `next.len()` writers run their statements (writer `w` from
+/// statement `next[w]` on) until `acks` statements in all have been acknowledged; then the
+/// server is killed with `kill -9` mid-write and restarted. `next` is advanced past every
+/// statement a writer sent (acknowledged or not).
+pub async fn kill_during_writes(server: &mut TestServer, next: &mut [u64], acks: u64, statement: StatementFn) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let reached = std::sync::Arc::new(tokio::sync::Notify::new());
+    let tasks: Vec<_> = next
+        .iter()
+        .enumerate()
+        .map(|(w, &first)| {
+            let (count, reached, statement) = (count.clone(), reached.clone(), statement.clone());
+            let connection_string = format!("host=127.0.0.1 port={} user=writer dbname=streamhouse", server.pg_port);
+            tokio::spawn(async move {
+                let Ok((client, connection)) = tokio_postgres::connect(&connection_string, tokio_postgres::NoTls).await else {
+                    return first;
+                };
+                tokio::spawn(connection);
+                let mut n = first;
+                loop {
+                    if client.batch_execute(&statement(w as u64, n)).await.is_err() {
+                        return n + 1;
+                    }
+                    if count.fetch_add(1, Ordering::SeqCst) + 1 == acks {
+                        reached.notify_one();
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    reached.notified().await;
+    server.kill();
+    for (slot, task) in next.iter_mut().zip(tasks) {
+        *slot = task.await.expect("writer task");
+    }
+    server.restart();
+}
