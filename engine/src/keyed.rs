@@ -28,11 +28,13 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{col, lit, not, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use datafusion::sql::sqlparser::ast;
 use streamhouse_storage::segment::{DELETED_COLUMN, OFFSET_COLUMN};
 use streamhouse_storage::{Storage, TopicLog};
 
-use crate::provider::TopicTableProvider;
+use crate::provider::{conform_batch, TopicTableProvider};
 use crate::sql::statement::{normalize_ident, object_name};
 use crate::{EngineError, Result};
 
@@ -199,7 +201,7 @@ fn from_clause(name: &ast::ObjectName, alias: Option<&ast::TableAlias>, selectio
 
 /// The keyed table an UPDATE or DELETE changes, and the query yielding the changed rows (new
 /// versions for UPDATE, deleted rows for DELETE) in the table's column order.
-pub fn rewrite_modification(statement: &ast::Statement, storage: &Storage) -> Result<Option<(Arc<TopicLog>, KeyedWrite, String)>> {
+pub(crate) fn rewrite_modification(statement: &ast::Statement, storage: &Storage) -> Result<Option<(Arc<TopicLog>, KeyedWrite, String)>> {
     match statement {
         ast::Statement::Update(update) => {
             if update.from.is_some() || update.returning.is_some() || update.limit.is_some() || !update.order_by.is_empty() {
@@ -275,7 +277,7 @@ pub fn rewrite_modification(statement: &ast::Statement, storage: &Storage) -> Re
 
 /// Checks an `ON CONFLICT` clause against the target: only `DO NOTHING`, only on a keyed table,
 /// and a conflict target (if given) must be the primary key. Returns whether it is present.
-pub fn check_on_conflict(insert: &ast::Insert, topic: &TopicLog) -> Result<bool> {
+fn check_on_conflict(insert: &ast::Insert, topic: &TopicLog) -> Result<bool> {
     let Some(on) = &insert.on else { return Ok(false) };
     let ast::OnInsert::OnConflict(conflict) = on else {
         return Err(EngineError::NotSupported("ON DUPLICATE KEY UPDATE (use INSERT, which upserts a keyed table)".into()));
@@ -319,7 +321,7 @@ fn encoded_keys(topic: &TopicLog, batch: &RecordBatch) -> Result<arrow::row::Row
 }
 
 /// Keeps the rows of `batches` whose key is not in `existing` and did not come earlier.
-pub fn skip_existing(topic: &TopicLog, batches: Vec<RecordBatch>, existing: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+fn skip_existing(topic: &TopicLog, batches: Vec<RecordBatch>, existing: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     for batch in existing {
         // `existing` holds the key columns only, in key order: encode them directly.
@@ -340,12 +342,55 @@ pub fn skip_existing(topic: &TopicLog, batches: Vec<RecordBatch>, existing: &[Re
 }
 
 /// The plan reading the key columns of every current row of a keyed table.
-pub fn current_keys_plan(provider: &KeyedTableProvider) -> DfResult<LogicalPlan> {
+fn current_keys_plan(provider: &KeyedTableProvider) -> DfResult<LogicalPlan> {
     let keys: Vec<usize> = provider.topic.primary_key().to_vec();
     provider.current_plan(&[], Some(&keys))
 }
 
-/// Rows of `batches` in total.
-pub fn row_count(batches: &[RecordBatch]) -> u64 {
-    batches.iter().map(|b| b.num_rows() as u64).sum()
+/// The keyed table of an `INSERT … ON CONFLICT DO NOTHING`, after checking the clause; `None`
+/// for any other statement.
+pub(crate) fn on_conflict_target(statement: &ast::Statement, storage: &Storage) -> Result<Option<Arc<TopicLog>>> {
+    let ast::Statement::Insert(insert) = statement else { return Ok(None) };
+    if insert.on.is_none() {
+        return Ok(None);
+    }
+    let ast::TableObject::TableName(name) = &insert.table else { return Ok(None) };
+    let table = object_name(name)?;
+    let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
+    Ok(check_on_conflict(insert, &topic)?.then_some(topic))
+}
+
+/// Runs a keyed-table change planned as `plan` (the rows to upsert, or for DELETE to delete):
+/// reads under the table's write lock, then appends.
+pub(crate) async fn write(
+    context: &SessionContext,
+    storage: &Storage,
+    bytes_max: u64,
+    plan: LogicalPlan,
+    topic: &Arc<TopicLog>,
+    write: KeyedWrite,
+) -> Result<u64> {
+    let guard = topic.lock_writes().await;
+    let mut stream = context.execute_logical_plan(plan).await?.execute_stream().await?;
+    let mut batches = Vec::new();
+    let mut bytes = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        bytes += batch.get_array_memory_size() as u64;
+        if bytes > bytes_max {
+            return Err(EngineError::ProgramLimitExceeded(format!(
+                "the statement changes more than statement_bytes_max ({bytes_max} bytes); split it into smaller statements"
+            )));
+        }
+        batches.push(conform_batch(topic, &batch)?);
+    }
+    if write == KeyedWrite::InsertIgnore {
+        let provider = KeyedTableProvider::new(topic.clone(), storage.clone(), bytes_max);
+        let existing = context.execute_logical_plan(current_keys_plan(&provider)?).await?.collect().await?;
+        batches = skip_existing(topic, batches, &existing)?;
+    }
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let deleted = write == KeyedWrite::Delete;
+    storage.append_changes(topic, &guard, batches.into_iter().map(|b| (b, deleted)).collect()).await?;
+    Ok(rows)
 }

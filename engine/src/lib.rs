@@ -10,6 +10,7 @@ mod error;
 pub mod keyed;
 pub mod provider;
 mod session;
+mod show;
 pub mod sql;
 pub mod stream;
 pub mod text;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
@@ -26,12 +26,11 @@ use streamhouse_storage::Storage;
 use crate::copy::{CopyDecoder, CopyEncoder};
 use crate::stream::window::WindowFunction;
 use crate::stream::ViewTableProvider;
-use crate::keyed::{check_on_conflict, current_keys_plan, rewrite_modification, skip_existing, KeyedTableProvider, KeyedWrite};
-use crate::provider::{conform_batch, TopicTableProvider};
+use crate::keyed::{on_conflict_target, rewrite_modification, KeyedTableProvider, KeyedWrite};
+use crate::provider::TopicTableProvider;
 use crate::sql::literal_insert::{literal_insert, LiteralInsert};
 use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
 use crate::sql::wildcard::hide_system_columns;
-use crate::text::input::pg_type_name;
 use crate::{Engine, EngineError, Result};
 
 /// The version string clients see in `server_version` and `version()`.
@@ -179,19 +178,6 @@ impl PreparedStatement {
     }
 }
 
-/// The keyed table of an `INSERT … ON CONFLICT DO NOTHING`, after checking the clause; `None`
-/// for any other statement.
-fn on_conflict_target(statement: &ast::Statement, storage: &Storage) -> Result<Option<Arc<streamhouse_storage::TopicLog>>> {
-    let ast::Statement::Insert(insert) = statement else { return Ok(None) };
-    if insert.on.is_none() {
-        return Ok(None);
-    }
-    let ast::TableObject::TableName(name) = &insert.table else { return Ok(None) };
-    let table = object_name(name)?;
-    let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
-    Ok(check_on_conflict(insert, &topic)?.then_some(topic))
-}
-
 /// What executing a statement produced.
 pub enum QueryOutput {
     /// Rows; the command tag is `{tag} {row count}`.
@@ -286,114 +272,16 @@ fn unknown_cursor(name: &str) -> EngineError {
     EngineError::Sqlstate { code: "34000", message: format!("cursor \"{name}\" does not exist") }
 }
 
-fn single_column(name: &str, value: &str) -> (SchemaRef, RecordBatch) {
+pub(crate) fn single_column(name: &str, value: &str) -> (SchemaRef, RecordBatch) {
     let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])
         .expect("one string column matches its schema");
     (schema, batch)
 }
 
-fn rows_output(schema: SchemaRef, batches: Vec<RecordBatch>, tag: &'static str) -> QueryOutput {
+pub(crate) fn rows_output(schema: SchemaRef, batches: Vec<RecordBatch>, tag: &'static str) -> QueryOutput {
     let stream = futures::stream::iter(batches.into_iter().map(Ok));
     QueryOutput::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)), tag }
-}
-
-fn show_topics_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("partitions", DataType::Int32, false),
-        Field::new("partition_key", DataType::Utf8, true),
-        Field::new("retention", DataType::Utf8, true),
-        Field::new("watermark", DataType::Utf8, true),
-        Field::new("primary_key", DataType::Utf8, true),
-    ]))
-}
-
-fn show_views_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("definition", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("epoch", DataType::Int64, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("lag_rows", DataType::Int64, false),
-        Field::new("lag_seconds", DataType::Float64, false),
-        Field::new("watermark", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), true),
-        Field::new("late_rows", DataType::Int64, false),
-    ]))
-}
-
-fn describe_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("type", DataType::Utf8, true),
-        Field::new("nullable", DataType::Boolean, true),
-        Field::new("low_offset", DataType::Int64, true),
-        Field::new("high_offset", DataType::Int64, true),
-        Field::new("segments", DataType::Int64, true),
-        Field::new("bytes", DataType::Int64, true),
-    ]))
-}
-
-/// The rows of DESCRIBE (see [`describe_schema`]): columns, then ranges of offsets.
-#[derive(Default)]
-pub(crate) struct DescribeRows {
-    kind: Vec<&'static str>,
-    names: Vec<String>,
-    types: Vec<Option<String>>,
-    nullable: Vec<Option<bool>>,
-    low: Vec<Option<i64>>,
-    high: Vec<Option<i64>>,
-    segments: Vec<Option<i64>>,
-    bytes: Vec<Option<i64>>,
-}
-
-impl DescribeRows {
-    pub(crate) fn column(&mut self, kind: &'static str, name: &str, type_name: String, nullable: bool) {
-        self.push(kind, name.to_string(), Some(type_name), Some(nullable), None, None, None);
-    }
-
-    /// A range of offsets (a partition, or a view's progress through one), with segment count
-    /// and bytes where there are segments.
-    pub(crate) fn offsets(&mut self, kind: &'static str, name: String, low: u64, high: u64, segments: Option<(u64, u64)>) {
-        self.push(kind, name, None, None, Some(low as i64), Some(high as i64), segments);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        kind: &'static str,
-        name: String,
-        type_name: Option<String>,
-        nullable: Option<bool>,
-        low: Option<i64>,
-        high: Option<i64>,
-        segments: Option<(u64, u64)>,
-    ) {
-        self.kind.push(kind);
-        self.names.push(name);
-        self.types.push(type_name);
-        self.nullable.push(nullable);
-        self.low.push(low);
-        self.high.push(high);
-        self.segments.push(segments.map(|s| s.0 as i64));
-        self.bytes.push(segments.map(|s| s.1 as i64));
-    }
-
-    pub(crate) fn finish(self, schema: SchemaRef) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(self.kind)),
-            Arc::new(StringArray::from(self.names)),
-            Arc::new(StringArray::from(self.types)),
-            Arc::new(BooleanArray::from(self.nullable)),
-            Arc::new(Int64Array::from(self.low)),
-            Arc::new(Int64Array::from(self.high)),
-            Arc::new(Int64Array::from(self.segments)),
-            Arc::new(Int64Array::from(self.bytes)),
-        ];
-        Ok(RecordBatch::try_new(schema, columns)?)
-    }
 }
 
 fn settings_schema() -> SchemaRef {
@@ -552,11 +440,11 @@ impl Session {
             }
             (other, None) => {
                 let schema = match &other {
-                    Statement::ShowTopics => Some(show_topics_schema()),
-                    Statement::Describe { .. } => Some(describe_schema()),
+                    Statement::ShowTopics => Some(crate::show::show_topics_schema()),
+                    Statement::Describe { .. } => Some(crate::show::describe_schema()),
                     Statement::ShowAll => Some(settings_schema()),
                     Statement::ShowVariable { name } => Some(single_column(name, "").0),
-                    Statement::ShowViews => Some(show_views_schema()),
+                    Statement::ShowViews => Some(crate::show::show_views_schema()),
                     Statement::Subscribe { view, .. } => {
                         let handle = self.engine.views().get(view).ok_or_else(|| EngineError::UndefinedTable(view.clone()))?;
                         Some(crate::stream::subscribe::subscription_schema(&handle)?)
@@ -618,35 +506,6 @@ impl Session {
         Ok(self.engine.storage().append(topic, vec![batch]).await?.rows())
     }
 
-    /// Runs a keyed-table change: reads under the table's write lock, then appends.
-    async fn write_keyed(&self, plan: LogicalPlan, topic: &Arc<streamhouse_storage::TopicLog>, write: KeyedWrite) -> Result<u64> {
-        let storage = self.engine.storage();
-        let bytes_max = self.engine.config().statement_bytes_max;
-        let guard = topic.lock_writes().await;
-        let mut stream = self.context.execute_logical_plan(plan).await?.execute_stream().await?;
-        let mut batches = Vec::new();
-        let mut bytes = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            bytes += batch.get_array_memory_size() as u64;
-            if bytes > bytes_max {
-                return Err(EngineError::ProgramLimitExceeded(format!(
-                    "the statement changes more than statement_bytes_max ({bytes_max} bytes); split it into smaller statements"
-                )));
-            }
-            batches.push(conform_batch(topic, &batch)?);
-        }
-        if write == KeyedWrite::InsertIgnore {
-            let provider = KeyedTableProvider::new(topic.clone(), storage.clone(), bytes_max);
-            let existing = self.context.execute_logical_plan(current_keys_plan(&provider)?).await?.collect().await?;
-            batches = skip_existing(topic, batches, &existing)?;
-        }
-        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let deleted = write == KeyedWrite::Delete;
-        storage.append_changes(topic, &guard, batches.into_iter().map(|b| (b, deleted)).collect()).await?;
-        Ok(rows)
-    }
-
     async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
         let storage = self.engine.storage().clone();
         let insert = match &statement {
@@ -705,7 +564,7 @@ impl Session {
             }
             PreparedKind::Keyed { plan, topic, write } => {
                 let plan = if params.is_empty() { plan.clone() } else { plan.clone().with_param_values(params)? };
-                let rows = self.write_keyed(plan, topic, *write).await?;
+                let rows = crate::keyed::write(&self.context, self.engine.storage(), self.engine.config().statement_bytes_max, plan, topic, *write).await?;
                 Ok(QueryOutput::Command { tag: write.tag(rows) })
             }
             PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
@@ -831,68 +690,12 @@ impl Session {
                 Ok(QueryOutput::Command { tag: "CLOSE CURSOR".into() })
             }
             Statement::ShowViews => {
-                let schema = show_views_schema();
+                let schema = crate::show::show_views_schema();
                 let batch = crate::stream::ddl::show_views(&self.engine, schema.clone())?;
                 Ok(rows_output(schema, vec![batch], "SHOW"))
             }
-            Statement::ShowTopics => {
-                let topics = storage.topics();
-                let schema = show_topics_schema();
-                let columns: Vec<ArrayRef> = vec![
-                    Arc::new(StringArray::from_iter_values(topics.iter().map(|t| t.name().to_string()))),
-                    Arc::new(Int32Array::from_iter_values(topics.iter().map(|t| t.partition_count() as i32))),
-                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
-                        let key = &t.meta().partition_key;
-                        (!key.is_empty()).then(|| key.join(", "))
-                    }))),
-                    Arc::new(StringArray::from_iter(topics.iter().map(|t| describe_retention(&t.meta().retention)))),
-                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
-                        t.meta().watermark.as_ref().map(|w| format!("WATERMARK FOR {} AS {}", w.column, w.expression))
-                    }))),
-                    Arc::new(StringArray::from_iter(topics.iter().map(|t| {
-                        let key = &t.meta().primary_key;
-                        (!key.is_empty()).then(|| key.join(", "))
-                    }))),
-                ];
-                Ok(rows_output(schema.clone(), vec![RecordBatch::try_new(schema, columns)?], "SHOW"))
-            }
-            Statement::Describe { name } => {
-                if let Some(view) = self.engine.views().get(&name) {
-                    let schema = describe_schema();
-                    return Ok(rows_output(schema.clone(), vec![crate::stream::ddl::describe_view(&view, schema)?], "DESCRIBE"));
-                }
-                let topic = storage.topic(&name).ok_or(EngineError::UndefinedTable(name))?;
-                let states = storage.partition_states(&topic)?;
-                let mut rows = DescribeRows::default();
-                for (index, field) in topic.full_schema().fields().iter().enumerate() {
-                    let name = field.name().as_str();
-                    if name == streamhouse_storage::segment::DELETED_COLUMN {
-                        continue; // the tombstone flag of a keyed table's log, never read by SQL
-                    }
-                    let kind = if streamhouse_storage::segment::SYSTEM_COLUMNS.contains(&name) {
-                        "system column"
-                    } else if topic.primary_key().contains(&index) {
-                        "key column"
-                    } else {
-                        "column"
-                    };
-                    let declared = field.metadata().get(crate::sql::types::PG_TYPE_METADATA).cloned();
-                    let type_name = declared.unwrap_or_else(|| pg_type_name(field.data_type()));
-                    rows.column(kind, name, type_name, field.is_nullable());
-                }
-                for state in states {
-                    let partition = topic.partition(state.partition);
-                    rows.offsets(
-                        "partition",
-                        state.partition.to_string(),
-                        partition.map_or(state.low_watermark, |p| p.low_watermark()),
-                        partition.map_or(state.sealed_offset, |p| p.high_watermark()),
-                        Some((state.segment_count, state.segment_bytes)),
-                    );
-                }
-                let schema = describe_schema();
-                Ok(rows_output(schema.clone(), vec![rows.finish(schema)?], "DESCRIBE"))
-            }
+            Statement::ShowTopics => crate::show::show_topics(&storage),
+            Statement::Describe { name } => crate::show::describe(&self.engine, &name),
             Statement::SetVariable { name, value } => {
                 self.set_variable(&name, value)?;
                 Ok(QueryOutput::Command { tag: "SET".into() })
@@ -977,17 +780,6 @@ impl Session {
             Statement::Query(_) => Err(EngineError::Internal("query statements are planned at prepare".into())),
         }
     }
-}
-
-fn describe_retention(retention: &streamhouse_catalog::RetentionPolicy) -> Option<String> {
-    let mut parts = Vec::new();
-    if let Some(ms) = retention.time_ms {
-        parts.push(crate::sql::duration::format_duration_ms(ms));
-    }
-    if let Some(bytes) = retention.bytes {
-        parts.push(format!("{bytes} bytes"));
-    }
-    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Parameter types of a plan in `$1, $2, …` order.

@@ -306,7 +306,7 @@ pub(crate) fn describe_view(
     schema: arrow::datatypes::SchemaRef,
 ) -> Result<arrow::array::RecordBatch> {
     let progress = view.progress();
-    let mut rows = crate::session::DescribeRows::default();
+    let mut rows = crate::show::DescribeRows::default();
     for field in view.schema.fields() {
         rows.column("column", field.name(), crate::text::input::pg_type_name(field.data_type()), field.is_nullable());
     }
