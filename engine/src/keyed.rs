@@ -41,10 +41,15 @@ use crate::{EngineError, Result};
 /// Name of the row number column of the latest-row plan; never visible.
 const VERSION_RANK: &str = "__streamhouse_version_rank";
 
-/// A keyed table as a table: the latest row of every key, with the system columns of that row.
+/// A keyed table as a table: the latest row of every key, with the system columns of that row
+/// (or, as the target of an INSERT, the user columns only: the same table read in the INSERT's
+/// query resolves to this too, and must still read the latest rows).
 pub struct KeyedTableProvider {
     topic: Arc<TopicLog>,
+    /// The log with its system columns (and `_deleted`), which reads go through.
     raw: Arc<TopicTableProvider>,
+    /// The user columns, which INSERT goes through.
+    writer: Arc<TopicTableProvider>,
     schema: SchemaRef,
 }
 
@@ -55,13 +60,20 @@ impl fmt::Debug for KeyedTableProvider {
 }
 
 impl KeyedTableProvider {
-    pub fn new(topic: Arc<TopicLog>, storage: Storage, statement_bytes_max: u64) -> Self {
-        let full = topic.full_schema();
-        // Every column of the log but `_deleted` (the last).
-        let fields: Vec<_> = full.fields().iter().take(full.fields().len() - 1).cloned().collect();
-        let schema = Arc::new(Schema::new(fields));
-        let raw = Arc::new(TopicTableProvider::new(topic.clone(), storage, true, statement_bytes_max));
-        Self { topic, raw, schema }
+    pub fn new(topic: Arc<TopicLog>, storage: Storage, statement_bytes_max: u64, system_columns: bool) -> Self {
+        let schema = if system_columns {
+            // Every column of the log but `_deleted` (the last).
+            let full = topic.full_schema();
+            Arc::new(Schema::new(full.fields().iter().take(full.fields().len() - 1).cloned().collect::<Vec<_>>()))
+        } else {
+            // As an INSERT target every column is nullable to DataFusion: the sink checks NOT
+            // NULL itself, naming the column.
+            let user = topic.schema();
+            Arc::new(Schema::new(user.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>()))
+        };
+        let raw = Arc::new(TopicTableProvider::new(topic.clone(), storage.clone(), true, statement_bytes_max));
+        let writer = Arc::new(TopicTableProvider::new(topic.clone(), storage, false, statement_bytes_max));
+        Self { topic, raw, writer, schema }
     }
 
     pub fn topic(&self) -> &Arc<TopicLog> {
@@ -139,7 +151,7 @@ impl TableProvider for KeyedTableProvider {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.raw.insert_into(state, input, insert_op).await
+        self.writer.insert_into(state, input, insert_op).await
     }
 }
 
@@ -385,7 +397,7 @@ pub(crate) async fn write(
         batches.push(conform_batch(topic, &batch)?);
     }
     if write == KeyedWrite::InsertIgnore {
-        let provider = KeyedTableProvider::new(topic.clone(), storage.clone(), bytes_max);
+        let provider = KeyedTableProvider::new(topic.clone(), storage.clone(), bytes_max, true);
         let existing = context.execute_logical_plan(current_keys_plan(&provider)?).await?.collect().await?;
         batches = skip_existing(topic, batches, &existing)?;
     }

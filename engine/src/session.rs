@@ -63,9 +63,10 @@ impl SchemaProvider for TopicSchemaProvider {
         }
         let Some(topic) = self.engine.storage().topic(name) else { return Ok(None) };
         let is_target = self.write_target.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
-        if topic.is_keyed() && !is_target {
+        if topic.is_keyed() {
             let storage = self.engine.storage().clone();
-            return Ok(Some(Arc::new(KeyedTableProvider::new(topic, storage, self.engine.config().statement_bytes_max))));
+            let provider = KeyedTableProvider::new(topic, storage, self.engine.config().statement_bytes_max, !is_target);
+            return Ok(Some(Arc::new(provider)));
         }
         Ok(Some(Arc::new(TopicTableProvider::new(
             topic,
