@@ -55,7 +55,7 @@ bytes=$(stat -c %s "$work/bids.csv")
 pg_port=$(free_port)
 mkdir "$work/pg" && chown postgres "$work/pg"
 runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" -l "$work/pg.log" -w start >/dev/null
+runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" -l "$work/pg/server.log" -w start >/dev/null
 
 # StreamHouse on its defaults, its own data directory.
 sh_port=$(free_port)
@@ -88,10 +88,12 @@ sh_count=$(psql -tA -h 127.0.0.1 -p "$sh_port" -U bench -d streamhouse -c 'SELEC
 expected=$(( rows * rounds ))
 [ "$pg_count" -eq "$expected" ] && [ "$sh_count" -eq "$expected" ] || { echo "row counts differ: postgres $pg_count, streamhouse $sh_count, expected $expected" >&2; exit 1; }
 
-awk -v rows="$rows" -v bytes="$bytes" -v pg="$pg_ms" -v sh="$sh_ms" -v version="$("$pg_bin/postgres" --version)" 'BEGIN {
-  printf "COPY of %d CSV rows (%.1f MB), median of the loads, psql \\copy as the client\n", rows, bytes / 1e6
-  printf "  %-28s %8d ms  %10.0f rows/s\n", version, pg, rows / (pg / 1000)
-  printf "  %-28s %8d ms  %10.0f rows/s\n", "StreamHouse", sh, rows / (sh / 1000)
-  ratio = pg / sh
-  printf "ratio streamhouse vs postgresql: %.2fx (target >= 3x: %s)\n", ratio, ratio >= 3 ? "met" : "NOT met"
-}'
+python3 - "$rows" "$bytes" "$pg_ms" "$sh_ms" "$("$pg_bin/postgres" --version)" <<'REPORT'
+import sys
+rows, size, pg, sh, version = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+print(f"COPY of {rows} CSV rows ({size / 1e6:.1f} MB), median of the loads, psql \\copy as the client")
+print(f"  {version:<32} {pg:>8} ms  {rows / (pg / 1000):>12.0f} rows/s")
+print(f"  {'StreamHouse':<32} {sh:>8} ms  {rows / (sh / 1000):>12.0f} rows/s")
+ratio = pg / sh
+print(f"ratio streamhouse vs postgresql: {ratio:.2f}x (target >= 3x: {'met' if ratio >= 3 else 'NOT met'})")
+REPORT
