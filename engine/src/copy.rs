@@ -75,6 +75,46 @@ impl CopyOptions {
 
 /// Turns COPY input bytes into batches. Feed it every CopyData payload, then call
 /// [`CopyDecoder::finish`].
+/// The fields of one input column for the batch being built: their text back to back, so a
+/// field costs no allocation of its own.
+#[derive(Default)]
+struct FieldBuffer {
+    text: String,
+    /// End of each field in `text`; `None` for a NULL.
+    ends: Vec<Option<usize>>,
+}
+
+impl FieldBuffer {
+    fn push(&mut self, value: Option<&str>) {
+        match value {
+            Some(value) => {
+                self.text.push_str(value);
+                self.ends.push(Some(self.text.len()));
+            }
+            None => self.ends.push(None),
+        }
+    }
+
+    fn values(&self) -> Vec<Option<&str>> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|end| {
+                end.map(|end| {
+                    let value = &self.text[start..end];
+                    start = end;
+                    value
+                })
+            })
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+}
+
 pub struct CopyDecoder {
     options: CopyOptions,
     /// Target schema of the topic (user columns).
@@ -84,7 +124,7 @@ pub struct CopyDecoder {
     table: String,
     pending: Vec<u8>,
     /// Fields gathered per input column, for the batch being built.
-    fields: Vec<Vec<Option<String>>>,
+    fields: Vec<FieldBuffer>,
     /// Input line of the first row of the batch being built, and of each row in it.
     row_lines: Vec<u64>,
     line: u64,
@@ -122,7 +162,7 @@ impl CopyDecoder {
         Ok(Self {
             header_pending: options.header,
             options,
-            fields: vec![Vec::new(); targets.len()],
+            fields: (0..targets.len()).map(|_| FieldBuffer::default()).collect(),
             targets,
             schema,
             table: table.to_string(),
@@ -155,17 +195,21 @@ impl CopyDecoder {
             return Ok(());
         }
         self.pending.extend_from_slice(chunk);
+        // Records are read in place; `pending` is lent out while they are consumed.
+        let data = std::mem::take(&mut self.pending);
         let mut start = 0;
-        while let Some(end) = self.record_end(start) {
-            let record = self.pending[start..end].to_vec();
+        let mut outcome = Ok(());
+        while let Some(end) = record_end(&self.options, &data, start) {
+            let record = &data[start..end];
             start = end + 1;
-            self.consume_record(&record)?;
-            if self.finished_by_marker {
+            outcome = self.consume_record(record);
+            if outcome.is_err() || self.finished_by_marker {
                 break;
             }
         }
+        self.pending = data;
         self.pending.drain(..start);
-        Ok(())
+        outcome
     }
 
     /// Ends the input and returns every batch.
@@ -177,38 +221,6 @@ impl CopyDecoder {
         }
         self.flush()?;
         Ok(self.batches)
-    }
-
-    /// Position of the newline that ends the record starting at `start`, if it is complete.
-    fn record_end(&self, start: usize) -> Option<usize> {
-        let data = &self.pending;
-        match self.options.format {
-            CopyFormat::Text => data[start..].iter().position(|&b| b == b'\n').map(|p| start + p),
-            CopyFormat::Csv => {
-                let quote = self.options.quote();
-                let escape = self.options.escape();
-                let mut in_quotes = false;
-                let mut index = start;
-                while index < data.len() {
-                    let byte = data[index];
-                    if in_quotes {
-                        if byte == escape && escape != quote && matches!(data.get(index + 1), Some(&b) if b == quote || b == escape) {
-                            index += 2;
-                            continue;
-                        }
-                        if byte == quote {
-                            in_quotes = false;
-                        }
-                    } else if byte == quote {
-                        in_quotes = true;
-                    } else if byte == b'\n' {
-                        return Some(index);
-                    }
-                    index += 1;
-                }
-                None
-            }
-        }
     }
 
     fn error_at(&self, line: u64, column: Option<usize>, message: String) -> EngineError {
@@ -243,26 +255,46 @@ impl CopyDecoder {
         }
         let text = std::str::from_utf8(record)
             .map_err(|_| self.error_at(self.line, None, "invalid byte sequence for encoding \"UTF8\"".into()))?;
-        let values = match self.options.format {
-            CopyFormat::Text => self.split_text(text)?,
-            CopyFormat::Csv => self.split_csv(text)?,
+        let delimiter = self.options.delimiter() as char;
+        // Fast path: nothing to unquote or unescape, so fields are slices of the record.
+        let plain = match self.options.format {
+            CopyFormat::Text => !text.contains('\\'),
+            CopyFormat::Csv => !text.contains(self.options.quote() as char),
         };
-        if values.len() != self.targets.len() {
-            let message = if values.len() < self.targets.len() {
-                format!("missing data for column: expected {} columns, got {}", self.targets.len(), values.len())
-            } else {
-                format!("extra data after last expected column: expected {} columns, got {}", self.targets.len(), values.len())
+        if plain {
+            let count = text.matches(delimiter).count() + 1;
+            self.check_field_count(count)?;
+            let null = self.options.null_string();
+            for (column, value) in text.split(delimiter).enumerate() {
+                self.fields[column].push((value != null).then_some(value));
+            }
+        } else {
+            let values = match self.options.format {
+                CopyFormat::Text => self.split_text(text)?,
+                CopyFormat::Csv => self.split_csv(text)?,
             };
-            return Err(self.error_at(self.line, None, message));
-        }
-        for (column, value) in values.into_iter().enumerate() {
-            self.fields[column].push(value);
+            self.check_field_count(values.len())?;
+            for (column, value) in values.iter().enumerate() {
+                self.fields[column].push(value.as_deref());
+            }
         }
         self.row_lines.push(self.line);
         if self.row_lines.len() >= COPY_BATCH_ROWS {
             self.flush()?;
         }
         Ok(())
+    }
+
+    fn check_field_count(&self, count: usize) -> Result<()> {
+        if count == self.targets.len() {
+            return Ok(());
+        }
+        let message = if count < self.targets.len() {
+            format!("missing data for column: expected {} columns, got {}", self.targets.len(), count)
+        } else {
+            format!("extra data after last expected column: expected {} columns, got {}", self.targets.len(), count)
+        };
+        Err(self.error_at(self.line, None, message))
     }
 
     fn split_text(&self, record: &str) -> Result<Vec<Option<String>>> {
@@ -401,7 +433,7 @@ impl CopyDecoder {
             .collect();
         for (input, &target) in self.targets.iter().enumerate() {
             let field = self.schema.field(target);
-            let values: Vec<Option<&str>> = self.fields[input].iter().map(|v| v.as_deref()).collect();
+            let values = self.fields[input].values();
             if !field.is_nullable() {
                 if let Some(row) = values.iter().position(Option::is_none) {
                     return Err(self.error_at(
@@ -421,6 +453,37 @@ impl CopyDecoder {
             field.clear();
         }
         Ok(())
+    }
+}
+
+/// Position of the newline that ends the record starting at `start`, if it is complete.
+fn record_end(options: &CopyOptions, data: &[u8], start: usize) -> Option<usize> {
+    match options.format {
+        CopyFormat::Text => data[start..].iter().position(|&b| b == b'\n').map(|p| start + p),
+        CopyFormat::Csv => {
+            let quote = options.quote();
+            let escape = options.escape();
+            let mut in_quotes = false;
+            let mut index = start;
+            while index < data.len() {
+                let byte = data[index];
+                if in_quotes {
+                    if byte == escape && escape != quote && matches!(data.get(index + 1), Some(&b) if b == quote || b == escape) {
+                        index += 2;
+                        continue;
+                    }
+                    if byte == quote {
+                        in_quotes = false;
+                    }
+                } else if byte == quote {
+                    in_quotes = true;
+                } else if byte == b'\n' {
+                    return Some(index);
+                }
+                index += 1;
+            }
+            None
+        }
     }
 }
 
