@@ -58,7 +58,7 @@ pub(crate) fn timestamp_array(timestamp_us: i64, rows: usize) -> ArrayRef {
 
 /// What the catalog records of a segment besides its location.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SegmentStats {
+pub struct SegmentStats {
     pub row_count: u64,
     pub min_timestamp_us: i64,
     pub max_timestamp_us: i64,
@@ -66,8 +66,9 @@ pub(crate) struct SegmentStats {
     pub max_event_time_us: Option<i64>,
 }
 
-/// Encodes stored batches (contiguous, in offset order) as a compressed IPC file.
-pub(crate) fn encode_segment(
+/// Encodes stored batches (contiguous, in offset order) as a compressed IPC file. Public for
+/// the benchmarks; the sealer is its user.
+pub fn encode_segment(
     user_schema: &Schema,
     batches: &[StoredBatch],
     event_time_column: Option<usize>,
