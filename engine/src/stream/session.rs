@@ -35,7 +35,7 @@ use streamhouse_storage::{Storage, TopicLog};
 
 use super::changes::{Changes, EpochContext, Operator};
 use super::state::{state_key, Decoder, Encoder};
-use super::window::{column_name, interval_micros, micros_text};
+use super::window::{column_name, interval_micros, micros_text, windowed_topic};
 use crate::provider::TopicTableProvider;
 use crate::{EngineError, Result};
 
@@ -191,13 +191,7 @@ impl SessionFunction {
                 "SESSION takes at least 3 arguments: SESSION(topic, time_column, gap [, key_column, …])".into(),
             ));
         }
-        let topic_name = column_name(&exprs[0], "SESSION", "a topic name")?;
-        let topic = self.storage.topic(&topic_name).ok_or_else(|| EngineError::UndefinedTable(topic_name.clone()))?;
-        if topic.is_keyed() {
-            return Err(EngineError::NotSupported(format!(
-                "window functions over keyed table \"{topic_name}\"; window an append-only topic"
-            )));
-        }
+        let topic = windowed_topic(&self.storage, &exprs[0], "SESSION")?;
         let time_column = column_name(&exprs[1], "SESSION", "a time column")?;
         let gap_us = interval_micros(&exprs[2], "SESSION")?;
         let keys = exprs[3..].iter().map(|e| column_name(e, "SESSION", "key columns")).collect::<Result<Vec<_>>>()?;

@@ -197,6 +197,16 @@ pub(crate) fn column_name(expr: &Expr, function: &str, what: &str) -> Result<Str
     }
 }
 
+/// The topic a window function's first argument names: an append-only topic.
+pub(crate) fn windowed_topic(storage: &Storage, expr: &Expr, function: &str) -> Result<Arc<TopicLog>, EngineError> {
+    let name = column_name(expr, function, "a topic name")?;
+    let topic = storage.topic(&name).ok_or_else(|| EngineError::UndefinedTable(name.clone()))?;
+    if topic.is_keyed() {
+        return Err(EngineError::NotSupported(format!("window functions over keyed table \"{name}\"; window an append-only topic")));
+    }
+    Ok(topic)
+}
+
 /// `TUMBLE` or `HOP` as a DataFusion table function.
 pub struct WindowFunction {
     pub storage: Storage,
@@ -218,14 +228,7 @@ impl WindowFunction {
             let signature = if self.hop { "HOP(topic, time_column, slide, size)" } else { "TUMBLE(topic, time_column, size)" };
             return Err(EngineError::InvalidParameter(format!("{name} takes {expected} arguments: {signature}")));
         }
-        let topic_name = column_name(&exprs[0], name, "a topic name")?;
-        let topic = self.storage.topic(&topic_name).ok_or_else(|| EngineError::UndefinedTable(topic_name.clone()))?;
-        if topic.is_keyed() {
-            return Err(EngineError::NotSupported(format!(
-                "window functions over keyed table \"{topic_name}\"; window an append-only topic"
-            ))
-            .into());
-        }
+        let topic = windowed_topic(&self.storage, &exprs[0], name)?;
         let time_column = column_name(&exprs[1], name, "a time column")?;
         let kind = if self.hop {
             WindowKind::Hop { slide_us: interval_micros(&exprs[2], name)?, size_us: interval_micros(&exprs[3], name)? }
