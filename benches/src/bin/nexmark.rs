@@ -33,10 +33,23 @@ struct Args {
     snapshot: bool,
     upstream: bool,
     oracle_dir: Option<PathBuf>,
+    /// Insert-to-view latency: bids appended at this many rows per second for
+    /// `latency_seconds`, each append timed until the view reflects it.
+    latency_rate: Option<u64>,
+    latency_seconds: f64,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { events: 1_000_000, queries: None, json: None, snapshot: true, upstream: false, oracle_dir: None };
+    let mut args = Args {
+        events: 1_000_000,
+        queries: None,
+        json: None,
+        snapshot: true,
+        upstream: false,
+        oracle_dir: None,
+        latency_rate: None,
+        latency_seconds: 2.0,
+    };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -55,8 +68,13 @@ fn parse_args() -> Args {
             },
             "--json" => args.json = Some(PathBuf::from(iter.next().expect("--json FILE"))),
             "--oracle-dir" => args.oracle_dir = Some(PathBuf::from(iter.next().expect("--oracle-dir DIR"))),
+            "--latency" => args.latency_rate = Some(iter.next().and_then(|v| v.parse().ok()).expect("--latency ROWS_PER_SECOND")),
+            "--latency-seconds" => args.latency_seconds = iter.next().and_then(|v| v.parse().ok()).expect("--latency-seconds S"),
             "--bench" => {} // passed by `cargo bench`
-            other => panic!("unknown argument {other}; use --events N, --queries q0,q1|all, --mode M, --json FILE, --oracle-dir DIR"),
+            other => panic!(
+                "unknown argument {other}; use --events N, --queries q0,q1|all, --mode M, --json FILE, --oracle-dir DIR, \
+                 --latency ROWS_PER_SECOND, --latency-seconds S"
+            ),
         }
     }
     args
@@ -158,6 +176,43 @@ struct Outcome {
     batch_seconds: f64,
     snapshot: Option<Run>,
     upstream: Option<Run>,
+    /// Insert-to-view latency p50 and p99, milliseconds.
+    latency_ms: Option<(f64, f64)>,
+}
+
+/// Appends bids at `rate` rows per second (chunks every 10 ms) for `seconds` to a fresh engine
+/// holding the view, and times each append from its send until the view reflects it.
+async fn measure_latency(create: &str, query: &str, events: &NexmarkEvents, rate: u64, seconds: f64) -> (f64, f64) {
+    const TICK: Duration = Duration::from_millis(10);
+    let (_dir, engine, mut session) = fresh_engine().await;
+    run(&mut session, create).await.expect("create view");
+    let view = engine.views().get(&format!("nexmark_{query}")).expect("the view");
+    let topic = engine.storage().topic("bid").expect("bid topic");
+    let chunk = ((rate as f64 * TICK.as_secs_f64()) as usize).max(1);
+    let ticks = (seconds / TICK.as_secs_f64()) as usize;
+    let bids: Vec<RecordBatch> = events.bid.iter().flat_map(|b| (0..b.num_rows()).step_by(chunk).map(move |o| b.slice(o, chunk.min(b.num_rows() - o)))).take(ticks).collect();
+    let mut waits = Vec::with_capacity(bids.len());
+    let mut next = tokio::time::Instant::now();
+    for batch in bids {
+        tokio::time::sleep_until(next).await;
+        next += TICK;
+        let sent = Instant::now();
+        engine.storage().append(&topic, vec![batch]).await.expect("append");
+        let targets = view.source_targets();
+        let view = view.clone();
+        waits.push(tokio::spawn(async move {
+            view.wait_for(&targets).await.expect("view caught up");
+            sent.elapsed()
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(waits.len());
+    for wait in waits {
+        latencies.push(wait.await.expect("latency task"));
+    }
+    engine.shutdown().await;
+    latencies.sort();
+    let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    (at(0.5), at(0.99))
 }
 
 impl Outcome {
@@ -284,7 +339,7 @@ fn main() {
             let text = std::fs::read_to_string(path).expect("query file");
             let sql = strip_comments(&text);
             let mut outcome =
-                Outcome { query: query.clone(), status: String::new(), source_rows: source_rows(&sql, &events), batch_seconds: 0.0, snapshot: None, upstream: None };
+                Outcome { query: query.clone(), status: String::new(), source_rows: source_rows(&sql, &events), batch_seconds: 0.0, snapshot: None, upstream: None, latency_ms: None };
             if sql.trim().is_empty() {
                 outcome.status = "not applicable (not a query)".into();
                 outcomes.push(outcome);
@@ -335,6 +390,9 @@ fn main() {
                 upstream.shutdown().await;
                 outcome.upstream = Some(measured);
             }
+            if let Some(rate) = args.latency_rate {
+                outcome.latency_ms = Some(measure_latency(&create, &query, &events, rate, args.latency_seconds).await);
+            }
             outcome.status = "ok".into();
             outcomes.push(outcome);
         }
@@ -355,13 +413,13 @@ fn strip_comments(text: &str) -> String {
 fn report(outcomes: &[Outcome], args: &Args) {
     println!();
     println!(
-        "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  {}",
-        "query", "source rows", "snapshot rows/s", "vs batch", "upstream rows/s", "rows", "state bytes", "peak RSS", "check", "status"
+        "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>15} {:>10}  {}",
+        "query", "source rows", "snapshot rows/s", "vs batch", "upstream rows/s", "rows", "state bytes", "peak RSS", "latency p50/p99", "check", "status"
     );
     let per_core = |o: &Outcome, r: &Option<Run>| r.as_ref().map_or(String::from("-"), |r| format!("{:.0}", o.source_rows as f64 / r.cpu_seconds.max(0.01)));
     for o in outcomes {
         if o.status != "ok" {
-            println!("{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  {}", o.query, "", "", "", "", "", "", "", "", o.status);
+            println!("{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>15} {:>10}  {}", o.query, "", "", "", "", "", "", "", "", "", o.status);
             continue;
         }
         let ratio = o.snapshot.as_ref().map_or(String::from("-"), |r| format!("{:.2}x", o.batch_seconds / r.seconds.max(1e-9)));
@@ -370,9 +428,10 @@ fn report(outcomes: &[Outcome], args: &Args) {
         let state = first.map_or(String::from("-"), |r| format!("{:.1} MB", r.state_bytes as f64 / 1e6));
         let rss = first.map_or(String::from("-"), |r| format!("{:.0} MB", r.peak_rss_bytes as f64 / 1e6));
         let check = if o.checks().all(|c| c == "equal") { "equal".to_string() } else { o.checks().collect::<Vec<_>>().join("; ") };
+        let latency = o.latency_ms.map_or(String::from("-"), |(p50, p99)| format!("{p50:.0}/{p99:.0} ms"));
         println!(
-            "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>10}  ok",
-            o.query, o.source_rows, per_core(o, &o.snapshot), ratio, per_core(o, &o.upstream), rows, state, rss, check
+            "{:<5} {:>12} {:>16} {:>10} {:>16} {:>9} {:>11} {:>9} {:>15} {:>10}  ok",
+            o.query, o.source_rows, per_core(o, &o.snapshot), ratio, per_core(o, &o.upstream), rows, state, rss, latency, check
         );
     }
     let json_run = |r: &Option<Run>| {
@@ -389,6 +448,7 @@ fn report(outcomes: &[Outcome], args: &Args) {
             serde_json::json!({
                 "query": o.query, "status": o.status, "source_rows": o.source_rows, "batch_seconds": o.batch_seconds,
                 "snapshot": json_run(&o.snapshot), "upstream": json_run(&o.upstream),
+                "latency_p50_ms": o.latency_ms.map(|l| l.0), "latency_p99_ms": o.latency_ms.map(|l| l.1),
             })
         })
         .collect();
