@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
@@ -325,25 +325,19 @@ fn check_on_conflict(insert: &ast::Insert, topic: &TopicLog) -> Result<bool> {
     }
 }
 
-/// Row-encoded keys of `batch` (user columns of the table).
-fn encoded_keys(topic: &TopicLog, batch: &RecordBatch) -> Result<arrow::row::Rows> {
-    let columns: Vec<_> = topic.primary_key().iter().map(|&i| batch.column(i).clone()).collect();
-    let converter = RowConverter::new(columns.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-    Ok(converter.convert_columns(&columns)?)
-}
-
-/// Keeps the rows of `batches` whose key is not in `existing` and did not come earlier.
+/// Keeps the rows of `batches` whose key is not in `existing` (the key columns of the current
+/// rows, in key order) and did not come earlier.
 fn skip_existing(topic: &TopicLog, batches: Vec<RecordBatch>, existing: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let key_types = topic.primary_key().iter().map(|&i| SortField::new(topic.schema().field(i).data_type().clone())).collect();
+    let converter = RowConverter::new(key_types)?;
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     for batch in existing {
-        // `existing` holds the key columns only, in key order: encode them directly.
-        let converter = RowConverter::new(batch.columns().iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-        let rows = converter.convert_columns(batch.columns())?;
-        seen.extend(rows.iter().map(|r| r.as_ref().to_vec()));
+        seen.extend(converter.convert_columns(batch.columns())?.iter().map(|r| r.as_ref().to_vec()));
     }
     let mut kept = Vec::with_capacity(batches.len());
     for batch in batches {
-        let keys = encoded_keys(topic, &batch)?;
+        let key_columns: Vec<_> = topic.primary_key().iter().map(|&i| batch.column(i).clone()).collect();
+        let keys = converter.convert_columns(&key_columns)?;
         let mask: BooleanArray = keys.iter().map(|k| Some(seen.insert(k.as_ref().to_vec()))).collect();
         let batch = filter_record_batch(&batch, &mask)?;
         if batch.num_rows() > 0 {

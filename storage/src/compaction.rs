@@ -24,7 +24,7 @@ use streamhouse_catalog::SegmentMeta;
 use crate::object::compacted_segment_key;
 use crate::segment::encode_rows;
 use crate::topic::TopicLog;
-use crate::{Result, Storage};
+use crate::{now_us, Result, Storage};
 
 /// How long a replaced segment's object stays readable after the catalog stops listing it.
 const REPLACED_OBJECT_GRACE: Duration = Duration::from_secs(60);
@@ -52,13 +52,6 @@ pub(crate) async fn run(storage: Storage) {
             tracing::warn!(%error, "compaction pass failed; will retry");
         }
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// One pass over every keyed table. With `force`, every partition with a sealed segment is
@@ -102,13 +95,14 @@ async fn compact_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: 
     let started = Instant::now();
     let log_columns = topic.log_schema().fields().len();
     let all: Vec<usize> = (0..log_columns + 2).collect();
+    let schema = crate::segment::segment_schema(topic.log_schema());
     let mut batches: Vec<RecordBatch> = Vec::new();
     for segment in &segments {
         let columns = storage.segment_columns(segment, &all).await?;
         let count = columns.first().map_or(0, |c| c.len());
         for index in 0..count {
             let arrays = columns.iter().map(|c| c[index].clone()).collect();
-            batches.push(RecordBatch::try_new(crate::segment::segment_schema(topic.log_schema()), arrays)?);
+            batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
         }
     }
     let floor = storage.compaction_floor(topic.id(), partition);
@@ -119,7 +113,6 @@ async fn compact_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: 
     if segments.len() == 1 && rows_after == rows_before {
         return Ok(()); // nothing to gain
     }
-    let schema = crate::segment::segment_schema(topic.log_schema());
     let (bytes, stats) = tokio::task::spawn_blocking(move || encode_rows(&schema, &kept))
         .await
         .map_err(|e| crate::StorageError::WalFailed(format!("segment encoder panicked: {e}")))??;

@@ -116,7 +116,8 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(arrow::compute::take_record_batch(&batch, &indices)?)
 }
 
-fn now_us() -> i64 {
+/// Wall-clock time in microseconds since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

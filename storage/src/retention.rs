@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use streamhouse_catalog::Catalog;
 
 use crate::object::topic_prefix;
-use crate::{Result, Storage, TopicMap};
+use crate::{now_us, Result, Storage, TopicMap};
 
 pub(crate) async fn run(storage: Storage) {
     let mut shutdown = storage.inner.shutdown.subscribe();
@@ -27,13 +27,6 @@ pub(crate) async fn run(storage: Storage) {
             tracing::warn!(%error, "retention pass failed; will retry");
         }
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// One pass: dropped topics' objects, then every topic's retention.

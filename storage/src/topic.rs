@@ -109,26 +109,19 @@ impl std::fmt::Debug for TopicLog {
 
 impl TopicLog {
     pub(crate) fn new(meta: TopicMeta, partitions: Vec<PartitionLog>) -> Result<Self> {
-        let key_columns = meta
-            .partition_key
-            .iter()
-            .map(|name| {
-                meta.schema.index_of(name).map_err(|_| StorageError::InvalidBatch {
-                    topic: meta.name.clone(),
-                    reason: format!("partition key column \"{name}\" is not a column"),
+        let columns = |names: &[String], what: &str| {
+            names
+                .iter()
+                .map(|name| {
+                    meta.schema.index_of(name).map_err(|_| StorageError::InvalidBatch {
+                        topic: meta.name.clone(),
+                        reason: format!("{what} column \"{name}\" is not a column"),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let primary_key = meta
-            .primary_key
-            .iter()
-            .map(|name| {
-                meta.schema.index_of(name).map_err(|_| StorageError::InvalidBatch {
-                    topic: meta.name.clone(),
-                    reason: format!("primary key column \"{name}\" is not a column"),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()
+        };
+        let key_columns = columns(&meta.partition_key, "partition key")?;
+        let primary_key = columns(&meta.primary_key, "primary key")?;
         if !primary_key.is_empty() && (key_columns.is_empty() || key_columns.iter().any(|c| !primary_key.contains(c))) {
             // Every version of a key must land in the same partition, in order.
             return Err(StorageError::InvalidBatch {
