@@ -263,7 +263,27 @@ struct Builder<'a> {
     window_columns: Vec<Option<i64>>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// A builder for a whole plan, or for one branch of a union (whose operators' ids continue
+    /// from `next_id`).
+    fn new(state: &'a SessionState, view: u64, cache_bytes_max: usize, distinct_on: bool, next_id: u16) -> Self {
+        Builder {
+            state,
+            view,
+            source: None,
+            union: None,
+            next_id,
+            operators: Vec::new(),
+            append_only: true,
+            aggregates: Vec::new(),
+            windows: Vec::new(),
+            window_columns: Vec::new(),
+            cache_bytes_max,
+            pending_limit: None,
+            distinct_on,
+        }
+    }
+
     /// The id (state namespace) the next operator pushed gets: operators are numbered in the
     /// order they are built, across branches.
     fn next_operator_id(&self) -> u16 {
@@ -313,21 +333,7 @@ impl Builder<'_> {
     fn build_union(&mut self, union: &datafusion::logical_expr::logical_plan::Union) -> Result<()> {
         let mut branches = Vec::with_capacity(union.inputs.len());
         for input in &union.inputs {
-            let mut branch = Builder {
-                state: self.state,
-                view: self.view,
-                source: None,
-                union: None,
-                next_id: self.next_id,
-                operators: Vec::new(),
-                append_only: true,
-                aggregates: Vec::new(),
-                windows: Vec::new(),
-                cache_bytes_max: self.cache_bytes_max,
-                pending_limit: None,
-                distinct_on: false,
-                window_columns: Vec::new(),
-            };
+            let mut branch = Builder::new(self.state, self.view, self.cache_bytes_max, false, self.next_id);
             branch.build(input)?;
             self.next_id = branch.next_id;
             self.append_only &= branch.append_only;
@@ -699,21 +705,7 @@ pub fn build_pipeline(
     distinct_on: bool,
 ) -> Result<StreamPlan> {
 
-    let mut builder = Builder {
-        state,
-        view,
-        source: None,
-        union: None,
-        next_id: 0,
-        operators: Vec::new(),
-        append_only: true,
-        aggregates: Vec::new(),
-        windows: Vec::new(),
-        window_columns: Vec::new(),
-        cache_bytes_max,
-        pending_limit: None,
-        distinct_on,
-    };
+    let mut builder = Builder::new(state, view, cache_bytes_max, distinct_on, 0);
     builder.build(plan)?;
     if emit_on_window_close {
         let last = builder.aggregates.last().copied();
