@@ -11,8 +11,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, BATCH_ROWS, BID_COLUMNS};
-use streamhouse_engine::{QueryOutput, Session};
+use streamhouse_benches::{
+    bench_engine, bid_batches, bid_schema, execute, print_ratio, record, runtime, time_view_backfill, BATCH_ROWS, BID_COLUMNS,
+};
 
 const BATCHES: usize = 128; // about one million rows; bidders are 0..100 000, so ~10 versions each
 const INGEST_BATCHES: usize = 8;
@@ -23,21 +24,6 @@ const BASELINE_LATEST: &str = "SELECT count(*), sum(price), max(auction) FROM \
 const VIEW: &str = "SELECT channel, count(*) AS n, sum(price) AS total FROM bidders GROUP BY channel";
 const BASELINE_VIEW: &str = "SELECT channel, count(*) AS n, sum(price) AS total FROM \
      (SELECT *, row_number() OVER (PARTITION BY bidder ORDER BY seq DESC) AS rn FROM bidders) WHERE rn = 1 GROUP BY channel";
-
-async fn run(session: &mut Session, sql: &str) -> usize {
-    let prepared = session.prepare(sql).await.expect("prepare");
-    match session.execute(&prepared, vec![]).await.expect("execute") {
-        QueryOutput::Rows { mut stream, .. } => {
-            use futures::StreamExt;
-            let mut rows = 0;
-            while let Some(batch) = stream.next().await {
-                rows += batch.expect("batch").num_rows();
-            }
-            rows
-        }
-        _ => 0,
-    }
-}
 
 /// The batches with a `seq` column (the order they were written in), for the baseline's
 /// latest-row query: in the log that order is the offset.
@@ -70,9 +56,9 @@ fn keyed(c: &mut Criterion) {
     let session = std::cell::RefCell::new(session);
     runtime.block_on(async {
         let mut session = session.borrow_mut();
-        run(&mut session, &format!("CREATE TABLE bidders ({BID_COLUMNS}, PRIMARY KEY (bidder))")).await;
-        run(&mut session, &format!("CREATE TABLE bidders_ingest ({BID_COLUMNS}, PRIMARY KEY (bidder))")).await;
-        run(&mut session, &format!("CREATE TOPIC bids_ingest ({BID_COLUMNS})")).await;
+        execute(&mut session, &format!("CREATE TABLE bidders ({BID_COLUMNS}, PRIMARY KEY (bidder))")).await;
+        execute(&mut session, &format!("CREATE TABLE bidders_ingest ({BID_COLUMNS}, PRIMARY KEY (bidder))")).await;
+        execute(&mut session, &format!("CREATE TOPIC bids_ingest ({BID_COLUMNS})")).await;
         let table = engine.storage().topic("bidders").expect("table");
         for chunk in batches.chunks(8) {
             engine.storage().append(&table, chunk.to_vec()).await.expect("append");
@@ -108,7 +94,7 @@ fn keyed(c: &mut Criterion) {
                     let started = Instant::now();
                     for _ in 0..iterations {
                         if ours {
-                            std::hint::black_box(run(&mut session.borrow_mut(), sql).await);
+                            std::hint::black_box(execute(&mut session.borrow_mut(), sql).await);
                         } else {
                             let frame = context.sql(sql).await.expect("plan");
                             std::hint::black_box(frame.collect().await.expect("collect"));
@@ -128,10 +114,7 @@ fn keyed(c: &mut Criterion) {
             runtime.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    let started = Instant::now();
-                    run(&mut session, &format!("CREATE MATERIALIZED VIEW v AS {VIEW}")).await;
-                    total += started.elapsed();
-                    run(&mut session, "DROP MATERIALIZED VIEW v").await;
+                    total += time_view_backfill(&mut session, VIEW).await;
                 }
                 record("keyed_view_backfill", total, iterations)
             })
@@ -143,7 +126,7 @@ fn keyed(c: &mut Criterion) {
             runtime.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iterations {
-                    std::hint::black_box(run(&mut session.borrow_mut(), LATEST).await);
+                    std::hint::black_box(execute(&mut session.borrow_mut(), LATEST).await);
                 }
                 record("keyed_latest_row_read_compacted", started.elapsed(), iterations)
             })

@@ -4,23 +4,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use futures::StreamExt;
-use streamhouse_benches::{bid_batches, loaded_bench_engine, print_ratio, record, runtime, BATCH_ROWS};
-use streamhouse_engine::{QueryOutput, Session};
+use streamhouse_benches::{bid_batches, execute, loaded_bench_engine, print_ratio, record, runtime, BATCH_ROWS};
 
 const BATCHES: usize = 128; // about one million rows
-
-async fn run(session: &mut Session, sql: &str) -> usize {
-    let prepared = session.prepare(sql).await.expect("prepare");
-    let QueryOutput::Rows { mut stream, .. } = session.execute(&prepared, vec![]).await.expect("execute") else {
-        panic!("a query returns rows")
-    };
-    let mut rows = 0;
-    while let Some(batch) = stream.next().await {
-        rows += batch.expect("batch").num_rows();
-    }
-    rows
-}
 
 fn scan(c: &mut Criterion) {
     let runtime = runtime();
@@ -30,7 +16,7 @@ fn scan(c: &mut Criterion) {
 
     let query = "SELECT channel, count(*), sum(price), max(bidder) FROM bids GROUP BY channel";
     // Warm the segment cache.
-    runtime.block_on(run(&mut session, query));
+    runtime.block_on(execute(&mut session, query));
     let session = std::cell::RefCell::new(session);
 
     let mut group = c.benchmark_group("scan");
@@ -56,7 +42,7 @@ fn scan(c: &mut Criterion) {
                 runtime.block_on(async {
                     let started = Instant::now();
                     for _ in 0..iterations {
-                        std::hint::black_box(run(&mut session, &sql).await);
+                        std::hint::black_box(execute(&mut session, &sql).await);
                     }
                     record(name, started.elapsed(), iterations)
                 })

@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bid_batches, loaded_bench_engine, print_ratio, record, runtime, BATCH_ROWS};
-use streamhouse_engine::Session;
+use streamhouse_benches::{bid_batches, loaded_bench_engine, print_ratio, record, runtime, time_view_backfill, BATCH_ROWS};
 
 const BATCHES: usize = 128; // about one million rows
 
@@ -29,11 +28,6 @@ const QUERIES: &[(&str, &str, &str)] = &[
         "SELECT auction, price * 2 AS doubled FROM bids WHERE price % 100 = 0",
     ),
 ];
-
-async fn run(session: &mut Session, sql: &str) {
-    let prepared = session.prepare(sql).await.expect("prepare");
-    session.execute(&prepared, vec![]).await.expect("execute");
-}
 
 fn views(c: &mut Criterion) {
     let runtime = runtime();
@@ -66,11 +60,7 @@ fn views(c: &mut Criterion) {
                 runtime.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iterations {
-                        let started = Instant::now();
-                        // Returns once the backfill of every row is committed.
-                        run(&mut session, &format!("CREATE MATERIALIZED VIEW v AS {view_query}")).await;
-                        total += started.elapsed();
-                        run(&mut session, "DROP MATERIALIZED VIEW v").await;
+                        total += time_view_backfill(&mut session, view_query).await;
                     }
                     record(&ours, total, iterations)
                 })

@@ -155,3 +155,29 @@ pub fn print_ratio(ours: &str, baseline: &str, target: f64) {
         _ => println!("ratio {ours} vs {baseline}: not measured in this run"),
     }
 }
+
+/// Runs one statement through a session; returns the rows a query streams (0 for a command).
+pub async fn execute(session: &mut streamhouse_engine::Session, sql: &str) -> usize {
+    use futures::StreamExt;
+    let prepared = session.prepare(sql).await.expect("prepare");
+    match session.execute(&prepared, vec![]).await.expect("execute") {
+        streamhouse_engine::QueryOutput::Rows { mut stream, .. } => {
+            let mut rows = 0;
+            while let Some(batch) = stream.next().await {
+                rows += batch.expect("batch").num_rows();
+            }
+            rows
+        }
+        _ => 0,
+    }
+}
+
+/// The time `CREATE MATERIALIZED VIEW v AS {query}` takes (it returns once the backfill of every
+/// row is committed); the view is dropped again, untimed.
+pub async fn time_view_backfill(session: &mut streamhouse_engine::Session, query: &str) -> Duration {
+    let started = std::time::Instant::now();
+    execute(session, &format!("CREATE MATERIALIZED VIEW v AS {query}")).await;
+    let elapsed = started.elapsed();
+    execute(session, "DROP MATERIALIZED VIEW v").await;
+    elapsed
+}
