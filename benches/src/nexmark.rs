@@ -55,16 +55,11 @@ pub fn auction_schema() -> SchemaRef {
     ]))
 }
 
+/// The micro benchmarks' bid columns ([`crate::bid_schema`]), then `extra`.
 pub fn bid_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("auction", DataType::Int64, false),
-        Field::new("bidder", DataType::Int64, false),
-        Field::new("price", DataType::Int64, false),
-        Field::new("channel", DataType::Utf8, false),
-        Field::new("url", DataType::Utf8, false),
-        Field::new("date_time", timestamp(), false),
-        Field::new("extra", DataType::Utf8, false),
-    ]))
+    let mut fields: Vec<Field> = crate::bid_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("extra", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 /// The three streams: name and schema.
