@@ -122,6 +122,12 @@ async fn acknowledged_rows_survive_kill_9_exactly_once() {
         sorted.sort();
         assert_eq!(sorted, (0..ROWS_PER_STATEMENT).collect::<Vec<_>>(), "in-doubt statement {key:?} all or nothing");
     }
+    // WAL files were reused along the way (so kills also landed on reused files).
+    let spares = std::fs::read_dir(dir.path().join("data/wal"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("spare-"))
+        .count();
+    assert!(spares > 0, "no WAL file was ever released for reuse");
     // Offsets stay dense per partition across every crash.
     let offsets = client.query("SELECT _partition, count(*), max(_offset) FROM log GROUP BY _partition", &[]).await.unwrap();
     for row in offsets {
@@ -129,6 +135,20 @@ async fn acknowledged_rows_survive_kill_9_exactly_once() {
         let max: i64 = row.get(2);
         assert_eq!(max + 1, count, "partition {} offsets dense", row.get::<_, i32>(0));
     }
+}
+
+/// Where the frames of a WAL file end (a killed server leaves the rest of a preallocated file
+/// as zeros): each frame is a u32 payload length, a u32 CRC and the payload.
+fn written_length(wal: &[u8]) -> usize {
+    let mut position = 0;
+    while let Some(header) = wal.get(position..position + 8) {
+        let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if length == 0 {
+            break;
+        }
+        position += 8 + length;
+    }
+    position
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,12 +168,12 @@ async fn a_corrupt_wal_tail_is_truncated_and_reported() {
     // Flip a byte inside the last record: its CRC no longer matches.
     let mut files: Vec<_> = std::fs::read_dir(data.join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    let last = files.iter().rev().find(|f| std::fs::metadata(f).unwrap().len() > 0).unwrap().clone();
+    let last = files.iter().rev().find(|f| written_length(&std::fs::read(f).unwrap()) > 0).unwrap().clone();
     let mut bytes = std::fs::read(&last).unwrap();
-    let len = bytes.len();
+    let len = written_length(&bytes);
     bytes[len - 10] ^= 0xff;
-    // And append garbage after it, as a torn write might leave.
-    bytes.extend_from_slice(&[0xAB; 7]);
+    // And garbage after it, as a torn write might leave (in the file's preallocated space).
+    bytes.splice(len..(len + 7).min(bytes.len()), [0xAB; 7]);
     std::fs::write(&last, &bytes).unwrap();
 
     server.restart();

@@ -48,7 +48,7 @@ fn segments(c: &mut Criterion) {
     let stored: Vec<StoredBatch> = batches
         .iter()
         .enumerate()
-        .map(|(i, batch)| StoredBatch { base_offset: (i * BATCH_ROWS) as u64, timestamp_us: 1_700_000_000_000_000, batch: batch.clone() })
+        .map(|(i, batch)| StoredBatch::new((i * BATCH_ROWS) as u64, 1_700_000_000_000_000, batch.clone()))
         .collect();
     let schema = bid_schema();
     let (segment, _) = encode_segment(&schema, &stored, Some(5)).expect("encode");

@@ -14,6 +14,7 @@ pub mod cache;
 mod compaction;
 mod config;
 mod error;
+mod ipc;
 pub mod metrics;
 pub mod object;
 mod record;
@@ -42,7 +43,7 @@ pub use tail::StoredBatch;
 pub use topic::{KeyedWriteGuard, PartitionLog, TopicLog};
 
 use cache::SegmentCache;
-use record::{encode_batch, encode_frame, EncodedEntry, RecordEntry};
+use record::{encode_frame, EncodedEntry, RecordEntry};
 use wal::{Wal, WalRequest};
 
 /// Live topics by id.
@@ -160,11 +161,7 @@ impl Storage {
                 }
                 let rows = entry.batch.num_rows() as u64;
                 let base_offset = entry.base_offset;
-                if partition.apply(StoredBatch {
-                    base_offset,
-                    timestamp_us: entry.timestamp_us,
-                    batch: entry.batch,
-                }) {
+                if partition.apply(StoredBatch::new(base_offset, entry.timestamp_us, entry.batch)) {
                     partition.next_offset.store(base_offset + rows, Ordering::Release);
                     replayed_rows += rows;
                 } else {
@@ -194,6 +191,7 @@ impl Storage {
                     base_offset: entry.base_offset,
                     timestamp_us: entry.timestamp_us,
                     batch: entry.batch.clone(),
+                    encoded: entry.encoded.clone(),
                 });
             }
         });
@@ -339,8 +337,16 @@ impl Storage {
         let mut entries = Vec::new();
         for (partition, batches) in topic.partition_batches(batches)? {
             let batch = compact(segment::concat(topic.log_schema(), &batches)?)?;
-            encoded.push(EncodedEntry { partition, ipc: encode_batch(&batch)? });
-            entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch });
+            let encoding = Arc::new(ipc::encode(&batch)?);
+            encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
+            entries.push(RecordEntry {
+                topic_id: topic.id(),
+                partition,
+                base_offset: 0,
+                timestamp_us: 0,
+                batch,
+                encoded: Some(encoding),
+            });
         }
         if entries.is_empty() {
             return Ok(AppendOutcome::default());
@@ -365,7 +371,7 @@ impl Storage {
                 outcome.placements.push((entry.partition, base_offset, rows));
                 with_offsets.push((entry, base_offset));
             }
-            let frame = encode_frame(topic.id(), timestamp_us, &with_offsets);
+            let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &with_offsets);
             self.inner.wal.submit(WalRequest { frame, entries, ack }).await?;
         }
         acknowledged.await.map_err(|_| StorageError::ShuttingDown)??;

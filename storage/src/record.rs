@@ -7,24 +7,34 @@
 //! u32 LE  payload length
 //! u32 LE  CRC32C of the payload
 //! payload:
-//!   u8      format version (1)
+//!   u8      format version (2; version 1 had no file sequence)
+//!   u64 LE  sequence number of the WAL file the record was written to
 //!   u32 LE  entry count
 //!   entry*: u64 LE topic id | u32 LE partition | u64 LE base offset | i64 LE append time (µs)
-//!           | u32 LE IPC length | Arrow IPC stream (schema message + one batch message)
+//!           | u32 LE IPC length | Arrow IPC stream (schema message + one batch message, its
+//!           buffers LZ4_FRAME-compressed; see [`crate::ipc`])
 //! ```
 //!
-//! The CRC covers the whole payload, so a record is replayed whole or not at all.
+//! The CRC covers the whole payload, so a record is replayed whole or not at all. The file
+//! sequence number tells a record from the stale records of a recycled file (see [`crate::wal`]).
+//! Writers build a frame without its sequence and CRC; the WAL thread, which knows the file,
+//! fills both in with [`finish_frame`].
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
 
+use crate::ipc::{self, EncodedBatch};
 use crate::{Result, StorageError};
 
 pub(crate) const FRAME_HEADER_BYTES: usize = 8;
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// Version 1 payloads (no file sequence) are still read.
+const FORMAT_VERSION_UNSEQUENCED: u8 = 1;
+/// Where the file sequence sits in a frame: after the header and the version byte.
+const SEQUENCE_AT: usize = FRAME_HEADER_BYTES + 1;
 /// A frame larger than this is treated as corruption rather than allocated.
 pub(crate) const FRAME_PAYLOAD_BYTES_MAX: usize = 1 << 31;
 
@@ -36,16 +46,8 @@ pub struct RecordEntry {
     pub base_offset: u64,
     pub timestamp_us: i64,
     pub batch: RecordBatch,
-}
-
-/// Encodes a batch as an IPC stream (schema + batch).
-pub(crate) fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() + 512);
-    let mut writer = StreamWriter::try_new(&mut buffer, &batch.schema())?;
-    writer.write(batch)?;
-    writer.finish()?;
-    drop(writer);
-    Ok(buffer)
+    /// The batch's encoding, kept for the sealer (not kept on replay).
+    pub encoded: Option<Arc<EncodedBatch>>,
 }
 
 fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
@@ -61,33 +63,52 @@ fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
 /// An entry whose batch is already IPC-encoded; offsets are filled in at append time.
 pub(crate) struct EncodedEntry {
     pub partition: u32,
-    pub ipc: Vec<u8>,
+    pub encoded: Arc<EncodedBatch>,
 }
 
-/// Builds a complete frame (header + payload) for entries with assigned offsets.
+/// Builds a complete frame (header + payload) for entries with assigned offsets, of a topic
+/// whose log schema encodes as `schema_message`.
 pub(crate) fn encode_frame(
     topic_id: u64,
     timestamp_us: i64,
+    schema_message: &[u8],
     entries: &[(EncodedEntry, u64)],
 ) -> Vec<u8> {
-    let payload_bytes: usize = 5 + entries.iter().map(|(e, _)| 32 + e.ipc.len()).sum::<usize>();
+    let stream_len = |e: &EncodedEntry| ipc::stream_len(schema_message, &e.encoded);
+    let payload_bytes: usize = 13 + entries.iter().map(|(e, _)| 32 + stream_len(e)).sum::<usize>();
     let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload_bytes);
     frame.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     frame.push(FORMAT_VERSION);
+    frame.extend_from_slice(&0u64.to_le_bytes());
     frame.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for (entry, base_offset) in entries {
         frame.extend_from_slice(&topic_id.to_le_bytes());
         frame.extend_from_slice(&entry.partition.to_le_bytes());
         frame.extend_from_slice(&base_offset.to_le_bytes());
         frame.extend_from_slice(&timestamp_us.to_le_bytes());
-        frame.extend_from_slice(&(entry.ipc.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&entry.ipc);
+        frame.extend_from_slice(&(stream_len(entry) as u32).to_le_bytes());
+        ipc::write_stream(&mut frame, schema_message, &entry.encoded);
     }
     let payload_len = (frame.len() - FRAME_HEADER_BYTES) as u32;
-    let crc = crc32c::crc32c(&frame[FRAME_HEADER_BYTES..]);
     frame[0..4].copy_from_slice(&payload_len.to_le_bytes());
-    frame[4..8].copy_from_slice(&crc.to_le_bytes());
     frame
+}
+
+/// Completes a frame from [`encode_frame`] for the WAL file numbered `sequence`: the sequence
+/// and the CRC.
+pub(crate) fn finish_frame(frame: &mut [u8], sequence: u64) {
+    frame[SEQUENCE_AT..SEQUENCE_AT + 8].copy_from_slice(&sequence.to_le_bytes());
+    let crc = crc32c::crc32c(&frame[FRAME_HEADER_BYTES..]);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The WAL file sequence a payload (whose CRC matched) was written to; `None` for a version 1
+/// payload, which does not say.
+pub(crate) fn payload_sequence(payload: &[u8]) -> Option<u64> {
+    match payload.first() {
+        Some(&FORMAT_VERSION) => payload.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes),
+        _ => None,
+    }
 }
 
 /// Why a frame could not be read: the end of valid data was reached.
@@ -100,10 +121,11 @@ pub(crate) enum FrameEnd {
 }
 
 /// Reads the frame starting at `position` in `data`. Returns the payload and the position of the
-/// next frame, or why there is none.
+/// next frame, or why there is none. An all-zero header is the clean end of a preallocated
+/// file's data: no frame is empty.
 pub(crate) fn read_frame(data: &[u8], position: usize) -> std::result::Result<(&[u8], usize), FrameEnd> {
     let rest = &data[position..];
-    if rest.is_empty() {
+    if rest.iter().take(FRAME_HEADER_BYTES).all(|&b| b == 0) {
         return Err(FrameEnd::Clean);
     }
     if rest.len() < FRAME_HEADER_BYTES {
@@ -137,8 +159,12 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<RecordEntry>> {
         Ok(slice)
     };
     let version = take(1)?[0];
-    if version != FORMAT_VERSION {
-        return Err(corrupt(&format!("unknown record format version {version}")));
+    match version {
+        FORMAT_VERSION => {
+            take(8)?;
+        }
+        FORMAT_VERSION_UNSEQUENCED => {}
+        _ => return Err(corrupt(&format!("unknown record format version {version}"))),
     }
     let count = u32::from_le_bytes(take(4)?.try_into().unwrap_or_default());
     let mut entries = Vec::with_capacity(count.min(1024) as usize);
@@ -149,7 +175,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<RecordEntry>> {
         let timestamp_us = i64::from_le_bytes(take(8)?.try_into().unwrap_or_default());
         let ipc_len = u32::from_le_bytes(take(4)?.try_into().unwrap_or_default()) as usize;
         let batch = decode_batch(take(ipc_len)?)?;
-        entries.push(RecordEntry { topic_id, partition, base_offset, timestamp_us, batch });
+        entries.push(RecordEntry { topic_id, partition, base_offset, timestamp_us, batch, encoded: None });
     }
     Ok(entries)
 }
@@ -158,7 +184,6 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<RecordEntry>> {
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
-    use std::sync::Arc;
 
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter(vec![
@@ -170,18 +195,26 @@ mod tests {
 
     #[test]
     fn frame_round_trips_and_detects_damage() {
-        let entries = vec![
-            (EncodedEntry { partition: 0, ipc: encode_batch(&batch()).unwrap() }, 10),
-            (EncodedEntry { partition: 3, ipc: encode_batch(&batch()).unwrap() }, 7),
-        ];
-        let frame = encode_frame(42, 1_000, &entries);
+        let encoded = || EncodedEntry { partition: 0, encoded: Arc::new(ipc::encode(&batch()).unwrap()) };
+        let entries = vec![(encoded(), 10), (EncodedEntry { partition: 3, ..encoded() }, 7)];
+        let schema_message = ipc::schema_message(&batch().schema()).unwrap();
+        let mut frame = encode_frame(42, 1_000, &schema_message, &entries);
+        finish_frame(&mut frame, 77);
         let (payload, next) = read_frame(&frame, 0).unwrap();
         assert_eq!(next, frame.len());
+        assert_eq!(payload_sequence(payload), Some(77));
         let decoded = decode_payload(payload).unwrap();
         assert_eq!(decoded.len(), 2);
         assert_eq!((decoded[1].topic_id, decoded[1].partition, decoded[1].base_offset), (42, 3, 7));
         assert_eq!(decoded[0].batch, batch());
         assert_eq!(read_frame(&frame, frame.len()), Err(FrameEnd::Clean));
+        let mut preallocated = frame.clone();
+        preallocated.resize(frame.len() + 100, 0);
+        assert_eq!(read_frame(&preallocated, frame.len()), Err(FrameEnd::Clean));
+        preallocated[frame.len() + 9] = 1;
+        assert_eq!(read_frame(&preallocated, frame.len()), Err(FrameEnd::Clean), "a torn header that never got its length");
+        preallocated[frame.len()] = 1;
+        assert!(matches!(read_frame(&preallocated, frame.len()), Err(FrameEnd::Torn { .. })));
 
         let mut flipped = frame.clone();
         let last = flipped.len() - 1;

@@ -19,7 +19,7 @@ use arrow_ipc::CompressionType;
 use bytes::Bytes;
 
 use crate::tail::StoredBatch;
-use crate::Result;
+use crate::{ipc, Result};
 
 /// Name of the system column holding a row's offset in its partition.
 pub const OFFSET_COLUMN: &str = "_offset";
@@ -66,17 +66,15 @@ pub struct SegmentStats {
     pub max_event_time_us: Option<i64>,
 }
 
-/// Encodes stored batches (contiguous, in offset order) as a compressed IPC file. Public for
-/// the benchmarks; the sealer is its user.
+/// Encodes stored batches (contiguous, in offset order) as a compressed IPC file. A batch
+/// whose append already encoded it (see [`crate::ipc`]) is copied, not encoded again; only its
+/// `_offset` and `_timestamp` columns are. Public for the benchmarks; the sealer is its user.
 pub fn encode_segment(
     user_schema: &Schema,
     batches: &[StoredBatch],
     event_time_column: Option<usize>,
 ) -> Result<(Bytes, SegmentStats)> {
     let schema = segment_schema(user_schema);
-    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
-    let mut buffer = Vec::new();
-    let mut writer = FileWriter::try_new_with_options(&mut buffer, &schema, options)?;
     let mut stats = SegmentStats {
         row_count: 0,
         min_timestamp_us: i64::MAX,
@@ -85,12 +83,7 @@ pub fn encode_segment(
         max_event_time_us: None,
     };
     for stored in batches {
-        let rows = stored.batch.num_rows();
-        let mut columns = stored.batch.columns().to_vec();
-        columns.push(offset_array(stored.base_offset, rows));
-        columns.push(timestamp_array(stored.timestamp_us, rows));
-        writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
-        stats.row_count += rows as u64;
+        stats.row_count += stored.batch.num_rows() as u64;
         stats.min_timestamp_us = stats.min_timestamp_us.min(stored.timestamp_us);
         stats.max_timestamp_us = stats.max_timestamp_us.max(stored.timestamp_us);
         if let Some(column) = event_time_column {
@@ -100,9 +93,36 @@ pub fn encode_segment(
             }
         }
     }
-    writer.finish()?;
-    drop(writer);
-    Ok((Bytes::from(buffer), stats))
+    if !ipc::supported(user_schema) {
+        let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+        let mut buffer = Vec::new();
+        let mut writer = FileWriter::try_new_with_options(&mut buffer, &schema, options)?;
+        for stored in batches {
+            let mut columns = stored.batch.columns().to_vec();
+            columns.extend(system_columns(stored.base_offset, stored.timestamp_us, stored.batch.num_rows()));
+            writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        }
+        writer.finish()?;
+        drop(writer);
+        return Ok((Bytes::from(buffer), stats));
+    }
+    let system_schema = Arc::new(Schema::new(schema.fields()[user_schema.fields().len()..].to_vec()));
+    let capacity = batches.iter().map(|b| b.encoded.as_ref().map_or(0, |e| e.len())).sum();
+    let mut file = ipc::FileAssembler::new(&schema, capacity)?;
+    for stored in batches {
+        let columns = system_columns(stored.base_offset, stored.timestamp_us, stored.batch.num_rows());
+        let system = ipc::encode(&RecordBatch::try_new(system_schema.clone(), columns.to_vec())?)?;
+        match &stored.encoded {
+            Some(user) => file.push_merged(user, &system)?,
+            None => file.push_merged(&ipc::encode(&stored.batch)?, &system)?,
+        }
+    }
+    Ok((Bytes::from(file.finish()), stats))
+}
+
+/// The `_offset` and `_timestamp` columns of `rows` rows from `base_offset`.
+fn system_columns(base_offset: u64, timestamp_us: i64, rows: usize) -> [ArrayRef; 2] {
+    [offset_array(base_offset, rows), timestamp_array(timestamp_us, rows)]
 }
 
 /// Encodes batches already in the segment schema (with their own `_offset` and `_timestamp`
@@ -181,8 +201,8 @@ mod tests {
             .unwrap()
         };
         let stored = vec![
-            StoredBatch { base_offset: 5, timestamp_us: 100, batch: batch(vec!["a", "b"], vec![Some(7), None]) },
-            StoredBatch { base_offset: 7, timestamp_us: 200, batch: batch(vec!["c"], vec![Some(3)]) },
+            StoredBatch::new(5, 100, batch(vec!["a", "b"], vec![Some(7), None])),
+            StoredBatch::new(7, 200, batch(vec!["c"], vec![Some(3)])),
         ];
         let (bytes, stats) = encode_segment(&user, &stored, Some(1)).unwrap();
         assert_eq!(stats.row_count, 3);
@@ -196,5 +216,17 @@ mod tests {
             .collect();
         assert_eq!(offsets, vec![5, 6, 7]);
         assert_eq!(batches[0].schema().field(0).name(), "s");
+
+        // A batch the append already encoded is copied; the file reads back the same.
+        let pre_encoded: Vec<StoredBatch> = stored
+            .iter()
+            .map(|b| StoredBatch { encoded: Some(Arc::new(ipc::encode(&b.batch).unwrap())), ..b.clone() })
+            .collect();
+        let (copied, copied_stats) = encode_segment(&user, &pre_encoded, Some(1)).unwrap();
+        assert_eq!(copied_stats.row_count, 3);
+        let all = |bytes: Bytes| -> Vec<RecordBatch> { read_segment(bytes, None).unwrap().collect::<Result<_>>().unwrap() };
+        let (expected, actual) = (all(encode_segment(&user, &stored, Some(1)).unwrap().0), all(copied));
+        assert_eq!(actual, expected);
+        assert_eq!(actual[1].num_rows(), 1);
     }
 }

@@ -3,7 +3,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use arrow::record_batch::RecordBatch;
+
+use crate::ipc::EncodedBatch;
 
 /// A batch of user columns with the offset of its first row and its append time.
 #[derive(Debug, Clone)]
@@ -11,9 +15,22 @@ pub struct StoredBatch {
     pub base_offset: u64,
     pub timestamp_us: i64,
     pub batch: RecordBatch,
+    /// The batch as the append encoded it for the WAL, which the sealer copies into the
+    /// segment (`None` for batches replayed from the WAL: the sealer encodes those).
+    pub(crate) encoded: Option<Arc<EncodedBatch>>,
 }
 
 impl StoredBatch {
+    /// A batch that was not encoded yet.
+    pub fn new(base_offset: u64, timestamp_us: i64, batch: RecordBatch) -> Self {
+        Self { base_offset, timestamp_us, batch, encoded: None }
+    }
+
+    /// Memory held: the rows and their encoding.
+    pub fn bytes(&self) -> u64 {
+        (self.batch.get_array_memory_size() + self.encoded.as_ref().map_or(0, |e| e.len())) as u64
+    }
+
     /// One past this batch's last offset.
     pub fn end_offset(&self) -> u64 {
         self.base_offset + self.batch.num_rows() as u64
@@ -46,7 +63,7 @@ impl Tail {
         if batch.base_offset != self.end_offset() {
             return false;
         }
-        self.bytes += batch.batch.get_array_memory_size() as u64;
+        self.bytes += batch.bytes();
         if self.batches.is_empty() {
             self.oldest_append = Some(Instant::now());
         }
@@ -60,7 +77,7 @@ impl Tail {
             if front.end_offset() > offset {
                 break;
             }
-            self.bytes = self.bytes.saturating_sub(front.batch.get_array_memory_size() as u64);
+            self.bytes = self.bytes.saturating_sub(front.bytes());
             self.batches.pop_front();
         }
         self.start_offset = self.start_offset.max(offset);

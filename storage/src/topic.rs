@@ -89,6 +89,8 @@ pub struct TopicLog {
     pub(crate) event_time_column: Option<usize>,
     full_schema: SchemaRef,
     log_schema: SchemaRef,
+    /// [`Self::log_schema`] as an IPC schema message, which every WAL entry starts with.
+    schema_message: Vec<u8>,
     pub(crate) dropped: AtomicBool,
     /// Serializes the writes of a keyed table, so that a read-modify-write (UPDATE, DELETE,
     /// INSERT … ON CONFLICT DO NOTHING) sees no write land between its read and its append.
@@ -141,9 +143,11 @@ impl TopicLog {
             fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
             log_fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
         }
+        let log_schema = Arc::new(Schema::new(log_fields));
         Ok(Self {
             full_schema: Arc::new(Schema::new(fields)),
-            log_schema: Arc::new(Schema::new(log_fields)),
+            schema_message: crate::ipc::schema_message(&log_schema)?,
+            log_schema,
             meta,
             partitions,
             round_robin: AtomicU64::new(0),
@@ -169,6 +173,10 @@ impl TopicLog {
     /// (true for a tombstone).
     pub fn log_schema(&self) -> &SchemaRef {
         &self.log_schema
+    }
+
+    pub(crate) fn schema_message(&self) -> &[u8] {
+        &self.schema_message
     }
 
     /// Takes the write lock of a keyed table (see [`crate::Storage::append_changes`]).

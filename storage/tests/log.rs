@@ -139,6 +139,53 @@ async fn torn_wal_tail_is_truncated() {
     assert_eq!(storage.append(&topic, vec![batch(100..101)]).await.unwrap().placements, vec![(0, 5, 1)]);
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn spare_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("wal")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("spare-")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_wal_files_replay_only_their_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let catalog = Arc::new(SqliteCatalog::open(&live.join("catalog.db")).unwrap());
+    let mut config = StorageConfig::new(&live);
+    config.segment_age_max_ms = 3_600_000;
+    config.wal_file_bytes_max = 1; // every commit starts a new file
+    let storage = Storage::open(config, catalog).await.unwrap();
+    let topic = storage.create_topic(&definition("t", 1, false)).unwrap();
+    storage.append(&topic, vec![batch(0..500)]).await.unwrap();
+    storage.seal_all().await.unwrap();
+    assert_eq!(spare_count(&live), 1, "the sealed file is kept for reuse");
+    storage.append(&topic, vec![batch(500..501)]).await.unwrap();
+    assert_eq!(spare_count(&live), 0, "the next file reused it");
+    // A record much smaller than the 500-row record it overwrites: the file's old bytes follow.
+    storage.append(&topic, vec![batch(501..502)]).await.unwrap();
+
+    // What a crash now would leave on disk (every write above was fsynced).
+    let image = dir.path().join("image");
+    copy_dir(&live, &image);
+    let recovered = open(&image).await;
+    let rows = read_all(&recovered, "t").await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), (0..502).collect::<Vec<_>>());
+    assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), (0..502).collect::<Vec<_>>(), "offsets dense");
+    let topic = recovered.topic("t").unwrap();
+    assert_eq!(recovered.append(&topic, vec![batch(502..503)]).await.unwrap().placements, vec![(0, 502, 1)]);
+    storage.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_bytes_deletes_oldest_segments_and_drop_removes_objects() {
     let dir = tempfile::tempdir().unwrap();
