@@ -12,10 +12,9 @@ import asyncpg
 sys.path.insert(0, os.path.dirname(__file__))
 from common import NAMES, check_rows, columns_of, project  # noqa: E402
 
-# asyncpg resolves every array type but text[] and oid[] by querying pg_catalog.pg_type,
-# which StreamHouse does not serve yet: integer[] is left out here (psycopg, pgjdbc and
-# node-postgres cover it).
-ASYNCPG_NAMES = [n for n in NAMES if n != "ai"]
+# Every supported type, arrays included: asyncpg learns about array types (all but text[] and
+# oid[]) by its type introspection query, which StreamHouse answers.
+ASYNCPG_NAMES = NAMES
 
 PORT = int(os.environ["STREAMHOUSE_PG_PORT"])
 
@@ -72,6 +71,17 @@ async def main():
     else:
         raise AssertionError("missing topic did not fail")
     assert await conn.fetchval("SELECT 40 + 2") == 42
+    # Arrays of other element types, bound and returned (each found by the type lookup).
+    assert await conn.fetchval("SELECT $1::BIGINT[]", [1, None, -(2**62)]) == [1, None, -(2**62)]
+    assert await conn.fetchval("SELECT $1::DOUBLE PRECISION[]", [0.5, -1.25]) == [0.5, -1.25]
+    assert await conn.fetchval("SELECT current_setting('client_encoding')") == "UTF8"
+    assert await conn.fetchval("SELECT current_setting('no_such_setting', true)") is None
+    try:
+        await conn.fetchval("SELECT current_setting('no_such_setting')")
+    except asyncpg.UndefinedObjectError as error:
+        assert error.sqlstate == "42704", error.sqlstate
+    else:
+        raise AssertionError("an unknown setting did not fail")
     await conn.close()
     print("asyncpg: ok")
 

@@ -8,6 +8,7 @@
 mod copy;
 mod error;
 pub mod keyed;
+pub mod pg_types;
 pub mod provider;
 mod session;
 mod show;

@@ -154,6 +154,8 @@ enum PreparedKind {
     Keyed { plan: LogicalPlan, topic: Arc<streamhouse_storage::TopicLog>, write: KeyedWrite },
     /// `INSERT … VALUES` of literals, converted without DataFusion (see `literal_insert`).
     LiteralInsert(ResolvedInsert),
+    /// asyncpg's type introspection statement, answered from [`crate::pg_types`].
+    TypeLookup,
 }
 
 /// A literal INSERT with its topic and target columns resolved at prepare, as a planned
@@ -395,7 +397,18 @@ impl Session {
 
     /// Parses and plans one statement (as split by [`crate::split_statements`]).
     pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
-        let statement = parse_statement(sql)?;
+        if crate::pg_types::is_type_lookup(sql) {
+            return Ok(PreparedStatement {
+                sql: sql.to_string(),
+                param_types: vec![Some(crate::pg_types::type_lookup_parameter())],
+                result_schema: Some(crate::pg_types::type_lookup_schema()),
+                kind: PreparedKind::TypeLookup,
+            });
+        }
+        let mut statement = parse_statement(sql)?;
+        if let Statement::Query(query) = &mut statement {
+            crate::pg_types::inline_current_setting(query.as_mut(), &self.settings)?;
+        }
         let fast_insert = match &statement {
             Statement::Query(statement) => self.fast_insert(statement)?,
             _ => None,
@@ -569,6 +582,10 @@ impl Session {
                 Ok(QueryOutput::Command { tag: write.tag(rows) })
             }
             PreparedKind::Parsed(statement) => self.execute_parsed(statement.clone()).await,
+            PreparedKind::TypeLookup => {
+                let batch = crate::pg_types::type_lookup(&params)?;
+                Ok(rows_output(batch.schema(), vec![batch], "SELECT"))
+            }
             PreparedKind::LiteralInsert(insert) => {
                 let rows = self.insert_literals(insert).await?;
                 Ok(QueryOutput::Command { tag: format!("INSERT 0 {rows}") })
@@ -785,7 +802,14 @@ impl Session {
 
 /// Parameter types of a plan in `$1, $2, …` order.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    let types = plan.get_parameter_types()?;
+    let mut types = plan.get_parameter_types()?;
+    // A parameter nothing else constrains takes the type it is cast to (`$1::BIGINT[]`), as in
+    // Postgres.
+    for (id, data_type) in cast_parameter_types(plan)? {
+        if let Some(slot @ None) = types.get_mut(&id) {
+            *slot = Some(data_type);
+        }
+    }
     let mut indexed: Vec<(usize, Option<DataType>)> = Vec::with_capacity(types.len());
     for (name, data_type) in types {
         let index: usize = name
@@ -804,6 +828,26 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         result[index - 1] = data_type;
     }
     Ok(result)
+}
+
+/// The type each parameter is directly cast to somewhere in `plan` (the first cast found).
+fn cast_parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, DataType)>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{expr::Placeholder, Cast, Expr};
+    let mut found = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) = e {
+                    if let Expr::Placeholder(Placeholder { id, field: None }) = expr.as_ref() {
+                        found.push((id.clone(), field.data_type().clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
 }
 
 /// The row count of a DML plan's single-row result.

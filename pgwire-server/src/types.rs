@@ -18,67 +18,15 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between the Unix epoch and the Postgres epoch.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
-pub mod oid {
-    pub const BOOL: u32 = 16;
-    pub const BYTEA: u32 = 17;
-    pub const CHAR: u32 = 18;
-    pub const NAME: u32 = 19;
-    pub const INT8: u32 = 20;
-    pub const INT2: u32 = 21;
-    pub const INT4: u32 = 23;
-    pub const TEXT: u32 = 25;
-    pub const OID: u32 = 26;
-    pub const JSON: u32 = 114;
-    pub const FLOAT4: u32 = 700;
-    pub const FLOAT8: u32 = 701;
-    pub const UNKNOWN: u32 = 705;
-    pub const BPCHAR: u32 = 1042;
-    pub const VARCHAR: u32 = 1043;
-    pub const DATE: u32 = 1082;
-    pub const TIME: u32 = 1083;
-    pub const TIMESTAMP: u32 = 1114;
-    pub const TIMESTAMPTZ: u32 = 1184;
-    pub const INTERVAL: u32 = 1186;
-    pub const NUMERIC: u32 = 1700;
-    pub const JSONB: u32 = 3802;
-}
-
-/// The array type OID for an element OID.
-fn array_oid(element: u32) -> Option<u32> {
-    Some(match element {
-        oid::BOOL => 1000,
-        oid::BYTEA => 1001,
-        oid::INT2 => 1005,
-        oid::INT4 => 1007,
-        oid::TEXT => 1009,
-        oid::VARCHAR => 1015,
-        oid::INT8 => 1016,
-        oid::FLOAT4 => 1021,
-        oid::FLOAT8 => 1022,
-        oid::TIMESTAMP => 1115,
-        oid::DATE => 1182,
-        oid::TIME => 1183,
-        oid::TIMESTAMPTZ => 1185,
-        oid::INTERVAL => 1187,
-        oid::NUMERIC => 1231,
-        oid::JSONB => 3807,
-        _ => return None,
-    })
-}
-
-fn element_oid(array: u32) -> Option<u32> {
-    [oid::BOOL, oid::BYTEA, oid::INT2, oid::INT4, oid::TEXT, oid::VARCHAR, oid::INT8, oid::FLOAT4, oid::FLOAT8,
-     oid::TIMESTAMP, oid::DATE, oid::TIME, oid::TIMESTAMPTZ, oid::INTERVAL, oid::NUMERIC, oid::JSONB]
-        .into_iter()
-        .find(|&e| array_oid(e) == Some(array))
-}
+pub use streamhouse_engine::pg_types::{array_oid, element_oid, oid};
 
 /// The Postgres type of an Arrow field: OID, size (`-1` variable) and type modifier.
 pub fn pg_type(field: &Field) -> (u32, i16, i32) {
-    if field.metadata().get(PG_TYPE_METADATA).map(String::as_str) == Some("jsonb") {
-        return (oid::JSONB, -1, -1);
+    match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
+        (Some("jsonb"), _) => (oid::JSONB, -1, -1),
+        (Some("oid"), DataType::Int32) => (oid::OID, 4, -1),
+        (_, data_type) => pg_type_of(data_type),
     }
-    pg_type_of(field.data_type())
 }
 
 fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {

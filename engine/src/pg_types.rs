@@ -1,0 +1,288 @@
+//! The Postgres types StreamHouse speaks on the wire, and what drivers ask about them.
+//!
+//! Drivers learn about types they do not know by querying the catalog. asyncpg asks about every
+//! array type but `text[]` and `oid[]` with one recursive query over `pg_type`, `pg_namespace`,
+//! `pg_range`, `pg_attribute` and `pg_class` (with `::regtype` casts and correlated recursive
+//! subqueries that DataFusion cannot plan). StreamHouse has no domains, ranges, enums or
+//! composite types, so the answer is fully determined by [`TYPES`]: that statement is recognized
+//! by its text and answered from the table ([`is_type_lookup`], [`type_lookup`]), with the
+//! columns and row order asyncpg reads. `current_setting(name [, missing_ok])`, which asyncpg
+//! calls first, is replaced by the session setting's value before planning
+//! ([`inline_current_setting`]).
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, ListArray, StringArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
+};
+
+use crate::{EngineError, Result};
+
+/// Type OIDs, as Postgres assigns them.
+pub mod oid {
+    pub const BOOL: u32 = 16;
+    pub const BYTEA: u32 = 17;
+    pub const CHAR: u32 = 18;
+    pub const NAME: u32 = 19;
+    pub const INT8: u32 = 20;
+    pub const INT2: u32 = 21;
+    pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
+    pub const OID: u32 = 26;
+    pub const JSON: u32 = 114;
+    pub const FLOAT4: u32 = 700;
+    pub const FLOAT8: u32 = 701;
+    pub const UNKNOWN: u32 = 705;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const DATE: u32 = 1082;
+    pub const TIME: u32 = 1083;
+    pub const TIMESTAMP: u32 = 1114;
+    pub const TIMESTAMPTZ: u32 = 1184;
+    pub const INTERVAL: u32 = 1186;
+    pub const NUMERIC: u32 = 1700;
+    pub const JSONB: u32 = 3802;
+}
+
+/// A base type: its OID, its name in `pg_catalog`, and the OID of its array type.
+pub struct PgType {
+    pub oid: u32,
+    pub name: &'static str,
+    pub array: u32,
+}
+
+/// Every base type StreamHouse describes on the wire, with its array type.
+pub const TYPES: [PgType; 21] = [
+    PgType { oid: oid::BOOL, name: "bool", array: 1000 },
+    PgType { oid: oid::BYTEA, name: "bytea", array: 1001 },
+    PgType { oid: oid::CHAR, name: "char", array: 1002 },
+    PgType { oid: oid::NAME, name: "name", array: 1003 },
+    PgType { oid: oid::INT8, name: "int8", array: 1016 },
+    PgType { oid: oid::INT2, name: "int2", array: 1005 },
+    PgType { oid: oid::INT4, name: "int4", array: 1007 },
+    PgType { oid: oid::TEXT, name: "text", array: 1009 },
+    PgType { oid: oid::OID, name: "oid", array: 1028 },
+    PgType { oid: oid::JSON, name: "json", array: 199 },
+    PgType { oid: oid::FLOAT4, name: "float4", array: 1021 },
+    PgType { oid: oid::FLOAT8, name: "float8", array: 1022 },
+    PgType { oid: oid::BPCHAR, name: "bpchar", array: 1014 },
+    PgType { oid: oid::VARCHAR, name: "varchar", array: 1015 },
+    PgType { oid: oid::DATE, name: "date", array: 1182 },
+    PgType { oid: oid::TIME, name: "time", array: 1183 },
+    PgType { oid: oid::TIMESTAMP, name: "timestamp", array: 1115 },
+    PgType { oid: oid::TIMESTAMPTZ, name: "timestamptz", array: 1185 },
+    PgType { oid: oid::INTERVAL, name: "interval", array: 1187 },
+    PgType { oid: oid::NUMERIC, name: "numeric", array: 1231 },
+    PgType { oid: oid::JSONB, name: "jsonb", array: 3807 },
+];
+
+/// The array type OID of an element type OID.
+pub fn array_oid(element: u32) -> Option<u32> {
+    TYPES.iter().find(|t| t.oid == element).map(|t| t.array)
+}
+
+/// The element type OID of an array type OID.
+pub fn element_oid(array: u32) -> Option<u32> {
+    TYPES.iter().find(|t| t.array == array).map(|t| t.oid)
+}
+
+/// Whether `sql` is asyncpg's type introspection statement (`INTRO_LOOKUP_TYPES`, for every
+/// server version it knows): a recursive walk named `typeinfo_tree` over the OIDs in `$1`.
+pub fn is_type_lookup(sql: &str) -> bool {
+    sql.contains("typeinfo_tree") && sql.contains("any($1::oid[])") && sql.contains("pg_catalog.pg_type")
+}
+
+/// An `oid[]` (Int32 items marked as `oid` for the wire): asyncpg has built-in codecs for
+/// `oid[]` and `text[]` only, so the lookup's own array parameter and column must be of those
+/// types or asyncpg would have to look them up first.
+fn oid_array() -> DataType {
+    let item = Field::new("item", DataType::Int32, true)
+        .with_metadata(std::collections::HashMap::from([(crate::PG_TYPE_METADATA.to_string(), "oid".to_string())]));
+    DataType::List(Arc::new(item))
+}
+
+/// The parameter of [`type_lookup`]: the OIDs asked about, an `oid[]`.
+pub fn type_lookup_parameter() -> DataType {
+    oid_array()
+}
+
+/// The columns asyncpg reads from its introspection statement.
+pub fn type_lookup_schema() -> SchemaRef {
+    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+    let nullable = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        nullable("oid", DataType::Int64),
+        nullable("ns", DataType::Utf8),
+        nullable("name", DataType::Utf8),
+        nullable("kind", DataType::Utf8),
+        nullable("basetype", DataType::Int64),
+        nullable("elemtype", DataType::Int64),
+        nullable("elemdelim", DataType::Utf8),
+        nullable("range_subtype", DataType::Int64),
+        nullable("attrtypoids", oid_array()),
+        nullable("attrnames", list(DataType::Utf8)),
+        nullable("depth", DataType::Int32),
+        nullable("basetype_name", DataType::Utf8),
+        nullable("elemtype_name", DataType::Utf8),
+        nullable("range_subtype_name", DataType::Utf8),
+    ]))
+}
+
+/// One row of the answer: a type asked about, or the element type of an array asked about.
+struct LookupRow {
+    oid: u32,
+    name: String,
+    element: Option<&'static PgType>,
+    depth: i32,
+}
+
+/// Answers asyncpg's introspection statement for the OIDs in `params[0]`: each known type asked
+/// about (depth 0) and the element type of each array among them (depth 1), deepest first, as
+/// Postgres' recursive query returns them. Unknown OIDs have no row, as in Postgres.
+pub fn type_lookup(params: &[ScalarValue]) -> Result<RecordBatch> {
+    let asked: Vec<u32> = match params {
+        [ScalarValue::List(list)] => list
+            .iter()
+            .flatten()
+            .flat_map(|array| array.as_primitive::<Int32Type>().iter().flatten().collect::<Vec<_>>())
+            .map(|oid| oid as u32)
+            .collect(),
+        [ScalarValue::Null] => Vec::new(),
+        _ => return Err(EngineError::Internal("the type lookup takes one oid[] parameter".into())),
+    };
+    let mut rows = Vec::new();
+    for &oid in &asked {
+        if let Some(base) = TYPES.iter().find(|t| t.oid == oid) {
+            rows.push(LookupRow { oid, name: base.name.to_string(), element: None, depth: 0 });
+        } else if let Some(base) = TYPES.iter().find(|t| t.array == oid) {
+            rows.push(LookupRow { oid, name: format!("_{}", base.name), element: Some(base), depth: 0 });
+            rows.push(LookupRow { oid: base.oid, name: base.name.to_string(), element: None, depth: 1 });
+        }
+    }
+    rows.sort_by_key(|row| (-row.depth, row.oid));
+    rows.dedup_by_key(|row| (row.depth, row.oid));
+
+    let none_i64 = || Arc::new(Int64Array::from(vec![None::<i64>; rows.len()])) as ArrayRef;
+    let none_text = || Arc::new(StringArray::from(vec![None::<&str>; rows.len()])) as ArrayRef;
+    let schema = type_lookup_schema();
+    let null_list = |index: usize| -> ArrayRef {
+        let DataType::List(item) = schema.field(index).data_type().clone() else {
+            unreachable!("attrtypoids and attrnames are lists")
+        };
+        Arc::new(ListArray::new_null(item, rows.len()))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.oid as i64))),
+        Arc::new(StringArray::from(vec!["pg_catalog"; rows.len()])),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name.as_str()))),
+        Arc::new(StringArray::from(vec!["b"; rows.len()])),
+        none_i64(),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.element.map(|e| e.oid as i64)))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.element.map(|_| ",")))),
+        none_i64(),
+        null_list(8),
+        null_list(9),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.depth))),
+        none_text(),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.element.map(|e| e.name)))),
+        none_text(),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Replaces every `current_setting('name')` and `current_setting('name', missing_ok)` call
+/// with the setting's value as a text literal (the function is stable within a statement).
+/// An unknown setting is an error (42704) unless `missing_ok` is true, which gives NULL.
+pub fn inline_current_setting<T: VisitMut>(statement: &mut T, settings: &BTreeMap<String, String>) -> Result<()> {
+    struct Inliner<'a> {
+        settings: &'a BTreeMap<String, String>,
+    }
+    impl VisitorMut for Inliner<'_> {
+        type Break = EngineError;
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<EngineError> {
+            let Expr::Function(function) = expr else { return ControlFlow::Continue(()) };
+            if !function.name.to_string().eq_ignore_ascii_case("current_setting") {
+                return ControlFlow::Continue(());
+            }
+            let args: Vec<&FunctionArg> = match &function.args {
+                FunctionArguments::List(list) => list.args.iter().collect(),
+                _ => Vec::new(),
+            };
+            let literal = |arg: &FunctionArg| match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(value))) => Some(value.value.clone()),
+                _ => None,
+            };
+            let name = match args.first().and_then(|a| literal(a)) {
+                Some(Value::SingleQuotedString(name)) if args.len() <= 2 => name.to_ascii_lowercase(),
+                _ => {
+                    return ControlFlow::Break(EngineError::Sqlstate {
+                        code: "0A000",
+                        message: "current_setting takes a setting name as a string literal".into(),
+                    })
+                }
+            };
+            let missing_ok = matches!(args.get(1).and_then(|a| literal(a)), Some(Value::Boolean(true)));
+            let value = match self.settings.get(&name) {
+                Some(value) => Value::SingleQuotedString(value.clone()),
+                None if missing_ok => Value::Null,
+                None => {
+                    return ControlFlow::Break(EngineError::Sqlstate {
+                        code: "42704",
+                        message: format!("unrecognized configuration parameter \"{name}\""),
+                    })
+                }
+            };
+            *expr = Expr::Cast {
+                kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+                expr: Box::new(Expr::value(value)),
+                data_type: datafusion::sql::sqlparser::ast::DataType::Text,
+                array: false,
+                format: None,
+            };
+            ControlFlow::Continue(())
+        }
+    }
+    match statement.visit(&mut Inliner { settings }) {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Array;
+
+    #[test]
+    fn arrays_and_elements_map_both_ways() {
+        for t in &TYPES {
+            assert_eq!(array_oid(t.oid), Some(t.array));
+            assert_eq!(element_oid(t.array), Some(t.oid));
+        }
+        assert_eq!(array_oid(oid::UNKNOWN), None);
+    }
+
+    #[test]
+    fn lookup_returns_elements_first_and_skips_unknown_oids() {
+        let asked = ScalarValue::List(Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![
+            Some(1007),
+            Some(123_456),
+            Some(23),
+        ])])));
+        let batch = type_lookup(&[asked]).unwrap();
+        let oids: Vec<i64> = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec();
+        // int4 as the element of int4[] (depth 1), then int4 and int4[] asked about (depth 0).
+        assert_eq!(oids, vec![23, 23, 1007]);
+        let names = batch.column(2).as_string::<i32>();
+        assert_eq!(names.value(2), "_int4");
+        assert_eq!(batch.column(5).as_primitive::<arrow::datatypes::Int64Type>().value(2), 23);
+        assert!(batch.column(5).is_null(0));
+        assert_eq!(batch.column(12).as_string::<i32>().value(2), "int4");
+    }
+}
