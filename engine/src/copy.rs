@@ -255,17 +255,21 @@ impl CopyDecoder {
         }
         let text = std::str::from_utf8(record)
             .map_err(|_| self.error_at(self.line, None, "invalid byte sequence for encoding \"UTF8\"".into()))?;
-        let delimiter = self.options.delimiter() as char;
-        // Fast path: nothing to unquote or unescape, so fields are slices of the record.
-        let plain = match self.options.format {
-            CopyFormat::Text => !text.contains('\\'),
-            CopyFormat::Csv => !text.contains(self.options.quote() as char),
+        // Fast path: nothing to unquote or unescape, so fields are slices of the record, split at
+        // the (ASCII) delimiter, which never falls inside a UTF-8 sequence.
+        let special = match self.options.format {
+            CopyFormat::Text => b'\\',
+            CopyFormat::Csv => self.options.quote(),
         };
-        if plain {
-            let count = text.matches(delimiter).count() + 1;
+        if memchr::memchr(special, record).is_none() {
+            let delimiter = self.options.delimiter();
+            let count = memchr::memchr_iter(delimiter, record).count() + 1;
             self.check_field_count(count)?;
             let null = self.options.null_string();
-            for (column, value) in text.split(delimiter).enumerate() {
+            let mut start = 0;
+            for (column, end) in memchr::memchr_iter(delimiter, record).chain([record.len()]).enumerate() {
+                let value = &text[start..end];
+                start = end + 1;
                 self.fields[column].push((value != null).then_some(value));
             }
         } else {
@@ -458,8 +462,11 @@ impl CopyDecoder {
 
 /// Position of the newline that ends the record starting at `start`, if it is complete.
 fn record_end(options: &CopyOptions, data: &[u8], start: usize) -> Option<usize> {
+    let newline = memchr::memchr(b'\n', &data[start..])?;
     match options.format {
-        CopyFormat::Text => data[start..].iter().position(|&b| b == b'\n').map(|p| start + p),
+        CopyFormat::Text => Some(start + newline),
+        // Without a quote before the first newline, that newline ends the record.
+        CopyFormat::Csv if memchr::memchr(options.quote(), &data[start..start + newline]).is_none() => Some(start + newline),
         CopyFormat::Csv => {
             let quote = options.quote();
             let escape = options.escape();

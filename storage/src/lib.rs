@@ -117,6 +117,31 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(arrow::compute::take_record_batch(&batch, &indices)?)
 }
 
+/// A partition's share of a write is stored as batches of about this many rows: smaller
+/// batches are concatenated (one WAL entry, one segment message each), larger ones kept whole.
+const APPEND_CHUNK_ROWS: usize = 8192;
+
+/// Groups consecutive batches into runs of at most [`APPEND_CHUNK_ROWS`] rows (a larger batch is
+/// a run of its own), so a large write is neither one huge batch nor thousands of tiny ones.
+fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
+    let mut runs: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        let batch_rows = batch.num_rows();
+        match runs.last_mut() {
+            Some(run) if rows + batch_rows <= APPEND_CHUNK_ROWS => {
+                run.push(batch);
+                rows += batch_rows;
+            }
+            _ => {
+                runs.push(vec![batch]);
+                rows = batch_rows;
+            }
+        }
+    }
+    runs
+}
+
 /// Wall-clock time in microseconds since the Unix epoch.
 pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -336,17 +361,19 @@ impl Storage {
         let mut encoded = Vec::new();
         let mut entries = Vec::new();
         for (partition, batches) in topic.partition_batches(batches)? {
-            let batch = compact(segment::concat(topic.log_schema(), &batches)?)?;
-            let encoding = Arc::new(ipc::encode(&batch)?);
-            encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
-            entries.push(RecordEntry {
-                topic_id: topic.id(),
-                partition,
-                base_offset: 0,
-                timestamp_us: 0,
-                batch,
-                encoded: Some(encoding),
-            });
+            for run in chunks(batches) {
+                let batch = compact(segment::concat(topic.log_schema(), &run)?)?;
+                let encoding = Arc::new(ipc::encode(&batch)?);
+                encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
+                entries.push(RecordEntry {
+                    topic_id: topic.id(),
+                    partition,
+                    base_offset: 0,
+                    timestamp_us: 0,
+                    batch,
+                    encoded: Some(encoding),
+                });
+            }
         }
         if entries.is_empty() {
             return Ok(AppendOutcome::default());
@@ -512,5 +539,25 @@ impl Storage {
         self.inner.shutdown.send_replace(true);
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_are_grouped_and_large_ones_kept_whole() {
+        let batch = |rows: usize| {
+            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
+            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
+        };
+        let sizes = |runs: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
+            runs.iter().map(|run| run.iter().map(RecordBatch::num_rows).collect()).collect()
+        };
+        let half = APPEND_CHUNK_ROWS / 2;
+        let input = vec![batch(half), batch(half), batch(1), batch(3 * APPEND_CHUNK_ROWS), batch(2), batch(3)];
+        assert_eq!(sizes(chunks(input)), vec![vec![half, half], vec![1], vec![3 * APPEND_CHUNK_ROWS], vec![2, 3]]);
+        assert!(chunks(Vec::new()).is_empty());
     }
 }
