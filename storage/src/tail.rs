@@ -26,6 +26,12 @@ impl StoredBatch {
         Self { base_offset, timestamp_us, batch, encoded: None }
     }
 
+    /// A batch encoded as an append encodes it for the WAL (what the sealer then copies).
+    pub fn encoded(base_offset: u64, timestamp_us: i64, batch: RecordBatch) -> crate::Result<Self> {
+        let encoded = Some(Arc::new(crate::ipc::encode(&batch)?));
+        Ok(Self { base_offset, timestamp_us, batch, encoded })
+    }
+
     /// Memory held: the rows and their encoding.
     pub fn bytes(&self) -> u64 {
         (self.batch.get_array_memory_size() + self.encoded.as_ref().map_or(0, |e| e.len())) as u64
