@@ -19,6 +19,16 @@ ASYNCPG_NAMES = NAMES
 PORT = int(os.environ["STREAMHOUSE_PG_PORT"])
 
 
+async def expect_sqlstate(query, sqlstate):
+    """Awaits `query`, which must fail with `sqlstate`."""
+    try:
+        await query
+    except asyncpg.PostgresError as error:
+        assert error.sqlstate == sqlstate, (error.sqlstate, sqlstate, error)
+    else:
+        raise AssertionError(f"expected an error with SQLSTATE {sqlstate}")
+
+
 async def main():
     conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="asyncpg", database="streamhouse")
     await conn.execute(f"CREATE TOPIC asyncpg_types ({columns_of(ASYNCPG_NAMES)})")
@@ -64,24 +74,14 @@ async def main():
     rows = [tuple(r) for r in await conn.fetch("SELECT id, name, score FROM asyncpg_people ORDER BY id")]
     assert rows == [(2, "renamed", 25), (3, "p3", 30), (4, "p4 again", 41), (9, "nine", 90)], rows
 
-    try:
-        await conn.fetch("SELECT * FROM missing_topic")
-    except asyncpg.PostgresError as error:
-        assert error.sqlstate == "42P01", error.sqlstate
-    else:
-        raise AssertionError("missing topic did not fail")
+    await expect_sqlstate(conn.fetch("SELECT * FROM missing_topic"), "42P01")
     assert await conn.fetchval("SELECT 40 + 2") == 42
     # Arrays of other element types, bound and returned (each found by the type lookup).
     assert await conn.fetchval("SELECT $1::BIGINT[]", [1, None, -(2**62)]) == [1, None, -(2**62)]
     assert await conn.fetchval("SELECT $1::DOUBLE PRECISION[]", [0.5, -1.25]) == [0.5, -1.25]
     assert await conn.fetchval("SELECT current_setting('client_encoding')") == "UTF8"
     assert await conn.fetchval("SELECT current_setting('no_such_setting', true)") is None
-    try:
-        await conn.fetchval("SELECT current_setting('no_such_setting')")
-    except asyncpg.UndefinedObjectError as error:
-        assert error.sqlstate == "42704", error.sqlstate
-    else:
-        raise AssertionError("an unknown setting did not fail")
+    await expect_sqlstate(conn.fetchval("SELECT current_setting('no_such_setting')"), "42704")
     await conn.close()
     print("asyncpg: ok")
 
