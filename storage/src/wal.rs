@@ -6,8 +6,7 @@
 //! in order and only then acknowledges each writer: group commit. A failed write or fsync poisons
 //! the log: nothing more is accepted until restart, because the state of the file is unknown.
 //!
-//! A file is deleted once every partition it holds rows for is sealed past them.
-//!
+//! A file is released once every partition it holds rows for is sealed past them.
 //!
 //! `fdatasync` of a file that grows must also commit its new size and blocks to the filesystem
 //! journal, which waits for whatever else is being written (segments, the catalog). So files
@@ -37,7 +36,7 @@ use crate::{Result, StorageError};
 /// bytes are bounded by the statement that made it).
 const WAL_QUEUE_RECORDS_MAX: usize = 4096;
 /// Released files kept for reuse (each up to `wal_file_bytes_max` on disk).
-pub(crate) const SPARE_FILES_MAX: usize = 2;
+const SPARE_FILES_MAX: usize = 2;
 const SPARE_PREFIX: &str = "spare-";
 
 pub(crate) struct WalRequest {

@@ -1,8 +1,9 @@
-//! SQL front matter: parsing our statements, column types, durations, and the rewrite that
-//! hides system columns from `*`.
+//! SQL front matter: parsing our statements, column types, durations, parameter types, and the
+//! rewrite that hides system columns from `*`.
 
 pub mod duration;
 pub mod literal_insert;
+pub mod parameters;
 pub mod statement;
 pub mod types;
 pub mod wildcard;
