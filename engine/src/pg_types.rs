@@ -50,36 +50,39 @@ pub mod oid {
     pub const JSONB: u32 = 3802;
 }
 
-/// A base type: its OID, its name in `pg_catalog`, and the OID of its array type.
+/// A base type: its OID, its name in `pg_catalog`, the OID of its array type, its size (`-1`
+/// variable) and its `typcategory`.
 pub struct PgType {
     pub oid: u32,
     pub name: &'static str,
     pub array: u32,
+    pub len: i16,
+    pub category: &'static str,
 }
 
 /// Every base type StreamHouse describes on the wire, with its array type.
 pub const TYPES: [PgType; 21] = [
-    PgType { oid: oid::BOOL, name: "bool", array: 1000 },
-    PgType { oid: oid::BYTEA, name: "bytea", array: 1001 },
-    PgType { oid: oid::CHAR, name: "char", array: 1002 },
-    PgType { oid: oid::NAME, name: "name", array: 1003 },
-    PgType { oid: oid::INT8, name: "int8", array: 1016 },
-    PgType { oid: oid::INT2, name: "int2", array: 1005 },
-    PgType { oid: oid::INT4, name: "int4", array: 1007 },
-    PgType { oid: oid::TEXT, name: "text", array: 1009 },
-    PgType { oid: oid::OID, name: "oid", array: 1028 },
-    PgType { oid: oid::JSON, name: "json", array: 199 },
-    PgType { oid: oid::FLOAT4, name: "float4", array: 1021 },
-    PgType { oid: oid::FLOAT8, name: "float8", array: 1022 },
-    PgType { oid: oid::BPCHAR, name: "bpchar", array: 1014 },
-    PgType { oid: oid::VARCHAR, name: "varchar", array: 1015 },
-    PgType { oid: oid::DATE, name: "date", array: 1182 },
-    PgType { oid: oid::TIME, name: "time", array: 1183 },
-    PgType { oid: oid::TIMESTAMP, name: "timestamp", array: 1115 },
-    PgType { oid: oid::TIMESTAMPTZ, name: "timestamptz", array: 1185 },
-    PgType { oid: oid::INTERVAL, name: "interval", array: 1187 },
-    PgType { oid: oid::NUMERIC, name: "numeric", array: 1231 },
-    PgType { oid: oid::JSONB, name: "jsonb", array: 3807 },
+    PgType { oid: oid::BOOL, name: "bool", array: 1000, len: 1, category: "B" },
+    PgType { oid: oid::BYTEA, name: "bytea", array: 1001, len: -1, category: "U" },
+    PgType { oid: oid::CHAR, name: "char", array: 1002, len: 1, category: "Z" },
+    PgType { oid: oid::NAME, name: "name", array: 1003, len: 64, category: "S" },
+    PgType { oid: oid::INT8, name: "int8", array: 1016, len: 8, category: "N" },
+    PgType { oid: oid::INT2, name: "int2", array: 1005, len: 2, category: "N" },
+    PgType { oid: oid::INT4, name: "int4", array: 1007, len: 4, category: "N" },
+    PgType { oid: oid::TEXT, name: "text", array: 1009, len: -1, category: "S" },
+    PgType { oid: oid::OID, name: "oid", array: 1028, len: 4, category: "N" },
+    PgType { oid: oid::JSON, name: "json", array: 199, len: -1, category: "U" },
+    PgType { oid: oid::FLOAT4, name: "float4", array: 1021, len: 4, category: "N" },
+    PgType { oid: oid::FLOAT8, name: "float8", array: 1022, len: 8, category: "N" },
+    PgType { oid: oid::BPCHAR, name: "bpchar", array: 1014, len: -1, category: "S" },
+    PgType { oid: oid::VARCHAR, name: "varchar", array: 1015, len: -1, category: "S" },
+    PgType { oid: oid::DATE, name: "date", array: 1182, len: 4, category: "D" },
+    PgType { oid: oid::TIME, name: "time", array: 1183, len: 8, category: "D" },
+    PgType { oid: oid::TIMESTAMP, name: "timestamp", array: 1115, len: 8, category: "D" },
+    PgType { oid: oid::TIMESTAMPTZ, name: "timestamptz", array: 1185, len: 8, category: "D" },
+    PgType { oid: oid::INTERVAL, name: "interval", array: 1187, len: 16, category: "T" },
+    PgType { oid: oid::NUMERIC, name: "numeric", array: 1231, len: -1, category: "N" },
+    PgType { oid: oid::JSONB, name: "jsonb", array: 3807, len: -1, category: "U" },
 ];
 
 /// The array type OID of an element type OID.
@@ -90,6 +93,75 @@ pub fn array_oid(element: u32) -> Option<u32> {
 /// The element type OID of an array type OID.
 pub fn element_oid(array: u32) -> Option<u32> {
     TYPES.iter().find(|t| t.array == array).map(|t| t.oid)
+}
+
+/// `pg_catalog.pg_type`: every base type and its array type, with the columns clients read
+/// most (`oid`, `typname`, `typnamespace`, `typlen`, `typtype`, `typcategory`, `typelem`,
+/// `typarray`, `typdelim`, `typbasetype`, `typnotnull`, `typrelid`).
+pub fn pg_type_table() -> Result<RecordBatch> {
+    struct Row {
+        oid: u32,
+        name: String,
+        len: i16,
+        category: &'static str,
+        element: u32,
+        array: u32,
+    }
+    let rows: Vec<Row> = TYPES
+        .iter()
+        .flat_map(|t| {
+            [
+                Row { oid: t.oid, name: t.name.to_string(), len: t.len, category: t.category, element: 0, array: t.array },
+                Row { oid: t.array, name: format!("_{}", t.name), len: -1, category: "A", element: t.oid, array: 0 },
+            ]
+        })
+        .collect();
+    let int64 = |value: &dyn Fn(&Row) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(value))) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("oid", DataType::Int64, false),
+        Field::new("typname", DataType::Utf8, false),
+        Field::new("typnamespace", DataType::Int64, false),
+        Field::new("typlen", DataType::Int16, false),
+        Field::new("typtype", DataType::Utf8, false),
+        Field::new("typcategory", DataType::Utf8, false),
+        Field::new("typelem", DataType::Int64, false),
+        Field::new("typarray", DataType::Int64, false),
+        Field::new("typdelim", DataType::Utf8, false),
+        Field::new("typbasetype", DataType::Int64, false),
+        Field::new("typnotnull", DataType::Boolean, false),
+        Field::new("typrelid", DataType::Int64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        int64(&|r| r.oid as i64),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name.as_str()))),
+        int64(&|_| PG_CATALOG_NAMESPACE),
+        Arc::new(arrow::array::Int16Array::from_iter_values(rows.iter().map(|r| r.len))),
+        Arc::new(StringArray::from(vec!["b"; rows.len()])),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.category))),
+        int64(&|r| r.element as i64),
+        int64(&|r| r.array as i64),
+        Arc::new(StringArray::from(vec![","; rows.len()])),
+        int64(&|_| 0),
+        Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
+        int64(&|_| 0),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The OID of the `pg_catalog` namespace.
+const PG_CATALOG_NAMESPACE: i64 = 11;
+
+/// `pg_catalog.pg_namespace`: the schemas (`pg_catalog`, `public`).
+pub fn pg_namespace_table() -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("oid", DataType::Int64, false),
+        Field::new("nspname", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![PG_CATALOG_NAMESPACE, 2200])),
+        Arc::new(StringArray::from(vec!["pg_catalog", "public"])),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Whether `sql` is asyncpg's type introspection statement (`INTRO_LOOKUP_TYPES`, for every
@@ -266,6 +338,15 @@ mod tests {
             assert_eq!(element_oid(t.array), Some(t.oid));
         }
         assert_eq!(array_oid(oid::UNKNOWN), None);
+        let table = pg_type_table().unwrap();
+        assert_eq!(table.num_rows(), 2 * TYPES.len());
+        let oids: std::collections::HashSet<i64> =
+            table.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().iter().copied().collect();
+        assert_eq!(oids.len(), 2 * TYPES.len(), "OIDs are unique");
+        for column in [6, 7] {
+            let refs = table.column(column).as_primitive::<arrow::datatypes::Int64Type>();
+            assert!(refs.values().iter().all(|r| *r == 0 || oids.contains(r)), "typelem and typarray point at rows");
+        }
     }
 
     #[test]

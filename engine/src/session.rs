@@ -81,6 +81,16 @@ impl SchemaProvider for TopicSchemaProvider {
     }
 }
 
+/// The `pg_catalog` tables StreamHouse serves (see [`crate::pg_types`]).
+fn pg_catalog_schema() -> Result<Arc<dyn SchemaProvider>> {
+    let schema = datafusion::catalog::MemorySchemaProvider::new();
+    for (name, batch) in [("pg_type", crate::pg_types::pg_type_table()?), ("pg_namespace", crate::pg_types::pg_namespace_table()?)] {
+        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        schema.register_table(name.to_string(), Arc::new(table))?;
+    }
+    Ok(Arc::new(schema))
+}
+
 /// A DataFusion context whose tables are the engine's topics and views, with our functions.
 pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<TopicSchemaProvider>)> {
     let database = engine.config().database_name.clone();
@@ -92,6 +102,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", schema.clone())?;
+    catalog.register_schema("pg_catalog", pg_catalog_schema()?)?;
     context.register_catalog(database.clone(), Arc::new(catalog));
     let version = version_string();
     context.register_udf(create_udf(
