@@ -9,8 +9,8 @@ use arrow::record_batch::RecordBatch;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bench_engine, bid_batches, bid_schema, print_ratio, record, runtime, scratch_dir, BATCH_ROWS};
-use streamhouse_catalog::{RetentionPolicy, SqliteCatalog, TopicDefinition};
+use streamhouse_benches::{bench_engine, bid_batches, bid_topic, print_ratio, record, runtime, scratch_dir, BATCH_ROWS};
+use streamhouse_catalog::SqliteCatalog;
 use streamhouse_engine::QueryOutput;
 use streamhouse_storage::{Storage, StorageConfig, TopicLog};
 
@@ -29,17 +29,7 @@ fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
 async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
     let catalog = Arc::new(SqliteCatalog::open(&dir.join("catalog.db")).expect("catalog"));
     let storage = Storage::open(StorageConfig::new(dir), catalog).await.expect("storage");
-    let topic = storage
-        .create_topic(&TopicDefinition {
-            name: "bids".into(),
-            schema: bid_schema(),
-            partitions: 1,
-            partition_key: vec![],
-            retention: RetentionPolicy::default(),
-            watermark: None,
-            primary_key: vec![],
-        })
-        .expect("topic");
+    let topic = storage.create_topic(&bid_topic("bids")).expect("topic");
     (storage, topic)
 }
 

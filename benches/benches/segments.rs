@@ -14,8 +14,8 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bid_batches, bid_schema, print_ratio, record, scratch_dir, BATCH_ROWS};
-use streamhouse_catalog::{Catalog, RetentionPolicy, SegmentMeta, SqliteCatalog, TopicDefinition};
+use streamhouse_benches::{bid_batches, bid_schema, bid_topic, print_ratio, record, scratch_dir, BATCH_ROWS};
+use streamhouse_catalog::{Catalog, SegmentMeta, SqliteCatalog};
 use streamhouse_storage::segment::{encode_segment, read_segment};
 use streamhouse_storage::StoredBatch;
 
@@ -98,17 +98,7 @@ fn segments(c: &mut Criterion) {
     // The segment index: SEGMENTS segments of one partition, looked up by offset range.
     let dir = scratch_dir();
     let catalog = SqliteCatalog::open(&dir.path().join("catalog.db")).expect("catalog");
-    let topic = catalog
-        .create_topic(&TopicDefinition {
-            name: "t".into(),
-            schema: schema.clone(),
-            partitions: 1,
-            partition_key: vec![],
-            retention: RetentionPolicy::default(),
-            watermark: None,
-            primary_key: vec![],
-        })
-        .expect("topic");
+    let topic = catalog.create_topic(&bid_topic("t")).expect("topic");
     let mut index = BTreeMap::new();
     for i in 0..SEGMENTS {
         let meta = SegmentMeta {

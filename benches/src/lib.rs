@@ -32,6 +32,19 @@ pub fn bid_schema() -> SchemaRef {
     ]))
 }
 
+/// A topic of one partition holding [`bid_schema`] rows, with no key, retention or watermark.
+pub fn bid_topic(name: &str) -> streamhouse_catalog::TopicDefinition {
+    streamhouse_catalog::TopicDefinition {
+        name: name.into(),
+        schema: bid_schema(),
+        partitions: 1,
+        partition_key: vec![],
+        retention: streamhouse_catalog::RetentionPolicy::default(),
+        watermark: None,
+        primary_key: vec![],
+    }
+}
+
 /// `CREATE TOPIC` columns matching [`bid_schema`].
 pub const BID_COLUMNS: &str = "auction BIGINT NOT NULL, bidder BIGINT NOT NULL, price BIGINT NOT NULL, \
      channel TEXT NOT NULL, url TEXT NOT NULL, date_time TIMESTAMP NOT NULL";

@@ -286,6 +286,7 @@ impl CopyDecoder {
         }
         Ok(())
     }
+
     fn consume_record(&mut self, record: &[u8]) -> Result<()> {
         self.line += 1;
         let record = record.strip_suffix(b"\r").unwrap_or(record);
@@ -471,7 +472,6 @@ impl CopyDecoder {
         }
         Ok(values)
     }
-
 }
 
 impl ParseWorker {

@@ -90,6 +90,12 @@ pub fn array_oid(element: u32) -> Option<u32> {
     TYPES.iter().find(|t| t.oid == element).map(|t| t.array)
 }
 
+/// The size of a type's values in bytes (`typlen`): `-1` for variable-length types, arrays and
+/// types not in [`TYPES`].
+pub fn type_len(type_oid: u32) -> i16 {
+    TYPES.iter().find(|t| t.oid == type_oid).map_or(-1, |t| t.len)
+}
+
 /// The element type OID of an array type OID.
 pub fn element_oid(array: u32) -> Option<u32> {
     TYPES.iter().find(|t| t.array == array).map(|t| t.oid)

@@ -19,42 +19,45 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 
 pub use streamhouse_engine::pg_types::{array_oid, element_oid, oid};
+use streamhouse_engine::pg_types::type_len;
 
 /// The Postgres type of an Arrow field: OID, size (`-1` variable) and type modifier.
 pub fn pg_type(field: &Field) -> (u32, i16, i32) {
     match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
-        (Some("jsonb"), _) => (oid::JSONB, -1, -1),
-        (Some("oid"), DataType::Int32) => (oid::OID, 4, -1),
+        (Some("jsonb"), _) => described(oid::JSONB),
+        (Some("oid"), DataType::Int32) => described(oid::OID),
         (_, data_type) => pg_type_of(data_type),
     }
 }
 
+/// A type without a modifier, with its size from the type table.
+fn described(type_oid: u32) -> (u32, i16, i32) {
+    (type_oid, type_len(type_oid), -1)
+}
+
 fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {
     match data_type {
-        DataType::Boolean => (oid::BOOL, 1, -1),
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => (oid::INT2, 2, -1),
-        DataType::Int32 | DataType::UInt16 => (oid::INT4, 4, -1),
-        DataType::Int64 | DataType::UInt32 => (oid::INT8, 8, -1),
-        DataType::UInt64 => (oid::NUMERIC, -1, -1),
-        DataType::Float16 | DataType::Float32 => (oid::FLOAT4, 4, -1),
-        DataType::Float64 => (oid::FLOAT8, 8, -1),
-        DataType::Decimal128(p, s) => (oid::NUMERIC, -1, ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (oid::TEXT, -1, -1),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => (oid::BYTEA, -1, -1),
-        DataType::Date32 | DataType::Date64 => (oid::DATE, 4, -1),
-        DataType::Time32(_) | DataType::Time64(_) => (oid::TIME, 8, -1),
-        DataType::Timestamp(_, None) => (oid::TIMESTAMP, 8, -1),
-        DataType::Timestamp(_, Some(_)) => (oid::TIMESTAMPTZ, 8, -1),
-        DataType::Interval(IntervalUnit::MonthDayNano) => (oid::INTERVAL, 16, -1),
+        DataType::Boolean => described(oid::BOOL),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => described(oid::INT2),
+        DataType::Int32 | DataType::UInt16 => described(oid::INT4),
+        DataType::Int64 | DataType::UInt32 => described(oid::INT8),
+        DataType::UInt64 => described(oid::NUMERIC),
+        DataType::Float16 | DataType::Float32 => described(oid::FLOAT4),
+        DataType::Float64 => described(oid::FLOAT8),
+        DataType::Decimal128(p, s) => (oid::NUMERIC, type_len(oid::NUMERIC), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => described(oid::TEXT),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => described(oid::BYTEA),
+        DataType::Date32 | DataType::Date64 => described(oid::DATE),
+        DataType::Time32(_) | DataType::Time64(_) => described(oid::TIME),
+        DataType::Timestamp(_, None) => described(oid::TIMESTAMP),
+        DataType::Timestamp(_, Some(_)) => described(oid::TIMESTAMPTZ),
+        DataType::Interval(IntervalUnit::MonthDayNano) => described(oid::INTERVAL),
         DataType::List(field) | DataType::LargeList(field) => {
             let (element, _, _) = pg_type(field);
-            match array_oid(element) {
-                Some(array) => (array, -1, -1),
-                None => (oid::TEXT, -1, -1),
-            }
+            described(array_oid(element).unwrap_or(oid::TEXT))
         }
         // Anything else travels as its text form.
-        _ => (oid::TEXT, -1, -1),
+        _ => described(oid::TEXT),
     }
 }
 

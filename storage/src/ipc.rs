@@ -10,7 +10,7 @@
 //! length, metadata, body) with every message and body starting on a 64-byte boundary, as
 //! arrow-rs writes them, so readers see ordinary IPC streams and files.
 
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use arrow_ipc::convert::IpcSchemaEncoder;
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
@@ -50,13 +50,8 @@ fn invalid(reason: impl Into<String>) -> StorageError {
     StorageError::Arrow(arrow::error::ArrowError::IpcError(reason.into()))
 }
 
-/// Whether batches of this schema can be encoded here: dictionary columns need dictionary
-/// messages, which topics never have.
-pub(crate) fn supported(schema: &Schema) -> bool {
-    schema.fields().iter().all(|f| !matches!(f.data_type(), DataType::Dictionary(..)))
-}
-
-/// Encodes a batch as an LZ4-compressed record batch message.
+/// Encodes a batch as an LZ4-compressed record batch message. Dictionary columns (which would
+/// need dictionary messages) are refused; topics, typed from SQL, never have them.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<EncodedBatch> {
     let mut tracker = DictionaryTracker::new(true);
     let (dictionaries, data) = IpcDataGenerator::default().encode(
@@ -90,7 +85,8 @@ pub(crate) fn framed_len(metadata: usize, body: usize) -> usize {
 }
 
 /// Appends a message in the encapsulated format; returns the length of its padded header
-/// (marker, length, metadata, padding) and of its body. `out` must end on an aligned boundary.
+/// (marker, length, metadata, padding) and of its body. The padding follows from the lengths
+/// alone, so messages written back to back stay aligned relative to where the first began.
 pub(crate) fn write_message(out: &mut Vec<u8>, metadata: &[u8], body: &[&[u8]]) -> (usize, usize) {
     let pad = padding(8 + metadata.len());
     out.extend_from_slice(&CONTINUATION);

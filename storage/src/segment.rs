@@ -93,19 +93,6 @@ pub fn encode_segment(
             }
         }
     }
-    if !ipc::supported(user_schema) {
-        let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
-        let mut buffer = Vec::new();
-        let mut writer = FileWriter::try_new_with_options(&mut buffer, &schema, options)?;
-        for stored in batches {
-            let mut columns = stored.batch.columns().to_vec();
-            columns.extend(system_columns(stored.base_offset, stored.timestamp_us, stored.batch.num_rows()));
-            writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
-        }
-        writer.finish()?;
-        drop(writer);
-        return Ok((Bytes::from(buffer), stats));
-    }
     let system_schema = Arc::new(Schema::new(schema.fields()[user_schema.fields().len()..].to_vec()));
     let capacity = batches.iter().map(|b| b.encoded.as_ref().map_or(0, |e| e.len())).sum();
     let mut file = ipc::FileAssembler::new(&schema, capacity)?;

@@ -1,9 +1,8 @@
 //! The in-memory tail of a partition: acknowledged rows not yet sealed into a segment.
 
 use std::collections::VecDeque;
-use std::time::Instant;
-
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 

@@ -403,10 +403,7 @@ impl WalWriter {
     }
 
     fn roll(&mut self) {
-        let next = {
-            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-            files.files.last().map(|f| f.sequence + 1).unwrap_or(1)
-        };
+        let next = self.sequence + 1;
         match open_file(&self.dir, next, self.file_bytes_max, &self.files) {
             Ok(file) => {
                 self.file = file;
