@@ -207,8 +207,12 @@ impl Runtime {
                     Ok((batches.into_iter().map(|b| (0, Changes::inserts(b))).collect(), epoch + 1))
                 } else {
                     let mut out = Vec::new();
-                    for (_, batch, counts) in source.changes(next, latest.epoch)? {
-                        out.push((0, Changes::from_counts(&batch, &counts)?));
+                    if source.logs_results() {
+                        out.extend(source.appended(next, latest.epoch)?.into_iter().map(|batch| (0, Changes::inserts(batch))));
+                    } else {
+                        for (_, batch, counts) in source.changes(next, latest.epoch)? {
+                            out.push((0, Changes::from_counts(&batch, &counts)?));
+                        }
                     }
                     Ok((out, latest.epoch + 1))
                 }
@@ -494,9 +498,46 @@ fn process_epoch(
             }
         }
     }
-    // Coalesce the epoch's result changes per row, then write the non-zero ones.
+    let epoch = committed.epoch + 1;
+    let (rows, changes_from) = if committed.log_results {
+        // The log is the changelog too: nothing to trim.
+        (committed.rows + super::result_log::append(&mut writer, &plan.schema, epoch, &sink)?, committed.changes_from)
+    } else {
+        write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from)?
+    };
+    let progress = Progress {
+        epoch,
+        changes_from,
+        offsets,
+        rows,
+        committed_ms: now_ms(),
+        max_event_us,
+        watermark_us: new_watermark,
+        late_rows,
+        failed: None,
+        log_results: committed.log_results,
+    };
+    writer.put_meta(&progress.encode(topic_id));
+    store.commit(writer.batch)?;
+    for operator in plan.operators.iter_mut().chain(plan.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
+        operator.trim_cache();
+    }
+    Ok(progress)
+}
+
+/// Writes an epoch's result changes to a view whose results are a multiset: coalesced per row,
+/// the non-zero ones added to the multiset and kept as the epoch's changelog entry; trims the
+/// changelog. Returns the new row count and the first epoch the changelog holds.
+fn write_result_changes(
+    writer: &mut EpochWriter,
+    results: &RowConverter,
+    sink: &[Changes],
+    committed: &Progress,
+    epoch: u64,
+    keep_changes_from: u64,
+) -> Result<(i64, u64)> {
     let mut deltas: HashMap<Vec<u8>, i64, foldhash::fast::RandomState> = HashMap::default();
-    for changes in &sink {
+    for changes in sink {
         let rows = results.convert_columns(changes.batch.columns())?;
         for row in 0..changes.num_rows() {
             *deltas.entry(rows.row(row).as_ref().to_vec()).or_insert(0) += changes.sign(row);
@@ -515,7 +556,6 @@ fn process_epoch(
         changelog.bytes(row);
         changelog.i64(*delta);
     }
-    let epoch = committed.epoch + 1;
     if changed > 0 {
         writer.put_changes(epoch, &changelog.0);
     }
@@ -523,23 +563,7 @@ fn process_epoch(
     if changes_from > committed.changes_from {
         writer.trim_changes(changes_from);
     }
-    let progress = Progress {
-        epoch,
-        changes_from,
-        offsets,
-        rows,
-        committed_ms: now_ms(),
-        max_event_us,
-        watermark_us: new_watermark,
-        late_rows,
-        failed: None,
-    };
-    writer.put_meta(&progress.encode(topic_id));
-    store.commit(writer.batch)?;
-    for operator in plan.operators.iter_mut().chain(plan.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
-        operator.trim_cache();
-    }
-    Ok(progress)
+    Ok((rows, changes_from))
 }
 
 /// Rows `[from, to)` of one partition, in the topic's full schema.

@@ -12,6 +12,7 @@ pub(crate) mod ddl;
 pub mod epoch;
 pub mod keyed;
 pub mod plan;
+mod result_log;
 pub mod session;
 pub mod state;
 pub mod subscribe;

@@ -179,14 +179,17 @@ pub struct StreamPlan {
     pub operators: Vec<Box<dyn Operator>>,
     /// The view's columns.
     pub schema: SchemaRef,
+    /// The view's results are only ever inserted (no operator retracts): they are kept as a log.
+    pub append_only: bool,
 }
 
 impl StreamPlan {
     /// The plan as EXPLAIN prints it, sink first.
     pub fn explain(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "Materialize: columns=[{}]",
-            self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            "Materialize: columns=[{}]{}",
+            self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+            if self.append_only { " append-only (results kept as a log)" } else { "" }
         )];
         for operator in self.operators.iter().rev() {
             lines.push(operator.describe());
@@ -423,8 +426,9 @@ impl Builder<'_> {
                 } else if let Some(topic) = any.downcast_ref::<TopicTableProvider>() {
                     SourceSpec { upstream: Upstream::Topic(topic.topic().clone()), window: None, projection: scan.projection.clone(), schema }
                 } else if let Some(view) = any.downcast_ref::<super::view::ViewTableProvider>() {
-                    // A view's changes retract as well as insert.
-                    self.append_only = false;
+                    // A view's changes retract as well as insert, unless it keeps its results as
+                    // a log (only inserts).
+                    self.append_only &= view.view.logs_results();
                     SourceSpec { upstream: Upstream::View(view.view.clone()), window: None, projection: scan.projection.clone(), schema }
                 } else {
                     return Err(unsupported(&format!("reading \"{}\" (only topics can be sources)", scan.table_name)));
@@ -754,5 +758,11 @@ pub fn build_pipeline(
         };
         branches.push(Branch { source, topic_index, keyed, operators });
     }
-    Ok(StreamPlan { sources, branches, operators: builder.operators, schema: Arc::new(plan.schema().as_arrow().clone()) })
+    Ok(StreamPlan {
+        sources,
+        branches,
+        operators: builder.operators,
+        schema: Arc::new(plan.schema().as_arrow().clone()),
+        append_only: builder.append_only,
+    })
 }

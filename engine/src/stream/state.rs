@@ -9,10 +9,16 @@
 //! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key)
 //! [view][RESULT][row]             result rows as a multiset: row (arrow-row bytes) → count (i64)
 //! [view][CHANGES][epoch u64]      the result changes an epoch committed: (row, signed count)*
+//! [view][LOG][epoch u64][seq u32]  an append-only view's result rows: one Arrow IPC stream each
 //! ```
 //!
 //! The changes of recent epochs are the view's changelog: SUBSCRIBE and views over the view read
 //! it. It is trimmed as epochs commit, keeping what a view over this one has not read yet.
+//!
+//! A view whose results are only ever inserted (a filter or projection of topics) keeps them as
+//! a log instead: each epoch's rows as Arrow batches, in order, under `LOG`. The log is both its
+//! rows and its changelog (an epoch's entries are that epoch's changes), so nothing is encoded
+//! per row, nothing is written twice, and nothing is trimmed.
 //!
 //! Result counts are written with a merge operator (adding signed deltas) so that applying a
 //! change never reads; rows whose count reaches zero are removed by a compaction filter and
@@ -31,6 +37,7 @@ pub(crate) const NS_META: u8 = 1;
 pub(crate) const NS_STATE: u8 = 2;
 pub(crate) const NS_RESULT: u8 = 3;
 pub(crate) const NS_CHANGES: u8 = 4;
+pub(crate) const NS_LOG: u8 = 5;
 
 /// The node's state store. Cheap to clone.
 #[derive(Clone)]
@@ -97,6 +104,14 @@ pub(crate) fn changes_key(view: u64, epoch: u64) -> Vec<u8> {
     key
 }
 
+pub(crate) fn log_key(view: u64, epoch: u64, seq: u32) -> Vec<u8> {
+    let mut key = view_prefix(view).to_vec();
+    key.push(NS_LOG);
+    key.extend_from_slice(&epoch.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 pub(crate) fn result_prefix(view: u64) -> Vec<u8> {
     let mut key = view_prefix(view).to_vec();
     key.push(NS_RESULT);
@@ -111,6 +126,8 @@ impl StateStore {
         options.set_compaction_filter("streamhouse_drop_zero_counts", drop_zero_counts);
         // Writes are not synced one by one: the checkpoint task syncs the WAL on its interval.
         options.set_manual_wal_flush(false);
+        // Result logs and state compress well; LZ4 is the one codec compiled in.
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let db = DB::open(&options, path).map_err(state_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -174,6 +191,25 @@ impl StateStore {
         Ok(meta)
     }
 
+    /// The result log entries of epochs `[from, to]` (epoch, bytes), in order, and the view's
+    /// progress record, from one consistent snapshot.
+    pub fn scan_log(&self, view: u64, from: u64, to: u64) -> Result<(Option<Vec<u8>>, Vec<(u64, Vec<u8>)>)> {
+        let start = log_key(view, from, 0);
+        let end = log_key(view, to.saturating_add(1), 0);
+        let snapshot = self.db.snapshot();
+        let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
+        let mut out = Vec::new();
+        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(state_error)?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            let epoch = key.get(9..17).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
+            out.push((epoch, value.to_vec()));
+        }
+        Ok((meta, out))
+    }
+
     /// The changelog entries of epochs `[from, to]`, in epoch order.
     pub fn changes(&self, view: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let start = changes_key(view, from);
@@ -232,6 +268,10 @@ impl EpochWriter {
         let mut key = result_prefix(self.view);
         key.extend_from_slice(row);
         self.batch.merge(key, delta.to_le_bytes());
+    }
+
+    pub fn put_log(&mut self, epoch: u64, seq: u32, value: &[u8]) {
+        self.batch.put(log_key(self.view, epoch, seq), value);
     }
 
     pub fn put_changes(&mut self, epoch: u64, value: &[u8]) {

@@ -85,6 +85,9 @@ pub struct Progress {
     pub changes_from: u64,
     /// Why the view stopped, if it failed.
     pub failed: Option<String>,
+    /// The results are an append-only log of batches rather than a multiset of rows (see
+    /// [`super::state`]); fixed when the view is created.
+    pub log_results: bool,
 }
 
 fn put_optional(out: &mut Encoder, value: Option<i64>) {
@@ -121,6 +124,7 @@ impl Progress {
         put_optional(&mut out, self.watermark_us);
         out.u64(self.late_rows);
         out.u64(self.changes_from);
+        out.u8(u8::from(self.log_results));
         out.0
     }
 
@@ -136,8 +140,20 @@ impl Progress {
         let watermark_us = get_optional(&mut input)?;
         let late_rows = input.u64()?;
         let changes_from = input.u64()?;
-        let progress =
-            Self { epoch, offsets, rows, committed_ms, max_event_us, watermark_us, late_rows, changes_from, failed: None };
+        // Records written before result logs existed end here: their results are a multiset.
+        let log_results = !input.0.is_empty() && input.u8()? != 0;
+        let progress = Self {
+            epoch,
+            offsets,
+            rows,
+            committed_ms,
+            max_event_us,
+            watermark_us,
+            late_rows,
+            changes_from,
+            failed: None,
+            log_results,
+        };
         Ok((progress, topic_id))
     }
 
@@ -245,6 +261,17 @@ impl ViewHandle {
                 ),
             });
         }
+        if self.logs_results() {
+            let (_, entries) = self.store.scan_log(self.meta.id, from, to)?;
+            let batches = super::result_log::decode(&self.schema, &entries)?;
+            return Ok(batches
+                .into_iter()
+                .map(|(epoch, batch)| {
+                    let inserts = vec![1; batch.num_rows()];
+                    (epoch, batch, inserts)
+                })
+                .collect());
+        }
         let converter = self.row_converter()?;
         let parser = converter.parser();
         let mut out = Vec::new();
@@ -264,6 +291,17 @@ impl ViewHandle {
         Ok(out)
     }
 
+    /// Whether the view's results are an append-only log: its changes are all inserts.
+    pub fn logs_results(&self) -> bool {
+        self.progress.borrow().log_results
+    }
+
+    /// An append-only view's rows inserted by the committed epochs `[from, to]`, in order.
+    pub fn appended(&self, from: u64, to: u64) -> Result<Vec<RecordBatch>> {
+        let (_, entries) = self.store.scan_log(self.meta.id, from, to)?;
+        Ok(super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect())
+    }
+
     /// Waits until the view has committed epoch `epoch`; returns the last committed epoch.
     pub async fn wait_epoch(&self, epoch: u64) -> Result<u64> {
         let mut progress = self.progress.clone();
@@ -279,6 +317,11 @@ impl ViewHandle {
 
     /// The view's rows and the epoch they are of, from one consistent snapshot.
     pub fn snapshot(&self) -> Result<(Vec<RecordBatch>, u64)> {
+        if self.logs_results() {
+            let (meta, entries) = self.store.scan_log(self.meta.id, 0, u64::MAX)?;
+            let batches = super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect();
+            return Ok((batches, committed_epoch(meta)?));
+        }
         let converter = self.row_converter()?;
         let parser = converter.parser();
         let mut batches = Vec::new();
@@ -309,12 +352,16 @@ impl ViewHandle {
             return Err(error);
         }
         flush(&mut pending, &mut batches)?;
-        let epoch = match meta {
-            Some(bytes) => Progress::decode(&bytes)?.0.epoch,
-            None => 0,
-        };
-        Ok((batches, epoch))
+        Ok((batches, committed_epoch(meta)?))
     }
+}
+
+/// The epoch of a stored progress record (0: none).
+fn committed_epoch(meta: Option<Vec<u8>>) -> Result<u64> {
+    Ok(match meta {
+        Some(bytes) => Progress::decode(&bytes)?.0.epoch,
+        None => 0,
+    })
 }
 
 pub(crate) fn view_failed(name: &str, message: &str) -> EngineError {
@@ -342,9 +389,21 @@ pub(crate) fn start(
                     meta.name
                 )));
             }
+            if progress.log_results && !plan.append_only {
+                return Err(EngineError::Internal(format!(
+                    "materialized view \"{}\" stores its results as an append-only log, but its plan retracts rows",
+                    meta.name
+                )));
+            }
             progress
         }
-        None => Progress { offsets: vec![0; partitions], max_event_us: vec![None; partitions], changes_from: 1, ..Progress::default() },
+        None => Progress {
+            offsets: vec![0; partitions],
+            max_event_us: vec![None; partitions],
+            changes_from: 1,
+            log_results: plan.append_only,
+            ..Progress::default()
+        },
     };
     // A view that is not continuous reads nothing new until asked (REFRESH, its interval, or the
     // backfill at CREATE).
