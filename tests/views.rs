@@ -38,6 +38,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("evens_and_sevens", "SELECT k, v, 'even' AS why FROM events WHERE v % 2 = 0 UNION ALL SELECT k, v, 'seven' FROM events WHERE v % 7 = 0"),
     // Over a view: checked against the same query over the (already checked) view.
     ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
+    // Over an append-only view (`sevens` and this one keep their rows as a log of batches).
+    ("big_sevens", "SELECT k, v FROM sevens WHERE v > 500"),
 ];
 
 async fn rows(client: &Client, sql: &str) -> Vec<String> {
