@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Memory for each stateful view operator's cache (bytes).
     #[arg(long, env = "STREAMHOUSE_STATE_CACHE_BYTES_MAX")]
     pub state_cache_bytes_max: Option<u64>,
+    /// RocksDB's block cache for view state and results, shared by every view (bytes).
+    #[arg(long, env = "STREAMHOUSE_STATE_BLOCK_CACHE_BYTES")]
+    pub state_block_cache_bytes: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -107,6 +110,7 @@ struct FileConfig {
     checkpoint_interval_ms: Option<u64>,
     watermark_idle_timeout_ms: Option<u64>,
     state_cache_bytes_max: Option<u64>,
+    state_block_cache_bytes: Option<u64>,
     log: Option<String>,
 }
 
@@ -195,6 +199,11 @@ impl ServerConfig {
             "state_cache_bytes_max",
             args.state_cache_bytes_max.or(file.state_cache_bytes_max),
             engine.state_cache_bytes_max,
+        )?;
+        engine.state_block_cache_bytes = positive(
+            "state_block_cache_bytes",
+            args.state_block_cache_bytes.or(file.state_block_cache_bytes),
+            engine.state_block_cache_bytes,
         )?;
         let message_bytes_max = positive(
             "message_bytes_max",

@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// Memory for the cache of each stateful operator of a view (aggregation groups); past it
     /// the cache is dropped after an epoch and groups are read from RocksDB again.
     pub state_cache_bytes_max: u64,
+    /// RocksDB's block cache for the state store (uncompressed blocks of state and results),
+    /// shared by every view.
+    pub state_block_cache_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             checkpoint_interval: std::time::Duration::from_secs(1),
             idle_timeout: std::time::Duration::from_secs(5),
             state_cache_bytes_max: 64 * 1024 * 1024,
+            state_block_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -96,7 +100,7 @@ impl Engine {
         let state_dir = storage_config.data_dir.join("state");
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
         let timing = stream::EpochTiming { epoch_interval: config.epoch_interval, idle_timeout: config.idle_timeout };
-        let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval)?);
+        let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval, usize::try_from(config.state_block_cache_bytes).unwrap_or(usize::MAX))?);
         let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
         tokio::spawn(views.clone().checkpoint(shutdown_receiver));
         let (readers, catalog) = (views.clone(), storage.catalog().clone());

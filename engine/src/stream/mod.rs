@@ -51,10 +51,10 @@ impl std::fmt::Debug for Views {
 }
 
 impl Views {
-    /// Opens the state store under `dir`.
-    pub fn open(dir: &Path, timing: EpochTiming, checkpoint_interval: Duration) -> Result<Self> {
+    /// Opens the state store under `dir` with a block cache of `block_cache_bytes`.
+    pub fn open(dir: &Path, timing: EpochTiming, checkpoint_interval: Duration, block_cache_bytes: usize) -> Result<Self> {
         Ok(Self {
-            store: StateStore::open(dir)?,
+            store: StateStore::open(dir, block_cache_bytes)?,
             views: RwLock::new(BTreeMap::new()),
             broken: RwLock::new(BTreeMap::new()),
             metas: RwLock::new(BTreeMap::new()),

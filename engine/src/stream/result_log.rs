@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn epochs_round_trip_in_order_and_small_outputs_are_gathered() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path()).unwrap();
+        let store = StateStore::open(dir.path(), 1 << 20).unwrap();
         let schema: SchemaRef =
             Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, true)]));
         // Epoch 1: 300 small batches of 100 rows (30 000 rows: gathered into 8192-row entries

@@ -119,7 +119,8 @@ pub(crate) fn result_prefix(view: u64) -> Vec<u8> {
 }
 
 impl StateStore {
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens (or creates) the store at `path` with a block cache of `block_cache_bytes`.
+    pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Self> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_merge_operator_associative("streamhouse_add_counts", add_counts);
@@ -128,6 +129,11 @@ impl StateStore {
         options.set_manual_wal_flush(false);
         // Result logs and state compress well; LZ4 is the one codec compiled in.
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(block_cache_bytes));
+        // Most state lookups of a new key miss: a bloom filter answers them without reading.
+        table.set_bloom_filter(10.0, false);
+        options.set_block_based_table_factory(&table);
         let db = DB::open(&options, path).map_err(state_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -358,7 +364,7 @@ mod tests {
     #[test]
     fn result_counts_merge_and_views_delete_as_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path()).unwrap();
+        let store = StateStore::open(dir.path(), 1 << 20).unwrap();
         let mut epoch = EpochWriter::new(7);
         epoch.add_result(b"a", 2);
         epoch.add_result(b"b", 1);
