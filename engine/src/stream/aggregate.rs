@@ -320,8 +320,9 @@ pub struct AggregateOp {
     append_only: bool,
     cache: HashMap<Vec<u8>, GroupState>,
     cache_bytes: usize,
-    /// Groups touched this epoch, with their state before it (`None`: the group did not exist).
-    touched: HashMap<Vec<u8>, Option<GroupState>>,
+    /// Groups touched this epoch, with their aggregate values before it (`None`: the group did
+    /// not exist).
+    touched: HashMap<Vec<u8>, Option<Vec<ScalarValue>>>,
     /// Set when groups are windows that a watermark closes.
     window: Option<WindowKey>,
     /// Emit each window's final row once it closes, instead of updates as rows arrive.
@@ -419,7 +420,7 @@ impl AggregateOp {
                 self.cache_bytes += key.len() + state.size();
                 self.cache.insert(key.to_vec(), state);
             }
-            let before = self.cache.get(key).filter(|s| self.exists(s)).cloned();
+            let before = self.cache.get(key).filter(|s| self.exists(s)).map(|s| self.aggregate_values(s)).transpose()?;
             self.touched.insert(key.to_vec(), before);
         }
         self.cache.get_mut(key).ok_or_else(|| EngineError::Internal("aggregate group vanished from its cache".into()))
@@ -534,15 +535,22 @@ impl AggregateOp {
         self.calls.iter().zip(&state.accs).map(|(call, acc)| self.output_value(call, acc)).collect()
     }
 
-    /// Output rows for the given groups: group columns, then one column per aggregate.
-    fn output_batch(&self, rows: &[(&[u8], &GroupState)]) -> Result<RecordBatch> {
+    /// Output rows for the given groups' states.
+    fn state_batch(&self, rows: &[(&[u8], &GroupState)]) -> Result<RecordBatch> {
+        let values = rows.iter().map(|(key, state)| Ok((key.to_vec(), self.aggregate_values(state)?))).collect::<Result<Vec<_>>>()?;
+        self.output_batch(&values)
+    }
+
+    /// Output rows for the given groups: group columns, then one column per aggregate (from
+    /// each group's aggregate values).
+    fn output_batch(&self, rows: &[(Vec<u8>, Vec<ScalarValue>)]) -> Result<RecordBatch> {
         let parser = self.groups.parser();
         let keys = self.groups.convert_rows(rows.iter().map(|(key, _)| parser.parse(self.group_bytes(key))))?;
         let mut columns: Vec<ArrayRef> = keys;
         for (index, call) in self.calls.iter().enumerate() {
             let values = rows
                 .iter()
-                .map(|(_, state)| self.output_value(call, &state.accs[index]))
+                .map(|(_, values)| values.get(index).cloned().ok_or_else(|| EngineError::Internal("aggregate value missing".into())))
                 .collect::<Result<Vec<_>>>()?;
             let array = if values.is_empty() {
                 arrow::array::new_empty_array(&call.output_type)
@@ -764,63 +772,53 @@ impl Operator for AggregateOp {
 
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
         let touched = std::mem::take(&mut self.touched);
-        let mut retracted: Vec<(Vec<u8>, GroupState)> = Vec::new();
-        let mut inserted: Vec<Vec<u8>> = Vec::new();
+        let mut retracted: Vec<(Vec<u8>, Vec<ScalarValue>)> = Vec::new();
+        let mut inserted: Vec<(Vec<u8>, Vec<ScalarValue>)> = Vec::new();
         let mut touched_keys: Vec<Vec<u8>> = Vec::new();
         for (key, before) in touched {
-            let after = self.cache.get(&key).filter(|s| self.exists(s)).cloned();
-            if self.window.is_some() && after.is_some() {
+            // A touched group had rows this epoch: its state is written (or deleted) as it is.
+            let after = match self.cache.get(&key) {
+                Some(state) if self.exists(state) => {
+                    context.writer.put_state(self.id, &key, &state.encode());
+                    Some(self.aggregate_values(state)?)
+                }
+                _ => None,
+            };
+            if after.is_none() {
+                context.writer.delete_state(self.id, &key);
+                if let Some(state) = self.cache.remove(&key) {
+                    self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
+                }
+            } else if self.window.is_some() {
                 touched_keys.push(key.clone());
             }
-            if before == after {
+            // Emitted when its window closes; or an unchanged output (e.g. a sum whose rows
+            // changed but not its total), which emits nothing. The group key is the same on
+            // both sides: the aggregates decide.
+            if self.emit_on_close || before == after {
                 continue;
             }
-            match &after {
-                Some(state) => context.writer.put_state(self.id, &key, &state.encode()),
-                None => {
-                    context.writer.delete_state(self.id, &key);
-                    if let Some(state) = self.cache.remove(&key) {
-                        self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
-                    }
-                }
+            if let Some(values) = before {
+                retracted.push((key.clone(), values));
             }
-            if self.emit_on_close {
-                continue; // emitted when its window closes
-            }
-            // An unchanged output (e.g. a sum whose rows changed but not its total) emits
-            // nothing. The group key is the same on both sides: compare the aggregates only.
-            let before_values = before.as_ref().map(|s| self.aggregate_values(s)).transpose()?;
-            let after_values = after.as_ref().map(|s| self.aggregate_values(s)).transpose()?;
-            if before_values == after_values {
-                continue;
-            }
-            if let Some(state) = before {
-                retracted.push((key.clone(), state));
-            }
-            if after.is_some() {
-                inserted.push(key);
+            if let Some(values) = after {
+                inserted.push((key, values));
             }
         }
         let mut output = Vec::new();
         if !retracted.is_empty() {
-            let rows: Vec<(&[u8], &GroupState)> = retracted.iter().map(|(k, s)| (k.as_slice(), s)).collect();
-            let batch = self.output_batch(&rows)?;
-            let retract = BooleanArray::from(vec![true; rows.len()]);
+            let batch = self.output_batch(&retracted)?;
+            let retract = BooleanArray::from(vec![true; retracted.len()]);
             output.push(Changes { batch, retract: Some(retract) });
         }
         if !inserted.is_empty() {
-            let states: Vec<GroupState> = inserted
-                .iter()
-                .map(|k| self.cache.get(k).cloned().ok_or_else(|| EngineError::Internal("aggregate group vanished".into())))
-                .collect::<Result<_>>()?;
-            let rows: Vec<(&[u8], &GroupState)> = inserted.iter().map(|k| k.as_slice()).zip(states.iter()).collect();
-            output.push(Changes::inserts(self.output_batch(&rows)?));
+            output.push(Changes::inserts(self.output_batch(&inserted)?));
         }
         if let (Some(_), Some(watermark)) = (self.window, context.watermark) {
             let closed = self.close_windows(watermark, touched_keys, context)?;
             if !closed.is_empty() {
                 let rows: Vec<(&[u8], &GroupState)> = closed.iter().map(|(k, s)| (k.as_slice(), s)).collect();
-                output.push(Changes::inserts(self.output_batch(&rows)?));
+                output.push(Changes::inserts(self.state_batch(&rows)?));
             }
         }
         Ok(output)
@@ -831,7 +829,7 @@ impl Operator for AggregateOp {
             return Ok(Vec::new());
         }
         let state = self.empty_state();
-        Ok(vec![Changes::inserts(self.output_batch(&[(&[], &state)])?)])
+        Ok(vec![Changes::inserts(self.state_batch(&[(&[], &state)])?)])
     }
 
     fn set_emit_on_close(&mut self) {

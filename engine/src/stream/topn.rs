@@ -8,6 +8,7 @@
 //! At the end of an epoch each touched partition compares its old and new top N, numbered,
 //! and emits retractions and insertions for the difference.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ pub struct TopNOp {
     schema: SchemaRef,
     text: String,
     /// Partitions touched this epoch: their rows before it, and now.
-    touched: HashMap<Vec<u8>, (Rows, Rows)>,
+    touched: HashMap<Vec<u8>, (Rows, Rows), foldhash::fast::RandomState>,
 }
 
 impl TopNOp {
@@ -73,7 +74,7 @@ impl TopNOp {
             append_only,
             schema,
             text,
-            touched: HashMap::new(),
+            touched: HashMap::default(),
         })
     }
 
@@ -162,17 +163,35 @@ impl Operator for TopNOp {
         row_columns.extend(input.batch.columns().iter().cloned());
         let encoded = self.rows.convert_columns(&row_columns)?;
         for row in 0..count {
-            let key = partition_keys.as_ref().map_or_else(Vec::new, |keys| keys.row(row).as_ref().to_vec());
-            if !self.touched.contains_key(&key) {
-                let stored = self.load(&key, context)?;
-                self.touched.insert(key.clone(), (stored.clone(), stored));
+            let key: &[u8] = partition_keys.as_ref().map_or(&[], |keys| keys.row(row).data());
+            if !self.touched.contains_key(key) {
+                let stored = self.load(key, context)?;
+                self.touched.insert(key.to_vec(), (stored.clone(), stored));
             }
-            let (_, rows) = self.touched.get_mut(&key).ok_or_else(|| EngineError::Internal("top-N partition vanished".into()))?;
-            let value = encoded.row(row).as_ref().to_vec();
-            let entry = rows.entry(value.clone()).or_insert(0);
-            *entry += input.sign(row);
-            if *entry == 0 {
-                rows.remove(&value);
+            let (_, rows) = self.touched.get_mut(key).ok_or_else(|| EngineError::Internal("top-N partition vanished".into()))?;
+            let value = encoded.row(row);
+            if self.append_only {
+                // A row below the N kept can never come back: skip it, and drop the one pushed
+                // out (each kept row counts at least once, so past N entries the last is out).
+                if rows.len() >= self.limit && rows.last_key_value().is_some_and(|(last, _)| value.as_ref() > last.as_slice()) {
+                    continue;
+                }
+                *rows.entry(value.as_ref().to_vec()).or_insert(0) += 1;
+                if rows.len() > self.limit {
+                    rows.pop_last();
+                }
+                continue;
+            }
+            match rows.entry(value.as_ref().to_vec()) {
+                Entry::Occupied(mut entry) => {
+                    *entry.get_mut() += input.sign(row);
+                    if *entry.get() == 0 {
+                        entry.remove();
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(input.sign(row));
+                }
             }
         }
         Ok(Vec::new())
