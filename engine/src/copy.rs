@@ -13,6 +13,10 @@ use crate::{EngineError, Result};
 /// Rows gathered before they are converted into one Arrow batch.
 const COPY_BATCH_ROWS: usize = 8192;
 
+/// What becomes of each parsed batch while the COPY goes on (on the parse worker for a large
+/// COPY): for a topic, its storage encoding, so that the end of a COPY is only the durable write.
+pub type BatchStep<O> = std::sync::Arc<dyn Fn(RecordBatch) -> Result<O> + Send + Sync>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CopyFormat {
     #[default]
@@ -133,19 +137,20 @@ struct Gathered {
 /// A thread that parses gathered batches while the decoder splits the next records: on a large
 /// COPY the two take about the same time, so a second core halves the wait. Results come back
 /// in order.
-struct ParseWorker {
+struct ParseWorker<O> {
     jobs: std::sync::mpsc::SyncSender<Gathered>,
-    results: std::sync::mpsc::Receiver<Result<RecordBatch>>,
+    results: std::sync::mpsc::Receiver<Result<O>>,
 }
 
 /// Gathered batches in flight to the parse worker (bounds the memory they hold).
 const PARSE_JOBS_QUEUED_MAX: usize = 2;
 
-pub struct CopyDecoder {
+pub struct CopyDecoder<O: Send + 'static = RecordBatch> {
     options: CopyOptions,
     parser: std::sync::Arc<BatchParser>,
+    step: BatchStep<O>,
     /// Started at the first full batch, so small COPYs parse on the calling thread.
-    worker: Option<ParseWorker>,
+    worker: Option<ParseWorker<O>>,
     pending: Vec<u8>,
     /// Fields gathered per input column, for the batch being built.
     fields: Vec<FieldBuffer>,
@@ -154,15 +159,22 @@ pub struct CopyDecoder {
     line: u64,
     header_pending: bool,
     finished_by_marker: bool,
-    batches: Vec<RecordBatch>,
+    batches: Vec<O>,
     rows: u64,
     bytes: u64,
     bytes_max: u64,
 }
 
-impl CopyDecoder {
+impl CopyDecoder<RecordBatch> {
     /// `columns` names the input fields in order (empty: every column of the topic).
     pub fn new(table: &str, schema: SchemaRef, columns: &[String], options: CopyOptions, bytes_max: u64) -> Result<Self> {
+        CopyDecoder::with_step(table, schema, columns, options, bytes_max, std::sync::Arc::new(Ok))
+    }
+}
+
+impl<O: Send + 'static> CopyDecoder<O> {
+    /// A decoder that passes each parsed batch through `step`.
+    pub fn with_step(table: &str, schema: SchemaRef, columns: &[String], options: CopyOptions, bytes_max: u64, step: BatchStep<O>) -> Result<Self> {
         let targets = if columns.is_empty() {
             (0..schema.fields().len()).collect()
         } else {
@@ -188,6 +200,7 @@ impl CopyDecoder {
             options,
             fields: (0..targets.len()).map(|_| FieldBuffer::default()).collect(),
             parser: std::sync::Arc::new(BatchParser { schema, targets, table: table.to_string() }),
+            step,
             worker: None,
             pending: Vec::new(),
             row_lines: Vec::new(),
@@ -235,8 +248,8 @@ impl CopyDecoder {
         outcome
     }
 
-    /// Ends the input and returns every batch.
-    pub fn finish(mut self) -> Result<Vec<RecordBatch>> {
+    /// Ends the input and returns every batch (passed through the step), in input order.
+    pub fn finish(mut self) -> Result<Vec<O>> {
         if !self.finished_by_marker && !self.pending.is_empty() {
             // An unterminated quoted field is reported by the CSV splitter.
             let record = std::mem::take(&mut self.pending);
@@ -270,16 +283,16 @@ impl CopyDecoder {
         };
         self.rows += rows as u64;
         if self.worker.is_none() && rows >= COPY_BATCH_ROWS {
-            self.worker = ParseWorker::start(self.parser.clone());
+            self.worker = ParseWorker::start(self.parser.clone(), self.step.clone());
         }
         let Some(worker) = &self.worker else {
-            let batch = self.parser.parse(&gathered)?;
+            let batch = (self.step)(self.parser.parse(&gathered)?)?;
             self.batches.push(batch);
             return Ok(());
         };
         if let Err(std::sync::mpsc::SendError(gathered)) = worker.jobs.send(gathered) {
             // The worker is gone (it only stops when the decoder drops it): parse here.
-            self.batches.push(self.parser.parse(&gathered)?);
+            self.batches.push((self.step)(self.parser.parse(&gathered)?)?);
         }
         while let Ok(result) = worker.results.try_recv() {
             self.batches.push(result?);
@@ -474,14 +487,14 @@ impl CopyDecoder {
     }
 }
 
-impl ParseWorker {
+impl<O: Send + 'static> ParseWorker<O> {
     /// `None` if no thread can be started (the caller then parses on its own thread).
-    fn start(parser: std::sync::Arc<BatchParser>) -> Option<Self> {
+    fn start(parser: std::sync::Arc<BatchParser>, step: BatchStep<O>) -> Option<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Gathered>(PARSE_JOBS_QUEUED_MAX);
         let (done, results) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new().name("streamhouse-copy".into()).spawn(move || {
             for gathered in queue {
-                if done.send(parser.parse(&gathered)).is_err() {
+                if done.send(parser.parse(&gathered).and_then(|batch| step(batch))).is_err() {
                     return;
                 }
             }

@@ -204,7 +204,8 @@ pub enum QueryOutput {
 
 /// A `COPY … FROM STDIN` in progress: feed it the client's data, then finish it.
 pub struct CopyIn {
-    decoder: CopyDecoder,
+    /// Each parsed batch is prepared for the append (cut, encoded) as it is parsed.
+    decoder: CopyDecoder<streamhouse_storage::PreparedAppend>,
     topic: Arc<streamhouse_storage::TopicLog>,
     engine: Arc<Engine>,
     columns: usize,
@@ -222,8 +223,11 @@ impl CopyIn {
 
     /// Appends every row atomically and returns the command tag.
     pub async fn finish(self) -> Result<String> {
-        let batches = self.decoder.finish()?;
-        let outcome = self.engine.storage().append(&self.topic, batches).await?;
+        let mut write = streamhouse_storage::PreparedAppend::default();
+        for part in self.decoder.finish()? {
+            write.extend(part)?;
+        }
+        let outcome = self.engine.storage().append_prepared(&self.topic, write).await?;
         Ok(format!("COPY {}", outcome.rows()))
     }
 }
@@ -791,7 +795,11 @@ impl Session {
             Statement::Ignored { tag } => Ok(QueryOutput::Command { tag }),
             Statement::CopyFrom { table, columns, options } => {
                 let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
-                let decoder = CopyDecoder::new(&table, topic.schema().clone(), &columns, options, self.engine.config().copy_bytes_max)?;
+                let prepare_topic = topic.clone();
+                let step: crate::copy::BatchStep<streamhouse_storage::PreparedAppend> =
+                    Arc::new(move |batch| Ok(streamhouse_storage::prepare(&prepare_topic, vec![batch])?));
+                let decoder =
+                    CopyDecoder::with_step(&table, topic.schema().clone(), &columns, options, self.engine.config().copy_bytes_max, step)?;
                 let column_count = if columns.is_empty() { topic.schema().fields().len() } else { columns.len() };
                 Ok(QueryOutput::CopyIn(CopyIn { decoder, topic, engine: self.engine.clone(), columns: column_count }))
             }

@@ -142,6 +142,69 @@ fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
     runs
 }
 
+/// A write cut into per-partition chunks and encoded, ready for [`Storage::append_prepared`]:
+/// the CPU work of an append, which a large write (COPY) does while its input still arrives.
+#[derive(Debug, Default)]
+pub struct PreparedAppend {
+    topic_id: Option<u64>,
+    /// (partition, rows in the topic's log schema, their encoding)
+    entries: Vec<(u32, RecordBatch, Arc<ipc::EncodedBatch>)>,
+}
+
+impl PreparedAppend {
+    pub fn rows(&self) -> u64 {
+        self.entries.iter().map(|(_, batch, _)| batch.num_rows() as u64).sum()
+    }
+
+    /// Adds another prepared part of the same write (of the same topic).
+    pub fn extend(&mut self, other: PreparedAppend) -> Result<()> {
+        match (self.topic_id, other.topic_id) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                return Err(StorageError::InvalidBatch {
+                    topic: format!("#{theirs}"),
+                    reason: "parts of one write were prepared for different topics".into(),
+                })
+            }
+            (None, theirs) => self.topic_id = theirs,
+            _ => {}
+        }
+        self.entries.extend(other.entries);
+        Ok(())
+    }
+}
+
+/// Validates, partitions, cuts and encodes batches of a topic's user columns for an append (on
+/// a keyed table every row is an upsert). Touches no shared state but the topic's round-robin
+/// counter: runs on any thread.
+pub fn prepare(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAppend> {
+    let mut log_batches = Vec::with_capacity(batches.len());
+    for batch in batches {
+        topic.validate(&batch)?;
+        log_batches.push(if topic.is_keyed() { with_deleted_flag(topic, &batch, false)? } else { batch });
+    }
+    prepare_log(topic, log_batches)
+}
+
+/// The batch in a keyed table's log schema: its columns and `_deleted`.
+fn with_deleted_flag(topic: &TopicLog, batch: &RecordBatch, deleted: bool) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::BooleanArray::from(vec![deleted; batch.num_rows()])));
+    Ok(RecordBatch::try_new(topic.log_schema().clone(), columns)?)
+}
+
+/// Partitions, cuts and encodes batches already in the topic's log schema.
+fn prepare_log(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAppend> {
+    let mut entries = Vec::new();
+    for (partition, batches) in topic.partition_batches(batches)? {
+        for run in chunks(batches) {
+            let batch = compact(segment::concat(topic.log_schema(), &run)?)?;
+            let encoding = Arc::new(ipc::encode(&batch)?);
+            entries.push((partition, batch, encoding));
+        }
+    }
+    Ok(PreparedAppend { topic_id: Some(topic.id()), entries })
+}
+
 /// Wall-clock time in microseconds since the Unix epoch.
 pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -318,15 +381,22 @@ impl Storage {
     /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
     /// every row is an upsert (taking the table's write lock for the append).
     pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
+        self.append_prepared(topic, prepare(topic, batches)?).await
+    }
+
+    /// Appends a write [`prepare`]d for this topic, as [`Self::append`] does.
+    pub async fn append_prepared(&self, topic: &TopicLog, prepared: PreparedAppend) -> Result<AppendOutcome> {
+        if prepared.topic_id.is_some_and(|id| id != topic.id()) {
+            return Err(StorageError::InvalidBatch {
+                topic: topic.name().to_string(),
+                reason: "the write was prepared for another topic".into(),
+            });
+        }
         if topic.is_keyed() {
-            let guard = topic.lock_writes().await;
-            let changes = batches.into_iter().map(|b| (b, false)).collect();
-            return self.append_changes(topic, &guard, changes).await;
+            let _guard = topic.lock_writes().await;
+            return self.append_entries(topic, prepared.entries).await;
         }
-        for batch in &batches {
-            topic.validate(batch)?;
-        }
-        self.append_log(topic, batches).await
+        self.append_entries(topic, prepared.entries).await
     }
 
     /// Appends upserts (`false`) and tombstones (`true`, carrying the deleted row) to a keyed
@@ -346,34 +416,21 @@ impl Storage {
         let mut batches = Vec::with_capacity(changes.len());
         for (batch, deleted) in changes {
             topic.validate(&batch)?;
-            let mut columns = batch.columns().to_vec();
-            columns.push(Arc::new(arrow::array::BooleanArray::from(vec![deleted; batch.num_rows()])));
-            batches.push(RecordBatch::try_new(topic.log_schema().clone(), columns)?);
+            batches.push(with_deleted_flag(topic, &batch, deleted)?);
         }
-        self.append_log(topic, batches).await
+        self.append_entries(topic, prepare_log(topic, batches)?.entries).await
     }
 
-    /// Appends batches already in the topic's log schema.
-    async fn append_log(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
+    /// Appends prepared entries (rows in the topic's log schema, encoded).
+    async fn append_entries(&self, topic: &TopicLog, prepared: Vec<(u32, RecordBatch, Arc<ipc::EncodedBatch>)>) -> Result<AppendOutcome> {
         if topic.is_dropped() {
             return Err(StorageError::TopicNotFound(topic.name().to_string()));
         }
-        let mut encoded = Vec::new();
-        let mut entries = Vec::new();
-        for (partition, batches) in topic.partition_batches(batches)? {
-            for run in chunks(batches) {
-                let batch = compact(segment::concat(topic.log_schema(), &run)?)?;
-                let encoding = Arc::new(ipc::encode(&batch)?);
-                encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
-                entries.push(RecordEntry {
-                    topic_id: topic.id(),
-                    partition,
-                    base_offset: 0,
-                    timestamp_us: 0,
-                    batch,
-                    encoded: Some(encoding),
-                });
-            }
+        let mut encoded = Vec::with_capacity(prepared.len());
+        let mut entries = Vec::with_capacity(prepared.len());
+        for (partition, batch, encoding) in prepared {
+            encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
+            entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch, encoded: Some(encoding) });
         }
         if entries.is_empty() {
             return Ok(AppendOutcome::default());
