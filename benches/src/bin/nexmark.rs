@@ -39,6 +39,9 @@ struct Args {
     latency_seconds: f64,
 }
 
+const USAGE: &str = "usage: nexmark [--events N] [--queries q0,q1|all] [--mode snapshot|upstream|both] [--json FILE] \
+                     [--oracle-dir DIR] [--latency ROWS_PER_SECOND] [--latency-seconds S]";
+
 fn parse_args() -> Args {
     let mut args = Args {
         events: 1_000_000,
@@ -71,10 +74,14 @@ fn parse_args() -> Args {
             "--latency" => args.latency_rate = Some(iter.next().and_then(|v| v.parse().ok()).expect("--latency ROWS_PER_SECOND")),
             "--latency-seconds" => args.latency_seconds = iter.next().and_then(|v| v.parse().ok()).expect("--latency-seconds S"),
             "--bench" => {} // passed by `cargo bench`
-            other => panic!(
-                "unknown argument {other}; use --events N, --queries q0,q1|all, --mode M, --json FILE, --oracle-dir DIR, \
-                 --latency ROWS_PER_SECOND, --latency-seconds S"
-            ),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     args
