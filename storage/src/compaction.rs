@@ -118,7 +118,7 @@ async fn compact_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: 
         .map_err(|e| crate::StorageError::WalFailed(format!("segment encoder panicked: {e}")))??;
     let key = compacted_segment_key(topic.id(), partition, base_offset, now_us());
     let size = bytes.len() as u64;
-    storage.inner.store.put(&ObjectPath::from(key.as_str()), bytes.into()).await?;
+    storage.inner.put_segment(&key, bytes).await?;
     let segment = SegmentMeta {
         topic_id: topic.id(),
         partition,

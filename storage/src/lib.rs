@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     config: StorageConfig,
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local object store, whose PUTs are synced by us.
+    local_root: Option<std::path::PathBuf>,
     topics: TopicMap,
     wal: Wal,
     /// Held while offsets are assigned and the record is queued, so records enter the WAL in
@@ -205,6 +207,23 @@ fn prepare_log(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAp
     Ok(PreparedAppend { topic_id: Some(topic.id()), entries })
 }
 
+impl Inner {
+    /// PUTs a segment object; on a local store, also syncs it (see
+    /// [`object::sync_local_object`]): it must survive a power loss before it is registered.
+    pub(crate) async fn put_segment(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        self.store.put(&object_store::path::Path::from(key), bytes.into()).await?;
+        if let Some(root) = self.local_root.clone() {
+            let key = key.to_string();
+            tokio::task::spawn_blocking(move || object::sync_local_object(&root, &key))
+                .await
+                .map_err(|e| StorageError::WalFailed(format!("segment sync task: {e}")))?
+                .map_err(|source| StorageError::DataDirectory { path: "segment object".into(), source })?;
+        }
+        Ok(())
+    }
+}
+
 /// Wall-clock time in microseconds since the Unix epoch.
 pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -223,6 +242,7 @@ impl Storage {
             source,
         })?;
         let store = object::open_object_store(config.object_store_url.as_deref(), data_dir)?;
+        let local_root = object::local_root(config.object_store_url.as_deref(), data_dir);
         let metrics = Arc::new(StorageMetrics::default());
 
         let topics: TopicMap = Arc::default();
@@ -298,6 +318,7 @@ impl Storage {
                 config,
                 catalog,
                 store,
+                local_root,
                 topics,
                 wal,
                 append_lock: tokio::sync::Mutex::new(0),

@@ -1,6 +1,6 @@
 //! Opening the object store segments live in, and the layout of keys in it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
@@ -31,17 +31,9 @@ pub fn topic_prefix(topic_id: u64) -> String {
 /// `AWS_*` environment variables (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, credentials, region).
 pub fn open_object_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ObjectStore>> {
     let bad = |url: &str, reason: &str| StorageError::ObjectStoreUrl { url: url.into(), reason: reason.into() };
-    match url {
-        None => local(data_dir),
-        Some(url) if url.starts_with("file://") => {
-            let path = &url["file://".len()..];
-            if path.is_empty() {
-                local(data_dir)
-            } else {
-                local(Path::new(path))
-            }
-        }
-        Some(url) if url.starts_with("s3://") => {
+    match (local_root(url, data_dir), url) {
+        (Some(dir), _) => local(&dir),
+        (None, Some(url)) if url.starts_with("s3://") => {
             let rest = &url["s3://".len()..];
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -58,8 +50,35 @@ pub fn open_object_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn O
                 Ok(Arc::new(PrefixStore::new(store, prefix)))
             }
         }
-        Some(url) => Err(bad(url, "expected file://path or s3://bucket/prefix")),
+        (None, url) => Err(bad(url.unwrap_or_default(), "expected file://path or s3://bucket/prefix")),
     }
+}
+
+/// The directory of a local object store (`None` or `file://…`; `None` for any other URL).
+pub fn local_root(url: Option<&str>, data_dir: &Path) -> Option<PathBuf> {
+    match url {
+        None => Some(data_dir.to_path_buf()),
+        Some(url) => url.strip_prefix("file://").map(|path| if path.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(path) }),
+    }
+}
+
+/// Makes an object just PUT to the local store under `root` durable. object_store's local store
+/// writes a staging file and renames it without any fsync: the file's data, then each directory
+/// from the file's up to `root` (the rename, and directories created for it) are synced here,
+/// before the segment is registered and its WAL space released. (An S3 PUT is durable when it
+/// returns.)
+pub(crate) fn sync_local_object(root: &Path, key: &str) -> std::io::Result<()> {
+    let path = root.join(key);
+    std::fs::File::open(&path)?.sync_data()?;
+    let mut dir = path.parent();
+    while let Some(current) = dir {
+        std::fs::File::open(current)?.sync_all()?;
+        if current == root {
+            break;
+        }
+        dir = current.parent();
+    }
+    Ok(())
 }
 
 fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>> {

@@ -117,7 +117,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
         .map_err(|e| StorageError::WalFailed(format!("segment encoder panicked: {e}")))??;
     let key = segment_key(topic.id(), partition, base_offset);
     let size = bytes.len() as u64;
-    inner.store.put(&ObjectPath::from(key.as_str()), bytes.into()).await?;
+    inner.put_segment(&key, bytes).await?;
     let segment = SegmentMeta {
         topic_id: topic.id(),
         partition,
