@@ -198,6 +198,8 @@ impl Runtime {
             if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
                 continue;
             }
+            // Epochs the upstream view committed while this one waited for its turn belong to it.
+            latest.epoch = latest.epoch.max(self.cap(vec![upstream.progress().epoch + 1])[0].saturating_sub(1));
             let source = upstream.clone();
             let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
                 if next == 0 && !may_snapshot {
@@ -293,6 +295,9 @@ impl Runtime {
             if !pace(&mut next_epoch, self.timing.epoch_interval, stop).await {
                 continue;
             }
+            // Rows acknowledged while the epoch waited for its turn belong to it too (reading
+            // only what was there before the wait would hold them back one more interval).
+            let highs: Vec<u64> = self.cap(partitions.iter().map(|p| p.high_watermark()).collect());
             let mut input = Vec::new();
             let mut offsets = committed.offsets.clone();
             let mut behind = false;
