@@ -521,6 +521,7 @@ fn process_epoch(
         late_rows,
         failed: None,
         log_results: committed.log_results,
+        state_format: committed.state_format,
     };
     writer.put_meta(&progress.encode(topic_id));
     store.commit(writer.batch)?;

@@ -341,8 +341,14 @@ pub struct SessionOp {
     view: u64,
     spec: SessionSpec,
     keys: RowConverter,
+    /// The user columns the output needs (ascending): only these are kept in the state.
+    kept: Vec<usize>,
+    /// Encodes the kept columns of a row.
     rows: RowConverter,
-    projection: Option<Vec<usize>>,
+    /// The output's columns: indices into the session table (user columns, `window_start`,
+    /// `window_end`).
+    projection: Vec<usize>,
+    output_schema: SchemaRef,
     /// This epoch's new rows, by key.
     pending: HashMap<Vec<u8>, KeyRows>,
 }
@@ -350,10 +356,42 @@ pub struct SessionOp {
 impl SessionOp {
     pub fn new(id: u16, view: u64, spec: SessionSpec, projection: Option<Vec<usize>>) -> Result<Self> {
         let keys = spec.key_converter()?;
-        let rows = RowConverter::new(
-            spec.schema.fields().iter().take(spec.user_columns).map(|f| SortField::new(f.data_type().clone())).collect(),
-        )?;
-        Ok(Self { id, view, spec, keys, rows, projection, pending: HashMap::new() })
+        let projection = projection.unwrap_or_else(|| (0..spec.user_columns + 2).collect());
+        let mut kept: Vec<usize> = projection.iter().copied().filter(|&i| i < spec.user_columns).collect();
+        kept.sort_unstable();
+        kept.dedup();
+        let rows = RowConverter::new(kept.iter().map(|&i| SortField::new(spec.schema.field(i).data_type().clone())).collect())?;
+        let output_schema = Arc::new(spec.schema.project(&projection)?);
+        Ok(Self { id, view, spec, keys, kept, rows, projection, output_schema, pending: HashMap::new() })
+    }
+
+    /// The output rows: the kept columns of `rows` (encoded) with their session bounds.
+    fn output(&self, rows: &[&[u8]], starts: Vec<i64>, ends: Vec<i64>) -> Result<RecordBatch> {
+        let decoded = if self.kept.is_empty() {
+            Vec::new()
+        } else {
+            let parser = self.rows.parser();
+            self.rows.convert_rows(rows.iter().map(|r| parser.parse(r)))?
+        };
+        let time_type = self.spec.schema.field(self.spec.user_columns).data_type();
+        let starts = cast(&(Arc::new(TimestampMicrosecondArray::from(starts)) as ArrayRef), time_type)?;
+        let ends = cast(&(Arc::new(TimestampMicrosecondArray::from(ends)) as ArrayRef), time_type)?;
+        let columns = self
+            .projection
+            .iter()
+            .map(|&index| match index.checked_sub(self.spec.user_columns) {
+                None => self
+                    .kept
+                    .iter()
+                    .position(|&k| k == index)
+                    .and_then(|position| decoded.get(position).cloned())
+                    .ok_or_else(|| EngineError::Internal("session column not kept".into())),
+                Some(0) => Ok(starts.clone()),
+                Some(_) => Ok(ends.clone()),
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        Ok(RecordBatch::try_new_with_options(self.output_schema.clone(), columns, &options)?)
     }
 
     fn load(&self, key: &[u8], context: &EpochContext<'_>) -> Result<KeyRows> {
@@ -423,11 +461,12 @@ impl Operator for SessionOp {
         let batch = &input.batch;
         let times = batch.column(self.spec.time_column).as_primitive::<TimestampMicrosecondType>();
         let keys = self.spec.keys_of(&self.keys, batch)?;
-        let user: Vec<ArrayRef> = batch.columns().iter().take(self.spec.user_columns).cloned().collect();
-        let rows = self.rows.convert_columns(&user)?;
+        let kept: Vec<ArrayRef> = self.kept.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = if kept.is_empty() { None } else { Some(self.rows.convert_columns(&kept)?) };
         for (row, key) in keys.into_iter().enumerate() {
             if times.is_valid(row) {
-                self.pending.entry(key).or_default().push((times.value(row), rows.row(row).as_ref().to_vec()));
+                let bytes = rows.as_ref().map_or_else(Vec::new, |rows| rows.row(row).as_ref().to_vec());
+                self.pending.entry(key).or_default().push((times.value(row), bytes));
             }
         }
         Ok(Vec::new())
@@ -450,15 +489,10 @@ impl Operator for SessionOp {
         if emits.is_empty() {
             return Ok(Vec::new());
         }
-        let parser = self.rows.parser();
-        let columns = self.rows.convert_rows(emits.iter().map(|e| parser.parse(&e.0)))?;
+        let rows: Vec<&[u8]> = emits.iter().map(|e| e.0.as_slice()).collect();
         let starts = emits.iter().map(|e| e.1).collect();
         let ends = emits.iter().map(|e| e.2).collect();
-        let batch = self.spec.with_bounds(columns, starts, ends)?;
-        let batch = match &self.projection {
-            Some(p) => batch.project(p)?,
-            None => batch,
-        };
+        let batch = self.output(&rows, starts, ends)?;
         let retract: Vec<bool> = emits.iter().map(|e| e.3).collect();
         Ok(vec![Changes { batch, retract: Some(retract.into()) }])
     }
