@@ -18,6 +18,7 @@ use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
 use streamhouse_storage::{Storage, TopicLog};
 use tokio::sync::watch;
 
+use super::changelog::ChangelogGate;
 use super::changes::{Changes, EpochContext, Operator};
 use super::plan::{Sources, StreamPlan};
 use super::state::{Encoder, EpochWriter, StateStore};
@@ -94,6 +95,8 @@ pub(super) struct Runtime {
     timing: EpochTiming,
     /// The oldest epoch of this view's changes that a view over it has not read yet.
     changes_needed: ChangesNeeded,
+    /// Who reads this view's changelog now (decides whether an epoch writes it).
+    changelog: ChangelogGate,
     refresh: RefreshMode,
     allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
 }
@@ -112,12 +115,21 @@ impl Runtime {
         progress: watch::Sender<Progress>,
         timing: EpochTiming,
         changes_needed: ChangesNeeded,
+        changelog: ChangelogGate,
         refresh: RefreshMode,
         allowed: Arc<watch::Sender<Option<Vec<u64>>>>,
     ) -> Result<Self> {
         let results =
             RowConverter::new(plan.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
-        Ok(Self { view, name, storage, store, results, plan: Some(plan), progress, timing, changes_needed, refresh, allowed })
+        Ok(Self { view, name, storage, store, results, plan: Some(plan), progress, timing, changes_needed, changelog, refresh, allowed })
+    }
+
+    /// The input of the next epoch: the rows read, where they end, and whether its changes go to
+    /// the changelog (decided now: see [`ChangelogGate`]).
+    fn epoch_input(&self, batches: Vec<(usize, Changes)>, offsets: Vec<u64>, idle: Vec<bool>, watermark: Option<WatermarkSource>, committed: Progress) -> EpochInput {
+        let keep_changes_from = (self.changes_needed)();
+        let log_changes = committed.log_results || self.changelog.logs(committed.epoch + 1, keep_changes_from != u64::MAX);
+        EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes }
     }
 
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
@@ -162,6 +174,8 @@ impl Runtime {
     /// Follows another view's changelog: its snapshot first (offset 0), then the changes of
     /// each epoch it commits (the offset is the next upstream epoch to read).
     async fn follow_view(&mut self, upstream: Arc<ViewHandle>, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        // Every upstream epoch after `unlogged` keeps its changes for us while we follow.
+        let (_reader, unlogged) = upstream.changelog.register();
         let mut notifications = upstream.watch_progress();
         let mut allowed = self.allowed.subscribe();
         let mut next_epoch = Instant::now();
@@ -221,15 +235,13 @@ impl Runtime {
             })
             .await
             .map_err(|e| EngineError::Internal(format!("changelog task: {e}")))??;
-            let keep_changes_from = (self.changes_needed)();
-            let step = EpochInput {
-                batches,
-                offsets: vec![following],
-                idle: vec![false],
-                watermark: None,
-                committed,
-                keep_changes_from,
-            };
+            if next == 0 && following > 0 && following <= unlogged {
+                // A snapshot older than the upstream's last epoch without a changelog entry:
+                // the changes after it are gone. Snapshot again once that epoch is committed.
+                upstream.wait_epoch(unlogged).await?;
+                continue;
+            }
+            let step = self.epoch_input(batches, vec![following], vec![false], None, committed);
             self.run_epoch(step).await?;
         }
     }
@@ -318,8 +330,7 @@ impl Runtime {
                 input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
                 offsets[index] = to;
             }
-            let keep_changes_from = (self.changes_needed)();
-            let step = EpochInput { batches: input, offsets, idle, watermark, committed, keep_changes_from };
+            let step = self.epoch_input(input, offsets, idle, watermark, committed);
             self.run_epoch(step).await?;
             if behind {
                 // A backlog (a backfill): the next epoch starts at once. Pacing only batches
@@ -410,6 +421,8 @@ struct EpochInput {
     committed: Progress,
     /// The oldest epoch of changes a reader of this view still needs.
     keep_changes_from: u64,
+    /// Whether the epoch's changes go to the changelog.
+    log_changes: bool,
 }
 
 fn process_epoch(
@@ -420,7 +433,7 @@ fn process_epoch(
     input: EpochInput,
     topic_id: u64,
 ) -> Result<Progress> {
-    let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from } = input;
+    let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes } = input;
     let mut writer = EpochWriter::new(view);
     let mut sink = Vec::new();
     let mut max_event_us = committed.max_event_us.clone();
@@ -508,7 +521,7 @@ fn process_epoch(
         // The log is the changelog too: nothing to trim.
         (committed.rows + super::result_log::append(&mut writer, &plan.schema, epoch, &sink)?, committed.changes_from)
     } else {
-        write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from)?
+        write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from, log_changes)?
     };
     let progress = Progress {
         epoch,
@@ -532,8 +545,9 @@ fn process_epoch(
 }
 
 /// Writes an epoch's result changes to a view whose results are a multiset: coalesced per row,
-/// the non-zero ones added to the multiset and kept as the epoch's changelog entry; trims the
-/// changelog. Returns the new row count and the first epoch the changelog holds.
+/// the non-zero ones added to the multiset and, with `log_changes`, kept as the epoch's
+/// changelog entry; trims the changelog. Returns the new row count and the first epoch the
+/// changelog holds.
 fn write_result_changes(
     writer: &mut EpochWriter,
     results: &RowConverter,
@@ -541,7 +555,25 @@ fn write_result_changes(
     committed: &Progress,
     epoch: u64,
     keep_changes_from: u64,
+    log_changes: bool,
 ) -> Result<(i64, u64)> {
+    if !log_changes {
+        // Nobody reads the changelog: each change goes to the multiset as it comes (the merge
+        // operator adds them up, no coalescing needed), and the changelog is emptied.
+        let mut rows = committed.rows;
+        for changes in sink {
+            let encoded = results.convert_columns(changes.batch.columns())?;
+            for row in 0..changes.num_rows() {
+                let sign = changes.sign(row);
+                writer.add_result(encoded.row(row).as_ref(), sign);
+                rows += sign;
+            }
+        }
+        if committed.changes_from <= committed.epoch {
+            writer.trim_changes(epoch + 1);
+        }
+        return Ok((rows, epoch + 1));
+    }
     let mut deltas: HashMap<Vec<u8>, i64, foldhash::fast::RandomState> = HashMap::default();
     for changes in sink {
         let rows = results.convert_columns(changes.batch.columns())?;

@@ -7,6 +7,7 @@
 //! view's state, results, changelog and progress. [`Views`] is the registry the engine owns.
 
 pub mod aggregate;
+pub mod changelog;
 pub mod changes;
 pub(crate) mod ddl;
 pub mod epoch;

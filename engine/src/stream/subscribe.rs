@@ -13,6 +13,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
+use super::changelog::ChangelogReader;
 use super::ViewHandle;
 use crate::{EngineError, Result};
 
@@ -63,6 +64,11 @@ struct Subscription {
     next: u64,
     ready: VecDeque<RecordBatch>,
     snapshot: bool,
+    /// Keeps the view writing its changelog while this subscription lives.
+    _reader: ChangelogReader,
+    /// The view's last epoch without a changelog entry when the subscription began: a snapshot
+    /// must be at least this recent.
+    unlogged: u64,
 }
 
 impl Subscription {
@@ -73,10 +79,17 @@ impl Subscription {
             }
             if self.snapshot {
                 self.snapshot = false;
-                let view = self.view.clone();
-                let (batches, epoch) = tokio::task::spawn_blocking(move || view.snapshot())
-                    .await
-                    .map_err(|e| EngineError::Internal(format!("snapshot task: {e}")))??;
+                let (batches, epoch) = loop {
+                    let view = self.view.clone();
+                    let (batches, epoch) = tokio::task::spawn_blocking(move || view.snapshot())
+                        .await
+                        .map_err(|e| EngineError::Internal(format!("snapshot task: {e}")))??;
+                    if epoch >= self.unlogged {
+                        break (batches, epoch);
+                    }
+                    // The epoch being committed keeps no changes: snapshot after it.
+                    self.view.wait_epoch(self.unlogged).await?;
+                };
                 for batch in batches {
                     self.ready.push_back(expand(&self.schema, &batch, None, epoch)?);
                 }
@@ -103,8 +116,10 @@ impl Subscription {
 /// Starts a subscription: with `snapshot`, the current rows first.
 pub fn subscribe(view: Arc<ViewHandle>, snapshot: bool) -> Result<SendableRecordBatchStream> {
     let schema = subscription_schema(&view)?;
-    let next = view.progress().epoch + 1;
-    let state = Subscription { view, schema: schema.clone(), next, ready: VecDeque::new(), snapshot };
+    let (reader, unlogged) = view.changelog.register();
+    // Without a snapshot: the changes from the next epoch that keeps them.
+    let next = (view.progress().epoch + 1).max(unlogged + 1);
+    let state = Subscription { view, schema: schema.clone(), next, ready: VecDeque::new(), snapshot, _reader: reader, unlogged };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         match state.next_batch().await {

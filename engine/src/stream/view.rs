@@ -191,6 +191,8 @@ pub struct ViewHandle {
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     store: StateStore,
+    /// Readers of the changelog register here (SUBSCRIBE, views over this one).
+    pub changelog: super::changelog::ChangelogGate,
 }
 
 impl std::fmt::Debug for ViewHandle {
@@ -434,7 +436,20 @@ pub(crate) fn start(
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
     let schema = plan.schema.clone();
-    let runtime = Runtime::new(meta.id, meta.name.clone(), storage, store.clone(), plan, progress_sender, timing, changes_needed, refresh, allowed.clone())?;
+    let changelog = super::changelog::ChangelogGate::default();
+    let runtime = Runtime::new(
+        meta.id,
+        meta.name.clone(),
+        storage,
+        store.clone(),
+        plan,
+        progress_sender,
+        timing,
+        changes_needed,
+        changelog.clone(),
+        refresh,
+        allowed.clone(),
+    )?;
     let task = tokio::spawn(runtime.run(stop_receiver));
     Ok(Arc::new(ViewHandle {
         meta,
@@ -446,6 +461,7 @@ pub(crate) fn start(
         stop: stop_sender,
         task: Mutex::new(Some(task)),
         store,
+        changelog,
     }))
 }
 
