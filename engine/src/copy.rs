@@ -276,7 +276,7 @@ impl<O: Send + 'static> CopyDecoder<O> {
         if rows == 0 {
             return Ok(());
         }
-        let fresh = self.fields.iter().map(|f| FieldBuffer::with_capacity(f)).collect();
+        let fresh = self.fields.iter().map(FieldBuffer::with_capacity).collect();
         let gathered = Gathered {
             fields: std::mem::replace(&mut self.fields, fresh),
             row_lines: std::mem::replace(&mut self.row_lines, Vec::with_capacity(rows)),

@@ -39,6 +39,9 @@ pub(crate) const NS_RESULT: u8 = 3;
 pub(crate) const NS_CHANGES: u8 = 4;
 pub(crate) const NS_LOG: u8 = 5;
 
+/// Result log entries: (epoch, Arrow IPC stream bytes), in key order.
+pub type LogEntries = Vec<(u64, Vec<u8>)>;
+
 /// The node's state store. Cheap to clone.
 #[derive(Clone)]
 pub struct StateStore {
@@ -199,7 +202,7 @@ impl StateStore {
 
     /// The result log entries of epochs `[from, to]` (epoch, bytes), in order, and the view's
     /// progress record, from one consistent snapshot.
-    pub fn scan_log(&self, view: u64, from: u64, to: u64) -> Result<(Option<Vec<u8>>, Vec<(u64, Vec<u8>)>)> {
+    pub fn scan_log(&self, view: u64, from: u64, to: u64) -> Result<(Option<Vec<u8>>, LogEntries)> {
         let start = log_key(view, from, 0);
         let end = log_key(view, to.saturating_add(1), 0);
         let snapshot = self.db.snapshot();
