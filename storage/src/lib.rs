@@ -215,10 +215,11 @@ impl Inner {
         self.store.put(&object_store::path::Path::from(key), bytes.into()).await?;
         if let Some(root) = self.local_root.clone() {
             let key = key.to_string();
+            let path = root.join(&key).display().to_string();
             tokio::task::spawn_blocking(move || object::sync_local_object(&root, &key))
                 .await
                 .map_err(|e| StorageError::WalFailed(format!("segment sync task: {e}")))?
-                .map_err(|source| StorageError::DataDirectory { path: "segment object".into(), source })?;
+                .map_err(|source| StorageError::DataDirectory { path, source })?;
         }
         Ok(())
     }

@@ -420,7 +420,11 @@ impl AggregateOp {
                 self.cache_bytes += key.len() + state.size();
                 self.cache.insert(key.to_vec(), state);
             }
-            let before = self.cache.get(key).filter(|s| self.exists(s)).map(|s| self.aggregate_values(s)).transpose()?;
+            // With EMIT ON WINDOW CLOSE nothing is emitted as groups change: no old values needed.
+            let before = match self.cache.get(key) {
+                Some(state) if self.exists(state) && !self.emit_on_close => Some(self.aggregate_values(state)?),
+                _ => None,
+            };
             self.touched.insert(key.to_vec(), before);
         }
         self.cache.get_mut(key).ok_or_else(|| EngineError::Internal("aggregate group vanished from its cache".into()))
@@ -777,14 +781,14 @@ impl Operator for AggregateOp {
         let mut touched_keys: Vec<Vec<u8>> = Vec::new();
         for (key, before) in touched {
             // A touched group had rows this epoch: its state is written (or deleted) as it is.
-            let after = match self.cache.get(&key) {
+            let exists = match self.cache.get(&key) {
                 Some(state) if self.exists(state) => {
                     context.writer.put_state(self.id, &key, &state.encode());
-                    Some(self.aggregate_values(state)?)
+                    true
                 }
-                _ => None,
+                _ => false,
             };
-            if after.is_none() {
+            if !exists {
                 context.writer.delete_state(self.id, &key);
                 if let Some(state) = self.cache.remove(&key) {
                     self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
@@ -792,10 +796,16 @@ impl Operator for AggregateOp {
             } else if self.window.is_some() {
                 touched_keys.push(key.clone());
             }
-            // Emitted when its window closes; or an unchanged output (e.g. a sum whose rows
-            // changed but not its total), which emits nothing. The group key is the same on
-            // both sides: the aggregates decide.
-            if self.emit_on_close || before == after {
+            if self.emit_on_close {
+                continue; // emitted when its window closes
+            }
+            let after = match self.cache.get(&key) {
+                Some(state) if exists => Some(self.aggregate_values(state)?),
+                _ => None,
+            };
+            // An unchanged output (e.g. a sum whose rows changed but not its total) emits
+            // nothing. The group key is the same on both sides: the aggregates decide.
+            if before == after {
                 continue;
             }
             if let Some(values) = before {

@@ -111,12 +111,18 @@ impl SessionSpec {
 
     /// Appends `window_start` and `window_end` (microseconds) to user columns.
     fn with_bounds(&self, mut columns: Vec<ArrayRef>, starts: Vec<i64>, ends: Vec<i64>) -> Result<RecordBatch> {
+        let (starts, ends) = self.bound_columns(starts, ends)?;
+        columns.push(starts);
+        columns.push(ends);
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// `window_start` and `window_end` columns (of the time column's type) from microseconds.
+    fn bound_columns(&self, starts: Vec<i64>, ends: Vec<i64>) -> Result<(ArrayRef, ArrayRef)> {
         let time_type = self.schema.field(self.user_columns).data_type();
         let starts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(starts));
         let ends: ArrayRef = Arc::new(TimestampMicrosecondArray::from(ends));
-        columns.push(cast(&starts, time_type)?);
-        columns.push(cast(&ends, time_type)?);
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        Ok((cast(&starts, time_type)?, cast(&ends, time_type)?))
     }
 
     /// Assigns sessions to every row of `batch` (user columns) at once, in input order.
@@ -373,9 +379,7 @@ impl SessionOp {
             let parser = self.rows.parser();
             self.rows.convert_rows(rows.iter().map(|r| parser.parse(r)))?
         };
-        let time_type = self.spec.schema.field(self.spec.user_columns).data_type();
-        let starts = cast(&(Arc::new(TimestampMicrosecondArray::from(starts)) as ArrayRef), time_type)?;
-        let ends = cast(&(Arc::new(TimestampMicrosecondArray::from(ends)) as ArrayRef), time_type)?;
+        let (starts, ends) = self.spec.bound_columns(starts, ends)?;
         let columns = self
             .projection
             .iter()

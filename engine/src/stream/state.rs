@@ -39,7 +39,7 @@ pub(crate) const NS_RESULT: u8 = 3;
 pub(crate) const NS_CHANGES: u8 = 4;
 pub(crate) const NS_LOG: u8 = 5;
 
-/// Result log entries: (epoch, Arrow IPC stream bytes), in key order.
+/// Changelog or result log entries: (epoch, value), in key order.
 pub type LogEntries = Vec<(u64, Vec<u8>)>;
 
 /// The node's state store. Cheap to clone.
@@ -203,37 +203,31 @@ impl StateStore {
     /// The result log entries of epochs `[from, to]` (epoch, bytes), in order, and the view's
     /// progress record, from one consistent snapshot.
     pub fn scan_log(&self, view: u64, from: u64, to: u64) -> Result<(Option<Vec<u8>>, LogEntries)> {
-        let start = log_key(view, from, 0);
-        let end = log_key(view, to.saturating_add(1), 0);
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
-        let mut out = Vec::new();
-        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-            let (key, value) = item.map_err(state_error)?;
-            if key.as_ref() >= end.as_slice() {
-                break;
-            }
-            let epoch = key.get(9..17).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
-            out.push((epoch, value.to_vec()));
-        }
-        Ok((meta, out))
+        let entries = epoch_entries(&snapshot, &log_key(view, from, 0), &log_key(view, to.saturating_add(1), 0))?;
+        Ok((meta, entries))
     }
 
     /// The changelog entries of epochs `[from, to]`, in epoch order.
-    pub fn changes(&self, view: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        let start = changes_key(view, from);
-        let end = changes_key(view, to.saturating_add(1));
-        let mut out = Vec::new();
-        for item in self.db.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-            let (key, value) = item.map_err(state_error)?;
-            if key.as_ref() >= end.as_slice() {
-                break;
-            }
-            let epoch = key[9..].try_into().map(u64::from_be_bytes).map_err(|_| corrupt())?;
-            out.push((epoch, value.to_vec()));
-        }
-        Ok(out)
+    pub fn changes(&self, view: u64, from: u64, to: u64) -> Result<LogEntries> {
+        epoch_entries(&self.db.snapshot(), &changes_key(view, from), &changes_key(view, to.saturating_add(1)))
     }
+}
+
+/// The values of the keys in `[start, end)` whose namespace is followed by an epoch (the
+/// changelog's and the result log's), with that epoch, in key order.
+fn epoch_entries(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8]) -> Result<LogEntries> {
+    let mut out = Vec::new();
+    for item in snapshot.iterator(rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward)) {
+        let (key, value) = item.map_err(state_error)?;
+        if key.as_ref() >= end {
+            break;
+        }
+        let epoch = key.get(9..17).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
+        out.push((epoch, value.to_vec()));
+    }
+    Ok(out)
 }
 
 impl StateStore {
