@@ -40,6 +40,10 @@ const VIEWS: &[(&str, &str)] = &[
     ("key_sizes", "SELECT n, count(*) AS keys, max(hi) AS hi FROM by_key GROUP BY n"),
     // Over an append-only view (`sevens` and this one keep their rows as a log of batches).
     ("big_sevens", "SELECT k, v FROM sevens WHERE v > 500"),
+    // Over a view whose rows are its top-N's state (read by snapshot, then changelog).
+    ("top3_sizes", "SELECT k, count(*) AS n, sum(v) AS s FROM top3_per_key GROUP BY k"),
+    // A top-N over a retracting input whose state is the view's rows.
+    ("two_biggest_keys", "SELECT k, n FROM (SELECT k, n, ROW_NUMBER() OVER (ORDER BY n DESC, k) AS rn FROM by_key) WHERE rn <= 2"),
 ];
 
 async fn rows(client: &Client, sql: &str) -> Vec<String> {

@@ -79,6 +79,11 @@ pub struct EpochContext<'a> {
     /// The source's event-time watermark as of the end of this epoch (microseconds), if it
     /// has one: no row with an earlier event time will be processed any more.
     pub watermark: Option<i64>,
+    /// Whether this epoch's result changes go to the changelog (someone may read them).
+    pub log_changes: bool,
+    /// Rows the epoch added to the view's results, net, when an operator's state holds them
+    /// (see [`super::topn::StateResults`]).
+    pub rows_delta: i64,
 }
 
 /// One step of a view's pipeline.
@@ -102,6 +107,20 @@ pub trait Operator: Send {
 
     /// Makes a windowed aggregate emit final rows when windows close (EMIT ON WINDOW CLOSE).
     fn set_emit_on_close(&mut self) {}
+
+    /// A top-N's state layout (the operator whose state can hold the view's results).
+    fn top_n_layout(&self) -> Option<Arc<super::topn::TopNLayout>> {
+        None
+    }
+
+    /// Makes a top-N's state hold the view's results: it then counts the rows it adds in
+    /// [`EpochContext::rows_delta`] and emits changes only when they are logged.
+    fn keep_results(&mut self, _keep: bool) {}
+
+    /// A projection's expressions and output schema.
+    fn projection(&self) -> Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)> {
+        None
+    }
 
     /// One line for EXPLAIN.
     fn describe(&self) -> String;
@@ -147,6 +166,10 @@ impl Operator for ProjectOp {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         Ok(vec![Changes { batch, retract: input.retract }])
+    }
+
+    fn projection(&self) -> Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)> {
+        Some((self.exprs.clone(), self.schema.clone()))
     }
 
     fn describe(&self) -> String {

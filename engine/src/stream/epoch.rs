@@ -22,7 +22,7 @@ use super::changelog::ChangelogGate;
 use super::changes::{Changes, EpochContext, Operator};
 use super::plan::{Sources, StreamPlan};
 use super::state::{Encoder, EpochWriter, StateStore};
-use super::view::{view_failed, Progress, RefreshMode, ViewHandle};
+use super::view::{view_failed, Progress, RefreshMode, ResultStore, ViewHandle};
 use crate::{EngineError, Result};
 
 /// Most rows read from one partition in one epoch (a backfill is many epochs).
@@ -128,7 +128,7 @@ impl Runtime {
     /// the changelog (decided now: see [`ChangelogGate`]).
     fn epoch_input(&self, batches: Vec<(usize, Changes)>, offsets: Vec<u64>, idle: Vec<bool>, watermark: Option<WatermarkSource>, committed: Progress) -> EpochInput {
         let keep_changes_from = (self.changes_needed)();
-        let log_changes = committed.log_results || self.changelog.logs(committed.epoch + 1, keep_changes_from != u64::MAX);
+        let log_changes = committed.results == ResultStore::Log || self.changelog.logs(committed.epoch + 1, keep_changes_from != u64::MAX);
         EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes }
     }
 
@@ -439,8 +439,10 @@ fn process_epoch(
     let mut max_event_us = committed.max_event_us.clone();
     let mut late_rows = committed.late_rows;
     let new_watermark;
+    let rows_delta;
     {
-        let mut context = EpochContext { store, writer: &mut writer, watermark: committed.watermark_us };
+        let mut context =
+            EpochContext { store, writer: &mut writer, watermark: committed.watermark_us, log_changes, rows_delta: 0 };
         let positions = plan.sources.positions();
         let StreamPlan { branches, operators, .. } = plan;
         for branch in branches.iter_mut() {
@@ -515,13 +517,21 @@ fn process_epoch(
                 push(&mut operators[index + 1..], changes, &mut context, &mut sink)?;
             }
         }
+        rows_delta = context.rows_delta;
     }
     let epoch = committed.epoch + 1;
-    let (rows, changes_from) = if committed.log_results {
+    let (rows, changes_from) = match committed.results {
         // The log is the changelog too: nothing to trim.
-        (committed.rows + super::result_log::append(&mut writer, &plan.schema, epoch, &sink)?, committed.changes_from)
-    } else {
-        write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from, log_changes)?
+        ResultStore::Log => {
+            (committed.rows + super::result_log::append(&mut writer, &plan.schema, epoch, &sink)?, committed.changes_from)
+        }
+        ResultStore::Multiset => write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from, log_changes)?,
+        // The top-N wrote the results as its state and counted them; the sink holds the
+        // changes only if they are logged.
+        ResultStore::TopNState => {
+            let (_, changes_from) = write_result_changes(&mut writer, results, &sink, &committed, epoch, keep_changes_from, log_changes)?;
+            (committed.rows + rows_delta, changes_from)
+        }
     };
     let progress = Progress {
         epoch,
@@ -533,7 +543,7 @@ fn process_epoch(
         watermark_us: new_watermark,
         late_rows,
         failed: None,
-        log_results: committed.log_results,
+        results: committed.results,
         state_format: committed.state_format,
     };
     writer.put_meta(&progress.encode(topic_id));
@@ -544,10 +554,10 @@ fn process_epoch(
     Ok(progress)
 }
 
-/// Writes an epoch's result changes to a view whose results are a multiset: coalesced per row,
-/// the non-zero ones added to the multiset and, with `log_changes`, kept as the epoch's
-/// changelog entry; trims the changelog. Returns the new row count and the first epoch the
-/// changelog holds.
+/// Writes an epoch's result changes to a view whose results are a multiset (or a top-N's state):
+/// coalesced per row, the non-zero ones added to the multiset (if it is one) and, with
+/// `log_changes`, kept as the epoch's changelog entry; trims the changelog. Returns the new row
+/// count (as the changes count it) and the first epoch the changelog holds.
 fn write_result_changes(
     writer: &mut EpochWriter,
     results: &RowConverter,
@@ -557,11 +567,13 @@ fn write_result_changes(
     keep_changes_from: u64,
     log_changes: bool,
 ) -> Result<(i64, u64)> {
+    let multiset = committed.results == ResultStore::Multiset;
     if !log_changes {
         // Nobody reads the changelog: each change goes to the multiset as it comes (the merge
         // operator adds them up, no coalescing needed), and the changelog is emptied.
         let mut rows = committed.rows;
-        for changes in sink {
+        // (A top-N's state holding the results has emitted no changes.)
+        for changes in sink.iter().filter(|_| multiset) {
             let encoded = results.convert_columns(changes.batch.columns())?;
             for row in 0..changes.num_rows() {
                 let sign = changes.sign(row);
@@ -589,7 +601,9 @@ fn write_result_changes(
     let changed = deltas.len();
     changelog.u64(changed as u64);
     for (row, delta) in &deltas {
-        writer.add_result(row, *delta);
+        if multiset {
+            writer.add_result(row, *delta);
+        }
         rows += delta;
         changelog.bytes(row);
         changelog.i64(*delta);

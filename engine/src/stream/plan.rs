@@ -21,7 +21,7 @@ use streamhouse_storage::TopicLog;
 
 use super::aggregate::{AggCall, AggFunc, AggregateOp, WindowKey};
 use super::changes::{FilterOp, Operator, ProjectOp};
-use super::topn::TopNOp;
+use super::topn::{StateResults, TopNOp};
 use super::view::ViewHandle;
 use super::window::{WindowAssigner, WindowTableProvider};
 use crate::provider::TopicTableProvider;
@@ -181,15 +181,34 @@ pub struct StreamPlan {
     pub schema: SchemaRef,
     /// The view's results are only ever inserted (no operator retracts): they are kept as a log.
     pub append_only: bool,
+    /// The last stateful operator is a top-N with only projections after it: its state can
+    /// hold the view's results (a view created before this existed keeps them as a multiset).
+    pub state_results: Option<StateResults>,
 }
 
 impl StreamPlan {
+    /// Keeps the results out of the top-N's state (a view that has kept them elsewhere since
+    /// it was created).
+    pub fn results_outside_state(&mut self) {
+        if self.state_results.take().is_some() {
+            for operator in &mut self.operators {
+                operator.keep_results(false);
+            }
+        }
+    }
+
     /// The plan as EXPLAIN prints it, sink first.
     pub fn explain(&self) -> Vec<String> {
         let mut lines = vec![format!(
             "Materialize: columns=[{}]{}",
             self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-            if self.append_only { " append-only (results kept as a log)" } else { "" }
+            if self.append_only {
+                " append-only (results kept as a log)"
+            } else if self.state_results.is_some() {
+                " (results kept in the top-N's state)"
+            } else {
+                ""
+            }
         )];
         for operator in self.operators.iter().rev() {
             lines.push(operator.describe());
@@ -257,6 +276,8 @@ struct Builder<'a> {
     /// A filter `column <= N` seen above: the column (as named below it) and N, for a
     /// ROW_NUMBER() window to become a top-N.
     pending_limit: Option<(String, usize)>,
+    /// A top-N took the pending limit (the filter that set it has nothing left to do).
+    limit_applied: bool,
     /// The query is a DISTINCT ON: its ORDER BY says which row of each group is kept, which
     /// DataFusion has turned into first_value(… ORDER BY …); the sort of the result it leaves
     /// means nothing for a view's rows.
@@ -283,6 +304,7 @@ impl<'a> Builder<'a> {
             window_columns: Vec::new(),
             cache_bytes_max,
             pending_limit: None,
+            limit_applied: false,
             distinct_on,
         }
     }
@@ -459,10 +481,17 @@ impl Builder<'_> {
                 Ok(())
             }
             LogicalPlan::Filter(filter) => {
-                if let Some(limit) = row_limit(&filter.predicate) {
-                    self.pending_limit = Some(limit);
+                let limit = row_limit(&filter.predicate);
+                let is_limit = limit.is_some();
+                if is_limit {
+                    self.pending_limit = limit;
+                    self.limit_applied = false;
                 }
                 self.build(&filter.input)?;
+                if is_limit && std::mem::take(&mut self.limit_applied) {
+                    // The top-N below numbers only its first N rows: this filter keeps them all.
+                    return Ok(());
+                }
                 let predicate = self.physical(&filter.predicate, filter.input.schema())?;
                 self.push(Box::new(FilterOp { predicate, text: filter.predicate.to_string() }));
                 Ok(())
@@ -593,6 +622,7 @@ impl Builder<'_> {
         let text = format!("{expr} <= {limit}");
         let op = TopNOp::new(id, self.view, partition_exprs, partition_types, order_exprs, input_types, limit, self.append_only, schema, text)?;
         self.push(Box::new(op));
+        self.limit_applied = true;
         self.window_columns = vec![None; window.schema.fields().len()];
         self.append_only = false;
         Ok(())
@@ -758,11 +788,24 @@ pub fn build_pipeline(
         };
         branches.push(Branch { source, topic_index, keyed, operators });
     }
+    let mut operators = builder.operators;
+    let state_results = if builder.append_only { None } else { state_results(&mut operators) };
     Ok(StreamPlan {
         sources,
         branches,
-        operators: builder.operators,
+        operators,
         schema: Arc::new(plan.schema().as_arrow().clone()),
         append_only: builder.append_only,
+        state_results,
     })
+}
+
+/// When the last stateful operator is a top-N followed only by projections, its state can hold
+/// the view's results: every partition's top rows, projected. Tells the top-N so.
+fn state_results(operators: &mut [Box<dyn Operator>]) -> Option<StateResults> {
+    let last = operators.iter().rposition(|o| o.projection().is_none())?;
+    let layout = operators[last].top_n_layout()?;
+    let tail = operators[last + 1..].iter().filter_map(|o| o.projection()).collect();
+    operators[last].keep_results(true);
+    Some(StateResults { layout, tail })
 }

@@ -8,6 +8,7 @@
 //! [view][META]                    progress: epoch, source offsets, row counts (one value)
 //! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key)
 //! [view][RESULT][row]             result rows as a multiset: row (arrow-row bytes) → count (i64)
+//!                                 (none when a top-N's state holds the results, see below)
 //! [view][CHANGES][epoch u64]      the result changes an epoch committed: (row, signed count)*
 //! [view][LOG][epoch u64][seq u32]  an append-only view's result rows: one Arrow IPC stream each
 //! ```
@@ -19,6 +20,10 @@
 //! a log instead: each epoch's rows as Arrow batches, in order, under `LOG`. The log is both its
 //! rows and its changelog (an epoch's entries are that epoch's changes), so nothing is encoded
 //! per row, nothing is written twice, and nothing is trimmed.
+//!
+//! A view whose last stateful operator is a top-N with only projections after it keeps no
+//! result rows either: the top-N's state (each partition's top rows) is read as its results.
+//! Its changelog is written as a multiset view's is.
 //!
 //! Result counts are written with a merge operator (adding signed deltas) so that applying a
 //! change never reads; rows whose count reaches zero are removed by a compaction filter and
@@ -231,6 +236,21 @@ fn epoch_entries(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8]) -> 
 }
 
 impl StateStore {
+    /// Every committed state entry of one operator, in key order, until `each` returns false,
+    /// and the view's progress record, from one consistent snapshot.
+    pub fn scan_operator_state(&self, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<Option<Vec<u8>>> {
+        let start = state_key(view, operator, &[]);
+        let snapshot = self.db.snapshot();
+        let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
+        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(state_error)?;
+            if !key.starts_with(&start) || !each(&key[start.len()..], &value) {
+                break;
+            }
+        }
+        Ok(meta)
+    }
+
     /// Committed state entries of one operator whose key (after the operator prefix) sorts
     /// below `below`, in key order, from one consistent snapshot.
     pub fn scan_state(&self, view: u64, operator: u16, below: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {

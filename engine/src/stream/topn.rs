@@ -7,37 +7,176 @@
 //! are kept; over a retracting input every row is kept (a retraction can promote any of them).
 //! At the end of an epoch each touched partition compares its old and new top N, numbered,
 //! and emits retractions and insertions for the difference.
+//!
+//! When nothing but projections follows the top-N, its state *is* the view's results: each
+//! partition's first N rows, numbered, then projected ([`StateResults`]). The view then keeps
+//! no result rows of its own, and the operator computes its changes only for epochs whose
+//! changelog someone reads.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
 use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::changes::{Changes, EpochContext, Operator};
-use super::state::{state_key, Decoder, Encoder};
+use super::state::{state_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
 
 /// One partition's rows: (order key, row) bytes → count.
 type Rows = BTreeMap<Vec<u8>, i64>;
 
-pub struct TopNOp {
-    id: u16,
+/// Rows decoded per batch when the results are read from the state.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// How a top-N's state is encoded and turned into output rows: shared by the operator and by
+/// the readers of a view whose results it holds.
+#[derive(Debug)]
+pub struct TopNLayout {
     view: u64,
-    partition_exprs: Vec<Arc<dyn PhysicalExpr>>,
-    partitions: RowConverter,
-    order_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The operator's state namespace.
+    operator: u16,
     /// Encodes (order key columns…, input columns…).
     rows: RowConverter,
     order_count: usize,
     limit: usize,
-    append_only: bool,
     /// Input columns followed by the row number.
     schema: SchemaRef,
+}
+
+impl TopNLayout {
+    fn decode(bytes: &[u8]) -> Result<Rows> {
+        let mut input = Decoder(bytes);
+        let count = input.u64()?;
+        let mut rows = Rows::new();
+        for _ in 0..count {
+            let row = input.bytes()?.to_vec();
+            rows.insert(row, input.i64()?);
+        }
+        Ok(rows)
+    }
+
+    fn encode(rows: &Rows) -> Vec<u8> {
+        let mut out = Encoder::default();
+        out.u64(rows.len() as u64);
+        for (row, count) in rows {
+            out.bytes(row);
+            out.i64(*count);
+        }
+        out.0
+    }
+
+    /// The first `limit` rows (each repeated by its count), numbered from 1.
+    fn top<'r>(&self, rows: &'r Rows) -> Vec<(&'r [u8], u64)> {
+        let mut out = Vec::with_capacity(self.limit.min(rows.len()));
+        for (row, count) in rows {
+            for _ in 0..(*count).max(0) {
+                if out.len() == self.limit {
+                    return out;
+                }
+                out.push((row.as_slice(), out.len() as u64 + 1));
+            }
+        }
+        out
+    }
+
+    /// How many rows [`Self::top`] returns.
+    fn top_len(&self, rows: &Rows) -> i64 {
+        let present: i64 = rows.values().map(|c| (*c).max(0)).sum();
+        present.min(self.limit as i64)
+    }
+
+    /// Numbered rows as the operator's output.
+    fn output(&self, rows: &[(&[u8], u64)], retract: bool) -> Result<Changes> {
+        let parser = self.rows.parser();
+        let decoded = self.rows.convert_rows(rows.iter().map(|(r, _)| parser.parse(r)))?;
+        let mut columns: Vec<ArrayRef> = decoded.into_iter().skip(self.order_count).collect();
+        columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, n)| *n))));
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { Ok(arrow::compute::cast(&c, f.data_type())?) })
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let retract = if retract { Some(BooleanArray::from(vec![true; rows.len()])) } else { None };
+        Ok(Changes { batch, retract })
+    }
+}
+
+/// A view's results held in its top-N's state: every partition's first N rows, numbered, then
+/// through the projections above the top-N.
+#[derive(Debug, Clone)]
+pub struct StateResults {
+    pub layout: Arc<TopNLayout>,
+    /// The projections after the top-N, in pipeline order.
+    pub tail: Vec<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
+}
+
+impl StateResults {
+    /// The committed results and the view's progress record, from one consistent snapshot.
+    pub fn read(&self, store: &StateStore) -> Result<(Vec<RecordBatch>, Option<Vec<u8>>)> {
+        let layout = &self.layout;
+        let mut batches = Vec::new();
+        let mut partitions: Vec<Rows> = Vec::new();
+        let mut pending = 0usize;
+        let mut failure: Option<EngineError> = None;
+        let flush = |partitions: &mut Vec<Rows>, batches: &mut Vec<RecordBatch>| -> Result<()> {
+            let rows: Vec<(&[u8], u64)> = partitions.iter().flat_map(|p| layout.top(p)).collect();
+            if !rows.is_empty() {
+                batches.push(self.project(layout.output(&rows, false)?.batch)?);
+            }
+            partitions.clear();
+            Ok(())
+        };
+        let meta = store.scan_operator_state(layout.view, layout.operator, |_, value| {
+            let step = TopNLayout::decode(value).and_then(|rows| {
+                pending += layout.top_len(&rows) as usize;
+                partitions.push(rows);
+                if pending >= READ_BATCH_ROWS {
+                    pending = 0;
+                    flush(&mut partitions, &mut batches)?;
+                }
+                Ok(())
+            });
+            match step {
+                Ok(()) => true,
+                Err(error) => {
+                    failure = Some(error);
+                    false
+                }
+            }
+        })?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        flush(&mut partitions, &mut batches)?;
+        Ok((batches, meta))
+    }
+
+    fn project(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
+        for (exprs, schema) in &self.tail {
+            let rows = batch.num_rows();
+            let columns = exprs.iter().map(|e| Ok(e.evaluate(&batch)?.into_array(rows)?)).collect::<Result<Vec<ArrayRef>>>()?;
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+        }
+        Ok(batch)
+    }
+}
+
+pub struct TopNOp {
+    layout: Arc<TopNLayout>,
+    partition_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    partitions: RowConverter,
+    order_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    append_only: bool,
+    /// The state is the view's results (see [`StateResults`]).
+    holds_results: bool,
     text: String,
     /// Partitions touched this epoch: their rows before it, and now.
     touched: HashMap<Vec<u8>, (Rows, Rows), foldhash::fast::RandomState>,
@@ -62,56 +201,24 @@ impl TopNOp {
         let mut fields: Vec<SortField> =
             order_exprs.iter().map(|(_, t, options)| SortField::new_with_options(t.clone(), *options)).collect();
         fields.extend(input_types.into_iter().map(SortField::new));
+        let layout = TopNLayout { view, operator: id, rows: RowConverter::new(fields)?, order_count, limit, schema };
         Ok(Self {
-            id,
-            view,
+            layout: Arc::new(layout),
             partition_exprs,
             partitions,
             order_exprs: order_exprs.into_iter().map(|(e, _, _)| e).collect(),
-            rows: RowConverter::new(fields)?,
-            order_count,
-            limit,
             append_only,
-            schema,
+            holds_results: false,
             text,
             touched: HashMap::default(),
         })
     }
 
     fn load(&self, key: &[u8], context: &EpochContext<'_>) -> Result<Rows> {
-        let Some(bytes) = context.store.get(&state_key(self.view, self.id, key))? else { return Ok(Rows::new()) };
-        let mut input = Decoder(&bytes);
-        let count = input.u64()?;
-        let mut rows = Rows::new();
-        for _ in 0..count {
-            let row = input.bytes()?.to_vec();
-            rows.insert(row, input.i64()?);
+        match context.store.get(&state_key(self.layout.view, self.layout.operator, key))? {
+            Some(bytes) => TopNLayout::decode(&bytes),
+            None => Ok(Rows::new()),
         }
-        Ok(rows)
-    }
-
-    fn encode(rows: &Rows) -> Vec<u8> {
-        let mut out = Encoder::default();
-        out.u64(rows.len() as u64);
-        for (row, count) in rows {
-            out.bytes(row);
-            out.i64(*count);
-        }
-        out.0
-    }
-
-    /// The first `limit` rows (each repeated by its count), numbered from 1.
-    fn top(&self, rows: &Rows) -> Vec<(Vec<u8>, u64)> {
-        let mut out = Vec::with_capacity(self.limit);
-        for (row, count) in rows {
-            for _ in 0..(*count).max(0) {
-                if out.len() == self.limit {
-                    return out;
-                }
-                out.push((row.clone(), out.len() as u64 + 1));
-            }
-        }
-        out
     }
 
     /// Keeps only what can still reach the top N (append-only input: the top N themselves).
@@ -120,27 +227,12 @@ impl TopNOp {
             return;
         }
         let mut kept = 0i64;
-        let limit = self.limit as i64;
+        let limit = self.layout.limit as i64;
         rows.retain(|_, count| {
             let keep = kept < limit;
             kept += *count;
             keep
         });
-    }
-
-    fn output(&self, rows: &[(Vec<u8>, u64)], retract: bool) -> Result<Changes> {
-        let parser = self.rows.parser();
-        let decoded = self.rows.convert_rows(rows.iter().map(|(r, _)| parser.parse(r)))?;
-        let mut columns: Vec<ArrayRef> = decoded.into_iter().skip(self.order_count).collect();
-        columns.push(Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(_, n)| *n))));
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { Ok(arrow::compute::cast(&c, f.data_type())?) })
-            .collect::<Result<Vec<_>>>()?;
-        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
-        Ok(Changes { batch, retract: Some(BooleanArray::from(vec![retract; rows.len()])) })
     }
 }
 
@@ -161,7 +253,8 @@ impl Operator for TopNOp {
         };
         let mut row_columns = evaluate(&self.order_exprs)?;
         row_columns.extend(input.batch.columns().iter().cloned());
-        let encoded = self.rows.convert_columns(&row_columns)?;
+        let encoded = self.layout.rows.convert_columns(&row_columns)?;
+        let limit = self.layout.limit;
         for row in 0..count {
             let key: &[u8] = partition_keys.as_ref().map_or(&[], |keys| keys.row(row).data());
             if !self.touched.contains_key(key) {
@@ -173,11 +266,11 @@ impl Operator for TopNOp {
             if self.append_only {
                 // A row below the N kept can never come back: skip it, and drop the one pushed
                 // out (each kept row counts at least once, so past N entries the last is out).
-                if rows.len() >= self.limit && rows.last_key_value().is_some_and(|(last, _)| value.as_ref() > last.as_slice()) {
+                if rows.len() >= limit && rows.last_key_value().is_some_and(|(last, _)| value.as_ref() > last.as_slice()) {
                     continue;
                 }
                 *rows.entry(value.as_ref().to_vec()).or_insert(0) += 1;
-                if rows.len() > self.limit {
+                if rows.len() > limit {
                     rows.pop_last();
                 }
                 continue;
@@ -198,33 +291,56 @@ impl Operator for TopNOp {
     }
 
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
-        let touched = std::mem::take(&mut self.touched);
+        let mut touched: Vec<(Vec<u8>, (Rows, Rows))> = std::mem::take(&mut self.touched).into_iter().collect();
+        // In key order: RocksDB inserts sorted keys into its memtable far faster than random ones.
+        touched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let layout = &self.layout;
+        for (key, (before, after)) in &mut touched {
+            self.trim(after);
+            if after.is_empty() {
+                if !before.is_empty() {
+                    context.writer.delete_state(layout.operator, key);
+                }
+            } else if after != before {
+                context.writer.put_state(layout.operator, key, &TopNLayout::encode(after));
+            }
+        }
+        if self.holds_results {
+            context.rows_delta += touched.iter().map(|(_, (before, after))| layout.top_len(after) - layout.top_len(before)).sum::<i64>();
+            if !context.log_changes {
+                // The state is the results, and nobody reads this epoch's changes.
+                return Ok(Vec::new());
+            }
+        }
         let mut retracted = Vec::new();
         let mut inserted = Vec::new();
-        for (key, (before, mut after)) in touched {
-            let old = self.top(&before);
-            self.trim(&mut after);
-            let new = self.top(&after);
-            if after.is_empty() {
-                context.writer.delete_state(self.id, &key);
-            } else if after != before {
-                context.writer.put_state(self.id, &key, &Self::encode(&after));
-            }
-            retracted.extend(old.iter().filter(|r| !new.contains(r)).cloned());
-            inserted.extend(new.iter().filter(|r| !old.contains(r)).cloned());
+        for (_, (before, after)) in &touched {
+            let old = layout.top(before);
+            let new = layout.top(after);
+            retracted.extend(old.iter().filter(|r| !new.contains(r)));
+            inserted.extend(new.iter().filter(|r| !old.contains(r)));
         }
         let mut output = Vec::new();
         if !retracted.is_empty() {
-            output.push(self.output(&retracted, true)?);
+            output.push(layout.output(&retracted, true)?);
         }
         if !inserted.is_empty() {
-            output.push(self.output(&inserted, false)?);
+            output.push(layout.output(&inserted, false)?);
         }
         Ok(output)
     }
 
+    fn top_n_layout(&self) -> Option<Arc<TopNLayout>> {
+        Some(self.layout.clone())
+    }
+
+    fn keep_results(&mut self, keep: bool) {
+        self.holds_results = keep;
+    }
+
     fn describe(&self) -> String {
         let mode = if self.append_only { "append-only input, keeps the top rows" } else { "retracting input, keeps every row" };
-        format!("TopN: {} ({mode})", self.text)
+        let results = if self.holds_results { "; its state is the view's results" } else { "" };
+        format!("TopN: {} ({mode}{results})", self.text)
     }
 }

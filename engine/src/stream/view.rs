@@ -22,6 +22,7 @@ use tokio::sync::watch;
 pub use super::epoch::{ChangesNeeded, EpochTiming};
 use super::epoch::Runtime;
 use super::plan::{Sources, StreamPlan};
+use super::topn::StateResults;
 use super::state::{meta_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
 
@@ -68,6 +69,37 @@ impl RefreshMode {
 /// 2 = session windows keep only the columns their output needs.
 pub const STATE_FORMAT: u8 = 2;
 
+/// Where a view keeps its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResultStore {
+    /// A multiset of rows (`RESULT`), with a changelog of recent epochs.
+    #[default]
+    Multiset,
+    /// An append-only log of batches (`LOG`), which is its changelog too.
+    Log,
+    /// Its top-N operator's state (see [`super::topn::StateResults`]), with a changelog.
+    TopNState,
+}
+
+impl ResultStore {
+    fn code(self) -> u8 {
+        match self {
+            ResultStore::Multiset => 0,
+            ResultStore::Log => 1,
+            ResultStore::TopNState => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self> {
+        match code {
+            0 => Ok(ResultStore::Multiset),
+            1 => Ok(ResultStore::Log),
+            2 => Ok(ResultStore::TopNState),
+            other => Err(EngineError::Internal(format!("a view's progress names an unknown result store {other}"))),
+        }
+    }
+}
+
 /// What a view has committed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -90,9 +122,8 @@ pub struct Progress {
     pub changes_from: u64,
     /// Why the view stopped, if it failed.
     pub failed: Option<String>,
-    /// The results are an append-only log of batches rather than a multiset of rows (see
-    /// [`super::state`]); fixed when the view is created.
-    pub log_results: bool,
+    /// Where the results are kept (see [`super::state`]); fixed when the view is created.
+    pub results: ResultStore,
     /// [`STATE_FORMAT`] of the state this view wrote (1: written before formats were recorded).
     pub state_format: u8,
 }
@@ -131,7 +162,7 @@ impl Progress {
         put_optional(&mut out, self.watermark_us);
         out.u64(self.late_rows);
         out.u64(self.changes_from);
-        out.u8(u8::from(self.log_results));
+        out.u8(self.results.code());
         out.u8(self.state_format);
         out.0
     }
@@ -149,7 +180,7 @@ impl Progress {
         let late_rows = input.u64()?;
         let changes_from = input.u64()?;
         // Records written before result logs existed end here: their results are a multiset.
-        let log_results = !input.0.is_empty() && input.u8()? != 0;
+        let results = if input.0.is_empty() { ResultStore::Multiset } else { ResultStore::from_code(input.u8()?)? };
         let state_format = if input.0.is_empty() { 1 } else { input.u8()? };
         let progress = Self {
             epoch,
@@ -161,7 +192,7 @@ impl Progress {
             late_rows,
             changes_from,
             failed: None,
-            log_results,
+            results,
             state_format,
         };
         Ok((progress, topic_id))
@@ -193,6 +224,8 @@ pub struct ViewHandle {
     store: StateStore,
     /// Readers of the changelog register here (SUBSCRIBE, views over this one).
     pub changelog: super::changelog::ChangelogGate,
+    /// How to read the results when a top-N's state holds them.
+    state_results: Option<StateResults>,
 }
 
 impl std::fmt::Debug for ViewHandle {
@@ -305,7 +338,7 @@ impl ViewHandle {
 
     /// Whether the view's results are an append-only log: its changes are all inserts.
     pub fn logs_results(&self) -> bool {
-        self.progress.borrow().log_results
+        self.progress.borrow().results == ResultStore::Log
     }
 
     /// An append-only view's rows inserted by the committed epochs `[from, to]`, in order.
@@ -332,6 +365,11 @@ impl ViewHandle {
         if self.logs_results() {
             let (meta, entries) = self.store.scan_log(self.meta.id, 0, u64::MAX)?;
             let batches = super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect();
+            return Ok((batches, committed_epoch(meta)?));
+        }
+        let results = self.progress.borrow().results;
+        if let (ResultStore::TopNState, Some(reader)) = (results, &self.state_results) {
+            let (batches, meta) = reader.read(&self.store)?;
             return Ok((batches, committed_epoch(meta)?));
         }
         let converter = self.row_converter()?;
@@ -383,7 +421,7 @@ pub(crate) fn view_failed(name: &str, message: &str) -> EngineError {
 /// Starts a view's epoch loop. Its committed progress is loaded from the state store.
 pub(crate) fn start(
     meta: ViewMeta,
-    plan: StreamPlan,
+    mut plan: StreamPlan,
     storage: Storage,
     store: StateStore,
     timing: EpochTiming,
@@ -410,9 +448,15 @@ pub(crate) fn start(
                     ),
                 });
             }
-            if progress.log_results && !plan.append_only {
+            if progress.results == ResultStore::Log && !plan.append_only {
                 return Err(EngineError::Internal(format!(
                     "materialized view \"{}\" stores its results as an append-only log, but its plan retracts rows",
+                    meta.name
+                )));
+            }
+            if progress.results == ResultStore::TopNState && plan.state_results.is_none() {
+                return Err(EngineError::Internal(format!(
+                    "materialized view \"{}\" keeps its results in a top-N's state, but its plan has none",
                     meta.name
                 )));
             }
@@ -422,7 +466,13 @@ pub(crate) fn start(
             offsets: vec![0; partitions],
             max_event_us: vec![None; partitions],
             changes_from: 1,
-            log_results: plan.append_only,
+            results: if plan.append_only {
+                ResultStore::Log
+            } else if plan.state_results.is_some() {
+                ResultStore::TopNState
+            } else {
+                ResultStore::Multiset
+            },
             state_format: STATE_FORMAT,
             ..Progress::default()
         },
@@ -433,6 +483,10 @@ pub(crate) fn start(
         RefreshMode::Continuous => None,
         _ => Some(progress.offsets.clone()),
     }).0);
+    if progress.results != ResultStore::TopNState {
+        plan.results_outside_state();
+    }
+    let state_results = plan.state_results.clone();
     let (progress_sender, progress_receiver) = watch::channel(progress);
     let (stop_sender, stop_receiver) = watch::channel(false);
     let schema = plan.schema.clone();
@@ -462,6 +516,7 @@ pub(crate) fn start(
         task: Mutex::new(Some(task)),
         store,
         changelog,
+        state_results,
     }))
 }
 
@@ -513,17 +568,24 @@ mod tests {
             late_rows: 2,
             changes_from: 4,
             failed: None,
-            log_results: true,
+            results: ResultStore::Log,
             state_format: STATE_FORMAT,
         };
         let bytes = progress.encode(99);
         assert_eq!(Progress::decode(&bytes).unwrap(), (progress.clone(), 99));
         // A record written before state formats were recorded: format 1, results as written.
         let (older, _) = Progress::decode(&bytes[..bytes.len() - 1]).unwrap();
-        assert_eq!((older.state_format, older.log_results), (1, true));
+        assert_eq!((older.state_format, older.results), (1, ResultStore::Log));
         // Before result logs: a multiset view.
         let (oldest, _) = Progress::decode(&bytes[..bytes.len() - 2]).unwrap();
-        assert_eq!((oldest.state_format, oldest.log_results, oldest.epoch), (1, false, 7));
+        assert_eq!((oldest.state_format, oldest.results, oldest.epoch), (1, ResultStore::Multiset, 7));
+        // A view whose top-N holds its results.
+        let topn = Progress { results: ResultStore::TopNState, ..progress.clone() };
+        assert_eq!(Progress::decode(&topn.encode(99)).unwrap().0.results, ResultStore::TopNState);
+        let mut unknown = topn.encode(99);
+        let at = unknown.len() - 2;
+        unknown[at] = 9;
+        assert!(Progress::decode(&unknown).is_err());
         // Cut inside a field: an error, not a panic.
         assert!(Progress::decode(&bytes[..10]).is_err());
     }
