@@ -142,12 +142,29 @@ impl StateStore {
         // Most state lookups of a new key miss: a bloom filter answers them without reading.
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
-        let db = DB::open(&options, path).map_err(state_error)?;
+        // Opened by its (default) column family, with the same options, so that batched reads
+        // can name it.
+        let family = rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone());
+        let db = DB::open_cf_descriptors(&options, path, [family]).map_err(state_error)?;
         Ok(Self { db: Arc::new(db) })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get(key).map_err(state_error)
+    }
+
+    /// The values of `keys`, which are sorted, in one batched read (far cheaper than a get
+    /// per key when there are many).
+    pub fn get_sorted(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let family = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| EngineError::Internal("state store has no default column family".into()))?;
+        self.db
+            .batched_multi_get_cf(family, keys, true)
+            .into_iter()
+            .map(|value| Ok(value.map_err(state_error)?.map(|v| v.to_vec())))
+            .collect()
     }
 
     /// Applies one epoch atomically (unsynced; see [`Self::sync`]).

@@ -14,7 +14,8 @@
 //! changelog someone reads.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
@@ -169,6 +170,13 @@ impl StateResults {
     }
 }
 
+/// A partition touched this epoch: its rows before it, and now.
+struct Touched {
+    key: Vec<u8>,
+    before: Rows,
+    after: Rows,
+}
+
 pub struct TopNOp {
     layout: Arc<TopNLayout>,
     partition_exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -178,8 +186,10 @@ pub struct TopNOp {
     /// The state is the view's results (see [`StateResults`]).
     holds_results: bool,
     text: String,
-    /// Partitions touched this epoch: their rows before it, and now.
-    touched: HashMap<Vec<u8>, (Rows, Rows), foldhash::fast::RandomState>,
+    /// Partitions touched this epoch, and an index of them by key (into `touched`).
+    touched: Vec<Touched>,
+    index: hashbrown::HashTable<usize>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl TopNOp {
@@ -210,20 +220,51 @@ impl TopNOp {
             append_only,
             holds_results: false,
             text,
-            touched: HashMap::default(),
+            touched: Vec::new(),
+            index: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
         })
     }
 
-    fn load(&self, key: &[u8], context: &EpochContext<'_>) -> Result<Rows> {
-        match context.store.get(&state_key(self.layout.view, self.layout.operator, key))? {
-            Some(bytes) => TopNLayout::decode(&bytes),
-            None => Ok(Rows::new()),
+    /// The position in `touched` of each row's partition, adding the partitions not touched
+    /// before this batch (their stored rows loaded in one batched read, in key order).
+    fn locate(&mut self, keys: Option<&arrow::row::Rows>, count: usize, context: &EpochContext<'_>) -> Result<Vec<usize>> {
+        let Self { touched, index, hasher, layout, .. } = self;
+        let first_new = touched.len();
+        let mut slots = Vec::with_capacity(count);
+        for row in 0..count {
+            // Without PARTITION BY every row is in the one partition (empty key).
+            let key: &[u8] = keys.map_or(&[], |keys| keys.row(row).data());
+            let hash = hasher.hash_one(key);
+            let slot = match index.find(hash, |&i| touched[i].key == key) {
+                Some(&slot) => slot,
+                None => {
+                    let slot = touched.len();
+                    touched.push(Touched { key: key.to_vec(), before: Rows::new(), after: Rows::new() });
+                    index.insert_unique(hash, slot, |&i| hasher.hash_one(&touched[i].key));
+                    slot
+                }
+            };
+            slots.push(slot);
         }
+        let mut new: Vec<usize> = (first_new..touched.len()).collect();
+        new.sort_unstable_by(|a, b| touched[*a].key.cmp(&touched[*b].key));
+        let state_keys: Vec<Vec<u8>> = new.iter().map(|i| state_key(layout.view, layout.operator, &touched[*i].key)).collect();
+        for (slot, stored) in new.iter().zip(context.store.get_sorted(&state_keys)?) {
+            if let Some(bytes) = stored {
+                let rows = TopNLayout::decode(&bytes)?;
+                touched[*slot].before = rows.clone();
+                touched[*slot].after = rows;
+            }
+        }
+        Ok(slots)
     }
 
     /// Keeps only what can still reach the top N (append-only input: the top N themselves).
     fn trim(&self, rows: &mut Rows) {
-        if !self.append_only {
+        // `process` keeps at most N entries: only a row present more than once can push
+        // another past the N.
+        if !self.append_only || rows.values().all(|count| *count == 1) {
             return;
         }
         let mut kept = 0i64;
@@ -245,7 +286,6 @@ impl Operator for TopNOp {
         let evaluate = |exprs: &[Arc<dyn PhysicalExpr>]| -> Result<Vec<ArrayRef>> {
             exprs.iter().map(|e| Ok(e.evaluate(&input.batch)?.into_array(count)?)).collect()
         };
-        // Without PARTITION BY every row is in the one partition (empty key).
         let partition_keys = if self.partition_exprs.is_empty() {
             None
         } else {
@@ -254,14 +294,10 @@ impl Operator for TopNOp {
         let mut row_columns = evaluate(&self.order_exprs)?;
         row_columns.extend(input.batch.columns().iter().cloned());
         let encoded = self.layout.rows.convert_columns(&row_columns)?;
+        let slots = self.locate(partition_keys.as_ref(), count, context)?;
         let limit = self.layout.limit;
-        for row in 0..count {
-            let key: &[u8] = partition_keys.as_ref().map_or(&[], |keys| keys.row(row).data());
-            if !self.touched.contains_key(key) {
-                let stored = self.load(key, context)?;
-                self.touched.insert(key.to_vec(), (stored.clone(), stored));
-            }
-            let (_, rows) = self.touched.get_mut(key).ok_or_else(|| EngineError::Internal("top-N partition vanished".into()))?;
+        for (row, slot) in slots.into_iter().enumerate() {
+            let rows = &mut self.touched[slot].after;
             let value = encoded.row(row);
             if self.append_only {
                 // A row below the N kept can never come back: skip it, and drop the one pushed
@@ -291,22 +327,23 @@ impl Operator for TopNOp {
     }
 
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
-        let mut touched: Vec<(Vec<u8>, (Rows, Rows))> = std::mem::take(&mut self.touched).into_iter().collect();
+        self.index.clear();
+        let mut touched = std::mem::take(&mut self.touched);
         // In key order: RocksDB inserts sorted keys into its memtable far faster than random ones.
-        touched.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        touched.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let layout = &self.layout;
-        for (key, (before, after)) in &mut touched {
-            self.trim(after);
-            if after.is_empty() {
-                if !before.is_empty() {
-                    context.writer.delete_state(layout.operator, key);
+        for partition in &mut touched {
+            self.trim(&mut partition.after);
+            if partition.after.is_empty() {
+                if !partition.before.is_empty() {
+                    context.writer.delete_state(layout.operator, &partition.key);
                 }
-            } else if after != before {
-                context.writer.put_state(layout.operator, key, &TopNLayout::encode(after));
+            } else if partition.after != partition.before {
+                context.writer.put_state(layout.operator, &partition.key, &TopNLayout::encode(&partition.after));
             }
         }
         if self.holds_results {
-            context.rows_delta += touched.iter().map(|(_, (before, after))| layout.top_len(after) - layout.top_len(before)).sum::<i64>();
+            context.rows_delta += touched.iter().map(|p| layout.top_len(&p.after) - layout.top_len(&p.before)).sum::<i64>();
             if !context.log_changes {
                 // The state is the results, and nobody reads this epoch's changes.
                 return Ok(Vec::new());
@@ -314,9 +351,9 @@ impl Operator for TopNOp {
         }
         let mut retracted = Vec::new();
         let mut inserted = Vec::new();
-        for (_, (before, after)) in &touched {
-            let old = layout.top(before);
-            let new = layout.top(after);
+        for partition in &touched {
+            let old = layout.top(&partition.before);
+            let new = layout.top(&partition.after);
             retracted.extend(old.iter().filter(|r| !new.contains(r)));
             inserted.extend(new.iter().filter(|r| !old.contains(r)));
         }
