@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, IntervalMonthDayNanoBuilder, ListArray, StringArray,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int64Array, IntervalMonthDayNanoBuilder, ListArray, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
+use arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use arrow::util::display::FormatOptions;
 
 /// A value that could not be parsed: its row within the column and why.
@@ -93,8 +94,68 @@ pub fn parse_column(values: &[Option<&str>], target: &DataType) -> ParseResult<A
             let borrowed: Vec<Option<&str>> = normalized.iter().map(|v| v.as_deref()).collect();
             cast_text(&borrowed, target)
         }
+        DataType::Utf8 => Ok(Arc::new(values.iter().copied().collect::<StringArray>())),
+        DataType::Int64 => match fast_column(values, parse_plain_i64) {
+            Some(parsed) => Ok(Arc::new(Int64Array::from(parsed))),
+            None => cast_text(values, target),
+        },
+        DataType::Timestamp(TimeUnit::Microsecond, None) => match fast_column(values, parse_plain_timestamp_us) {
+            Some(parsed) => Ok(Arc::new(TimestampMicrosecondArray::from(parsed))),
+            None => cast_text(values, target),
+        },
         _ => cast_text(values, target),
     }
+}
+
+/// The column parsed by a fast parser of the plainest spellings, or `None` as soon as one value
+/// is spelled otherwise (the caller then takes Arrow's cast, which accepts every spelling and
+/// locates errors). The fast parsers accept only text whose value Arrow reads the same way.
+fn fast_column<T>(values: &[Option<&str>], parse: fn(&[u8]) -> Option<T>) -> Option<Vec<Option<T>>> {
+    values.iter().map(|v| v.map_or(Some(None), |text| parse(text.as_bytes()).map(Some))).collect()
+}
+
+/// Digits as a number: `-?[0-9]{1,18}` (18 digits cannot overflow an i64).
+fn parse_plain_i64(text: &[u8]) -> Option<i64> {
+    const DIGITS_MAX: usize = 18;
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > DIGITS_MAX {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(byte - b'0');
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with an optional fraction of 1 to 6 digits, a valid date and time of
+/// day (no leap second), as microseconds since the epoch.
+fn parse_plain_timestamp_us(text: &[u8]) -> Option<i64> {
+    const FRACTION_DIGITS_MAX: usize = 6;
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = text.get(range)?;
+        digits.iter().try_fold(0u32, |n, &b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+    if text.len() < 19 || separators.iter().any(|&(at, byte)| text[at] != byte) {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+    let fraction = match &text[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= FRACTION_DIGITS_MAX => {
+            number(20..text.len())? * 10u32.pow((FRACTION_DIGITS_MAX - digits.len()) as u32)
+        }
+        _ => return None,
+    };
+    let time = chrono::NaiveTime::from_hms_micro_opt(number(11..13)?, number(14..16)?, number(17..19)?, fraction)?;
+    Some(date.and_time(time).and_utc().timestamp_micros())
 }
 
 /// Arrow's cast from strings, strict: a bad value is an error, not a NULL.
@@ -324,6 +385,45 @@ mod tests {
     use arrow::array::Array;
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{Int32Type, TimeUnit, TimestampMicrosecondType};
+
+    #[test]
+    fn fast_paths_read_values_as_arrows_cast_does() {
+        // Arrow's cast is the oracle: every value, plain or not, must come out the same.
+        let integers = [
+            "0", "-0", "7", "-42", "123456789012345678", "-123456789012345678", "1234567890123456789",
+            "9223372036854775807", "-9223372036854775808", "+5", " 5", "5 ", "007",
+        ];
+        let timestamps = [
+            "2023-11-14 01:02:03", "2023-11-14 01:02:03.5", "2023-11-14 01:02:03.123456", "2023-11-14 01:02:03.1234567",
+            "2024-02-29 23:59:59.999999", "1969-12-31 23:59:59.9", "1900-01-01 00:00:00", "2023-11-14T01:02:03",
+            " 2023-11-14 01:02:03", "2023-11-14 01:02:03 ", "0001-01-01 00:00:00.000001", "9999-12-31 23:59:59",
+        ];
+        for (texts, target) in [
+            (&integers[..], DataType::Int64),
+            (&timestamps[..], DataType::Timestamp(TimeUnit::Microsecond, None)),
+        ] {
+            for text in texts {
+                let fast = parse_column(&[Some(text), None], &target).unwrap();
+                let arrow = cast_text(&[Some(text), None], &target).unwrap();
+                assert_eq!(&fast, &arrow, "{text} as {target}");
+            }
+        }
+        // Spellings no value has: the fast paths decline them, and the error is Arrow's.
+        for (text, target) in [
+            ("12a", DataType::Int64),
+            ("-", DataType::Int64),
+            ("99999999999999999999", DataType::Int64),
+            ("2023-02-29 00:00:00", DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("2023-11-14 24:00:00", DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("2023-13-01 00:00:00", DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("2023-11-14 01:02:03.", DataType::Timestamp(TimeUnit::Microsecond, None)),
+        ] {
+            assert_eq!(parse_column(&[Some("1"), Some(text)], &target).is_err(), cast_text(&[Some(text)], &target).is_err(), "{text}");
+            assert!(parse_column(&[None, Some(text)], &target).is_err_and(|e| e.row == 1), "{text} is refused at its row");
+        }
+        let strings = parse_column(&[Some(" a "), None, Some("")], &DataType::Utf8).unwrap();
+        assert_eq!(&strings, &cast_text(&[Some(" a "), None, Some("")], &DataType::Utf8).unwrap());
+    }
 
     #[test]
     fn parses_and_locates_bad_values() {
