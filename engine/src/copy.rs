@@ -325,15 +325,23 @@ impl<O: Send + 'static> CopyDecoder<O> {
         };
         if memchr::memchr(special, record).is_none() {
             let delimiter = self.options.delimiter();
-            let count = memchr::memchr_iter(delimiter, record).count() + 1;
-            self.check_field_count(count)?;
             let null = self.options.null_string();
+            let columns = self.fields.len();
             let mut start = 0;
-            for (column, end) in memchr::memchr_iter(delimiter, record).chain([record.len()]).enumerate() {
+            let mut count = 0;
+            // Fields are taken as they are found; a record with too many or too few fails the
+            // whole COPY, so what it left in the buffers is never used.
+            for end in memchr::memchr_iter(delimiter, record).chain([record.len()]) {
+                let Some(buffer) = self.fields.get_mut(count) else {
+                    count = columns + 1 + memchr::memchr_iter(delimiter, &record[start..]).count();
+                    break;
+                };
                 let value = &text[start..end];
                 start = end + 1;
-                self.fields[column].push((value != null).then_some(value));
+                buffer.push((value != null).then_some(value));
+                count += 1;
             }
+            self.check_field_count(count)?;
         } else {
             let values = match self.options.format {
                 CopyFormat::Text => self.split_text(text)?,
@@ -732,7 +740,11 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("line 3") && message.contains("column id"), "{message}");
         let error = decode(CopyOptions::default(), &["1\ta\textra\n"]).unwrap_err();
-        assert!(error.to_string().contains("extra data"), "{error}");
+        assert!(error.to_string().contains("extra data after last expected column: expected 2 columns, got 3"), "{error}");
+        let error = decode(CopyOptions::default(), &["1\ta\n2\tb\tc\td\n"]).unwrap_err();
+        assert!(error.to_string().contains("expected 2 columns, got 4") && error.to_string().contains("line 2"), "{error}");
+        let error = decode(CopyOptions::default(), &["1\n"]).unwrap_err();
+        assert!(error.to_string().contains("missing data for column: expected 2 columns, got 1"), "{error}");
         let error = decode(CopyOptions::default(), &["\\N\ta\n"]).unwrap_err();
         assert_eq!(error.sqlstate(), "23502");
     }
