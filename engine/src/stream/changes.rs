@@ -155,16 +155,18 @@ pub struct ProjectOp {
     pub schema: SchemaRef,
 }
 
+/// `exprs` evaluated over `batch`, as a batch of `schema` (the row count kept even without
+/// columns).
+pub fn project(batch: &RecordBatch, exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let columns = exprs.iter().map(|e| Ok(e.evaluate(batch)?.into_array(rows)?)).collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
 impl Operator for ProjectOp {
     fn process(&mut self, input: Changes, _context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
-        let rows = input.num_rows();
-        let columns = self
-            .exprs
-            .iter()
-            .map(|e| Ok(e.evaluate(&input.batch)?.into_array(rows)?))
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let batch = project(&input.batch, &self.exprs, &self.schema)?;
         Ok(vec![Changes { batch, retract: input.retract }])
     }
 

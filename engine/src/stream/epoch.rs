@@ -572,13 +572,15 @@ fn write_result_changes(
         // Nobody reads the changelog: each change goes to the multiset as it comes (the merge
         // operator adds them up, no coalescing needed), and the changelog is emptied.
         let mut rows = committed.rows;
-        // (A top-N's state holding the results has emitted no changes.)
-        for changes in sink.iter().filter(|_| multiset) {
-            let encoded = results.convert_columns(changes.batch.columns())?;
-            for row in 0..changes.num_rows() {
-                let sign = changes.sign(row);
-                writer.add_result(encoded.row(row).as_ref(), sign);
-                rows += sign;
+        // (A top-N whose state holds the results emits no changes in such an epoch.)
+        if multiset {
+            for changes in sink {
+                let encoded = results.convert_columns(changes.batch.columns())?;
+                for row in 0..changes.num_rows() {
+                    let sign = changes.sign(row);
+                    writer.add_result(encoded.row(row).as_ref(), sign);
+                    rows += sign;
+                }
             }
         }
         if committed.changes_from <= committed.epoch {

@@ -255,34 +255,37 @@ fn epoch_entries(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8]) -> 
 impl StateStore {
     /// Every committed state entry of one operator, in key order, until `each` returns false,
     /// and the view's progress record, from one consistent snapshot.
-    pub fn scan_operator_state(&self, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<Option<Vec<u8>>> {
-        let start = state_key(view, operator, &[]);
+    pub fn scan_operator_state(&self, view: u64, operator: u16, each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<Option<Vec<u8>>> {
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
-        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-            let (key, value) = item.map_err(state_error)?;
-            if !key.starts_with(&start) || !each(&key[start.len()..], &value) {
-                break;
-            }
-        }
+        scan_operator(&snapshot, view, operator, each)?;
         Ok(meta)
     }
 
     /// Committed state entries of one operator whose key (after the operator prefix) sorts
     /// below `below`, in key order, from one consistent snapshot.
     pub fn scan_state(&self, view: u64, operator: u16, below: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        let start = state_key(view, operator, &[]);
-        let end = state_key(view, operator, below);
-        let snapshot = self.db.snapshot();
-        for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-            let (key, value) = item.map_err(state_error)?;
-            if key.as_ref() >= end.as_slice() {
-                break;
+        scan_operator(&self.db.snapshot(), view, operator, |key, value| {
+            if key >= below {
+                return false;
             }
-            each(&key[start.len()..], &value);
-        }
-        Ok(())
+            each(key, value);
+            true
+        })
     }
+}
+
+/// An operator's state entries in `snapshot` (keys after the operator prefix), in key order,
+/// until `each` returns false.
+fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    let start = state_key(view, operator, &[]);
+    for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        let (key, value) = item.map_err(state_error)?;
+        if !key.starts_with(&start) || !each(&key[start.len()..], &value) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Builds one epoch's write batch.

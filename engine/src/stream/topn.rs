@@ -24,15 +24,13 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::changes::{Changes, EpochContext, Operator};
+use super::changes::{project, Changes, EpochContext, Operator};
+use super::view::READ_BATCH_ROWS;
 use super::state::{state_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
 
 /// One partition's rows: (order key, row) bytes → count.
 type Rows = BTreeMap<Vec<u8>, i64>;
-
-/// Rows decoded per batch when the results are read from the state.
-const READ_BATCH_ROWS: usize = 8192;
 
 /// How a top-N's state is encoded and turned into output rows: shared by the operator and by
 /// the readers of a view whose results it holds.
@@ -161,10 +159,7 @@ impl StateResults {
 
     fn project(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
         for (exprs, schema) in &self.tail {
-            let rows = batch.num_rows();
-            let columns = exprs.iter().map(|e| Ok(e.evaluate(&batch)?.into_array(rows)?)).collect::<Result<Vec<ArrayRef>>>()?;
-            let options = RecordBatchOptions::new().with_row_count(Some(rows));
-            batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+            batch = project(&batch, exprs, schema)?;
         }
         Ok(batch)
     }

@@ -27,7 +27,7 @@ use super::state::{meta_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
 
 /// Rows decoded per batch when a view is read.
-const READ_BATCH_ROWS: usize = 8192;
+pub(super) const READ_BATCH_ROWS: usize = 8192;
 
 /// When a view processes what its source has appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,15 +362,18 @@ impl ViewHandle {
 
     /// The view's rows and the epoch they are of, from one consistent snapshot.
     pub fn snapshot(&self) -> Result<(Vec<RecordBatch>, u64)> {
-        if self.logs_results() {
-            let (meta, entries) = self.store.scan_log(self.meta.id, 0, u64::MAX)?;
-            let batches = super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect();
-            return Ok((batches, committed_epoch(meta)?));
-        }
         let results = self.progress.borrow().results;
-        if let (ResultStore::TopNState, Some(reader)) = (results, &self.state_results) {
-            let (batches, meta) = reader.read(&self.store)?;
-            return Ok((batches, committed_epoch(meta)?));
+        match (results, &self.state_results) {
+            (ResultStore::Log, _) => {
+                let (meta, entries) = self.store.scan_log(self.meta.id, 0, u64::MAX)?;
+                let batches = super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect();
+                return Ok((batches, committed_epoch(meta)?));
+            }
+            (ResultStore::TopNState, Some(reader)) => {
+                let (batches, meta) = reader.read(&self.store)?;
+                return Ok((batches, committed_epoch(meta)?));
+            }
+            _ => {}
         }
         let converter = self.row_converter()?;
         let parser = converter.parser();
