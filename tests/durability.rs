@@ -12,6 +12,27 @@ use tokio_postgres::NoTls;
 const WRITERS: u64 = 4;
 const ROUNDS: usize = 20;
 const ROWS_PER_STATEMENT: u64 = 5;
+/// Writer 0 writes statements this large instead: large enough for the storage to pipeline them
+/// (two WAL frames each), so kills also land between the frames of one statement.
+const LARGE_STATEMENT_ROWS: u64 = 6000;
+
+fn rows_per_statement(writer_id: u64) -> u64 {
+    if writer_id == 0 { LARGE_STATEMENT_ROWS } else { ROWS_PER_STATEMENT }
+}
+
+fn statement_sql(writer_id: u64, statement_id: u64) -> String {
+    let rows = rows_per_statement(writer_id);
+    if writer_id == 0 {
+        return format!(
+            "INSERT INTO log SELECT {writer_id}, {statement_id}, value, concat('payload-{writer_id}-{statement_id}-', value) \
+             FROM generate_series(0, {})",
+            rows - 1
+        );
+    }
+    let values: Vec<String> =
+        (0..rows).map(|row| format!("({writer_id}, {statement_id}, {row}, 'payload-{writer_id}-{statement_id}-{row}')")).collect();
+    format!("INSERT INTO log VALUES {}", values.join(", "))
+}
 
 /// Statements each writer had acknowledged, and those it sent without an answer.
 #[derive(Default)]
@@ -33,13 +54,10 @@ async fn writer(port: u16, writer_id: u64, first_statement: u64, ledger: Arc<Mut
     tokio::spawn(connection);
     let mut statement_id = first_statement;
     loop {
-        let values: Vec<String> = (0..ROWS_PER_STATEMENT)
-            .map(|row| format!("({writer_id}, {statement_id}, {row}, 'payload-{writer_id}-{statement_id}-{row}')"))
-            .collect();
         ledger.lock().unwrap().in_doubt.insert((writer_id, statement_id));
-        match client.execute(&format!("INSERT INTO log VALUES {}", values.join(", ")), &[]).await {
+        match client.execute(&statement_sql(writer_id, statement_id), &[]).await {
             Ok(n) => {
-                assert_eq!(n, ROWS_PER_STATEMENT);
+                assert_eq!(n, rows_per_statement(writer_id));
                 let mut ledger = ledger.lock().unwrap();
                 ledger.in_doubt.remove(&(writer_id, statement_id));
                 ledger.acknowledged.insert((writer_id, statement_id));
@@ -108,10 +126,11 @@ async fn acknowledged_rows_survive_kill_9_exactly_once() {
     }
     let ledger = ledger.lock().unwrap();
     assert!(ledger.acknowledged.len() > ROUNDS * 5, "the test wrote too little to mean anything");
+    assert!(ledger.acknowledged.iter().filter(|key| key.0 == 0).count() > ROUNDS, "too few large statements");
     for key in &ledger.acknowledged {
         let mut indices = by_statement.get(key).cloned().unwrap_or_else(|| panic!("acknowledged statement {key:?} lost"));
         indices.sort();
-        assert_eq!(indices, (0..ROWS_PER_STATEMENT).collect::<Vec<_>>(), "statement {key:?} exactly once, whole");
+        assert_eq!(indices, (0..rows_per_statement(key.0)).collect::<Vec<_>>(), "statement {key:?} exactly once, whole");
     }
     for (key, indices) in &by_statement {
         assert!(
@@ -120,7 +139,7 @@ async fn acknowledged_rows_survive_kill_9_exactly_once() {
         );
         let mut sorted = indices.clone();
         sorted.sort();
-        assert_eq!(sorted, (0..ROWS_PER_STATEMENT).collect::<Vec<_>>(), "in-doubt statement {key:?} all or nothing");
+        assert_eq!(sorted, (0..rows_per_statement(key.0)).collect::<Vec<_>>(), "in-doubt statement {key:?} all or nothing");
     }
     // WAL files were reused along the way (so kills also landed on reused files).
     let spares = std::fs::read_dir(dir.path().join("data/wal"))

@@ -11,6 +11,7 @@
 //! batches. The engine is its only user.
 
 pub mod cache;
+mod append;
 mod compaction;
 mod config;
 mod error;
@@ -30,11 +31,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
-use arrow::record_batch::RecordBatch;
 use object_store::ObjectStore;
 use streamhouse_catalog::{Catalog, PartitionState, SegmentMeta, TopicDefinition};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
+pub use append::{prepare, PreparedAppend};
 pub use compaction::CompactionFloor;
 pub use config::StorageConfig;
 pub use error::{Result, StorageError};
@@ -43,13 +44,14 @@ pub use tail::StoredBatch;
 pub use topic::{KeyedWriteGuard, PartitionLog, TopicLog};
 
 use cache::SegmentCache;
-use record::{encode_frame, EncodedEntry, RecordEntry};
-use wal::{Wal, WalRequest};
+use record::RecordEntry;
+use wal::Wal;
 
 /// Live topics by id.
 type TopicMap = Arc<RwLock<HashMap<u64, Arc<TopicLog>>>>;
 
-/// The rows one append placed, per partition: `(partition, first offset, row count)`.
+/// The rows one append placed: `(partition, first offset, row count)` for each run of
+/// consecutive offsets.
 #[derive(Debug, Clone, Default)]
 pub struct AppendOutcome {
     pub placements: Vec<(u32, u64, u64)>,
@@ -107,120 +109,21 @@ pub struct Storage {
     inner: Arc<Inner>,
 }
 
-/// A batch that is a small slice of larger buffers is copied: the tail would otherwise keep
-/// (and count) the whole parent buffers in memory until the segment seals.
-fn compact(batch: RecordBatch) -> Result<RecordBatch> {
-    let held: usize = batch.columns().iter().map(|c| c.get_array_memory_size()).sum();
-    let used: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(held)).sum();
-    if used.saturating_mul(2) >= held {
-        return Ok(batch);
-    }
-    let indices = arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
-    Ok(arrow::compute::take_record_batch(&batch, &indices)?)
-}
-
-/// A partition's share of a write is stored as batches of about this many rows: smaller
-/// batches are concatenated (one WAL entry, one segment message each), larger ones kept whole.
-const APPEND_CHUNK_ROWS: usize = 8192;
-
-/// Groups consecutive batches into runs of at most [`APPEND_CHUNK_ROWS`] rows (a larger batch is
-/// a run of its own), so a large write is neither one huge batch nor thousands of tiny ones.
-fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
-    let mut runs: Vec<Vec<RecordBatch>> = Vec::new();
-    let mut rows = 0;
-    for batch in batches {
-        let batch_rows = batch.num_rows();
-        match runs.last_mut() {
-            Some(run) if rows + batch_rows <= APPEND_CHUNK_ROWS => {
-                run.push(batch);
-                rows += batch_rows;
-            }
-            _ => {
-                runs.push(vec![batch]);
-                rows = batch_rows;
-            }
-        }
-    }
-    runs
-}
-
-/// A write cut into per-partition chunks and encoded, ready for [`Storage::append_prepared`]:
-/// the CPU work of an append, which a large write (COPY) does while its input still arrives.
-#[derive(Debug, Default)]
-pub struct PreparedAppend {
-    topic_id: Option<u64>,
-    /// (partition, rows in the topic's log schema, their encoding)
-    entries: Vec<(u32, RecordBatch, Arc<ipc::EncodedBatch>)>,
-}
-
-impl PreparedAppend {
-    pub fn rows(&self) -> u64 {
-        self.entries.iter().map(|(_, batch, _)| batch.num_rows() as u64).sum()
-    }
-
-    /// Adds another prepared part of the same write (of the same topic).
-    pub fn extend(&mut self, other: PreparedAppend) -> Result<()> {
-        match (self.topic_id, other.topic_id) {
-            (Some(mine), Some(theirs)) if mine != theirs => {
-                return Err(StorageError::InvalidBatch {
-                    topic: format!("#{theirs}"),
-                    reason: "parts of one write were prepared for different topics".into(),
-                })
-            }
-            (None, theirs) => self.topic_id = theirs,
-            _ => {}
-        }
-        self.entries.extend(other.entries);
-        Ok(())
-    }
-}
-
-/// Validates, partitions, cuts and encodes batches of a topic's user columns for an append (on
-/// a keyed table every row is an upsert). Touches no shared state but the topic's round-robin
-/// counter: runs on any thread.
-pub fn prepare(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAppend> {
-    let mut log_batches = Vec::with_capacity(batches.len());
-    for batch in batches {
-        topic.validate(&batch)?;
-        log_batches.push(if topic.is_keyed() { with_deleted_flag(topic, &batch, false)? } else { batch });
-    }
-    prepare_log(topic, log_batches)
-}
-
-/// The batch in a keyed table's log schema: its columns and `_deleted`.
-fn with_deleted_flag(topic: &TopicLog, batch: &RecordBatch, deleted: bool) -> Result<RecordBatch> {
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(arrow::array::BooleanArray::from(vec![deleted; batch.num_rows()])));
-    Ok(RecordBatch::try_new(topic.log_schema().clone(), columns)?)
-}
-
-/// Partitions, cuts and encodes batches already in the topic's log schema.
-fn prepare_log(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAppend> {
-    let mut entries = Vec::new();
-    for (partition, batches) in topic.partition_batches(batches)? {
-        for run in chunks(batches) {
-            let batch = compact(segment::concat(topic.log_schema(), &run)?)?;
-            let encoding = Arc::new(ipc::encode(&batch)?);
-            entries.push((partition, batch, encoding));
-        }
-    }
-    Ok(PreparedAppend { topic_id: Some(topic.id()), entries })
-}
-
 impl Inner {
-    /// PUTs a segment object; on a local store, also syncs it (see
-    /// [`object::sync_local_object`]): it must survive a power loss before it is registered.
+    /// PUTs a segment object. On a local store it is written by [`object::write_local_object`],
+    /// which makes it durable: it must survive a power loss before it is registered.
     pub(crate) async fn put_segment(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
         use object_store::ObjectStoreExt;
-        self.store.put(&object_store::path::Path::from(key), bytes.into()).await?;
-        if let Some(root) = self.local_root.clone() {
-            let key = key.to_string();
-            let path = root.join(&key).display().to_string();
-            tokio::task::spawn_blocking(move || object::sync_local_object(&root, &key))
-                .await
-                .map_err(|e| StorageError::WalFailed(format!("segment sync task: {e}")))?
-                .map_err(|source| StorageError::DataDirectory { path, source })?;
-        }
+        let Some(root) = self.local_root.clone() else {
+            self.store.put(&object_store::path::Path::from(key), bytes.into()).await?;
+            return Ok(());
+        };
+        let key = key.to_string();
+        let path = root.join(&key).display().to_string();
+        tokio::task::spawn_blocking(move || object::write_local_object(&root, &key, &bytes))
+            .await
+            .map_err(|e| StorageError::WalFailed(format!("segment write task: {e}")))?
+            .map_err(|source| StorageError::DataDirectory { path, source })?;
         Ok(())
     }
 }
@@ -292,7 +195,7 @@ impl Storage {
             for entry in entries {
                 let rows = entry.batch.num_rows() as u64;
                 apply_metrics.rows_appended.add(rows);
-                apply_metrics.bytes_appended.add(entry.batch.get_array_memory_size() as u64);
+                apply_metrics.bytes_appended.add(tail::rows_bytes(&entry.batch));
                 let Some(partition) = topics.get(&entry.topic_id).and_then(|t| t.partition(entry.partition)) else {
                     continue; // dropped while the write was in flight
                 };
@@ -399,126 +302,6 @@ impl Storage {
         self.inner.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends batches to a topic atomically: either every row is durable and visible when this
-    /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
-    /// every row is an upsert (taking the table's write lock for the append).
-    pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
-        self.append_prepared(topic, prepare(topic, batches)?).await
-    }
-
-    /// Appends a write [`prepare`]d for this topic, as [`Self::append`] does.
-    pub async fn append_prepared(&self, topic: &TopicLog, prepared: PreparedAppend) -> Result<AppendOutcome> {
-        if prepared.topic_id.is_some_and(|id| id != topic.id()) {
-            return Err(StorageError::InvalidBatch {
-                topic: topic.name().to_string(),
-                reason: "the write was prepared for another topic".into(),
-            });
-        }
-        if topic.is_keyed() {
-            let _guard = topic.lock_writes().await;
-            return self.append_entries(topic, prepared.entries).await;
-        }
-        self.append_entries(topic, prepared.entries).await
-    }
-
-    /// Appends upserts (`false`) and tombstones (`true`, carrying the deleted row) to a keyed
-    /// table, in order, atomically, under its write lock.
-    pub async fn append_changes(
-        &self,
-        topic: &TopicLog,
-        guard: &KeyedWriteGuard<'_>,
-        changes: Vec<(RecordBatch, bool)>,
-    ) -> Result<AppendOutcome> {
-        if !topic.is_keyed() || guard.topic_id != topic.id() {
-            return Err(StorageError::InvalidBatch {
-                topic: topic.name().to_string(),
-                reason: "changes are appended to a keyed table under its own write lock".into(),
-            });
-        }
-        let mut batches = Vec::with_capacity(changes.len());
-        for (batch, deleted) in changes {
-            topic.validate(&batch)?;
-            batches.push(with_deleted_flag(topic, &batch, deleted)?);
-        }
-        self.append_entries(topic, prepare_log(topic, batches)?.entries).await
-    }
-
-    /// Appends prepared entries (rows in the topic's log schema, encoded).
-    async fn append_entries(&self, topic: &TopicLog, prepared: Vec<(u32, RecordBatch, Arc<ipc::EncodedBatch>)>) -> Result<AppendOutcome> {
-        if topic.is_dropped() {
-            return Err(StorageError::TopicNotFound(topic.name().to_string()));
-        }
-        let mut encoded = Vec::with_capacity(prepared.len());
-        let mut entries = Vec::with_capacity(prepared.len());
-        for (partition, batch, encoding) in prepared {
-            encoded.push(EncodedEntry { partition, encoded: encoding.clone() });
-            entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset: 0, timestamp_us: 0, batch, encoded: Some(encoding) });
-        }
-        if entries.is_empty() {
-            return Ok(AppendOutcome::default());
-        }
-        for entry in &encoded {
-            self.wait_for_room(topic, entry.partition).await?;
-        }
-        let (ack, acknowledged) = oneshot::channel();
-        let mut outcome = AppendOutcome::default();
-        {
-            let mut last_timestamp = self.inner.append_lock.lock().await;
-            // Append times never go backwards, even if the clock does.
-            let timestamp_us = now_us().max(*last_timestamp);
-            *last_timestamp = timestamp_us;
-            let mut with_offsets = Vec::with_capacity(encoded.len());
-            for (entry, record) in encoded.into_iter().zip(entries.iter_mut()) {
-                let partition = &topic.partitions[entry.partition as usize];
-                let rows = record.batch.num_rows() as u64;
-                let base_offset = partition.next_offset.fetch_add(rows, Ordering::AcqRel);
-                record.base_offset = base_offset;
-                record.timestamp_us = timestamp_us;
-                outcome.placements.push((entry.partition, base_offset, rows));
-                with_offsets.push((entry, base_offset));
-            }
-            let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &with_offsets);
-            self.inner.wal.submit(WalRequest { frame, entries, ack }).await?;
-        }
-        acknowledged.await.map_err(|_| StorageError::ShuttingDown)??;
-        if topic
-            .partitions
-            .iter()
-            .any(|p| p.read_tail().bytes >= self.inner.config.segment_bytes_max)
-        {
-            self.inner.seal_wakeup.notify_one();
-        }
-        Ok(outcome)
-    }
-
-    /// Waits while a partition's unsealed tail is over `partition_tail_bytes_max`, up to
-    /// `append_wait_ms_max`: memory stays bounded when sealing falls behind.
-    async fn wait_for_room(&self, topic: &TopicLog, partition: u32) -> Result<()> {
-        let config = &self.inner.config;
-        let started = std::time::Instant::now();
-        let limit = std::time::Duration::from_millis(config.append_wait_ms_max);
-        loop {
-            let progress = self.inner.seal_progress.notified();
-            tokio::pin!(progress);
-            // Registered before the check, so a seal finishing in between still wakes us.
-            progress.as_mut().enable();
-            let bytes = topic.partitions[partition as usize].read_tail().bytes;
-            if bytes <= config.partition_tail_bytes_max {
-                return Ok(());
-            }
-            self.inner.seal_wakeup.notify_one();
-            let remaining = limit.saturating_sub(started.elapsed());
-            if remaining.is_zero() || tokio::time::timeout(remaining, progress).await.is_err() {
-                return Err(StorageError::Backpressure {
-                    topic: topic.name().to_string(),
-                    partition,
-                    bytes,
-                    waited_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-        }
-    }
-
     /// A consistent view of one partition for a bounded read: every acknowledged row below the
     /// high watermark at this instant, from segments and the tail.
     pub fn snapshot(&self, topic: &TopicLog, partition: u32) -> Result<PartitionSnapshot> {
@@ -618,25 +401,5 @@ impl Storage {
         self.inner.shutdown.send_replace(true);
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_batches_are_grouped_and_large_ones_kept_whole() {
-        let batch = |rows: usize| {
-            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
-            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
-        };
-        let sizes = |runs: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
-            runs.iter().map(|run| run.iter().map(RecordBatch::num_rows).collect()).collect()
-        };
-        let half = APPEND_CHUNK_ROWS / 2;
-        let input = vec![batch(half), batch(half), batch(1), batch(3 * APPEND_CHUNK_ROWS), batch(2), batch(3)];
-        assert_eq!(sizes(chunks(input)), vec![vec![half, half], vec![1], vec![3 * APPEND_CHUNK_ROWS], vec![2, 3]]);
-        assert!(chunks(Vec::new()).is_empty());
     }
 }

@@ -99,7 +99,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
             if bytes >= inner.config.segment_bytes_max {
                 break;
             }
-            bytes += batch.batch.get_array_memory_size() as u64;
+            bytes += crate::tail::rows_bytes(&batch.batch);
             taken.push(batch.clone());
         }
         taken

@@ -19,6 +19,15 @@ pub struct StoredBatch {
     pub(crate) encoded: Option<Arc<EncodedBatch>>,
 }
 
+/// The bytes of a batch's rows. A slice counts only its share of the buffers: the two halves an
+/// append may cut a batch into (see [`crate::append`]) together count the batch once.
+pub(crate) fn rows_bytes(batch: &RecordBatch) -> u64 {
+    let column_bytes = |column: &arrow::array::ArrayRef| {
+        column.to_data().get_slice_memory_size().unwrap_or_else(|_| column.get_array_memory_size())
+    };
+    batch.columns().iter().map(column_bytes).sum::<usize>() as u64
+}
+
 impl StoredBatch {
     /// A batch that was not encoded yet.
     pub fn new(base_offset: u64, timestamp_us: i64, batch: RecordBatch) -> Self {
@@ -33,7 +42,7 @@ impl StoredBatch {
 
     /// Memory held: the rows and their encoding.
     pub fn bytes(&self) -> u64 {
-        (self.batch.get_array_memory_size() + self.encoded.as_ref().map_or(0, |e| e.len())) as u64
+        rows_bytes(&self.batch) + self.encoded.as_ref().map_or(0, |e| e.len() as u64)
     }
 
     /// One past this batch's last offset.

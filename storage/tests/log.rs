@@ -139,6 +139,53 @@ async fn torn_wal_tail_is_truncated() {
     assert_eq!(storage.append(&topic, vec![batch(100..101)]).await.unwrap().placements, vec![(0, 5, 1)]);
 }
 
+/// Where each frame of a WAL file starts.
+fn frame_starts(data: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut position = 0;
+    while position + 8 <= data.len() && data[position..position + 8].iter().any(|&b| b != 0) {
+        starts.push(position);
+        let length = u32::from_le_bytes(data[position..position + 4].try_into().unwrap()) as usize;
+        position += 8 + length;
+    }
+    starts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_write_cut_after_its_first_frame_is_dropped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = open(dir.path()).await;
+        let topic = storage.create_topic(&definition("t", 1, false)).unwrap();
+        storage.append(&topic, vec![batch(0..5)]).await.unwrap();
+        // Large enough to be pipelined: two frames, the first marked as continued.
+        let outcome = storage.append(&topic, vec![batch(5..10_005)]).await.unwrap();
+        assert_eq!(outcome.placements, vec![(0, 5, 10_000)]);
+        assert_eq!(read_all(&storage, "t").await.len(), 10_005);
+        storage.stop_without_sealing().await;
+    }
+    let wal_dir = dir.path().join("wal");
+    let file = std::fs::read_dir(&wal_dir).unwrap().map(|e| e.unwrap().path()).max_by_key(|f| std::fs::metadata(f).unwrap().len()).unwrap();
+    let data = std::fs::read(&file).unwrap();
+    let starts = frame_starts(&data);
+    assert_eq!(starts.len(), 3, "one frame for the small write, two for the pipelined one");
+
+    // Both frames there: every row replays.
+    let whole = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), whole.path());
+    let rows = read_all(&open(whole.path()).await, "t").await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), (0..10_005).collect::<Vec<_>>());
+
+    // A crash after the first frame reached the disk and before the last did.
+    std::fs::write(&file, &data[..starts[2]]).unwrap();
+    let storage = open(dir.path()).await;
+    let rows = read_all(&storage, "t").await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), (0..5).collect::<Vec<_>>());
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), starts[1] as u64, "cut back to the partial write's start");
+    let topic = storage.topic("t").unwrap();
+    assert_eq!(storage.append(&topic, vec![batch(100..101)]).await.unwrap().placements, vec![(0, 5, 1)]);
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

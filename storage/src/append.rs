@@ -1,0 +1,404 @@
+//! Appends. A write is validated, cut into per-partition pieces of about [`APPEND_CHUNK_ROWS`]
+//! rows, encoded, given offsets, framed and handed to the WAL ([`crate::wal`]), and acknowledged
+//! after its fsync.
+//!
+//! A write of [`PIPELINED_ROWS_MIN`] rows or more is pipelined: every piece but the last is
+//! encoded first and handed to the WAL as the write's first frame, and the last piece is encoded
+//! while the WAL writes and flushes that frame; its own frame then ends the write, and its fsync
+//! has little left to flush. A write of one piece is cut in two for this. The write stays
+//! atomic: see the WAL's pipelined writes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::record::{encode_frame, EncodedEntry, FramePart, RecordEntry};
+use crate::wal::{WalPart, WalRequest};
+use crate::{ipc, now_us, segment, AppendOutcome, KeyedWriteGuard, Result, Storage, StorageError, TopicLog};
+
+/// A batch that is a small slice of larger buffers is copied: the tail would otherwise keep
+/// (and count) the whole parent buffers in memory until the segment seals.
+fn compact(batch: RecordBatch) -> Result<RecordBatch> {
+    let held: usize = batch.columns().iter().map(|c| c.get_array_memory_size()).sum();
+    let used: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(held)).sum();
+    if used.saturating_mul(2) >= held {
+        return Ok(batch);
+    }
+    let indices = arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+    Ok(arrow::compute::take_record_batch(&batch, &indices)?)
+}
+
+/// A partition's share of a write is stored as batches of about this many rows: smaller
+/// batches are concatenated (one WAL entry, one segment message each), larger ones kept whole.
+const APPEND_CHUNK_ROWS: usize = 8192;
+
+/// A write of at least this many rows is pipelined (see the module doc); below it, the extra
+/// frame and flush cost more than the overlap gains.
+const PIPELINED_ROWS_MIN: usize = 4096;
+
+/// Groups consecutive batches into runs of at most [`APPEND_CHUNK_ROWS`] rows (a larger batch is
+/// a run of its own), so a large write is neither one huge batch nor thousands of tiny ones.
+fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
+    let mut runs: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        let batch_rows = batch.num_rows();
+        match runs.last_mut() {
+            Some(run) if rows + batch_rows <= APPEND_CHUNK_ROWS => {
+                run.push(batch);
+                rows += batch_rows;
+            }
+            _ => {
+                runs.push(vec![batch]);
+                rows = batch_rows;
+            }
+        }
+    }
+    runs
+}
+
+/// One partition's rows in a write, in the topic's log schema.
+type Piece = (u32, RecordBatch);
+/// A piece and its encoding.
+type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
+
+/// A write cut into per-partition chunks and encoded, ready for [`Storage::append_prepared`]:
+/// the CPU work of an append, which a large write (COPY) does while its input still arrives.
+#[derive(Debug, Default)]
+pub struct PreparedAppend {
+    topic_id: Option<u64>,
+    entries: Vec<EncodedPiece>,
+}
+
+impl PreparedAppend {
+    pub fn rows(&self) -> u64 {
+        self.entries.iter().map(|(_, batch, _)| batch.num_rows() as u64).sum()
+    }
+
+    /// Adds another prepared part of the same write (of the same topic).
+    pub fn extend(&mut self, other: PreparedAppend) -> Result<()> {
+        match (self.topic_id, other.topic_id) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                return Err(StorageError::InvalidBatch {
+                    topic: format!("#{theirs}"),
+                    reason: "parts of one write were prepared for different topics".into(),
+                })
+            }
+            (None, theirs) => self.topic_id = theirs,
+            _ => {}
+        }
+        self.entries.extend(other.entries);
+        Ok(())
+    }
+}
+
+/// Validates, partitions, cuts and encodes batches of a topic's user columns for an append (on
+/// a keyed table every row is an upsert). Touches no shared state but the topic's round-robin
+/// counter: runs on any thread.
+pub fn prepare(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<PreparedAppend> {
+    let entries = encode_pieces(cut_log(topic, log_batches(topic, batches)?)?)?;
+    Ok(PreparedAppend { topic_id: Some(topic.id()), entries })
+}
+
+/// Validates batches of a topic's user columns and puts them in its log schema.
+fn log_batches(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let mut log_batches = Vec::with_capacity(batches.len());
+    for batch in batches {
+        topic.validate(&batch)?;
+        log_batches.push(if topic.is_keyed() { with_deleted_flag(topic, &batch, false)? } else { batch });
+    }
+    Ok(log_batches)
+}
+
+/// The batch in a keyed table's log schema: its columns and `_deleted`.
+fn with_deleted_flag(topic: &TopicLog, batch: &RecordBatch, deleted: bool) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::BooleanArray::from(vec![deleted; batch.num_rows()])));
+    Ok(RecordBatch::try_new(topic.log_schema().clone(), columns)?)
+}
+
+/// Partitions and cuts batches already in the topic's log schema.
+fn cut_log(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    for (partition, batches) in topic.partition_batches(batches)? {
+        for run in chunks(batches) {
+            pieces.push((partition, compact(segment::concat(topic.log_schema(), &run)?)?));
+        }
+    }
+    Ok(pieces)
+}
+
+fn encode_pieces(pieces: Vec<Piece>) -> Result<Vec<EncodedPiece>> {
+    pieces
+        .into_iter()
+        .map(|(partition, batch)| {
+            let encoding = Arc::new(ipc::encode(&batch)?);
+            Ok((partition, batch, encoding))
+        })
+        .collect()
+}
+
+/// The last piece of a pipelined write, being encoded on the blocking pool.
+type PieceAside = (u32, RecordBatch, tokio::task::JoinHandle<Result<ipc::EncodedBatch>>);
+
+/// Starts encoding a pipelined write's last piece on another thread, while the writer encodes
+/// the others.
+fn encode_aside((partition, batch): Piece) -> PieceAside {
+    let rows = batch.clone();
+    (partition, batch, tokio::task::spawn_blocking(move || ipc::encode(&rows)))
+}
+
+/// Offsets given to a pipelined write before its last frame is handed over. Dropped before
+/// that (the last piece failed to encode, or the caller went away), it gives them back: the
+/// append lock is still held, so no later write has offsets yet. The WAL marks the write
+/// abandoned when its channel closes.
+struct GivenOffsets<'a> {
+    topic: &'a TopicLog,
+    placements: Vec<(u32, u64, u64)>,
+    handed_over: bool,
+}
+
+impl Drop for GivenOffsets<'_> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            for &(partition, base_offset, _) in self.placements.iter().rev() {
+                self.topic.partitions[partition as usize].next_offset.store(base_offset, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Takes off the piece a pipelined write encodes aside, cutting a write of one piece in two;
+/// `None` for a write too small to pipeline.
+fn split_last(pieces: &mut Vec<Piece>) -> Option<Piece> {
+    let rows: usize = pieces.iter().map(|(_, batch)| batch.num_rows()).sum();
+    if rows < PIPELINED_ROWS_MIN {
+        return None;
+    }
+    if let [(partition, batch)] = pieces.as_mut_slice() {
+        let half = batch.num_rows() / 2;
+        let last = (*partition, batch.slice(half, batch.num_rows() - half));
+        *batch = batch.slice(0, half);
+        return Some(last);
+    }
+    pieces.pop()
+}
+
+impl Storage {
+    /// Appends batches to a topic atomically: either every row is durable and visible when this
+    /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
+    /// every row is an upsert (taking the table's write lock for the append). A large write is
+    /// pipelined (see the module doc).
+    pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
+        let mut pieces = cut_log(topic, log_batches(topic, batches)?)?;
+        let last = split_last(&mut pieces).map(encode_aside);
+        let encoded = encode_pieces(pieces)?;
+        let _guard = match topic.is_keyed() {
+            true => Some(topic.lock_writes().await),
+            false => None,
+        };
+        self.append_entries(topic, encoded, last).await
+    }
+
+    /// Appends a write [`prepare`]d for this topic, as [`Self::append`] does.
+    pub async fn append_prepared(&self, topic: &TopicLog, prepared: PreparedAppend) -> Result<AppendOutcome> {
+        if prepared.topic_id.is_some_and(|id| id != topic.id()) {
+            return Err(StorageError::InvalidBatch {
+                topic: topic.name().to_string(),
+                reason: "the write was prepared for another topic".into(),
+            });
+        }
+        let _guard = match topic.is_keyed() {
+            true => Some(topic.lock_writes().await),
+            false => None,
+        };
+        self.append_entries(topic, prepared.entries, None).await
+    }
+
+    /// Appends upserts (`false`) and tombstones (`true`, carrying the deleted row) to a keyed
+    /// table, in order, atomically, under its write lock.
+    pub async fn append_changes(
+        &self,
+        topic: &TopicLog,
+        guard: &KeyedWriteGuard<'_>,
+        changes: Vec<(RecordBatch, bool)>,
+    ) -> Result<AppendOutcome> {
+        if !topic.is_keyed() || guard.topic_id != topic.id() {
+            return Err(StorageError::InvalidBatch {
+                topic: topic.name().to_string(),
+                reason: "changes are appended to a keyed table under its own write lock".into(),
+            });
+        }
+        let mut batches = Vec::with_capacity(changes.len());
+        for (batch, deleted) in changes {
+            topic.validate(&batch)?;
+            batches.push(with_deleted_flag(topic, &batch, deleted)?);
+        }
+        let mut pieces = cut_log(topic, batches)?;
+        let last = split_last(&mut pieces).map(encode_aside);
+        self.append_entries(topic, encode_pieces(pieces)?, last).await
+    }
+
+    /// Appends encoded pieces and, for a pipelined write, a last piece encoded aside (rows in
+    /// the topic's log schema).
+    async fn append_entries(&self, topic: &TopicLog, prepared: Vec<EncodedPiece>, last: Option<PieceAside>) -> Result<AppendOutcome> {
+        if topic.is_dropped() {
+            return Err(StorageError::TopicNotFound(topic.name().to_string()));
+        }
+        if prepared.is_empty() && last.is_none() {
+            return Ok(AppendOutcome::default());
+        }
+        let partitions = prepared.iter().map(|(p, _, _)| *p).chain(last.as_ref().map(|(p, _, _)| *p));
+        for partition in partitions {
+            self.wait_for_room(topic, partition).await?;
+        }
+        let (ack, acknowledged) = oneshot::channel();
+        let mut outcome = AppendOutcome::default();
+        // Offsets are given and the write handed to the WAL under the append lock, so writes
+        // enter the log in offset order; the acknowledgement is awaited after.
+        let handed_over: Result<AppendOutcome> = async {
+            let mut last_timestamp = self.inner.append_lock.lock().await;
+            // Room in the WAL's queue first: from here to the hand-over there is no await, so
+            // a write given offsets is always handed over (a cancelled one would leave a gap).
+            let permit = self.inner.wal.reserve().await?;
+            // Append times never go backwards, even if the clock does.
+            let timestamp_us = now_us().max(*last_timestamp);
+            *last_timestamp = timestamp_us;
+            let mut place = |partition: u32, rows: u64| {
+                let base_offset = topic.partitions[partition as usize].next_offset.fetch_add(rows, Ordering::AcqRel);
+                match outcome.placements.last_mut() {
+                    Some((last, first, placed)) if *last == partition && *first + *placed == base_offset => *placed += rows,
+                    _ => outcome.placements.push((partition, base_offset, rows)),
+                }
+                base_offset
+            };
+            let mut framed = Vec::with_capacity(prepared.len());
+            let mut entries = Vec::with_capacity(prepared.len());
+            for (partition, batch, encoded) in prepared {
+                let base_offset = place(partition, batch.num_rows() as u64);
+                framed.push((EncodedEntry { partition, encoded: encoded.clone() }, base_offset));
+                entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset, timestamp_us, batch, encoded: Some(encoded) });
+            }
+            let last = last.map(|(partition, batch, encoding)| (place(partition, batch.num_rows() as u64), partition, batch, encoding));
+            let part = if last.is_some() { FramePart::Continued } else { FramePart::Last };
+            let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &framed, part);
+            let Some((base_offset, partition, batch, encoding)) = last else {
+                permit.send(WalRequest { first: WalPart { frame, entries }, rest: None, ack });
+                return Ok(outcome);
+            };
+            let (rest, rest_receiver) = mpsc::unbounded_channel();
+            permit.send(WalRequest { first: WalPart { frame, entries }, rest: Some(rest_receiver), ack });
+            // The WAL writes (and, if the last piece is not there yet, flushes) the first frame
+            // while the last piece's encoding finishes.
+            let mut given = GivenOffsets { topic, placements: outcome.placements.clone(), handed_over: false };
+            let encoded = match encoding.await {
+                Ok(Ok(encoded)) => Arc::new(encoded),
+                Ok(Err(error)) => return Err(error),
+                Err(error) => return Err(StorageError::WalFailed(format!("the encoding task failed: {error}"))),
+            };
+            let framed = [(EncodedEntry { partition, encoded: encoded.clone() }, base_offset)];
+            let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &framed, FramePart::Last);
+            let entry = RecordEntry { topic_id: topic.id(), partition, base_offset, timestamp_us, batch, encoded: Some(encoded) };
+            // A closed channel means the WAL failed: the acknowledgement says so.
+            let _ = rest.send(WalPart { frame, entries: vec![entry] });
+            given.handed_over = true;
+            Ok(outcome)
+        }
+        .await;
+        self.acknowledged(topic, acknowledged, handed_over?).await
+    }
+
+    /// Waits for a write's acknowledgement, then wakes the sealer if the write filled a segment.
+    async fn acknowledged(
+        &self,
+        topic: &TopicLog,
+        acknowledged: oneshot::Receiver<Result<()>>,
+        outcome: AppendOutcome,
+    ) -> Result<AppendOutcome> {
+        acknowledged.await.map_err(|_| StorageError::ShuttingDown)??;
+        if topic
+            .partitions
+            .iter()
+            .any(|p| p.read_tail().bytes >= self.inner.config.segment_bytes_max)
+        {
+            self.inner.seal_wakeup.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// Waits while a partition's unsealed tail is over `partition_tail_bytes_max`, up to
+    /// `append_wait_ms_max`: memory stays bounded when sealing falls behind.
+    async fn wait_for_room(&self, topic: &TopicLog, partition: u32) -> Result<()> {
+        let config = &self.inner.config;
+        let started = std::time::Instant::now();
+        let limit = std::time::Duration::from_millis(config.append_wait_ms_max);
+        loop {
+            let progress = self.inner.seal_progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so a seal finishing in between still wakes us.
+            progress.as_mut().enable();
+            let bytes = topic.partitions[partition as usize].read_tail().bytes;
+            if bytes <= config.partition_tail_bytes_max {
+                return Ok(());
+            }
+            self.inner.seal_wakeup.notify_one();
+            let remaining = limit.saturating_sub(started.elapsed());
+            if remaining.is_zero() || tokio::time::timeout(remaining, progress).await.is_err() {
+                return Err(StorageError::Backpressure {
+                    topic: topic.name().to_string(),
+                    partition,
+                    bytes,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_are_grouped_and_large_ones_kept_whole() {
+        let batch = |rows: usize| {
+            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
+            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
+        };
+        let sizes = |runs: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
+            runs.iter().map(|run| run.iter().map(RecordBatch::num_rows).collect()).collect()
+        };
+        let half = APPEND_CHUNK_ROWS / 2;
+        let input = vec![batch(half), batch(half), batch(1), batch(3 * APPEND_CHUNK_ROWS), batch(2), batch(3)];
+        assert_eq!(sizes(chunks(input)), vec![vec![half, half], vec![1], vec![3 * APPEND_CHUNK_ROWS], vec![2, 3]]);
+        assert!(chunks(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_large_write_leaves_its_last_piece_for_the_pipeline() {
+        let batch = |rows: usize| {
+            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
+            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
+        };
+        let mut small = vec![(0, batch(PIPELINED_ROWS_MIN - 1))];
+        assert!(split_last(&mut small).is_none());
+        assert_eq!(small.len(), 1);
+
+        // One piece is cut in two halves, which together are the batch and count its bytes once.
+        let whole = batch(PIPELINED_ROWS_MIN + 1);
+        let mut one = vec![(3, whole.clone())];
+        let (partition, last) = split_last(&mut one).unwrap();
+        assert_eq!((partition, one[0].0), (3, 3));
+        assert_eq!((one[0].1.num_rows(), last.num_rows()), (PIPELINED_ROWS_MIN / 2, PIPELINED_ROWS_MIN / 2 + 1));
+        assert_eq!(arrow::compute::concat_batches(&whole.schema(), [&one[0].1, &last]).unwrap(), whole);
+        let halves = crate::tail::rows_bytes(&one[0].1) + crate::tail::rows_bytes(&last);
+        assert_eq!(halves, crate::tail::rows_bytes(&whole));
+
+        // Several pieces: the last one is taken as it is.
+        let mut several = vec![(0, batch(PIPELINED_ROWS_MIN)), (1, batch(10))];
+        let (partition, last) = split_last(&mut several).unwrap();
+        assert_eq!((partition, last.num_rows(), several.len()), (1, 10, 1));
+    }
+}
