@@ -9,10 +9,11 @@
 //! A file is released once every partition it holds rows for is sealed past them.
 //!
 //! **Pipelined writes.** A write may hand over its frames one after the other ([`WalRequest`]
-//! with `rest`), so that its first frames are written and flushed while its writer still encodes
-//! the last one, whose fsync then has little left to flush. The thread writes such a write's
-//! frames consecutively (other writers' records wait), flushes whenever it waits for the next
-//! frame, and applies and acknowledges the write after the fsync of its last frame. If the
+//! with `rest`), so that its first frames are written while its last one is still being
+//! encoded. The thread writes such a write's frames consecutively (other writers' records
+//! wait); when the next frame is not there within [`NEXT_PART_WAIT`] it flushes what it wrote
+//! while it waits, so the last frame's fsync has little left to do. It applies and acknowledges
+//! the write after the fsync of its last frame. If the
 //! writer goes away first, an abandon frame follows the partial write, and replay drops it; a
 //! partial write at the end of the log (a crash in the middle) is truncated like a torn frame.
 //! The file never rolls in the middle of a write.
