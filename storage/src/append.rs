@@ -24,7 +24,7 @@ use crate::{ipc, now_us, segment, AppendOutcome, KeyedWriteGuard, Result, Storag
 /// (and count) the whole parent buffers in memory until the segment seals.
 fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     let held: usize = batch.columns().iter().map(|c| c.get_array_memory_size()).sum();
-    let used: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(held)).sum();
+    let used = crate::tail::rows_bytes(&batch) as usize;
     if used.saturating_mul(2) >= held {
         return Ok(batch);
     }
@@ -172,6 +172,14 @@ impl Drop for GivenOffsets<'_> {
     }
 }
 
+/// A keyed table's write lock (every row of an append is an upsert); `None` for a topic.
+async fn lock_if_keyed(topic: &TopicLog) -> Option<KeyedWriteGuard<'_>> {
+    match topic.is_keyed() {
+        true => Some(topic.lock_writes().await),
+        false => None,
+    }
+}
+
 /// Takes off the piece a pipelined write encodes aside, cutting a write of one piece in two;
 /// `None` for a write too small to pipeline.
 fn split_last(pieces: &mut Vec<Piece>) -> Option<Piece> {
@@ -197,10 +205,7 @@ impl Storage {
         let mut pieces = cut_log(topic, log_batches(topic, batches)?)?;
         let last = split_last(&mut pieces).map(encode_aside);
         let encoded = encode_pieces(pieces)?;
-        let _guard = match topic.is_keyed() {
-            true => Some(topic.lock_writes().await),
-            false => None,
-        };
+        let _guard = lock_if_keyed(topic).await;
         self.append_entries(topic, encoded, last).await
     }
 
@@ -212,10 +217,7 @@ impl Storage {
                 reason: "the write was prepared for another topic".into(),
             });
         }
-        let _guard = match topic.is_keyed() {
-            true => Some(topic.lock_writes().await),
-            false => None,
-        };
+        let _guard = lock_if_keyed(topic).await;
         self.append_entries(topic, prepared.entries, None).await
     }
 
@@ -363,12 +365,14 @@ impl Storage {
 mod tests {
     use super::*;
 
+    /// A one-column batch of `rows` rows.
+    fn batch(rows: usize) -> RecordBatch {
+        let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
+        RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
+    }
+
     #[test]
     fn small_batches_are_grouped_and_large_ones_kept_whole() {
-        let batch = |rows: usize| {
-            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
-            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
-        };
         let sizes = |runs: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
             runs.iter().map(|run| run.iter().map(RecordBatch::num_rows).collect()).collect()
         };
@@ -380,10 +384,6 @@ mod tests {
 
     #[test]
     fn a_large_write_leaves_its_last_piece_for_the_pipeline() {
-        let batch = |rows: usize| {
-            let values = arrow::array::Int64Array::from_iter_values(0..rows as i64);
-            RecordBatch::try_from_iter(vec![("v", Arc::new(values) as arrow::array::ArrayRef)]).unwrap()
-        };
         let mut small = vec![(0, batch(PIPELINED_ROWS_MIN - 1))];
         assert!(split_last(&mut small).is_none());
         assert_eq!(small.len(), 1);

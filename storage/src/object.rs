@@ -104,16 +104,17 @@ fn write_staging(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     use std::os::unix::fs::FileExt;
 
-    let buffered = || std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path);
+    // The whole object through the page cache, replacing whatever is at `path`.
+    let buffered = || -> std::io::Result<std::fs::File> {
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        file.write_all(bytes)?;
+        Ok(file)
+    };
     let bulk = bytes.len() / DIRECT_WRITE_ALIGN * DIRECT_WRITE_ALIGN;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::DIRECT;
     let direct = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o644)) {
         Ok(fd) if bulk > 0 => std::fs::File::from(fd),
-        _ => {
-            let mut file = buffered()?;
-            file.write_all(bytes)?;
-            return Ok(file);
-        }
+        _ => return buffered(),
     };
     // The bytes copied to an address that is a multiple of the alignment.
     let mut buffer: Vec<u8> = Vec::with_capacity(bulk + DIRECT_WRITE_ALIGN);
@@ -126,9 +127,7 @@ fn write_staging(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
         // Direct I/O with other alignment rules: the page cache it is.
         Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
             drop(direct);
-            let mut file = buffered()?;
-            file.write_all(bytes)?;
-            return Ok(file);
+            return buffered();
         }
         Err(error) => return Err(error),
     }

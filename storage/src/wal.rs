@@ -69,6 +69,13 @@ pub(crate) struct WalRequest {
 /// For each `(topic, partition)`, one past the last offset a WAL file holds.
 type FileExtent = HashMap<(u64, u32), u64>;
 
+/// Widens a file's extent to cover an entry written to it.
+fn extend_extent(extent: &mut FileExtent, entry: &RecordEntry) {
+    let end = entry.base_offset + entry.batch.num_rows() as u64;
+    let slot = extent.entry((entry.topic_id, entry.partition)).or_insert(0);
+    *slot = (*slot).max(end);
+}
+
 struct WalFile {
     sequence: u64,
     path: PathBuf,
@@ -175,9 +182,7 @@ pub(crate) fn replay(
                             }
                             FramePart::Last => {
                                 for entry in partial.drain(..).chain(entries) {
-                                    let end = entry.base_offset + entry.batch.num_rows() as u64;
-                                    let slot = extent.entry((entry.topic_id, entry.partition)).or_insert(0);
-                                    *slot = (*slot).max(end);
+                                    extend_extent(&mut extent, &entry);
                                     replay(entry);
                                 }
                                 partial_from = None;
@@ -456,8 +461,7 @@ impl WalWriter {
             return self.poison(error, group);
         }
         self.metrics.wal_group_commits.add(1);
-        let entries: Vec<&RecordEntry> = group.iter().flat_map(|r| &r.first.entries).collect();
-        self.record_extent(&entries);
+        self.record_extent(group.iter().flat_map(|r| &r.first.entries));
         for request in group {
             (self.apply)(&request.first.entries);
             let _ = request.ack.send(Ok(()));
@@ -506,7 +510,7 @@ impl WalWriter {
             return self.poison(error, [request]);
         }
         self.metrics.wal_group_commits.add(1);
-        self.record_extent(&entries.iter().collect::<Vec<_>>());
+        self.record_extent(&entries);
         (self.apply)(&entries);
         let _ = request.ack.send(Ok(()));
         if self.file_bytes >= self.file_bytes_max {
@@ -515,13 +519,11 @@ impl WalWriter {
     }
 
     /// Records, for the open file, how far it holds each partition's rows.
-    fn record_extent(&self, entries: &[&RecordEntry]) {
+    fn record_extent<'a>(&self, entries: impl IntoIterator<Item = &'a RecordEntry>) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(current) = files.files.last_mut() {
             for entry in entries {
-                let end = entry.base_offset + entry.batch.num_rows() as u64;
-                let slot = current.extent.entry((entry.topic_id, entry.partition)).or_insert(0);
-                *slot = (*slot).max(end);
+                extend_extent(&mut current.extent, entry);
             }
         }
     }
