@@ -23,7 +23,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
-use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
+use streamhouse_storage::scan::{scan_partition, split_snapshots, PruneBounds, ScanProjection};
 use streamhouse_storage::segment::{OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN};
 use streamhouse_storage::{PartitionSnapshot, Storage, TopicLog};
 
@@ -249,7 +249,9 @@ impl TableProvider for TopicTableProvider {
     }
 }
 
-/// Scans a snapshot of a topic: one output partition per topic partition read.
+/// Scans a snapshot of a topic: one output partition per topic partition read, or, when
+/// DataFusion asks for more parallelism than the topic has partitions, per piece of one
+/// ([`split_snapshots`]).
 pub struct TopicScanExec {
     topic: Arc<TopicLog>,
     storage: Storage,
@@ -287,7 +289,8 @@ impl TopicScanExec {
 
 impl DisplayAs for TopicScanExec {
     fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let partitions: Vec<String> = self.snapshots.iter().map(|s| s.partition.to_string()).collect();
+        let mut partitions: Vec<String> = self.snapshots.iter().map(|s| s.partition.to_string()).collect();
+        partitions.dedup();
         let tail_batches: usize = self.snapshots.iter().map(|s| s.tail.len()).sum();
         write!(
             f,
@@ -298,6 +301,9 @@ impl DisplayAs for TopicScanExec {
             self.segments.1,
             tail_batches
         )?;
+        if partitions.len() < self.snapshots.len() {
+            write!(f, ", pieces={}", self.snapshots.len())?;
+        }
         if let Some((low, high)) = self.bounds.offset {
             write!(f, ", offsets=[{low}, {high}]")?;
         }
@@ -335,6 +341,26 @@ impl ExecutionPlan for TopicScanExec {
     #[allow(deprecated)]
     fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    /// Cuts the topic's partitions into up to `target_partitions` pieces scanned side by side,
+    /// instead of one scan whose batches a round-robin repartition deals out.
+    fn repartitioned(&self, target_partitions: usize, _config: &datafusion::config::ConfigOptions) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        if self.snapshots.len() >= target_partitions {
+            return Ok(None);
+        }
+        let pieces = split_snapshots(&self.snapshots, &self.bounds, target_partitions);
+        if pieces.len() <= self.snapshots.len() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(TopicScanExec::new(
+            self.topic.clone(),
+            self.storage.clone(),
+            pieces,
+            self.projection.clone(),
+            self.bounds,
+            self.segments,
+        ))))
     }
 
     fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {

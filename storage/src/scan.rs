@@ -123,6 +123,77 @@ impl ScanProjection {
     }
 }
 
+/// A scannable unit of a snapshot: a kept segment or a kept tail batch, with its row count.
+enum Unit<'a> {
+    Segment(&'a SegmentMeta),
+    Tail(&'a StoredBatch),
+}
+
+impl Unit<'_> {
+    fn rows(&self) -> u64 {
+        match self {
+            Unit::Segment(segment) => segment.row_count,
+            Unit::Tail(stored) => stored.batch.num_rows() as u64,
+        }
+    }
+}
+
+/// Cuts snapshots into at most `pieces` sub-snapshots (at least one per snapshot) that can be
+/// scanned side by side. A piece is a run of one partition's segments and tail batches in offset
+/// order, without those `bounds` prune; a partition's pieces share its rows as evenly as whole
+/// segments and batches allow, and a partition gets more pieces the more rows each would carry.
+pub fn split_snapshots(snapshots: &[PartitionSnapshot], bounds: &PruneBounds, pieces: usize) -> Vec<PartitionSnapshot> {
+    let units: Vec<Vec<Unit>> = snapshots
+        .iter()
+        .map(|snapshot| {
+            let segments = snapshot.segments.iter().filter(|s| bounds.keeps_segment(s)).map(Unit::Segment);
+            segments.chain(snapshot.tail.iter().filter(|b| bounds.keeps_batch(b)).map(Unit::Tail)).collect()
+        })
+        .collect();
+    let rows: Vec<u64> = units.iter().map(|u| u.iter().map(Unit::rows).sum()).collect();
+    let mut counts = vec![1usize; snapshots.len()];
+    for _ in snapshots.len()..pieces {
+        // The partition whose pieces would carry the most rows each takes one more piece.
+        let widest = (0..snapshots.len())
+            .filter(|&i| counts[i] < units[i].len())
+            .max_by(|&a, &b| (rows[a] * counts[b] as u64).cmp(&(rows[b] * counts[a] as u64)));
+        match widest {
+            Some(i) => counts[i] += 1,
+            None => break,
+        }
+    }
+    let mut output = Vec::with_capacity(counts.iter().sum());
+    for ((snapshot, units), (&rows, &count)) in snapshots.iter().zip(&units).zip(rows.iter().zip(&counts)) {
+        let empty = || PartitionSnapshot {
+            partition: snapshot.partition,
+            low_watermark: snapshot.low_watermark,
+            high_watermark: snapshot.high_watermark,
+            segments: Vec::new(),
+            tail: Vec::new(),
+        };
+        let mut piece = empty();
+        let mut done = 0u64;
+        let mut cut = 0usize;
+        for (index, unit) in units.iter().enumerate() {
+            match unit {
+                Unit::Segment(segment) => piece.segments.push((*segment).clone()),
+                Unit::Tail(stored) => piece.tail.push((*stored).clone()),
+            }
+            done += unit.rows();
+            let groups_left = count - cut - 1;
+            let units_left = units.len() - index - 1;
+            // Cut once this piece holds its share, or when every remaining unit must open a piece.
+            let due = done.saturating_mul(count as u64) >= rows.saturating_mul(cut as u64 + 1);
+            if groups_left > 0 && (due || units_left == groups_left) {
+                output.push(std::mem::replace(&mut piece, empty()));
+                cut += 1;
+            }
+        }
+        output.push(piece);
+    }
+    output
+}
+
 /// Reads a snapshot of one partition. Batches arrive through the returned channel, decoded at
 /// most [`SCAN_QUEUE_BATCHES`] ahead of the consumer; dropping the receiver stops the scan.
 pub fn scan_partition(
@@ -192,4 +263,103 @@ async fn run_scan(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    fn segment(partition: u32, base_offset: u64, rows: u64) -> SegmentMeta {
+        SegmentMeta {
+            topic_id: 1,
+            partition,
+            base_offset,
+            last_offset: base_offset + rows - 1,
+            row_count: rows,
+            bytes: rows * 8,
+            min_timestamp_us: 0,
+            max_timestamp_us: 0,
+            min_event_time_us: None,
+            max_event_time_us: None,
+            object_key: format!("p{partition}-{base_offset}"),
+        }
+    }
+
+    fn tail_batch(base_offset: u64, rows: usize) -> StoredBatch {
+        let values: Vec<i64> = (0..rows as i64).collect();
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(values)) as ArrayRef)]).expect("batch");
+        StoredBatch { base_offset, timestamp_us: 0, batch, encoded: None }
+    }
+
+    /// A partition of `segments` segments of `rows` rows each, then `tail` batches of `rows / 2`.
+    fn snapshot(partition: u32, segments: u64, rows: u64, tail: u64) -> PartitionSnapshot {
+        let sealed = segments * rows;
+        PartitionSnapshot {
+            partition,
+            low_watermark: 0,
+            high_watermark: sealed + tail * (rows / 2),
+            segments: (0..segments).map(|i| segment(partition, i * rows, rows)).collect(),
+            tail: (0..tail).map(|i| tail_batch(sealed + i * (rows / 2), (rows / 2) as usize)).collect(),
+        }
+    }
+
+    /// Each piece's units as (partition, base offset), in order.
+    fn layout(pieces: &[PartitionSnapshot]) -> Vec<Vec<(u32, u64)>> {
+        pieces
+            .iter()
+            .map(|p| {
+                let segments = p.segments.iter().map(|s| (p.partition, s.base_offset));
+                segments.chain(p.tail.iter().map(|b| (p.partition, b.base_offset))).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_is_cut_into_runs_of_about_equal_rows() {
+        // 6 segments of 100 rows and 2 tail batches of 50: 700 rows, so a piece closes once it
+        // holds 350 or more (the first after 4 segments).
+        let pieces = split_snapshots(&[snapshot(0, 6, 100, 2)], &PruneBounds::default(), 2);
+        assert_eq!(
+            layout(&pieces),
+            vec![vec![(0, 0), (0, 100), (0, 200), (0, 300)], vec![(0, 400), (0, 500), (0, 600), (0, 650)]]
+        );
+        assert!(pieces.iter().all(|p| p.high_watermark == 700 && p.partition == 0));
+    }
+
+    #[test]
+    fn pruned_segments_and_batches_are_left_out() {
+        let bounds = PruneBounds { offset: Some((250, 620)), ..Default::default() };
+        let pieces = split_snapshots(&[snapshot(0, 6, 100, 2)], &bounds, 3);
+        // Kept: the segments at 200..500 (400 rows) and the tail batch at 600 (50 rows): 450
+        // rows, so pieces close once the rows so far reach 150 and 300.
+        assert_eq!(layout(&pieces), vec![vec![(0, 200), (0, 300)], vec![(0, 400)], vec![(0, 500), (0, 600)]]);
+    }
+
+    #[test]
+    fn larger_partitions_take_more_pieces() {
+        let snapshots = [snapshot(0, 6, 100, 0), snapshot(1, 1, 100, 0), snapshot(2, 0, 100, 0)];
+        let pieces = split_snapshots(&snapshots, &PruneBounds::default(), 5);
+        // Partition 0 (600 rows) takes three pieces; partition 1 (one segment) and the empty
+        // partition 2 keep one each.
+        assert_eq!(
+            layout(&pieces),
+            vec![
+                vec![(0, 0), (0, 100)],
+                vec![(0, 200), (0, 300)],
+                vec![(0, 400), (0, 500)],
+                vec![(1, 0)],
+                vec![],
+            ]
+        );
+    }
+
+    #[test]
+    fn no_more_pieces_than_units() {
+        let pieces = split_snapshots(&[snapshot(0, 1, 100, 1)], &PruneBounds::default(), 8);
+        assert_eq!(layout(&pieces), vec![vec![(0, 0)], vec![(0, 100)]]);
+        let one = split_snapshots(&[snapshot(0, 6, 100, 0)], &PruneBounds::default(), 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].segments.len(), 6);
+    }
 }
