@@ -434,7 +434,7 @@ fn process_epoch(
     topic_id: u64,
 ) -> Result<Progress> {
     let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes } = input;
-    let mut writer = EpochWriter::new(view);
+    let mut writer = EpochWriter::with_capacity(view, plan.epoch_batch_bytes);
     let mut sink = Vec::new();
     let mut max_event_us = committed.max_event_us.clone();
     let mut late_rows = committed.late_rows;
@@ -547,6 +547,7 @@ fn process_epoch(
         state_format: committed.state_format,
     };
     writer.put_meta(&progress.encode(topic_id));
+    plan.epoch_batch_bytes = writer.batch.size_in_bytes();
     store.commit(writer.batch)?;
     for operator in plan.operators.iter_mut().chain(plan.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
         operator.trim_cache();

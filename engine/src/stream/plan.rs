@@ -184,6 +184,8 @@ pub struct StreamPlan {
     /// The last stateful operator is a top-N with only projections after it: its state can
     /// hold the view's results (a view created before this existed keeps them as a multiset).
     pub state_results: Option<StateResults>,
+    /// The size of the last epoch's write batch: the next one reserves as much.
+    pub epoch_batch_bytes: usize,
 }
 
 impl StreamPlan {
@@ -797,6 +799,7 @@ pub fn build_pipeline(
         schema: Arc::new(plan.schema().as_arrow().clone()),
         append_only: builder.append_only,
         state_results,
+        epoch_batch_bytes: 0,
     })
 }
 

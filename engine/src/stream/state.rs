@@ -98,11 +98,15 @@ pub(crate) fn meta_key(view: u64) -> Vec<u8> {
 
 pub(crate) fn state_key(view: u64, operator: u16, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(11 + key.len());
+    write_state_key(&mut out, view, operator, key);
+    out
+}
+
+fn write_state_key(out: &mut Vec<u8>, view: u64, operator: u16, key: &[u8]) {
     out.extend_from_slice(&view_prefix(view));
     out.push(NS_STATE);
     out.extend_from_slice(&operator.to_be_bytes());
     out.extend_from_slice(key);
-    out
 }
 
 pub(crate) fn changes_key(view: u64, epoch: u64) -> Vec<u8> {
@@ -288,23 +292,39 @@ fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, mut
     Ok(())
 }
 
+/// The most an epoch's write batch reserves up front (see [`EpochWriter::with_capacity`]).
+pub const EPOCH_BATCH_RESERVE_MAX: usize = 256 << 20;
+
 /// Builds one epoch's write batch.
 pub struct EpochWriter {
     pub batch: WriteBatch,
     view: u64,
+    /// Scratch for state keys (the batch copies each key in).
+    key: Vec<u8>,
 }
 
 impl EpochWriter {
     pub fn new(view: u64) -> Self {
-        Self { batch: WriteBatch::default(), view }
+        Self::with_capacity(view, 0)
+    }
+
+    /// A writer whose batch reserves `bytes` (capped at [`EPOCH_BATCH_RESERVE_MAX`]): sized
+    /// like the previous epoch's, a large batch is not copied over and over as it grows.
+    pub fn with_capacity(view: u64, bytes: usize) -> Self {
+        let batch = if bytes == 0 { WriteBatch::default() } else { WriteBatch::with_capacity_bytes(bytes.min(EPOCH_BATCH_RESERVE_MAX)) };
+        Self { batch, view, key: Vec::new() }
     }
 
     pub fn put_state(&mut self, operator: u16, key: &[u8], value: &[u8]) {
-        self.batch.put(state_key(self.view, operator, key), value);
+        self.key.clear();
+        write_state_key(&mut self.key, self.view, operator, key);
+        self.batch.put(&self.key, value);
     }
 
     pub fn delete_state(&mut self, operator: u16, key: &[u8]) {
-        self.batch.delete(state_key(self.view, operator, key));
+        self.key.clear();
+        write_state_key(&mut self.key, self.view, operator, key);
+        self.batch.delete(&self.key);
     }
 
     pub fn add_result(&mut self, row: &[u8], delta: i64) {

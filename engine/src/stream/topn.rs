@@ -59,14 +59,14 @@ impl TopNLayout {
         Ok(rows)
     }
 
-    fn encode(rows: &Rows) -> Vec<u8> {
-        let mut out = Encoder::default();
+    /// Encodes `rows` into `out` (cleared first: one buffer serves a whole epoch).
+    fn encode(rows: &Rows, out: &mut Encoder) {
+        out.0.clear();
         out.u64(rows.len() as u64);
         for (row, count) in rows {
             out.bytes(row);
             out.i64(*count);
         }
-        out.0
     }
 
     /// The first `limit` rows (each repeated by its count), numbered from 1.
@@ -327,6 +327,7 @@ impl Operator for TopNOp {
         // In key order: RocksDB inserts sorted keys into its memtable far faster than random ones.
         touched.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let layout = &self.layout;
+        let mut value = Encoder::default();
         for partition in &mut touched {
             self.trim(&mut partition.after);
             if partition.after.is_empty() {
@@ -334,7 +335,8 @@ impl Operator for TopNOp {
                     context.writer.delete_state(layout.operator, &partition.key);
                 }
             } else if partition.after != partition.before {
-                context.writer.put_state(layout.operator, &partition.key, &TopNLayout::encode(&partition.after));
+                TopNLayout::encode(&partition.after, &mut value);
+                context.writer.put_state(layout.operator, &partition.key, &value.0);
             }
         }
         if self.holds_results {
