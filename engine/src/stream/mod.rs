@@ -18,6 +18,7 @@ pub mod session;
 pub mod state;
 pub mod subscribe;
 pub mod topn;
+mod touched;
 pub mod view;
 pub mod window;
 

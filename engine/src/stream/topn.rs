@@ -13,9 +13,6 @@
 //! no result rows of its own, and the operator computes its changes only for epochs whose
 //! changelog someone reads.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
@@ -26,11 +23,17 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::changes::{project, Changes, EpochContext, Operator};
 use super::view::READ_BATCH_ROWS;
-use super::state::{state_key, Decoder, Encoder, StateStore};
+use super::state::{write_state_key, Decoder, Encoder, StateStore};
+use super::touched::{Rows, Touched};
 use crate::{EngineError, Result};
 
-/// One partition's rows: (order key, row) bytes → count.
-type Rows = BTreeMap<Vec<u8>, i64>;
+/// A partition's rows in order, as (row bytes, count).
+trait RowCounts<'r>: Iterator<Item = (&'r [u8], i64)> + Clone {}
+impl<'r, I: Iterator<Item = (&'r [u8], i64)> + Clone> RowCounts<'r> for I {}
+
+fn counted(rows: &Rows) -> impl RowCounts<'_> {
+    rows.iter().map(|(row, count)| (row.as_slice(), *count))
+}
 
 /// How a top-N's state is encoded and turned into output rows: shared by the operator and by
 /// the readers of a view whose results it holds.
@@ -59,33 +62,32 @@ impl TopNLayout {
         Ok(rows)
     }
 
-    /// Encodes `rows` into `out` (cleared first: one buffer serves a whole epoch).
-    fn encode(rows: &Rows, out: &mut Encoder) {
-        out.0.clear();
-        out.u64(rows.len() as u64);
+    /// Appends the encoding of `rows` to `out`: what [`Self::decode`] and [`Touched::load`] read.
+    fn encode<'r>(rows: impl RowCounts<'r>, out: &mut Encoder) {
+        out.u64(rows.clone().count() as u64);
         for (row, count) in rows {
             out.bytes(row);
-            out.i64(*count);
+            out.i64(count);
         }
     }
 
     /// The first `limit` rows (each repeated by its count), numbered from 1.
-    fn top<'r>(&self, rows: &'r Rows) -> Vec<(&'r [u8], u64)> {
-        let mut out = Vec::with_capacity(self.limit.min(rows.len()));
+    fn top<'r>(&self, rows: impl RowCounts<'r>) -> Vec<(&'r [u8], u64)> {
+        let mut out = Vec::with_capacity(self.limit.min(rows.size_hint().0));
         for (row, count) in rows {
-            for _ in 0..(*count).max(0) {
+            for _ in 0..count.max(0) {
                 if out.len() == self.limit {
                     return out;
                 }
-                out.push((row.as_slice(), out.len() as u64 + 1));
+                out.push((row, out.len() as u64 + 1));
             }
         }
         out
     }
 
     /// How many rows [`Self::top`] returns.
-    fn top_len(&self, rows: &Rows) -> i64 {
-        let present: i64 = rows.values().map(|c| (*c).max(0)).sum();
+    fn top_len<'r>(&self, rows: impl RowCounts<'r>) -> i64 {
+        let present: i64 = rows.map(|(_, c)| c.max(0)).sum();
         present.min(self.limit as i64)
     }
 
@@ -125,7 +127,7 @@ impl StateResults {
         let mut pending = 0usize;
         let mut failure: Option<EngineError> = None;
         let flush = |partitions: &mut Vec<Rows>, batches: &mut Vec<RecordBatch>| -> Result<()> {
-            let rows: Vec<(&[u8], u64)> = partitions.iter().flat_map(|p| layout.top(p)).collect();
+            let rows: Vec<(&[u8], u64)> = partitions.iter().flat_map(|p| layout.top(counted(p))).collect();
             if !rows.is_empty() {
                 batches.push(self.project(layout.output(&rows, false)?.batch)?);
             }
@@ -134,7 +136,7 @@ impl StateResults {
         };
         let meta = store.scan_operator_state(layout.view, layout.operator, |_, value| {
             let step = TopNLayout::decode(value).and_then(|rows| {
-                pending += layout.top_len(&rows) as usize;
+                pending += layout.top_len(counted(&rows)) as usize;
                 partitions.push(rows);
                 if pending >= READ_BATCH_ROWS {
                     pending = 0;
@@ -165,12 +167,34 @@ impl StateResults {
     }
 }
 
-/// A partition touched this epoch: its rows before it, and now.
-struct Touched {
-    key: Vec<u8>,
-    before: Rows,
-    after: Rows,
+/// What an epoch writes for a partition: nothing, a delete, or a value (its state key at
+/// `start..key_end` of the epoch's encoded values, its value at `key_end..end`).
+#[derive(Clone, Copy)]
+enum StateWrite {
+    None,
+    Delete,
+    Put { start: usize, key_end: usize, end: usize },
 }
+
+/// How many partitions ahead of the one being written its key and value are prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the CPU to start loading the first cache line of `bytes`.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is in the x86-64
+    // baseline target). A prefetch is a hint: it never faults and changes no memory, and the
+    // pointer is into a live slice anyway. Measured in docs/benchmarks.md (q18).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// The buffer of an epoch's encoded values is kept for the next epoch up to this size.
+const VALUES_RETAINED_BYTES_MAX: usize = 16 << 20;
 
 pub struct TopNOp {
     layout: Arc<TopNLayout>,
@@ -181,10 +205,10 @@ pub struct TopNOp {
     /// The state is the view's results (see [`StateResults`]).
     holds_results: bool,
     text: String,
-    /// Partitions touched this epoch, and an index of them by key (into `touched`).
-    touched: Vec<Touched>,
-    index: hashbrown::HashTable<usize>,
-    hasher: foldhash::fast::RandomState,
+    /// Partitions touched this epoch.
+    touched: Touched,
+    /// The epoch's encoded values (a buffer kept from epoch to epoch).
+    values: Encoder,
 }
 
 impl TopNOp {
@@ -215,60 +239,101 @@ impl TopNOp {
             append_only,
             holds_results: false,
             text,
-            touched: Vec::new(),
-            index: hashbrown::HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            touched: Touched::new(append_only, limit),
+            values: Encoder::default(),
         })
     }
 
-    /// The position in `touched` of each row's partition, adding the partitions not touched
-    /// before this batch (their stored rows loaded in one batched read, in key order).
+    /// The touched partition of each row, adding the partitions not touched before this batch
+    /// (their stored rows loaded in one batched read, in key order).
     fn locate(&mut self, keys: Option<&arrow::row::Rows>, count: usize, context: &EpochContext<'_>) -> Result<Vec<usize>> {
-        let Self { touched, index, hasher, layout, .. } = self;
-        let first_new = touched.len();
+        let touched = &mut self.touched;
         let mut slots = Vec::with_capacity(count);
+        let mut new = Vec::new();
         for row in 0..count {
             // Without PARTITION BY every row is in the one partition (empty key).
             let key: &[u8] = keys.map_or(&[], |keys| keys.row(row).data());
-            let hash = hasher.hash_one(key);
-            let slot = match index.find(hash, |&i| touched[i].key == key) {
-                Some(&slot) => slot,
-                None => {
-                    let slot = touched.len();
-                    touched.push(Touched { key: key.to_vec(), before: Rows::new(), after: Rows::new() });
-                    index.insert_unique(hash, slot, |&i| hasher.hash_one(&touched[i].key));
-                    slot
-                }
-            };
+            let (slot, added) = touched.locate(key);
+            if added {
+                new.push(slot);
+            }
             slots.push(slot);
         }
-        let mut new: Vec<usize> = (first_new..touched.len()).collect();
-        new.sort_unstable_by(|a, b| touched[*a].key.cmp(&touched[*b].key));
-        let state_keys: Vec<Vec<u8>> = new.iter().map(|i| state_key(layout.view, layout.operator, &touched[*i].key)).collect();
-        for (slot, stored) in new.iter().zip(context.store.get_sorted(&state_keys)?) {
-            if let Some(bytes) = stored {
-                let rows = TopNLayout::decode(&bytes)?;
-                touched[*slot].before = rows.clone();
-                touched[*slot].after = rows;
-            }
+        new.sort_unstable_by(|a, b| touched.key(*a).cmp(touched.key(*b)));
+        let mut buffer = Vec::new();
+        let mut ends = Vec::with_capacity(new.len());
+        for slot in &new {
+            write_state_key(&mut buffer, self.layout.view, self.layout.operator, touched.key(*slot));
+            ends.push(buffer.len());
         }
+        let state_keys: Vec<&[u8]> = ends.iter().scan(0, |start, &end| Some(&buffer[std::mem::replace(start, end)..end])).collect();
+        context.store.get_sorted(&state_keys, |i, stored| touched.load(new[i], stored))?;
         Ok(slots)
     }
 
-    /// Keeps only what can still reach the top N (append-only input: the top N themselves).
-    fn trim(&self, rows: &mut Rows) {
-        // `process` keeps at most N entries: only a row present more than once can push
-        // another past the N.
-        if !self.append_only || rows.values().all(|count| *count == 1) {
-            return;
+    /// Writes the touched partitions' changed rows to the epoch (in `order`) and returns the
+    /// changes of their top N.
+    fn write_epoch(&mut self, order: &[usize], context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
+        let (layout, touched) = (&self.layout, &mut self.touched);
+        // First in the order the partitions were touched, which is about the order their rows
+        // lie in memory: trim them, and write each changed one's state key and value side by
+        // side into one buffer. Then, in key order, hand them to the write batch: one place
+        // in memory to fetch per partition (done in key order, the first pass was mostly
+        // waiting for memory).
+        let mut values = std::mem::take(&mut self.values);
+        values.0.clear();
+        let mut writes = Vec::with_capacity(touched.len());
+        for partition in 0..touched.len() {
+            touched.trim(partition);
+            let (before, after) = (touched.before(partition), touched.after(partition));
+            writes.push(if after.clone().next().is_none() {
+                if before.clone().next().is_some() { StateWrite::Delete } else { StateWrite::None }
+            } else if !after.clone().eq(before) {
+                let start = values.0.len();
+                write_state_key(&mut values.0, layout.view, layout.operator, touched.key(partition));
+                let key_end = values.0.len();
+                TopNLayout::encode(after, &mut values);
+                StateWrite::Put { start, key_end, end: values.0.len() }
+            } else {
+                StateWrite::None
+            });
         }
-        let mut kept = 0i64;
-        let limit = self.layout.limit as i64;
-        rows.retain(|_, count| {
-            let keep = kept < limit;
-            kept += *count;
-            keep
-        });
+        for (i, &partition) in order.iter().enumerate() {
+            if let Some(StateWrite::Put { start, .. }) = order.get(i + PREFETCH_AHEAD).map(|p| writes[*p]) {
+                prefetch(&values.0[start..]);
+            }
+            match writes[partition] {
+                StateWrite::Put { start, key_end, end } => context.writer.put(&values.0[start..key_end], &values.0[key_end..end]),
+                StateWrite::Delete => context.writer.delete_state(layout.operator, touched.key(partition)),
+                StateWrite::None => {}
+            }
+        }
+        values.0.shrink_to(VALUES_RETAINED_BYTES_MAX);
+        self.values = values;
+        let touched = &self.touched;
+        if self.holds_results {
+            context.rows_delta += (0..touched.len()).map(|p| layout.top_len(touched.after(p)) - layout.top_len(touched.before(p))).sum::<i64>();
+            if !context.log_changes {
+                // The state is the results, and nobody reads this epoch's changes.
+                return Ok(Vec::new());
+            }
+        }
+        let mut retracted = Vec::new();
+        let mut inserted = Vec::new();
+        for &partition in order {
+            let old = layout.top(touched.before(partition));
+            let new = layout.top(touched.after(partition));
+            retracted.extend(old.iter().filter(|r| !new.contains(r)));
+            inserted.extend(new.iter().filter(|r| !old.contains(r)));
+        }
+        let mut output = Vec::new();
+        if !retracted.is_empty() {
+            output.push(layout.output(&retracted, true)?);
+        }
+        if !inserted.is_empty() {
+            output.push(layout.output(&inserted, false)?);
+        }
+        Ok(output)
     }
 }
 
@@ -290,78 +355,18 @@ impl Operator for TopNOp {
         row_columns.extend(input.batch.columns().iter().cloned());
         let encoded = self.layout.rows.convert_columns(&row_columns)?;
         let slots = self.locate(partition_keys.as_ref(), count, context)?;
-        let limit = self.layout.limit;
         for (row, slot) in slots.into_iter().enumerate() {
-            let rows = &mut self.touched[slot].after;
-            let value = encoded.row(row);
-            if self.append_only {
-                // A row below the N kept can never come back: skip it, and drop the one pushed
-                // out (each kept row counts at least once, so past N entries the last is out).
-                if rows.len() >= limit && rows.last_key_value().is_some_and(|(last, _)| value.as_ref() > last.as_slice()) {
-                    continue;
-                }
-                *rows.entry(value.as_ref().to_vec()).or_insert(0) += 1;
-                if rows.len() > limit {
-                    rows.pop_last();
-                }
-                continue;
-            }
-            match rows.entry(value.as_ref().to_vec()) {
-                Entry::Occupied(mut entry) => {
-                    *entry.get_mut() += input.sign(row);
-                    if *entry.get() == 0 {
-                        entry.remove();
-                    }
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(input.sign(row));
-                }
-            }
+            self.touched.add(slot, encoded.row(row).as_ref(), input.sign(row));
         }
         Ok(Vec::new())
     }
 
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
-        self.index.clear();
-        let mut touched = std::mem::take(&mut self.touched);
         // In key order: RocksDB inserts sorted keys into its memtable far faster than random ones.
-        touched.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let layout = &self.layout;
-        let mut value = Encoder::default();
-        for partition in &mut touched {
-            self.trim(&mut partition.after);
-            if partition.after.is_empty() {
-                if !partition.before.is_empty() {
-                    context.writer.delete_state(layout.operator, &partition.key);
-                }
-            } else if partition.after != partition.before {
-                TopNLayout::encode(&partition.after, &mut value);
-                context.writer.put_state(layout.operator, &partition.key, &value.0);
-            }
-        }
-        if self.holds_results {
-            context.rows_delta += touched.iter().map(|p| layout.top_len(&p.after) - layout.top_len(&p.before)).sum::<i64>();
-            if !context.log_changes {
-                // The state is the results, and nobody reads this epoch's changes.
-                return Ok(Vec::new());
-            }
-        }
-        let mut retracted = Vec::new();
-        let mut inserted = Vec::new();
-        for partition in &touched {
-            let old = layout.top(&partition.before);
-            let new = layout.top(&partition.after);
-            retracted.extend(old.iter().filter(|r| !new.contains(r)));
-            inserted.extend(new.iter().filter(|r| !old.contains(r)));
-        }
-        let mut output = Vec::new();
-        if !retracted.is_empty() {
-            output.push(layout.output(&retracted, true)?);
-        }
-        if !inserted.is_empty() {
-            output.push(layout.output(&inserted, false)?);
-        }
-        Ok(output)
+        let order = self.touched.in_key_order();
+        let output = self.write_epoch(&order, context);
+        self.touched.clear();
+        output
     }
 
     fn top_n_layout(&self) -> Option<Arc<TopNLayout>> {
