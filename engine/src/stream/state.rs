@@ -44,9 +44,6 @@ pub(crate) const NS_RESULT: u8 = 3;
 pub(crate) const NS_CHANGES: u8 = 4;
 pub(crate) const NS_LOG: u8 = 5;
 
-/// The memtable's key filter, as a fraction of its size.
-const MEMTABLE_FILTER_RATIO: f64 = 0.02;
-
 /// Changelog or result log entries: (epoch, value), in key order.
 pub type LogEntries = Vec<(u64, Vec<u8>)>;
 
@@ -149,10 +146,6 @@ impl StateStore {
         // Most state lookups of a new key miss: a bloom filter answers them without reading.
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
-        // The same for the memtable, which every lookup searches first: a filter of whole keys
-        // (2 % of the memtable's size) saves most missed lookups a skip-list search.
-        options.set_memtable_whole_key_filtering(true);
-        options.set_memtable_prefix_bloom_ratio(MEMTABLE_FILTER_RATIO);
         // Opened by its (default) column family, with the same options, so that batched reads
         // can name it.
         let family = rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone());
