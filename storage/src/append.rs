@@ -3,12 +3,14 @@
 //! after its fsync.
 //!
 //! A write of [`PIPELINED_ROWS_MIN`] rows or more is pipelined: its last piece is encoded on the
-//! blocking pool (another core) while the writer encodes the others; those go to the WAL as the
-//! write's first frame, which the WAL writes while the last piece's encoding finishes; the last
-//! piece's own frame then ends the write. A write of one piece is cut in two halves for this.
-//! The write stays atomic: see the WAL's pipelined writes. On this two-core machine it takes a
-//! single writer's 8192-row appends from 0.38–0.40× to 0.49–0.54× of bare encoding speed in
-//! alternating runs (docs/benchmarks.md).
+//! encoder thread (another core) while the writer encodes the others; those go to the WAL as
+//! the write's first frame, which the WAL writes while the last piece's encoding finishes; the
+//! last piece's own frame, handed to the WAL by whichever of the two finishes second
+//! ([`crate::aside`]), then ends the write. A write of one piece is cut in two halves for
+//! this. The write stays atomic: see the WAL's pipelined writes. On the 2-vCPU machine we
+//! measure on, pipelining took a single writer's 8192-row appends from 0.38–0.40× to
+//! 0.49–0.54× of bare encoding speed, and the encoder thread of [`crate::aside`] to 0.64–0.70×
+//! (docs/benchmarks.md).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::aside::{Aside, Placement};
 use crate::record::{encode_frame, EncodedEntry, FramePart, RecordEntry};
 use crate::wal::{WalPart, WalRequest};
 use crate::{ipc, now_us, segment, AppendOutcome, KeyedWriteGuard, Result, Storage, StorageError, TopicLog};
@@ -65,6 +68,10 @@ fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
 type Piece = (u32, RecordBatch);
 /// A piece and its encoding.
 type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
+
+/// The last piece of a pipelined write, being encoded aside, and the channel on which the WAL
+/// receives its frame.
+type LastAside = (Aside, mpsc::UnboundedReceiver<crate::wal::WalPart>);
 
 /// A write cut into per-partition chunks and encoded, ready for [`Storage::append_prepared`]:
 /// the CPU work of an append, which a large write (COPY) does while its input still arrives.
@@ -142,29 +149,20 @@ fn encode_pieces(pieces: Vec<Piece>) -> Result<Vec<EncodedPiece>> {
         .collect()
 }
 
-/// The last piece of a pipelined write, being encoded on the blocking pool.
-type PieceAside = (u32, RecordBatch, tokio::task::JoinHandle<Result<ipc::EncodedBatch>>);
-
-/// Starts encoding a pipelined write's last piece on another thread, while the writer encodes
-/// the others.
-fn encode_aside((partition, batch): Piece) -> PieceAside {
-    let rows = batch.clone();
-    (partition, batch, tokio::task::spawn_blocking(move || ipc::encode(&rows)))
-}
-
-/// Offsets given to a pipelined write before its last frame is handed over. Dropped before
-/// that (the last piece failed to encode, or the caller went away), it gives them back: the
-/// append lock is still held, so no later write has offsets yet. The WAL marks the write
-/// abandoned when its channel closes.
+/// Offsets given to a pipelined write before its last piece is handed over to the WAL. Dropped
+/// before that (the last piece failed to encode, or the caller went away), it closes the last
+/// piece's meeting (see [`crate::aside`]) and, unless the piece got there first, gives the
+/// offsets back: the append lock is still held, so no later write has offsets yet. The WAL marks
+/// the write abandoned when its channel closes.
 struct GivenOffsets<'a> {
     topic: &'a TopicLog,
     placements: Vec<(u32, u64, u64)>,
-    handed_over: bool,
+    last: Aside,
 }
 
 impl Drop for GivenOffsets<'_> {
     fn drop(&mut self) {
-        if !self.handed_over {
+        if !self.last.close() {
             for &(partition, base_offset, _) in self.placements.iter().rev() {
                 self.topic.partitions[partition as usize].next_offset.store(base_offset, Ordering::Release);
             }
@@ -203,7 +201,7 @@ impl Storage {
     /// pipelined (see the module doc).
     pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
         let mut pieces = cut_log(topic, log_batches(topic, batches)?)?;
-        let last = split_last(&mut pieces).map(encode_aside);
+        let last = split_last(&mut pieces).map(|piece| self.encode_aside(piece));
         let encoded = encode_pieces(pieces)?;
         let _guard = lock_if_keyed(topic).await;
         self.append_entries(topic, encoded, last).await
@@ -241,20 +239,26 @@ impl Storage {
             batches.push(with_deleted_flag(topic, &batch, deleted)?);
         }
         let mut pieces = cut_log(topic, batches)?;
-        let last = split_last(&mut pieces).map(encode_aside);
+        let last = split_last(&mut pieces).map(|piece| self.encode_aside(piece));
         self.append_entries(topic, encode_pieces(pieces)?, last).await
+    }
+
+    /// Starts encoding a pipelined write's last piece on the encoder thread, while the writer
+    /// encodes the others.
+    fn encode_aside(&self, (partition, batch): Piece) -> LastAside {
+        Aside::start(&self.inner.encoder, partition, batch)
     }
 
     /// Appends encoded pieces and, for a pipelined write, a last piece encoded aside (rows in
     /// the topic's log schema).
-    async fn append_entries(&self, topic: &TopicLog, prepared: Vec<EncodedPiece>, last: Option<PieceAside>) -> Result<AppendOutcome> {
+    async fn append_entries(&self, topic: &TopicLog, prepared: Vec<EncodedPiece>, last: Option<LastAside>) -> Result<AppendOutcome> {
         if topic.is_dropped() {
             return Err(StorageError::TopicNotFound(topic.name().to_string()));
         }
         if prepared.is_empty() && last.is_none() {
             return Ok(AppendOutcome::default());
         }
-        let partitions = prepared.iter().map(|(p, _, _)| *p).chain(last.as_ref().map(|(p, _, _)| *p));
+        let partitions = prepared.iter().map(|(p, _, _)| *p).chain(last.as_ref().map(|(aside, _)| aside.partition()));
         for partition in partitions {
             self.wait_for_room(topic, partition).await?;
         }
@@ -285,29 +289,19 @@ impl Storage {
                 framed.push((EncodedEntry { partition, encoded: encoded.clone() }, base_offset));
                 entries.push(RecordEntry { topic_id: topic.id(), partition, base_offset, timestamp_us, batch, encoded: Some(encoded) });
             }
-            let last = last.map(|(partition, batch, encoding)| (place(partition, batch.num_rows() as u64), partition, batch, encoding));
+            let last = last.map(|(aside, rest)| (place(aside.partition(), aside.rows()), aside, rest));
             let part = if last.is_some() { FramePart::Continued } else { FramePart::Last };
             let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &framed, part);
-            let Some((base_offset, partition, batch, encoding)) = last else {
+            let Some((base_offset, aside, rest)) = last else {
                 permit.send(WalRequest { first: WalPart { frame, entries }, rest: None, ack });
                 return Ok(outcome);
             };
-            let (rest, rest_receiver) = mpsc::unbounded_channel();
-            permit.send(WalRequest { first: WalPart { frame, entries }, rest: Some(rest_receiver), ack });
-            // The WAL writes (and, if the last piece is not there yet, flushes) the first frame
-            // while the last piece's encoding finishes.
-            let mut given = GivenOffsets { topic, placements: outcome.placements.clone(), handed_over: false };
-            let encoded = match encoding.await {
-                Ok(Ok(encoded)) => Arc::new(encoded),
-                Ok(Err(error)) => return Err(error),
-                Err(error) => return Err(StorageError::WalFailed(format!("the encoding task failed: {error}"))),
-            };
-            let framed = [(EncodedEntry { partition, encoded: encoded.clone() }, base_offset)];
-            let frame = encode_frame(topic.id(), timestamp_us, topic.schema_message(), &framed, FramePart::Last);
-            let entry = RecordEntry { topic_id: topic.id(), partition, base_offset, timestamp_us, batch, encoded: Some(encoded) };
-            // A closed channel means the WAL failed: the acknowledgement says so.
-            let _ = rest.send(WalPart { frame, entries: vec![entry] });
-            given.handed_over = true;
+            permit.send(WalRequest { first: WalPart { frame, entries }, rest: Some(rest), ack });
+            // The WAL writes the first frame while the last piece's encoding finishes; the
+            // encoder thread usually hands its frame over itself.
+            let mut given = GivenOffsets { topic, placements: outcome.placements.clone(), last: aside };
+            let schema_message = topic.shared_schema_message();
+            given.last.place(Placement { topic_id: topic.id(), base_offset, timestamp_us, schema_message }).await?;
             Ok(outcome)
         }
         .await;

@@ -12,6 +12,7 @@
 
 pub mod cache;
 mod append;
+mod aside;
 mod compaction;
 mod config;
 mod error;
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
     local_root: Option<std::path::PathBuf>,
     topics: TopicMap,
     wal: Wal,
+    /// Encodes the last piece of pipelined writes (see [`aside`]).
+    encoder: aside::Encoder,
     /// Held while offsets are assigned and the record is queued, so records enter the WAL in
     /// offset order.
     append_lock: tokio::sync::Mutex<i64>,
@@ -225,6 +228,7 @@ impl Storage {
                 local_root,
                 topics,
                 wal,
+                encoder: aside::Encoder::start()?,
                 append_lock: tokio::sync::Mutex::new(0),
                 cache,
                 metrics,
@@ -400,6 +404,10 @@ impl Storage {
     pub async fn stop_without_sealing(&self) {
         self.inner.shutdown.send_replace(true);
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.wal.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            inner.wal.shutdown();
+            inner.encoder.stop();
+        })
+        .await;
     }
 }

@@ -66,6 +66,11 @@ pub fn local_root(url: Option<&str>, data_dir: &Path) -> Option<PathBuf> {
 /// largest logical block size Linux filesystems use).
 const DIRECT_WRITE_ALIGN: usize = 4096;
 
+/// Direct writes are issued this many bytes at a time: a WAL fsync waits for the disk's write
+/// in flight, and on the machine we measure on (2.9 GB/s) one 6 MB write made it wait 1.5 ms
+/// (against 0.15 ms), a chunk about 90 µs. A multiple of [`DIRECT_WRITE_ALIGN`].
+const DIRECT_WRITE_CHUNK_BYTES: usize = 256 * 1024;
+
 /// Writes an object to the local store under `root` durably, before it is registered and its WAL
 /// space released: into a staging file (`….staging`, swept as an orphan if a crash leaves it),
 /// synced, renamed into place, then each directory from the file's up to `root` synced. (An S3
@@ -79,6 +84,13 @@ const DIRECT_WRITE_ALIGN: usize = 4096;
 pub(crate) fn write_local_object(root: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = root.join(key);
     let parent = path.parent().unwrap_or(root);
+    // The highest directory this write creates: its parent's entry for it must be synced too.
+    let mut created = None;
+    let mut missing = Some(parent);
+    while let Some(dir) = missing.filter(|dir| *dir != root && !dir.exists()) {
+        created = Some(dir);
+        missing = dir.parent();
+    }
     std::fs::create_dir_all(parent)?;
     let mut staging = path.clone().into_os_string();
     staging.push(".staging");
@@ -86,10 +98,14 @@ pub(crate) fn write_local_object(root: &Path, key: &str, bytes: &[u8]) -> std::i
     let file = write_staging(&staging, bytes)?;
     file.sync_data()?;
     std::fs::rename(&staging, &path)?;
+    // The rename is in `parent`; a created directory's entry is in its own parent. Each sync
+    // of a directory is a filesystem journal commit, which the WAL's next fsync waits for, so
+    // no directory is synced that did not change.
+    let last = created.and_then(Path::parent).unwrap_or(parent);
     let mut dir = Some(parent);
     while let Some(current) = dir {
         std::fs::File::open(current)?.sync_all()?;
-        if current == root {
+        if current == last || current == root {
             break;
         }
         dir = current.parent();
@@ -122,7 +138,11 @@ fn write_staging(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     buffer.resize(start, 0);
     buffer.extend_from_slice(&bytes[..bulk]);
     let aligned = &buffer[start..];
-    match direct.write_all_at(aligned, 0) {
+    let written = aligned
+        .chunks(DIRECT_WRITE_CHUNK_BYTES)
+        .enumerate()
+        .try_for_each(|(index, chunk)| direct.write_all_at(chunk, (index * DIRECT_WRITE_CHUNK_BYTES) as u64));
+    match written {
         Ok(()) => {}
         // Direct I/O with other alignment rules: the page cache it is.
         Err(error) if error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -144,4 +164,39 @@ fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>> {
     })?;
     let store = LocalFileSystem::new_with_prefix(dir)?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_written_whole_in_new_and_existing_directories() {
+        // On the target directory's disk (a tmpfs refuses direct I/O and takes the other path).
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&target).unwrap();
+        let root = tempfile::tempdir_in(target).unwrap();
+        // Several direct chunks, a partial one and an unaligned tail; then the same directory
+        // again; then an object smaller than one block.
+        let large: Vec<u8> = (0..2 * DIRECT_WRITE_CHUNK_BYTES + 3 * DIRECT_WRITE_ALIGN + 123).map(|i| (i * 7 % 251) as u8).collect();
+        for (key, bytes) in [("a/b/c/one.arrow", &large[..]), ("a/b/c/two.arrow", &large[5..]), ("a/d/three.arrow", &large[..100])] {
+            write_local_object(root.path(), key, bytes).unwrap();
+            assert_eq!(std::fs::read(root.path().join(key)).unwrap(), bytes, "{key}");
+        }
+        let leftovers: Vec<_> = walk(root.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "staging")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
 }

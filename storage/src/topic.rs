@@ -90,7 +90,7 @@ pub struct TopicLog {
     full_schema: SchemaRef,
     log_schema: SchemaRef,
     /// [`Self::log_schema`] as an IPC schema message, which every WAL entry starts with.
-    schema_message: Vec<u8>,
+    schema_message: Arc<[u8]>,
     pub(crate) dropped: AtomicBool,
     /// Serializes the writes of a keyed table, so that a read-modify-write (UPDATE, DELETE,
     /// INSERT … ON CONFLICT DO NOTHING) sees no write land between its read and its append.
@@ -146,7 +146,7 @@ impl TopicLog {
         let log_schema = Arc::new(Schema::new(log_fields));
         Ok(Self {
             full_schema: Arc::new(Schema::new(fields)),
-            schema_message: crate::ipc::schema_message(&log_schema)?,
+            schema_message: crate::ipc::schema_message(&log_schema)?.into(),
             log_schema,
             meta,
             partitions,
@@ -177,6 +177,10 @@ impl TopicLog {
 
     pub(crate) fn schema_message(&self) -> &[u8] {
         &self.schema_message
+    }
+
+    pub(crate) fn shared_schema_message(&self) -> Arc<[u8]> {
+        self.schema_message.clone()
     }
 
     /// Takes the write lock of a keyed table (see [`crate::Storage::append_changes`]).
