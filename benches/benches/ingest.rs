@@ -1,6 +1,7 @@
 //! Durable ingest: `Storage::append` (WAL write, group-committed fsync, in-memory tail, background
 //! sealing) against the baseline of encoding the same batches as Arrow IPC with LZ4 and nothing
-//! else; with 1, 8 and 64 concurrent writers; and INSERT and COPY through the engine.
+//! else; with 1, 8 and 64 concurrent writers; and INSERT and COPY through the engine. The 8 and
+//! 64 writers' statements are also encoded alone, to show what their size costs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
 use criterion::{Criterion, Throughput};
-use streamhouse_benches::{bench_engine, bid_batches, bid_topic, print_ratio, record, runtime, scratch_dir, BATCH_ROWS};
+use streamhouse_benches::{bench_engine, bid_batches, bid_topic, print_ratio, print_share, record, runtime, scratch_dir, BATCH_ROWS};
 use streamhouse_catalog::SqliteCatalog;
 use streamhouse_engine::QueryOutput;
 use streamhouse_storage::{Storage, StorageConfig, TopicLog};
@@ -54,6 +55,24 @@ fn ingest(c: &mut Criterion) {
             record("baseline_ipc_lz4_encode", started.elapsed(), iterations)
         })
     });
+    // The rows the 8 and 64 writers send, cut as they cut them, encoded alone: what encoding
+    // small statements costs before any WAL work (not a target, an explanation).
+    for writers in [8usize, 64] {
+        let size = BATCH_ROWS / writers;
+        let slices: Vec<RecordBatch> = (0..writers).flat_map(|w| batches.iter().map(move |b| b.slice(w * size, size))).collect();
+        let name = format!("baseline_ipc_lz4_encode_{size}_row_statements");
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    for slice in &slices {
+                        std::hint::black_box(encode_ipc_lz4(slice));
+                    }
+                }
+                record(&name, started.elapsed(), iterations)
+            })
+        });
+    }
     group.bench_function("durable_append_1_writer", |b| {
         b.to_async(&runtime).iter_custom(|iterations| {
             let (storage, topic, batches) = (storage.clone(), topic.clone(), batches.clone());
@@ -170,4 +189,6 @@ fn main() {
     print_ratio("durable_append_1_writer", "baseline_ipc_lz4_encode", 0.6);
     print_ratio("durable_append_8_writers", "baseline_ipc_lz4_encode", 0.6);
     print_ratio("durable_append_64_writers", "baseline_ipc_lz4_encode", 0.6);
+    print_share("baseline_ipc_lz4_encode_1024_row_statements", "baseline_ipc_lz4_encode");
+    print_share("baseline_ipc_lz4_encode_128_row_statements", "baseline_ipc_lz4_encode");
 }

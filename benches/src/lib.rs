@@ -169,6 +169,18 @@ pub fn print_ratio(ours: &str, baseline: &str, target: f64) {
     }
 }
 
+/// Prints how `measured` compares with `baseline` in this run, without a target: for figures
+/// that explain another.
+pub fn print_share(measured: &str, baseline: &str) {
+    match (mean(measured), mean(baseline)) {
+        (Some(measured_time), Some(baseline_time)) => {
+            let ratio = measured_time.as_secs_f64() / baseline_time.as_secs_f64();
+            println!("{measured} takes {ratio:.2}x the time of {baseline} ({measured_time:?} against {baseline_time:?})");
+        }
+        _ => println!("{measured} vs {baseline}: not measured in this run"),
+    }
+}
+
 /// Runs one statement through a session; returns the rows a query streams (0 for a command).
 pub async fn execute(session: &mut streamhouse_engine::Session, sql: &str) -> usize {
     use futures::StreamExt;
