@@ -286,7 +286,9 @@ impl Aside {
         let (piece, rest, done) = LastPiece::new(partition, batch);
         let job = piece.clone();
         encoder.submit(Box::new(move || {
-            let encoded = ipc::encode(&job.batch);
+            // A panic must not leave the writer waiting for an encoding that never comes.
+            let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ipc::encode(&job.batch)))
+                .unwrap_or_else(|_| Err(StorageError::WalFailed("encoding the write's last piece panicked".into())));
             if let Some(completion) = job.meet(Arriving::Encoded(encoded), false) {
                 // A failure is the writer's to report; it was sent to it.
                 let _ = completion.run();
