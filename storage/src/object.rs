@@ -71,9 +71,16 @@ const DIRECT_WRITE_ALIGN: usize = 4096;
 /// (against 0.15 ms), a chunk about 90 µs. A multiple of [`DIRECT_WRITE_ALIGN`].
 const DIRECT_WRITE_CHUNK_BYTES: usize = 256 * 1024;
 
+/// Directories whose entries, up to the store's root, this process has synced.
+static SYNCED_DIRECTORIES: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn synced_directories() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<PathBuf>> {
+    SYNCED_DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Writes an object to the local store under `root` durably, before it is registered and its WAL
 /// space released: into a staging file (`….staging`, swept as an orphan if a crash leaves it),
-/// synced, renamed into place, then each directory from the file's up to `root` synced. (An S3
+/// synced, renamed into place, then the directories whose entries changed synced (see the body). (An S3
 /// PUT is durable when it returns.)
 ///
 /// The aligned bulk of the bytes is written with `O_DIRECT`: a segment is written once and read
@@ -100,8 +107,15 @@ pub(crate) fn write_local_object(root: &Path, key: &str, bytes: &[u8]) -> std::i
     std::fs::rename(&staging, &path)?;
     // The rename is in `parent`; a created directory's entry is in its own parent. Each sync
     // of a directory is a filesystem journal commit, which the WAL's next fsync waits for, so
-    // no directory is synced that did not change.
-    let last = created.and_then(Path::parent).unwrap_or(parent);
+    // a directory is synced up to the root only the first time this process writes into it
+    // (a crash may have left it unsynced) or when this write created part of it; after that,
+    // only `parent`.
+    let first_time = !synced_directories().contains(parent);
+    let last = match created {
+        _ if first_time => root,
+        Some(created) => created.parent().unwrap_or(root),
+        None => parent,
+    };
     let mut dir = Some(parent);
     while let Some(current) = dir {
         std::fs::File::open(current)?.sync_all()?;
@@ -109,6 +123,9 @@ pub(crate) fn write_local_object(root: &Path, key: &str, bytes: &[u8]) -> std::i
             break;
         }
         dir = current.parent();
+    }
+    if first_time {
+        synced_directories().insert(parent.to_path_buf());
     }
     Ok(())
 }
