@@ -27,6 +27,13 @@ fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
     buffer
 }
 
+/// The same rows cut into each writer's statements: writer `w` sends the `w`-th slice of every
+/// batch, so many small statements run concurrently.
+fn statements(batches: &[RecordBatch], writers: usize) -> Vec<Vec<RecordBatch>> {
+    let size = BATCH_ROWS / writers;
+    (0..writers).map(|w| batches.iter().map(|b| b.slice(w * size, size)).collect()).collect()
+}
+
 async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
     let catalog = Arc::new(SqliteCatalog::open(&dir.join("catalog.db")).expect("catalog"));
     let storage = Storage::open(StorageConfig::new(dir), catalog).await.expect("storage");
@@ -58,9 +65,8 @@ fn ingest(c: &mut Criterion) {
     // The rows the 8 and 64 writers send, cut as they cut them, encoded alone: what encoding
     // small statements costs before any WAL work (not a target, an explanation).
     for writers in [8usize, 64] {
-        let size = BATCH_ROWS / writers;
-        let slices: Vec<RecordBatch> = (0..writers).flat_map(|w| batches.iter().map(move |b| b.slice(w * size, size))).collect();
-        let name = format!("baseline_ipc_lz4_encode_{size}_row_statements");
+        let slices: Vec<RecordBatch> = statements(&batches, writers).into_iter().flatten().collect();
+        let name = format!("baseline_ipc_lz4_encode_{}_row_statements", BATCH_ROWS / writers);
         group.bench_function(&name, |b| {
             b.iter_custom(|iterations| {
                 let started = Instant::now();
@@ -89,13 +95,7 @@ fn ingest(c: &mut Criterion) {
     });
     for writers in [8usize, 64] {
         let name = format!("durable_append_{writers}_writers");
-        // The same rows, cut into one slice per writer: many small concurrent statements.
-        let slices: Vec<Vec<RecordBatch>> = (0..writers)
-            .map(|w| {
-                let size = BATCH_ROWS / writers;
-                batches.iter().map(|b| b.slice(w * size, size)).collect()
-            })
-            .collect();
+        let slices = statements(&batches, writers);
         group.bench_function(&name, |b| {
             b.to_async(&runtime).iter_custom(|iterations| {
                 let (storage, topic, slices, name) = (storage.clone(), topic.clone(), slices.clone(), name.clone());

@@ -149,6 +149,11 @@ pub fn record(name: &str, total: Duration, iterations: u64) -> Duration {
     total
 }
 
+/// Both figures' means, when both were measured in this run.
+fn means(measured: &str, baseline: &str) -> Option<(Duration, Duration)> {
+    Some((mean(measured)?, mean(baseline)?))
+}
+
 fn mean(name: &str) -> Option<Duration> {
     let totals = totals().lock().unwrap_or_else(|p| p.into_inner());
     totals.get(name).filter(|(_, n)| *n > 0).map(|(total, n)| total.div_f64(*n as f64))
@@ -157,27 +162,27 @@ fn mean(name: &str) -> Option<Duration> {
 /// Prints `ours / baseline` as a speed ratio (baseline time over our time: above 1 is faster
 /// than the baseline), with the target it is measured against.
 pub fn print_ratio(ours: &str, baseline: &str, target: f64) {
-    match (mean(ours), mean(baseline)) {
-        (Some(ours_time), Some(baseline_time)) => {
+    match means(ours, baseline) {
+        Some((ours_time, baseline_time)) => {
             let ratio = baseline_time.as_secs_f64() / ours_time.as_secs_f64();
             let verdict = if ratio >= target { "met" } else { "NOT met" };
             println!(
                 "ratio {ours} vs {baseline}: {ratio:.2}x (ours {ours_time:?}, baseline {baseline_time:?}; target >= {target}x: {verdict})"
             );
         }
-        _ => println!("ratio {ours} vs {baseline}: not measured in this run"),
+        None => println!("ratio {ours} vs {baseline}: not measured in this run"),
     }
 }
 
 /// Prints how `measured` compares with `baseline` in this run, without a target: for figures
 /// that explain another.
 pub fn print_share(measured: &str, baseline: &str) {
-    match (mean(measured), mean(baseline)) {
-        (Some(measured_time), Some(baseline_time)) => {
+    match means(measured, baseline) {
+        Some((measured_time, baseline_time)) => {
             let ratio = measured_time.as_secs_f64() / baseline_time.as_secs_f64();
             println!("{measured} takes {ratio:.2}x the time of {baseline} ({measured_time:?} against {baseline_time:?})");
         }
-        _ => println!("{measured} vs {baseline}: not measured in this run"),
+        None => println!("{measured} vs {baseline}: not measured in this run"),
     }
 }
 

@@ -82,7 +82,7 @@ type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
 
 /// The last piece of a pipelined write, being encoded aside, and the channel on which the WAL
 /// receives its frame.
-type LastAside = (Aside, mpsc::UnboundedReceiver<crate::wal::WalPart>);
+type LastAside = (Aside, mpsc::UnboundedReceiver<WalPart>);
 
 /// A write cut into per-partition chunks and encoded, ready for [`Storage::append_prepared`]:
 /// the CPU work of an append, which a large write (COPY) does while its input still arrives.
