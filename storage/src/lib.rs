@@ -17,6 +17,7 @@ mod compaction;
 mod config;
 mod error;
 mod ipc;
+mod lz4;
 pub mod metrics;
 pub mod object;
 mod record;
@@ -27,6 +28,7 @@ pub mod segment;
 mod tail;
 mod topic;
 mod wal;
+mod wal_file;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
