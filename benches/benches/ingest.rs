@@ -1,7 +1,8 @@
 //! Durable ingest: `Storage::append` (WAL write, group-committed fsync, in-memory tail, background
 //! sealing) against the baseline of encoding the same batches as Arrow IPC with LZ4 and nothing
 //! else; with 1, 8 and 64 concurrent writers; and INSERT and COPY through the engine. The 8 and
-//! 64 writers' statements are also encoded alone, to show what their size costs.
+//! 64 writers' statements are also encoded alone, to show what their size costs, and run through
+//! an append's CPU work alone (`prepare`), to show what StreamHouse's own encoding saves.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +74,23 @@ fn ingest(c: &mut Criterion) {
                 for _ in 0..iterations {
                     for slice in &slices {
                         std::hint::black_box(encode_ipc_lz4(slice));
+                    }
+                }
+                record(&name, started.elapsed(), iterations)
+            })
+        });
+    }
+    // The same statements through an append's CPU work alone (validate, cut, encode with
+    // StreamHouse's own LZ4 framing), against arrow-rs encoding them just above.
+    for writers in [8usize, 64] {
+        let slices: Vec<RecordBatch> = statements(&batches, writers).into_iter().flatten().collect();
+        let name = format!("prepare_{}_row_statements", BATCH_ROWS / writers);
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    for slice in &slices {
+                        std::hint::black_box(streamhouse_storage::prepare(&topic, vec![slice.clone()]).expect("prepare"));
                     }
                 }
                 record(&name, started.elapsed(), iterations)
@@ -186,9 +204,16 @@ fn main() {
     engine_ingest(&mut criterion);
     criterion.final_summary();
     println!();
+    // The target compares durable ingest with encoding the same batches: for the concurrent
+    // writers, the statements they send.
     print_ratio("durable_append_1_writer", "baseline_ipc_lz4_encode", 0.6);
-    print_ratio("durable_append_8_writers", "baseline_ipc_lz4_encode", 0.6);
-    print_ratio("durable_append_64_writers", "baseline_ipc_lz4_encode", 0.6);
+    print_ratio("durable_append_8_writers", "baseline_ipc_lz4_encode_1024_row_statements", 0.6);
+    print_ratio("durable_append_64_writers", "baseline_ipc_lz4_encode_128_row_statements", 0.6);
+    // The same rows in 8192-row batches, for context.
+    print_share("durable_append_8_writers", "baseline_ipc_lz4_encode");
+    print_share("durable_append_64_writers", "baseline_ipc_lz4_encode");
     print_share("baseline_ipc_lz4_encode_1024_row_statements", "baseline_ipc_lz4_encode");
     print_share("baseline_ipc_lz4_encode_128_row_statements", "baseline_ipc_lz4_encode");
+    print_share("prepare_1024_row_statements", "baseline_ipc_lz4_encode_1024_row_statements");
+    print_share("prepare_128_row_statements", "baseline_ipc_lz4_encode_128_row_statements");
 }
