@@ -198,18 +198,14 @@ impl Storage {
         let apply: wal::ApplyFn = Arc::new(move |entries: &[RecordEntry]| {
             let topics = apply_topics.read().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
-                let rows = entry.batch.num_rows() as u64;
-                apply_metrics.rows_appended.add(rows);
-                apply_metrics.bytes_appended.add(tail::rows_bytes(&entry.batch));
+                let stored =
+                    StoredBatch::with_encoding(entry.base_offset, entry.timestamp_us, entry.batch.clone(), entry.encoded.clone());
+                apply_metrics.rows_appended.add(entry.batch.num_rows() as u64);
+                apply_metrics.bytes_appended.add(stored.rows_bytes);
                 let Some(partition) = topics.get(&entry.topic_id).and_then(|t| t.partition(entry.partition)) else {
                     continue; // dropped while the write was in flight
                 };
-                partition.apply(StoredBatch {
-                    base_offset: entry.base_offset,
-                    timestamp_us: entry.timestamp_us,
-                    batch: entry.batch.clone(),
-                    encoded: entry.encoded.clone(),
-                });
+                partition.apply(stored);
             }
         });
         let wal = Wal::start(

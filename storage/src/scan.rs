@@ -289,7 +289,7 @@ mod tests {
     fn tail_batch(base_offset: u64, rows: usize) -> StoredBatch {
         let values: Vec<i64> = (0..rows as i64).collect();
         let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(values)) as ArrayRef)]).expect("batch");
-        StoredBatch { base_offset, timestamp_us: 0, batch, encoded: None }
+        StoredBatch::new(base_offset, 0, batch)
     }
 
     /// A partition of `segments` segments of `rows` rows each, then `tail` batches of `rows / 2`.

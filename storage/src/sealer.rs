@@ -99,7 +99,7 @@ async fn seal_partition(storage: &Storage, topic: &Arc<TopicLog>, partition: u32
             if bytes >= inner.config.segment_bytes_max {
                 break;
             }
-            bytes += crate::tail::rows_bytes(&batch.batch);
+            bytes += batch.rows_bytes;
             taken.push(batch.clone());
         }
         taken

@@ -17,6 +17,9 @@ pub struct StoredBatch {
     /// The batch as the append encoded it for the WAL, which the sealer copies into the
     /// segment (`None` for batches replayed from the WAL: the sealer encodes those).
     pub(crate) encoded: Option<Arc<EncodedBatch>>,
+    /// [`rows_bytes`] of `batch`, worked out once: it is needed when the batch enters the tail,
+    /// when it leaves, and by the sealer, and costs a copy of every column's description.
+    pub(crate) rows_bytes: u64,
 }
 
 /// The bytes of a batch's rows. A slice counts only its share of the buffers: the two halves an
@@ -31,18 +34,24 @@ pub(crate) fn rows_bytes(batch: &RecordBatch) -> u64 {
 impl StoredBatch {
     /// A batch that was not encoded yet.
     pub fn new(base_offset: u64, timestamp_us: i64, batch: RecordBatch) -> Self {
-        Self { base_offset, timestamp_us, batch, encoded: None }
+        Self::with_encoding(base_offset, timestamp_us, batch, None)
+    }
+
+    /// A batch and, if the append encoded it, its encoding.
+    pub(crate) fn with_encoding(base_offset: u64, timestamp_us: i64, batch: RecordBatch, encoded: Option<Arc<EncodedBatch>>) -> Self {
+        let rows_bytes = rows_bytes(&batch);
+        Self { base_offset, timestamp_us, batch, encoded, rows_bytes }
     }
 
     /// A batch encoded as an append encodes it for the WAL (what the sealer then copies).
     pub fn encoded(base_offset: u64, timestamp_us: i64, batch: RecordBatch) -> crate::Result<Self> {
         let encoded = Some(Arc::new(crate::ipc::encode(&batch)?));
-        Ok(Self { base_offset, timestamp_us, batch, encoded })
+        Ok(Self::with_encoding(base_offset, timestamp_us, batch, encoded))
     }
 
     /// Memory held: the rows and their encoding.
     pub fn bytes(&self) -> u64 {
-        rows_bytes(&self.batch) + self.encoded.as_ref().map_or(0, |e| e.len() as u64)
+        self.rows_bytes + self.encoded.as_ref().map_or(0, |e| e.len() as u64)
     }
 
     /// One past this batch's last offset.
