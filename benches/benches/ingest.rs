@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
-use criterion::{Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use streamhouse_benches::{bench_engine, bid_batches, bid_topic, print_ratio, print_share, record, runtime, scratch_dir, BATCH_ROWS};
 use streamhouse_catalog::SqliteCatalog;
 use streamhouse_engine::QueryOutput;
@@ -33,6 +34,24 @@ fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
 fn statements(batches: &[RecordBatch], writers: usize) -> Vec<Vec<RecordBatch>> {
     let size = BATCH_ROWS / writers;
     (0..writers).map(|w| batches.iter().map(|b| b.slice(w * size, size)).collect()).collect()
+}
+
+/// Times `work` over every statement the 8 and the 64 writers send, as
+/// `{prefix}_{rows}_row_statements`.
+fn time_statements(group: &mut BenchmarkGroup<'_, WallTime>, batches: &[RecordBatch], prefix: &str, work: impl Fn(&RecordBatch)) {
+    for writers in [8usize, 64] {
+        let slices: Vec<RecordBatch> = statements(batches, writers).into_iter().flatten().collect();
+        let name = format!("{prefix}_{}_row_statements", BATCH_ROWS / writers);
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    slices.iter().for_each(&work);
+                }
+                record(&name, started.elapsed(), iterations)
+            })
+        });
+    }
 }
 
 async fn open_storage(dir: &std::path::Path) -> (Storage, Arc<TopicLog>) {
@@ -65,38 +84,14 @@ fn ingest(c: &mut Criterion) {
     });
     // The rows the 8 and 64 writers send, cut as they cut them, encoded alone: what encoding
     // small statements costs before any WAL work (not a target, an explanation).
-    for writers in [8usize, 64] {
-        let slices: Vec<RecordBatch> = statements(&batches, writers).into_iter().flatten().collect();
-        let name = format!("baseline_ipc_lz4_encode_{}_row_statements", BATCH_ROWS / writers);
-        group.bench_function(&name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    for slice in &slices {
-                        std::hint::black_box(encode_ipc_lz4(slice));
-                    }
-                }
-                record(&name, started.elapsed(), iterations)
-            })
-        });
-    }
+    time_statements(&mut group, &batches, "baseline_ipc_lz4_encode", |statement| {
+        std::hint::black_box(encode_ipc_lz4(statement));
+    });
     // The same statements through an append's CPU work alone (validate, cut, encode with
     // StreamHouse's own LZ4 framing), against arrow-rs encoding them just above.
-    for writers in [8usize, 64] {
-        let slices: Vec<RecordBatch> = statements(&batches, writers).into_iter().flatten().collect();
-        let name = format!("prepare_{}_row_statements", BATCH_ROWS / writers);
-        group.bench_function(&name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    for slice in &slices {
-                        std::hint::black_box(streamhouse_storage::prepare(&topic, vec![slice.clone()]).expect("prepare"));
-                    }
-                }
-                record(&name, started.elapsed(), iterations)
-            })
-        });
-    }
+    time_statements(&mut group, &batches, "prepare", |statement| {
+        std::hint::black_box(streamhouse_storage::prepare(&topic, vec![statement.clone()]).expect("prepare"));
+    });
     group.bench_function("durable_append_1_writer", |b| {
         b.to_async(&runtime).iter_custom(|iterations| {
             let (storage, topic, batches) = (storage.clone(), topic.clone(), batches.clone());
