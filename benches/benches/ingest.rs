@@ -140,6 +140,22 @@ fn ingest(c: &mut Criterion) {
     runtime.block_on(storage.shutdown());
 }
 
+/// Rows `start..start + rows` of the INSERT and COPY benches as an Arrow batch: `i` in the three
+/// numbers, `Google`, a URL ending in `i`, and 2024-01-01 00:00:00.
+fn same_rows_batch(start: usize, rows: usize) -> RecordBatch {
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    let numbers = || Arc::new(Int64Array::from_iter_values((start..start + rows).map(|i| i as i64))) as ArrayRef;
+    let columns: Vec<ArrayRef> = vec![
+        numbers(),
+        numbers(),
+        numbers(),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n("Google", rows))),
+        Arc::new(StringArray::from_iter_values((start..start + rows).map(|i| format!("https://www.nexmark.com/item.htm?query={i}")))),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(1_704_067_200_000_000, rows))),
+    ];
+    RecordBatch::try_new(streamhouse_benches::bid_schema(), columns).expect("bid columns")
+}
+
 /// INSERT … VALUES of 1000 rows per statement and COPY of 100 000 CSV rows, through a session.
 fn engine_ingest(c: &mut Criterion) {
     let runtime = runtime();
@@ -157,6 +173,26 @@ fn engine_ingest(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_ingest");
     group.throughput(Throughput::Elements(statement_rows));
     group.sample_size(10).measurement_time(Duration::from_secs(5));
+    // Baselines: the same rows as Arrow batches (the INSERT's one batch; COPY's 8192-row ones),
+    // encoded as Arrow IPC + LZ4 and nothing else.
+    for (name, rows) in [("baseline_ipc_lz4_encode_insert_rows", statement_rows), ("baseline_ipc_lz4_encode_copy_rows", copy_rows)] {
+        group.throughput(Throughput::Elements(rows));
+        let chunk = if rows == statement_rows { rows as usize } else { BATCH_ROWS };
+        let batches: Vec<RecordBatch> =
+            (0..rows as usize).step_by(chunk).map(|start| same_rows_batch(start, chunk.min(rows as usize - start))).collect();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    batches.iter().for_each(|batch| {
+                        std::hint::black_box(encode_ipc_lz4(batch));
+                    });
+                }
+                record(name, started.elapsed(), iterations)
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(statement_rows));
     let session = std::cell::RefCell::new(session);
     group.bench_function("insert_values_1000_rows", |b| {
         b.iter_custom(|iterations| {
@@ -207,6 +243,8 @@ fn main() {
     // The same rows in 8192-row batches, for context.
     print_share("durable_append_8_writers", "baseline_ipc_lz4_encode");
     print_share("durable_append_64_writers", "baseline_ipc_lz4_encode");
+    print_share("insert_values_1000_rows", "baseline_ipc_lz4_encode_insert_rows");
+    print_share("copy_csv_100000_rows", "baseline_ipc_lz4_encode_copy_rows");
     print_share("baseline_ipc_lz4_encode_1024_row_statements", "baseline_ipc_lz4_encode");
     print_share("baseline_ipc_lz4_encode_128_row_statements", "baseline_ipc_lz4_encode");
     print_share("prepare_1024_row_statements", "baseline_ipc_lz4_encode_1024_row_statements");
