@@ -36,21 +36,30 @@ fn statements(batches: &[RecordBatch], writers: usize) -> Vec<Vec<RecordBatch>> 
     (0..writers).map(|w| batches.iter().map(|b| b.slice(w * size, size)).collect()).collect()
 }
 
+/// The baseline's work on one batch: Arrow IPC + LZ4 encoding and nothing else.
+fn encode_alone(batch: &RecordBatch) {
+    std::hint::black_box(encode_ipc_lz4(batch));
+}
+
+/// Times `work` over every batch of `batches`, as `name`.
+fn time_each(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, batches: &[RecordBatch], work: impl Fn(&RecordBatch)) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                batches.iter().for_each(&work);
+            }
+            record(name, started.elapsed(), iterations)
+        })
+    });
+}
+
 /// Times `work` over every statement the 8 and the 64 writers send, as
 /// `{prefix}_{rows}_row_statements`.
 fn time_statements(group: &mut BenchmarkGroup<'_, WallTime>, batches: &[RecordBatch], prefix: &str, work: impl Fn(&RecordBatch)) {
     for writers in [8usize, 64] {
         let slices: Vec<RecordBatch> = statements(batches, writers).into_iter().flatten().collect();
-        let name = format!("{prefix}_{}_row_statements", BATCH_ROWS / writers);
-        group.bench_function(&name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    slices.iter().for_each(&work);
-                }
-                record(&name, started.elapsed(), iterations)
-            })
-        });
+        time_each(group, &format!("{prefix}_{}_row_statements", BATCH_ROWS / writers), &slices, &work);
     }
 }
 
@@ -71,22 +80,10 @@ fn ingest(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(rows));
     group.sample_size(10).measurement_time(Duration::from_secs(5));
-    group.bench_function("baseline_ipc_lz4_encode", |b| {
-        b.iter_custom(|iterations| {
-            let started = Instant::now();
-            for _ in 0..iterations {
-                for batch in &batches {
-                    std::hint::black_box(encode_ipc_lz4(batch));
-                }
-            }
-            record("baseline_ipc_lz4_encode", started.elapsed(), iterations)
-        })
-    });
+    time_each(&mut group, "baseline_ipc_lz4_encode", &batches, encode_alone);
     // The rows the 8 and 64 writers send, cut as they cut them, encoded alone: what encoding
     // small statements costs before any WAL work (not a target, an explanation).
-    time_statements(&mut group, &batches, "baseline_ipc_lz4_encode", |statement| {
-        std::hint::black_box(encode_ipc_lz4(statement));
-    });
+    time_statements(&mut group, &batches, "baseline_ipc_lz4_encode", encode_alone);
     // The same statements through an append's CPU work alone (validate, cut, encode with
     // StreamHouse's own LZ4 framing), against arrow-rs encoding them just above.
     time_statements(&mut group, &batches, "prepare", |statement| {
@@ -175,22 +172,14 @@ fn engine_ingest(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     // Baselines: the same rows as Arrow batches (the INSERT's one batch; COPY's 8192-row ones),
     // encoded as Arrow IPC + LZ4 and nothing else.
-    for (name, rows) in [("baseline_ipc_lz4_encode_insert_rows", statement_rows), ("baseline_ipc_lz4_encode_copy_rows", copy_rows)] {
-        group.throughput(Throughput::Elements(rows));
-        let chunk = if rows == statement_rows { rows as usize } else { BATCH_ROWS };
-        let batches: Vec<RecordBatch> =
-            (0..rows as usize).step_by(chunk).map(|start| same_rows_batch(start, chunk.min(rows as usize - start))).collect();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    batches.iter().for_each(|batch| {
-                        std::hint::black_box(encode_ipc_lz4(batch));
-                    });
-                }
-                record(name, started.elapsed(), iterations)
-            })
-        });
+    let baselines = [
+        ("baseline_ipc_lz4_encode_insert_rows", statement_rows as usize, statement_rows as usize),
+        ("baseline_ipc_lz4_encode_copy_rows", copy_rows as usize, BATCH_ROWS),
+    ];
+    for (name, rows, chunk) in baselines {
+        group.throughput(Throughput::Elements(rows as u64));
+        let batches: Vec<RecordBatch> = (0..rows).step_by(chunk).map(|start| same_rows_batch(start, chunk.min(rows - start))).collect();
+        time_each(&mut group, name, &batches, encode_alone);
     }
     group.throughput(Throughput::Elements(statement_rows));
     let session = std::cell::RefCell::new(session);

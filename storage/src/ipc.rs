@@ -69,8 +69,7 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<EncodedBatch> {
 /// it: the buffer's uncompressed length, then its LZ4 frame; or -1, then the buffer as it is,
 /// when compressing would not make it smaller (as arrow-rs decides it).
 fn compressed(metadata: &[u8], body: &[u8]) -> Result<EncodedBatch> {
-    let message = root_as_message(metadata).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
-    let batch = message.header_as_record_batch().ok_or_else(|| invalid("not a record batch message"))?;
+    let (message, batch) = parse_metadata(metadata)?;
     if batch.compression().is_some() {
         return Err(invalid("the message is compressed already"));
     }
@@ -160,7 +159,11 @@ pub(crate) fn write_stream(out: &mut Vec<u8>, schema_message: &[u8], batch: &Enc
 }
 
 fn parse(encoded: &EncodedBatch) -> Result<(arrow_ipc::Message<'_>, arrow_ipc::RecordBatch<'_>)> {
-    let message = root_as_message(&encoded.metadata).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+    parse_metadata(&encoded.metadata)
+}
+
+fn parse_metadata(metadata: &[u8]) -> Result<(arrow_ipc::Message<'_>, arrow_ipc::RecordBatch<'_>)> {
+    let message = root_as_message(metadata).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
     let batch = message.header_as_record_batch().ok_or_else(|| invalid("not a record batch message"))?;
     Ok((message, batch))
 }

@@ -64,7 +64,7 @@ pub fn local_root(url: Option<&str>, data_dir: &Path) -> Option<PathBuf> {
 
 /// File offsets, lengths and buffer addresses of direct writes are multiples of this (the
 /// largest logical block size Linux filesystems use).
-const DIRECT_WRITE_ALIGN: usize = 4096;
+pub(crate) const DIRECT_WRITE_ALIGN: usize = 4096;
 
 /// Direct writes are issued this many bytes at a time: a WAL fsync waits for the disk's write
 /// in flight, and on the machine we measure on (2.9 GB/s) one 6 MB write made it wait 1.5 ms

@@ -18,9 +18,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-/// Direct writes start and end on multiples of this (the largest logical block size Linux
-/// filesystems use), from a buffer address that is a multiple of it.
-const BLOCK_BYTES: usize = 4096;
+/// Direct writes start and end on multiples of this, from a buffer address that is a multiple
+/// of it (the alignment segment writes use too).
+const BLOCK_BYTES: usize = crate::object::DIRECT_WRITE_ALIGN;
 /// A buffer grown past this by a large write is given back after its flush.
 const BUFFER_KEEP_BYTES: usize = 4 * 1024 * 1024;
 
