@@ -74,10 +74,12 @@ pub struct ServeArgs {
     /// A source partition with no new rows for this long stops holding back the watermark (ms).
     #[arg(long, env = "STREAMHOUSE_WATERMARK_IDLE_TIMEOUT_MS")]
     pub watermark_idle_timeout_ms: Option<u64>,
-    /// Memory for each stateful view operator's cache (bytes).
+    /// Memory each materialized view holds for its state, its epoch's writes and output; an
+    /// epoch reaching it ends early (bytes).
     #[arg(long, env = "STREAMHOUSE_STATE_CACHE_BYTES_MAX")]
     pub state_cache_bytes_max: Option<u64>,
-    /// RocksDB's block cache for view state and results, shared by every view (bytes).
+    /// RocksDB's memory for view state and results, shared by every view: its block cache,
+    /// with the memtables charged to it (bytes).
     #[arg(long, env = "STREAMHOUSE_STATE_BLOCK_CACHE_BYTES")]
     pub state_block_cache_bytes: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.

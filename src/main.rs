@@ -28,6 +28,7 @@ enum Command {
 }
 
 fn main() {
+    streamhouse_engine::memory::limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -82,6 +82,8 @@ pub fn bid_batches(count: usize) -> Vec<RecordBatch> {
 
 /// The runtime every bench uses: two workers, as many as the machines have cores.
 pub fn runtime() -> tokio::runtime::Runtime {
+    // As the server does.
+    streamhouse_engine::memory::limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 

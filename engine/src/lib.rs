@@ -8,6 +8,7 @@
 mod copy;
 mod error;
 pub mod keyed;
+pub mod memory;
 pub mod pg_types;
 pub mod provider;
 mod session;
@@ -48,11 +49,12 @@ pub struct EngineConfig {
     /// A source partition with no new rows for this long stops holding back its topic's
     /// watermark in views.
     pub idle_timeout: std::time::Duration,
-    /// Memory for the cache of each stateful operator of a view (aggregation groups); past it
-    /// the cache is dropped after an epoch and groups are read from RocksDB again.
+    /// Memory each view holds for its operators' state (touched this epoch and cached from
+    /// earlier ones), its epoch's write batch and output: an epoch reaching it ends early, and
+    /// caches are dropped between epochs past half of it. The state itself lives in RocksDB.
     pub state_cache_bytes_max: u64,
-    /// RocksDB's block cache for the state store (uncompressed blocks of state and results),
-    /// shared by every view.
+    /// RocksDB's memory for the state store, shared by every view: its block cache
+    /// (uncompressed blocks, index and filter blocks) with the memtables charged to it.
     pub state_block_cache_bytes: u64,
 }
 

@@ -94,6 +94,11 @@ impl TestServer {
         self.child = Some(child);
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// A libpq-style connection string.
     pub fn connection_string(&self) -> String {
         format!("host=127.0.0.1 port={} user=tester dbname=streamhouse", self.pg_port)

@@ -22,8 +22,9 @@ use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::changes::{Changes, EpochContext, Operator};
+use super::changes::{allocation_bytes, counted_entry_bytes, table_bytes, Changes, EpochContext, Operator};
 use super::state::{state_key, Decoder, Encoder};
+use super::view::READ_BATCH_ROWS;
 use crate::{EngineError, Result};
 
 
@@ -244,18 +245,28 @@ impl GroupState {
         Ok(Self { rows, accs: out })
     }
 
-    fn size(&self) -> usize {
-        64 + self
-            .accs
-            .iter()
-            .map(|a| match a {
-                Acc::Values(v) => 48 + v.keys().map(|k| k.len() + 56).sum::<usize>(),
-                Acc::Extreme(Some(v)) => 48 + v.len(),
-                _ => 48,
-            })
-            .sum::<usize>()
+    /// Bytes the state's accumulators take on the heap, approximately.
+    fn heap_bytes(&self) -> usize {
+        allocation_bytes(self.accs.len() * std::mem::size_of::<Acc>())
+            + self
+                .accs
+                .iter()
+                .map(|a| match a {
+                    Acc::Values(v) => v.keys().map(|k| counted_entry_bytes(k.len())).sum::<usize>(),
+                    Acc::Extreme(Some(v)) => allocation_bytes(v.len()),
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 }
+
+/// What a write-batch entry costs beside its key: the state key's prefix, the record's header
+/// and lengths, and the value's fixed part.
+const WRITE_ENTRY_BYTES: usize = 32;
+
+/// Bytes an aggregate's value takes in a group's stored state and result row, about (a tag and
+/// a 16-byte sum; a multiset's values are counted as the cache counts them).
+const WRITE_VALUE_BYTES: usize = 24;
 
 /// An aggregate's argument column for one batch, in the form its accumulator reads.
 enum ArgColumn {
@@ -318,17 +329,20 @@ pub struct AggregateOp {
     schema: SchemaRef,
     /// Input has no retractions: min/max keep only the extreme.
     append_only: bool,
+    /// Group states read or changed this epoch and kept from earlier ones (until the view's
+    /// memory bound has them dropped).
     cache: HashMap<Vec<u8>, GroupState>,
+    /// Heap bytes of the cache's keys and states.
     cache_bytes: usize,
     /// Groups touched this epoch, with their aggregate values before it (`None`: the group did
     /// not exist).
     touched: HashMap<Vec<u8>, Option<Vec<ScalarValue>>>,
+    /// Heap bytes of the touched groups' keys and values.
+    touched_bytes: usize,
     /// Set when groups are windows that a watermark closes.
     window: Option<WindowKey>,
     /// Emit each window's final row once it closes, instead of updates as rows arrive.
     emit_on_close: bool,
-    /// Cached group states are dropped after an epoch once they hold more than this.
-    cache_bytes_max: usize,
 }
 
 impl AggregateOp {
@@ -344,7 +358,6 @@ impl AggregateOp {
         append_only: bool,
         window: Option<WindowKey>,
         emit_on_close: bool,
-        cache_bytes_max: usize,
     ) -> Result<Self> {
         let groups = RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
         Ok(Self {
@@ -359,9 +372,9 @@ impl AggregateOp {
             cache: HashMap::default(),
             cache_bytes: 0,
             touched: HashMap::default(),
+            touched_bytes: 0,
             window,
             emit_on_close,
-            cache_bytes_max,
         })
     }
 
@@ -417,7 +430,7 @@ impl AggregateOp {
                     Some(bytes) => GroupState::decode(&bytes, self.calls.len())?,
                     None => self.empty_state(),
                 };
-                self.cache_bytes += key.len() + state.size();
+                self.cache_bytes += allocation_bytes(key.len()) + state.heap_bytes();
                 self.cache.insert(key.to_vec(), state);
             }
             // With EMIT ON WINDOW CLOSE nothing is emitted as groups change: no old values needed.
@@ -425,6 +438,15 @@ impl AggregateOp {
                 Some(state) if self.exists(state) && !self.emit_on_close => Some(self.aggregate_values(state)?),
                 _ => None,
             };
+            // The group's key, its previous values, and what the epoch will write for it: its
+            // state (key and accumulators) and its result rows.
+            self.touched_bytes += allocation_bytes(key.len())
+                + 3 * (key.len() + WRITE_ENTRY_BYTES)
+                + self.calls.len() * WRITE_VALUE_BYTES
+                + before.as_ref().map_or(0, |values| {
+                    allocation_bytes(values.len() * std::mem::size_of::<ScalarValue>())
+                        + values.iter().map(|v| v.size() - std::mem::size_of::<ScalarValue>()).sum::<usize>()
+                });
             self.touched.insert(key.to_vec(), before);
         }
         self.cache.get_mut(key).ok_or_else(|| EngineError::Internal("aggregate group vanished from its cache".into()))
@@ -545,6 +567,21 @@ impl AggregateOp {
         self.output_batch(&values)
     }
 
+    /// Turns retracted and inserted rows into change batches (retractions first), emptying both.
+    fn emit(&self, retracted: &mut Vec<(Vec<u8>, Vec<ScalarValue>)>, inserted: &mut Vec<(Vec<u8>, Vec<ScalarValue>)>, output: &mut Vec<Changes>) -> Result<()> {
+        if !retracted.is_empty() {
+            let batch = self.output_batch(retracted)?;
+            let retract = BooleanArray::from(vec![true; retracted.len()]);
+            output.push(Changes { batch, retract: Some(retract) });
+            retracted.clear();
+        }
+        if !inserted.is_empty() {
+            output.push(Changes::inserts(self.output_batch(inserted)?));
+            inserted.clear();
+        }
+        Ok(())
+    }
+
     /// Output rows for the given groups: group columns, then one column per aggregate (from
     /// each group's aggregate values).
     fn output_batch(&self, rows: &[(Vec<u8>, Vec<ScalarValue>)]) -> Result<RecordBatch> {
@@ -592,21 +629,43 @@ fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     Ok(ScalarValue::try_from_array(&columns[column], 0)?)
 }
 
-fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) {
+/// Adds `sign` occurrences of `value`; returns the change in the multiset's heap bytes.
+fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) -> isize {
+    let entry_bytes = counted_entry_bytes(value.len()) as isize;
     match values.get_mut(value) {
         Some(count) => {
             *count += sign;
             if *count == 0 {
                 values.remove(value);
+                return -entry_bytes;
             }
+            0
         }
         None => {
             values.insert(value.to_vec(), sign);
+            entry_bytes
         }
     }
 }
 
-fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i64) -> Result<()> {
+/// Keeps `value` if it beats the current extreme (`smaller`: the smallest wins); returns the
+/// change in heap bytes.
+fn keep_extreme(current: &mut Option<Vec<u8>>, value: &[u8], smaller: bool) -> isize {
+    let better = match current {
+        None => true,
+        Some(existing) if smaller => value < existing.as_slice(),
+        Some(existing) => value > existing.as_slice(),
+    };
+    if !better {
+        return 0;
+    }
+    let old = current.as_ref().map_or(0, |v| allocation_bytes(v.len())) as isize;
+    *current = Some(value.to_vec());
+    allocation_bytes(value.len()) as isize - old
+}
+
+/// Applies one row to an accumulator; returns the change in its heap bytes.
+fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i64) -> Result<isize> {
     match (acc, column) {
         (Acc::Count(n), ArgColumn::Present(array)) => {
             if array.is_valid(row) {
@@ -635,42 +694,22 @@ fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i6
         // NULL is never a min, max or distinct value.
         (Acc::Values(values), ArgColumn::Values(rows, array)) => {
             if array.is_valid(row) {
-                add_value(values, rows.row(row).as_ref(), sign);
+                return Ok(add_value(values, rows.row(row).as_ref(), sign));
             }
         }
-        (Acc::Values(values), ArgColumn::Ordered(rows)) => add_value(values, rows.row(row).as_ref(), sign),
+        (Acc::Values(values), ArgColumn::Ordered(rows)) => return Ok(add_value(values, rows.row(row).as_ref(), sign)),
         (Acc::Extreme(current), ArgColumn::Ordered(rows)) => {
-            let value = rows.row(row);
-            let better = match current {
-                None => true,
-                Some(existing) => match func {
-                    AggFunc::FirstValue => value.as_ref() < existing.as_slice(),
-                    _ => value.as_ref() > existing.as_slice(),
-                },
-            };
-            if better {
-                *current = Some(value.as_ref().to_vec());
-            }
+            return Ok(keep_extreme(current, rows.row(row).as_ref(), func == AggFunc::FirstValue));
         }
         (Acc::Extreme(current), ArgColumn::Values(rows, array)) => {
-            let value = rows.row(row);
             if array.is_valid(row) {
-                let better = match current {
-                    None => true,
-                    Some(existing) => match func {
-                        AggFunc::Min => value.as_ref() < existing.as_slice(),
-                        _ => value.as_ref() > existing.as_slice(),
-                    },
-                };
-                if better {
-                    *current = Some(value.as_ref().to_vec());
-                }
+                return Ok(keep_extreme(current, rows.row(row).as_ref(), func == AggFunc::Min));
             }
         }
         (Acc::Bools { .. }, ArgColumn::Bools(_)) => {} // NULL argument
         (acc, _) => return Err(EngineError::Internal(format!("{} cannot update accumulator {acc:?}", func.name()))),
     }
-    Ok(())
+    Ok(0)
 }
 
 impl AggregateOp {
@@ -702,7 +741,7 @@ impl AggregateOp {
         for key in closed.keys() {
             context.writer.delete_state(self.id, key);
             if let Some(state) = self.cache.remove(key) {
-                self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
+                self.cache_bytes = self.cache_bytes.saturating_sub(allocation_bytes(key.len()) + state.heap_bytes());
             }
         }
         Ok(if self.emit_on_close { closed.into_iter().filter(|(_, s)| self.exists(s)).collect() } else { Vec::new() })
@@ -759,6 +798,7 @@ impl Operator for AggregateOp {
             }
             key.extend_from_slice(group_key);
             let state = self.group(&key, context)?;
+            let mut grown = 0isize;
             for &row in members {
                 let row = row as usize;
                 let sign = input.sign(row);
@@ -767,18 +807,21 @@ impl Operator for AggregateOp {
                     if filters[index].as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
                         continue;
                     }
-                    update(acc, funcs[index], &args[index], row, sign)?;
+                    grown += update(acc, funcs[index], &args[index], row, sign)?;
                 }
             }
+            self.cache_bytes = self.cache_bytes.saturating_add_signed(grown);
         }
         Ok(Vec::new())
     }
 
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
         let touched = std::mem::take(&mut self.touched);
+        self.touched_bytes = 0;
         let mut retracted: Vec<(Vec<u8>, Vec<ScalarValue>)> = Vec::new();
         let mut inserted: Vec<(Vec<u8>, Vec<ScalarValue>)> = Vec::new();
         let mut touched_keys: Vec<Vec<u8>> = Vec::new();
+        let mut output = Vec::new();
         for (key, before) in touched {
             // A touched group had rows this epoch: its state is written (or deleted) as it is.
             let exists = match self.cache.get(&key) {
@@ -791,7 +834,7 @@ impl Operator for AggregateOp {
             if !exists {
                 context.writer.delete_state(self.id, &key);
                 if let Some(state) = self.cache.remove(&key) {
-                    self.cache_bytes = self.cache_bytes.saturating_sub(key.len() + state.size());
+                    self.cache_bytes = self.cache_bytes.saturating_sub(allocation_bytes(key.len()) + state.heap_bytes());
                 }
             } else if self.window.is_some() {
                 touched_keys.push(key.clone());
@@ -814,16 +857,12 @@ impl Operator for AggregateOp {
             if let Some(values) = after {
                 inserted.push((key, values));
             }
+            // Rows become batches as they come: an epoch's values are not all held at once.
+            if retracted.len().max(inserted.len()) >= READ_BATCH_ROWS {
+                self.emit(&mut retracted, &mut inserted, &mut output)?;
+            }
         }
-        let mut output = Vec::new();
-        if !retracted.is_empty() {
-            let batch = self.output_batch(&retracted)?;
-            let retract = BooleanArray::from(vec![true; retracted.len()]);
-            output.push(Changes { batch, retract: Some(retract) });
-        }
-        if !inserted.is_empty() {
-            output.push(Changes::inserts(self.output_batch(&inserted)?));
-        }
+        self.emit(&mut retracted, &mut inserted, &mut output)?;
         if let (Some(_), Some(watermark)) = (self.window, context.watermark) {
             let closed = self.close_windows(watermark, touched_keys, context)?;
             if !closed.is_empty() {
@@ -846,11 +885,17 @@ impl Operator for AggregateOp {
         self.emit_on_close = true;
     }
 
-    fn trim_cache(&mut self) {
-        if self.cache_bytes > self.cache_bytes_max {
-            self.cache.clear();
-            self.cache_bytes = 0;
-        }
+    fn memory_bytes(&self) -> usize {
+        table_bytes::<Vec<u8>, GroupState>(self.cache.capacity())
+            + self.cache_bytes
+            + table_bytes::<Vec<u8>, Option<Vec<ScalarValue>>>(self.touched.capacity())
+            + self.touched_bytes
+    }
+
+    fn drop_cache(&mut self) {
+        // A new map: clearing would keep the table's allocation.
+        self.cache = HashMap::default();
+        self.cache_bytes = 0;
     }
 
     fn describe(&self) -> String {

@@ -86,6 +86,29 @@ pub struct EpochContext<'a> {
     pub rows_delta: i64,
 }
 
+/// What the allocator takes for `len` bytes: with an 8-byte header, rounded up to 16, at least
+/// 32 (glibc's malloc; close enough for others).
+pub fn allocation_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// Bytes a hash table with room for `capacity` entries of `(K, V)` takes: the entries and a
+/// control byte each.
+pub fn table_bytes<K, V>(capacity: usize) -> usize {
+    capacity * (std::mem::size_of::<(K, V)>() + 1)
+}
+
+/// Bytes a value of `len` bytes takes in an ordered map of values and their counts
+/// (`BTreeMap<Vec<u8>, i64>`): its allocation and its share of a B-tree node (a vector and a
+/// count; nodes are about two thirds full).
+pub fn counted_entry_bytes(len: usize) -> usize {
+    allocation_bytes(len) + 48
+}
+
 /// One step of a view's pipeline.
 pub trait Operator: Send {
     /// Transforms one change batch; a stateful operator may hold its output until
@@ -102,8 +125,16 @@ pub trait Operator: Send {
         Ok(Vec::new())
     }
 
-    /// Drops in-memory caches past their limit (after an epoch is committed).
-    fn trim_cache(&mut self) {}
+    /// Bytes the operator holds in memory, approximately: what this epoch touched so far and
+    /// what it caches from earlier epochs. The epoch loop ends an epoch early when a view's
+    /// operators hold more than its bound.
+    fn memory_bytes(&self) -> usize {
+        0
+    }
+
+    /// Drops what the operator caches from earlier epochs (called between epochs, when the
+    /// view holds more than half its bound).
+    fn drop_cache(&mut self) {}
 
     /// Makes a windowed aggregate emit final rows when windows close (EMIT ON WINDOW CLOSE).
     fn set_emit_on_close(&mut self) {}

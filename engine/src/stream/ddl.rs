@@ -27,8 +27,8 @@ pub(crate) async fn plan_view(
     check_deterministic(&plan)?;
     let distinct_on = has_distinct_on(&plan);
     let optimized = state.optimize(&plan)?;
-    let cache_bytes_max = usize::try_from(engine.config().state_cache_bytes_max).unwrap_or(usize::MAX);
-    build_pipeline(state, &optimized, view_id, emit_on_window_close, cache_bytes_max, distinct_on)
+    let state_bytes_max = usize::try_from(engine.config().state_cache_bytes_max).unwrap_or(usize::MAX);
+    build_pipeline(state, &optimized, view_id, emit_on_window_close, state_bytes_max, distinct_on)
 }
 
 fn emits_on_window_close(options: &BTreeMap<String, String>) -> bool {

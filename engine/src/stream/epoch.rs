@@ -25,8 +25,17 @@ use super::state::{Encoder, EpochWriter, StateStore};
 use super::view::{view_failed, Progress, RefreshMode, ResultStore, ViewHandle};
 use crate::{EngineError, Result};
 
-/// Most rows read from one partition in one epoch (a backfill is many epochs).
+/// Most rows an epoch reads from a view's topics, shared out over their partitions (a backfill
+/// is many epochs).
 const EPOCH_ROWS_MAX: u64 = 256 * 1024;
+
+/// Fewest rows an epoch reads from one partition with rows waiting, however many partitions
+/// share [`EPOCH_ROWS_MAX`].
+const EPOCH_PARTITION_ROWS_MIN: u64 = 4096;
+
+/// Input batches are cut to at most this many rows, so that an epoch reaching the view's
+/// memory bound stops within this many rows of it.
+const INPUT_BATCH_ROWS_MAX: usize = 8192;
 
 /// Epochs of changes kept in a view's changelog for subscribers (views over the view keep
 /// whatever they have not read yet on top).
@@ -126,7 +135,7 @@ impl Runtime {
 
     /// The input of the next epoch: the rows read, where they end, and whether its changes go to
     /// the changelog (decided now: see [`ChangelogGate`]).
-    fn epoch_input(&self, batches: Vec<(usize, Changes)>, offsets: Vec<u64>, idle: Vec<bool>, watermark: Option<WatermarkSource>, committed: Progress) -> EpochInput {
+    fn epoch_input(&self, batches: Vec<InputBatch>, offsets: Vec<u64>, idle: Vec<bool>, watermark: Option<WatermarkSource>, committed: Progress) -> EpochInput {
         let keep_changes_from = (self.changes_needed)();
         let log_changes = committed.results == ResultStore::Log || self.changelog.logs(committed.epoch + 1, keep_changes_from != u64::MAX);
         EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes }
@@ -215,19 +224,21 @@ impl Runtime {
             // Epochs the upstream view committed while this one waited for its turn belong to it.
             latest.epoch = latest.epoch.max(self.cap(vec![upstream.progress().epoch + 1])[0].saturating_sub(1));
             let source = upstream.clone();
-            let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<(usize, Changes)>, u64)> {
+            // An upstream view's epochs are read whole: an epoch over them never ends early.
+            let (batches, following) = tokio::task::spawn_blocking(move || -> Result<(Vec<InputBatch>, u64)> {
+                let whole = |changes| InputBatch { position: 0, changes, start: None };
                 if next == 0 && !may_snapshot {
                     Ok((Vec::new(), 0))
                 } else if next == 0 {
                     let (batches, epoch) = source.snapshot()?;
-                    Ok((batches.into_iter().map(|b| (0, Changes::inserts(b))).collect(), epoch + 1))
+                    Ok((batches.into_iter().map(|b| whole(Changes::inserts(b))).collect(), epoch + 1))
                 } else {
                     let mut out = Vec::new();
                     if source.logs_results() {
-                        out.extend(source.appended(next, latest.epoch)?.into_iter().map(|batch| (0, Changes::inserts(batch))));
+                        out.extend(source.appended(next, latest.epoch)?.into_iter().map(|batch| whole(Changes::inserts(batch))));
                     } else {
                         for (_, batch, counts) in source.changes(next, latest.epoch)? {
-                            out.push((0, Changes::from_counts(&batch, &counts)?));
+                            out.push(whole(Changes::from_counts(&batch, &counts)?));
                         }
                     }
                     Ok((out, latest.epoch + 1))
@@ -310,9 +321,11 @@ impl Runtime {
             // Rows acknowledged while the epoch waited for its turn belong to it too (reading
             // only what was there before the wait would hold them back one more interval).
             let highs: Vec<u64> = self.cap(partitions.iter().map(|p| p.high_watermark()).collect());
-            let mut input = Vec::new();
+            let mut reads = Vec::new();
             let mut offsets = committed.offsets.clone();
             let mut behind = false;
+            let waiting = highs.iter().zip(&offsets).filter(|(h, o)| h > o).count() as u64;
+            let per_partition = (EPOCH_ROWS_MAX / waiting.max(1)).max(EPOCH_PARTITION_ROWS_MIN);
             for (index, (topic, partition)) in located.iter().enumerate() {
                 let low = partition.low_watermark();
                 if offsets[index] < low {
@@ -324,14 +337,14 @@ impl Runtime {
                 if from >= highs[index] {
                     continue;
                 }
-                let to = highs[index].min(from + EPOCH_ROWS_MAX);
+                let to = highs[index].min(from + per_partition);
                 behind |= to < highs[index];
                 let batches = read_range(&self.storage, topic, partition.index(), from, to).await?;
-                input.extend(batches.into_iter().map(|b| (index, Changes::inserts(b))));
+                reads.push(batches.into_iter().map(move |(start, b)| InputBatch { position: index, changes: Changes::inserts(b), start: Some(start) }));
                 offsets[index] = to;
             }
-            let step = self.epoch_input(input, offsets, idle, watermark, committed);
-            self.run_epoch(step).await?;
+            let step = self.epoch_input(interleave(reads), offsets, idle, watermark, committed);
+            behind |= self.run_epoch(step).await?;
             if behind {
                 // A backlog (a backfill): the next epoch starts at once. Pacing only batches
                 // up rows that trickle in.
@@ -340,8 +353,9 @@ impl Runtime {
         }
     }
 
-    /// Processes one epoch's input and commits it.
-    async fn run_epoch(&mut self, input: EpochInput) -> Result<()> {
+    /// Processes one epoch's input and commits it. Returns whether it ended early (at the
+    /// view's memory bound), leaving input for the next epoch.
+    async fn run_epoch(&mut self, input: EpochInput) -> Result<bool> {
         let mut plan = self.plan.take().ok_or_else(|| EngineError::Internal("view has no plan".into()))?;
         let store = self.store.clone();
         let view = self.view;
@@ -355,9 +369,9 @@ impl Runtime {
         .map_err(|e| EngineError::Internal(format!("epoch task: {e}")))?;
         self.plan = Some(plan);
         self.results = results;
-        let progress = outcome?;
+        let (progress, ended_early) = outcome?;
         self.progress.send_replace(progress);
-        Ok(())
+        Ok(ended_early)
     }
 }
 
@@ -412,9 +426,32 @@ fn push_branch(
     Ok(())
 }
 
+/// One batch of an epoch's input.
+struct InputBatch {
+    /// The source partition it came from (the view's position).
+    position: usize,
+    changes: Changes,
+    /// A topic's rows: the offset of the first (where the next epoch starts if this one ends
+    /// before the batch). `None`: an upstream view's changes, which an epoch takes whole.
+    start: Option<u64>,
+}
+
+/// The partitions' batches taken in turn from each partition: an epoch that ends early has
+/// read some of each.
+fn interleave(reads: Vec<impl Iterator<Item = InputBatch>>) -> Vec<InputBatch> {
+    let mut reads: Vec<std::collections::VecDeque<InputBatch>> = reads.into_iter().map(|batches| batches.collect()).collect();
+    let mut out = Vec::with_capacity(reads.iter().map(|r| r.len()).sum());
+    while out.len() < out.capacity() {
+        for read in &mut reads {
+            out.extend(read.pop_front());
+        }
+    }
+    out
+}
+
 /// What one epoch reads: rows per source partition, where it ends, and the watermark inputs.
 struct EpochInput {
-    batches: Vec<(usize, Changes)>,
+    batches: Vec<InputBatch>,
     offsets: Vec<u64>,
     idle: Vec<bool>,
     watermark: Option<WatermarkSource>,
@@ -432,8 +469,11 @@ fn process_epoch(
     view: u64,
     input: EpochInput,
     topic_id: u64,
-) -> Result<Progress> {
-    let EpochInput { batches, offsets, idle, watermark, committed, keep_changes_from, log_changes } = input;
+) -> Result<(Progress, bool)> {
+    let EpochInput { batches, mut offsets, idle, watermark, committed, keep_changes_from, log_changes } = input;
+    // Only topic rows can be left for the next epoch (an upstream view's epochs are taken whole).
+    let splittable = batches.iter().all(|b| b.start.is_some());
+    let mut ended_early = false;
     let mut writer = EpochWriter::with_capacity(view, plan.epoch_batch_bytes);
     let mut sink = Vec::new();
     let mut max_event_us = committed.max_event_us.clone();
@@ -444,7 +484,8 @@ fn process_epoch(
         let mut context =
             EpochContext { store, writer: &mut writer, watermark: committed.watermark_us, log_changes, rows_delta: 0 };
         let positions = plan.sources.positions();
-        let StreamPlan { branches, operators, .. } = plan;
+        let StreamPlan { branches, operators, state_bytes_max, .. } = plan;
+        let state_bytes_max = *state_bytes_max;
         for branch in branches.iter_mut() {
             if let Some(keyed) = branch.keyed.as_mut() {
                 keyed.begin_epoch();
@@ -464,7 +505,10 @@ fn process_epoch(
                 }
             }
         }
-        for (position, changes) in batches {
+        let mut batches = batches.into_iter();
+        // The output so far: its bytes, counted up to `sink[sink_counted]`.
+        let (mut sink_bytes, mut sink_counted) = (0, 0);
+        while let Some(InputBatch { position, changes, .. }) = batches.next() {
             let Changes { batch, retract } = changes;
             let batch = match watermark {
                 Some(source) => {
@@ -499,6 +543,24 @@ fn process_epoch(
                     // inserts (a keyed table has no watermark).
                     let changes = Changes { batch: shaped, retract };
                     push_branch(&mut branch.operators, operators, changes, &mut context, &mut sink)?;
+                }
+            }
+            // At the view's memory bound the epoch ends here; the partitions' remaining rows
+            // are the next epoch's.
+            let remaining = batches.as_slice();
+            if splittable && !remaining.is_empty() {
+                sink_bytes += sink[sink_counted..].iter().map(|c| slice_bytes(&c.batch)).sum::<usize>();
+                sink_counted = sink.len();
+                let held = StreamPlan::memory_bytes_of(branches, operators) + context.writer.batch.size_in_bytes() + sink_bytes;
+                if held > state_bytes_max {
+                    tracing::debug!(view, held, bound = state_bytes_max, "epoch ends early at the view's memory bound");
+                    for rest in remaining {
+                        if let Some(start) = rest.start {
+                            offsets[rest.position] = offsets[rest.position].min(start);
+                        }
+                    }
+                    ended_early = true;
+                    break;
                 }
             }
         }
@@ -549,10 +611,15 @@ fn process_epoch(
     writer.put_meta(&progress.encode(topic_id));
     plan.epoch_batch_bytes = writer.batch.size_in_bytes();
     store.commit(writer.batch)?;
-    for operator in plan.operators.iter_mut().chain(plan.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
-        operator.trim_cache();
+    if plan.memory_bytes() > plan.state_bytes_max / 2 {
+        plan.drop_caches();
     }
-    Ok(progress)
+    Ok((progress, ended_early))
+}
+
+/// Bytes of a batch's rows (a slice counts its share of its buffers, not their whole size).
+fn slice_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size())).sum()
 }
 
 /// Writes an epoch's result changes to a view whose results are a multiset (or a top-N's state):
@@ -621,8 +688,9 @@ fn write_result_changes(
     Ok((rows, changes_from))
 }
 
-/// Rows `[from, to)` of one partition, in the topic's full schema.
-async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, from: u64, to: u64) -> Result<Vec<RecordBatch>> {
+/// Rows `[from, to)` of one partition, in the topic's full schema, in batches of at most
+/// [`INPUT_BATCH_ROWS_MAX`] rows, each with the offset of its first row.
+async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, from: u64, to: u64) -> Result<Vec<(u64, RecordBatch)>> {
     let snapshot = storage.snapshot_from(topic, partition, from)?;
     let projection = ScanProjection::new(topic, None)?;
     let offset_column = topic.schema().fields().len() + 1;
@@ -639,18 +707,14 @@ async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, fr
         let rows = batch.num_rows();
         let first = offsets.value(0) as u64;
         let last = offsets.value(rows - 1) as u64;
-        if last - first + 1 == rows as u64 {
-            let start = from.saturating_sub(first).min(rows as u64);
-            let end = to.saturating_sub(first).min(rows as u64);
-            if start < end {
-                batches.push(batch.slice(start as usize, (end - start) as usize));
-            }
+        let (start, end) = if last - first + 1 == rows as u64 {
+            (from.saturating_sub(first).min(rows as u64) as usize, to.saturating_sub(first).min(rows as u64) as usize)
         } else {
-            let start = offsets.values().partition_point(|&o| (o as u64) < from);
-            let end = offsets.values().partition_point(|&o| (o as u64) < to);
-            if start < end {
-                batches.push(batch.slice(start, end - start));
-            }
+            (offsets.values().partition_point(|&o| (o as u64) < from), offsets.values().partition_point(|&o| (o as u64) < to))
+        };
+        for slice_start in (start..end).step_by(INPUT_BATCH_ROWS_MAX) {
+            let len = INPUT_BATCH_ROWS_MAX.min(end - slice_start);
+            batches.push((offsets.value(slice_start) as u64, batch.slice(slice_start, len)));
         }
         if last + 1 >= to {
             break;

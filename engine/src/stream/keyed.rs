@@ -12,7 +12,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use streamhouse_storage::TopicLog;
 
-use super::changes::{Changes, EpochContext};
+use super::changes::{allocation_bytes, table_bytes, Changes, EpochContext};
 use super::state::state_key;
 use crate::Result;
 
@@ -31,6 +31,8 @@ pub struct KeyedChangelog {
     schema: SchemaRef,
     /// Rows of keys changed in this epoch, not yet committed (`None`: deleted).
     pending: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Heap bytes of the pending keys and rows.
+    pending_bytes: usize,
 }
 
 impl KeyedChangelog {
@@ -42,12 +44,19 @@ impl KeyedChangelog {
         let keys = RowConverter::new(key_columns.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect())?;
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
         let operator = SOURCE_OPERATOR.saturating_sub(branch as u16);
-        Ok(Self { view, operator, key_columns, keys, rows, schema, pending: HashMap::new() })
+        Ok(Self { view, operator, key_columns, keys, rows, schema, pending: HashMap::new(), pending_bytes: 0 })
     }
 
     /// Starts an epoch: nothing is pending.
     pub fn begin_epoch(&mut self) {
-        self.pending.clear();
+        // A new map: clearing would keep the last epoch's table.
+        self.pending = HashMap::new();
+        self.pending_bytes = 0;
+    }
+
+    /// Bytes the epoch's pending rows take, approximately.
+    pub fn memory_bytes(&self) -> usize {
+        table_bytes::<Vec<u8>, Option<Vec<u8>>>(self.pending.capacity()) + self.pending_bytes
     }
 
     /// Turns log rows (the full schema, `_deleted` last) into changes of the table's rows.
@@ -74,12 +83,14 @@ impl KeyedChangelog {
                 retract.push(true);
                 previous_rows.push(previous);
             }
+            self.pending_bytes += allocation_bytes(key.len());
             if deleted.value(row) {
                 context.writer.delete_state(self.operator, &key);
                 self.pending.insert(key, None);
             } else {
                 let encoded = rows.row(row).as_ref().to_vec();
                 context.writer.put_state(self.operator, &key, &encoded);
+                self.pending_bytes += allocation_bytes(encoded.len());
                 self.pending.insert(key, Some(encoded));
                 picks.push((1, row));
                 retract.push(false);

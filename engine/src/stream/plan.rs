@@ -186,9 +186,34 @@ pub struct StreamPlan {
     pub state_results: Option<StateResults>,
     /// The size of the last epoch's write batch: the next one reserves as much.
     pub epoch_batch_bytes: usize,
+    /// The view's memory bound (`state_cache_bytes_max`): an epoch whose operators, write
+    /// batch and output reach it ends early, and caches are dropped between epochs once they
+    /// hold more than half of it.
+    pub state_bytes_max: usize,
 }
 
 impl StreamPlan {
+    /// Bytes the view's operators (and keyed sources) hold in memory, approximately.
+    pub fn memory_bytes(&self) -> usize {
+        Self::memory_bytes_of(&self.branches, &self.operators)
+    }
+
+    /// [`Self::memory_bytes`] of a plan's parts (while they are borrowed apart).
+    pub fn memory_bytes_of(branches: &[Branch], operators: &[Box<dyn Operator>]) -> usize {
+        branches
+            .iter()
+            .map(|b| b.operators.iter().map(|o| o.memory_bytes()).sum::<usize>() + b.keyed.as_ref().map_or(0, |k| k.memory_bytes()))
+            .sum::<usize>()
+            + operators.iter().map(|o| o.memory_bytes()).sum::<usize>()
+    }
+
+    /// Drops every operator's cache of earlier epochs.
+    pub fn drop_caches(&mut self) {
+        for operator in self.operators.iter_mut().chain(self.branches.iter_mut().flat_map(|b| b.operators.iter_mut())) {
+            operator.drop_cache();
+        }
+    }
+
     /// Keeps the results out of the top-N's state (a view that has kept them elsewhere since
     /// it was created).
     pub fn results_outside_state(&mut self) {
@@ -273,8 +298,6 @@ struct Builder<'a> {
     aggregates: Vec<usize>,
     /// The aggregates' window keys, by the same order.
     windows: Vec<Option<WindowKey>>,
-    /// Memory for each stateful operator's cache.
-    cache_bytes_max: usize,
     /// A filter `column <= N` seen above: the column (as named below it) and N, for a
     /// ROW_NUMBER() window to become a top-N.
     pending_limit: Option<(String, usize)>,
@@ -292,7 +315,7 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// A builder for a whole plan, or for one branch of a union (whose operators' ids continue
     /// from `next_id`).
-    fn new(state: &'a SessionState, view: u64, cache_bytes_max: usize, distinct_on: bool, next_id: u16) -> Self {
+    fn new(state: &'a SessionState, view: u64, distinct_on: bool, next_id: u16) -> Self {
         Builder {
             state,
             view,
@@ -304,7 +327,6 @@ impl<'a> Builder<'a> {
             aggregates: Vec::new(),
             windows: Vec::new(),
             window_columns: Vec::new(),
-            cache_bytes_max,
             pending_limit: None,
             limit_applied: false,
             distinct_on,
@@ -360,7 +382,7 @@ impl<'a> Builder<'a> {
     fn build_union(&mut self, union: &datafusion::logical_expr::logical_plan::Union) -> Result<()> {
         let mut branches = Vec::with_capacity(union.inputs.len());
         for input in &union.inputs {
-            let mut branch = Builder::new(self.state, self.view, self.cache_bytes_max, false, self.next_id);
+            let mut branch = Builder::new(self.state, self.view, false, self.next_id);
             branch.build(input)?;
             self.next_id = branch.next_id;
             self.append_only &= branch.append_only;
@@ -567,7 +589,6 @@ impl Builder<'_> {
                     self.append_only,
                     window,
                     false,
-                    self.cache_bytes_max,
                 )?;
                 self.push(Box::new(op));
                 self.append_only = false;
@@ -737,11 +758,10 @@ pub fn build_pipeline(
     plan: &LogicalPlan,
     view: u64,
     emit_on_window_close: bool,
-    cache_bytes_max: usize,
+    state_bytes_max: usize,
     distinct_on: bool,
 ) -> Result<StreamPlan> {
-
-    let mut builder = Builder::new(state, view, cache_bytes_max, distinct_on, 0);
+    let mut builder = Builder::new(state, view, distinct_on, 0);
     builder.build(plan)?;
     if emit_on_window_close {
         let last = builder.aggregates.last().copied();
@@ -800,6 +820,7 @@ pub fn build_pipeline(
         append_only: builder.append_only,
         state_results,
         epoch_batch_bytes: 0,
+        state_bytes_max,
     })
 }
 

@@ -33,7 +33,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 use futures::StreamExt;
 use streamhouse_storage::{Storage, TopicLog};
 
-use super::changes::{Changes, EpochContext, Operator};
+use super::changes::{allocation_bytes, table_bytes, Changes, EpochContext, Operator};
 use super::state::{state_key, Decoder, Encoder};
 use super::window::{column_name, interval_micros, micros_text, windowed_topic};
 use crate::provider::TopicTableProvider;
@@ -357,6 +357,8 @@ pub struct SessionOp {
     output_schema: SchemaRef,
     /// This epoch's new rows, by key.
     pending: HashMap<Vec<u8>, KeyRows>,
+    /// Heap bytes of the pending keys and rows.
+    pending_bytes: usize,
 }
 
 impl SessionOp {
@@ -368,7 +370,7 @@ impl SessionOp {
         kept.dedup();
         let rows = RowConverter::new(kept.iter().map(|&i| SortField::new(spec.schema.field(i).data_type().clone())).collect())?;
         let output_schema = Arc::new(spec.schema.project(&projection)?);
-        Ok(Self { id, view, spec, keys, kept, rows, projection, output_schema, pending: HashMap::new() })
+        Ok(Self { id, view, spec, keys, kept, rows, projection, output_schema, pending: HashMap::new(), pending_bytes: 0 })
     }
 
     /// The output rows: the kept columns of `rows` (encoded) with their session bounds.
@@ -470,7 +472,13 @@ impl Operator for SessionOp {
         for (row, key) in keys.into_iter().enumerate() {
             if times.is_valid(row) {
                 let bytes = rows.as_ref().map_or_else(Vec::new, |rows| rows.row(row).as_ref().to_vec());
-                self.pending.entry(key).or_default().push((times.value(row), bytes));
+                self.pending_bytes += allocation_bytes(bytes.len()) + std::mem::size_of::<(i64, Vec<u8>)>();
+                let key_bytes = allocation_bytes(key.len());
+                let entry = self.pending.entry(key).or_insert_with(|| {
+                    self.pending_bytes += key_bytes;
+                    KeyRows::new()
+                });
+                entry.push((times.value(row), bytes));
             }
         }
         Ok(Vec::new())
@@ -479,6 +487,7 @@ impl Operator for SessionOp {
     fn finish_epoch(&mut self, context: &mut EpochContext<'_>) -> Result<Vec<Changes>> {
         let mut emits: Vec<Emit> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         for (key, new_rows) in pending {
             let mut rows = self.load(&key, context)?;
             merge_key(&mut rows, new_rows, self.spec.gap_us, &mut emits);
@@ -499,6 +508,10 @@ impl Operator for SessionOp {
         let batch = self.output(&rows, starts, ends)?;
         let retract: Vec<bool> = emits.iter().map(|e| e.3).collect();
         Ok(vec![Changes { batch, retract: Some(retract.into()) }])
+    }
+
+    fn memory_bytes(&self) -> usize {
+        table_bytes::<Vec<u8>, KeyRows>(self.pending.capacity()) + self.pending_bytes
     }
 
     fn describe(&self) -> String {

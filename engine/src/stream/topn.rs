@@ -369,6 +369,10 @@ impl Operator for TopNOp {
         output
     }
 
+    fn memory_bytes(&self) -> usize {
+        self.touched.memory_bytes() + self.values.0.capacity()
+    }
+
     fn top_n_layout(&self) -> Option<Arc<TopNLayout>> {
         Some(self.layout.clone())
     }

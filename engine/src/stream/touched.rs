@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
+use super::changes::counted_entry_bytes;
 use super::state::Decoder;
 use crate::Result;
 
@@ -89,6 +90,8 @@ pub struct Touched {
     /// Partitions by key (indices into `partitions`).
     index: hashbrown::HashTable<usize>,
     hasher: foldhash::fast::RandomState,
+    /// Heap bytes of the rows held in maps (the vectors' are their capacities).
+    map_bytes: usize,
 }
 
 fn bytes(arena: &[u8], span: Span) -> &[u8] {
@@ -130,7 +133,20 @@ impl Touched {
             held,
             index: hashbrown::HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            map_bytes: 0,
         }
+    }
+
+    /// Bytes held, approximately: the arena, the vectors, the index and the maps' rows.
+    pub fn memory_bytes(&self) -> usize {
+        fn held<T>(items: &Vec<T>) -> usize {
+            items.capacity() * std::mem::size_of::<T>()
+        }
+        let rows = match &self.held {
+            Held::Slots(slots) => held(slots),
+            Held::Maps(maps) => held(maps) + self.map_bytes,
+        };
+        held(&self.arena) + held(&self.partitions) + held(&self.before) + rows + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
     }
 
     pub fn len(&self) -> usize {
@@ -188,6 +204,7 @@ impl Touched {
                 *after = kept;
             }
             Held::Maps(maps) => {
+                self.map_bytes += stored.iter().map(|e| counted_entry_bytes(e.row.len)).sum::<usize>();
                 maps[*after] = stored.iter().map(|e| (bytes(&self.arena, e.row).to_vec(), e.count)).collect();
             }
         }
@@ -225,7 +242,10 @@ impl Touched {
                     if rows.len() >= limit && rows.last_key_value().is_some_and(|(last, _)| row > last.as_slice()) {
                         return;
                     }
-                    *rows.entry(row.to_vec()).or_insert(0) += 1;
+                    *rows.entry(row.to_vec()).or_insert_with(|| {
+                        self.map_bytes += counted_entry_bytes(row.len());
+                        0
+                    }) += 1;
                     if rows.len() > limit {
                         rows.pop_last();
                     }
@@ -239,6 +259,7 @@ impl Touched {
                         }
                     }
                     std::collections::btree_map::Entry::Vacant(entry) => {
+                        self.map_bytes += counted_entry_bytes(row.len());
                         entry.insert(sign);
                     }
                 }
@@ -325,6 +346,7 @@ impl Touched {
         }
         self.index.clear();
         self.index.shrink_to(RETAINED_BYTES_MAX / std::mem::size_of::<usize>(), |_| 0);
+        self.map_bytes = 0;
     }
 }
 
