@@ -71,11 +71,23 @@ pub(super) fn append(writer: &mut EpochWriter, schema: &SchemaRef, epoch: u64, s
 pub(super) fn decode(schema: &SchemaRef, entries: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, RecordBatch)>> {
     let mut out = Vec::with_capacity(entries.len());
     for (epoch, bytes) in entries {
-        for batch in StreamReader::try_new(Cursor::new(bytes.as_slice()), None)? {
-            out.push((*epoch, as_view_batch(schema, &batch?)?));
-        }
+        decode_entry(schema, bytes, |batch| {
+            out.push((*epoch, batch));
+            Ok(true)
+        })?;
     }
     Ok(out)
+}
+
+/// Decodes one log entry into the view's batches, handing each to `each` until it returns
+/// false; returns whether it never did.
+pub(super) fn decode_entry(schema: &SchemaRef, bytes: &[u8], mut each: impl FnMut(RecordBatch) -> Result<bool>) -> Result<bool> {
+    for batch in StreamReader::try_new(Cursor::new(bytes), None)? {
+        if !each(as_view_batch(schema, &batch?)?)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -258,10 +258,21 @@ impl StateStore {
     /// The result log entries of epochs `[from, to]` (epoch, bytes), in order, and the view's
     /// progress record, from one consistent snapshot.
     pub fn scan_log(&self, view: u64, from: u64, to: u64) -> Result<(Option<Vec<u8>>, LogEntries)> {
+        let mut entries = Vec::new();
+        let meta = self.scan_log_each(view, from, to, |epoch, value| {
+            entries.push((epoch, value.to_vec()));
+            Ok(true)
+        })?;
+        Ok((meta, entries))
+    }
+
+    /// [`Self::scan_log`] entry by entry, until `each` returns false; returns the progress
+    /// record.
+    pub fn scan_log_each(&self, view: u64, from: u64, to: u64, each: impl FnMut(u64, &[u8]) -> Result<bool>) -> Result<Option<Vec<u8>>> {
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
-        let entries = epoch_entries(&snapshot, &log_key(view, from, 0), &log_key(view, to.saturating_add(1), 0))?;
-        Ok((meta, entries))
+        epoch_entries_each(&snapshot, &log_key(view, from, 0), &log_key(view, to.saturating_add(1), 0), each)?;
+        Ok(meta)
     }
 
     /// The changelog entries of epochs `[from, to]`, in epoch order.
@@ -274,15 +285,26 @@ impl StateStore {
 /// changelog's and the result log's), with that epoch, in key order.
 fn epoch_entries(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8]) -> Result<LogEntries> {
     let mut out = Vec::new();
+    epoch_entries_each(snapshot, start, end, |epoch, value| {
+        out.push((epoch, value.to_vec()));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// [`epoch_entries`] one by one, until `each` returns false.
+fn epoch_entries_each(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8], mut each: impl FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
     for item in snapshot.iterator(rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward)) {
         let (key, value) = item.map_err(state_error)?;
         if key.as_ref() >= end {
             break;
         }
         let epoch = key.get(9..17).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(corrupt)?;
-        out.push((epoch, value.to_vec()));
+        if !each(epoch, &value)? {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 impl StateStore {

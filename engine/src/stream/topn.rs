@@ -119,33 +119,35 @@ pub struct StateResults {
 }
 
 impl StateResults {
-    /// The committed results and the view's progress record, from one consistent snapshot.
-    pub fn read(&self, store: &StateStore) -> Result<(Vec<RecordBatch>, Option<Vec<u8>>)> {
+    /// The committed results, batch by batch to `emit` until it returns false, and the view's
+    /// progress record, from one consistent snapshot.
+    pub fn read(&self, store: &StateStore, emit: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<Option<Vec<u8>>> {
         let layout = &self.layout;
-        let mut batches = Vec::new();
         let mut partitions: Vec<Rows> = Vec::new();
         let mut pending = 0usize;
         let mut failure: Option<EngineError> = None;
-        let flush = |partitions: &mut Vec<Rows>, batches: &mut Vec<RecordBatch>| -> Result<()> {
+        let mut flush = |partitions: &mut Vec<Rows>| -> Result<bool> {
             let rows: Vec<(&[u8], u64)> = partitions.iter().flat_map(|p| layout.top(counted(p))).collect();
-            if !rows.is_empty() {
-                batches.push(self.project(layout.output(&rows, false)?.batch)?);
-            }
+            let more = rows.is_empty() || emit(self.project(layout.output(&rows, false)?.batch)?)?;
             partitions.clear();
-            Ok(())
+            Ok(more)
         };
+        let mut stopped = false;
         let meta = store.scan_operator_state(layout.view, layout.operator, |_, value| {
             let step = TopNLayout::decode(value).and_then(|rows| {
                 pending += layout.top_len(counted(&rows)) as usize;
                 partitions.push(rows);
                 if pending >= READ_BATCH_ROWS {
                     pending = 0;
-                    flush(&mut partitions, &mut batches)?;
+                    return flush(&mut partitions);
                 }
-                Ok(())
+                Ok(true)
             });
             match step {
-                Ok(()) => true,
+                Ok(more) => {
+                    stopped = !more;
+                    more
+                }
                 Err(error) => {
                     failure = Some(error);
                     false
@@ -155,8 +157,10 @@ impl StateResults {
         if let Some(error) = failure {
             return Err(error);
         }
-        flush(&mut partitions, &mut batches)?;
-        Ok((batches, meta))
+        if !stopped {
+            flush(&mut partitions)?;
+        }
+        Ok(meta)
     }
 
     fn project(&self, mut batch: RecordBatch) -> Result<RecordBatch> {

@@ -10,10 +10,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 use streamhouse_catalog::ViewMeta;
 use streamhouse_storage::Storage;
@@ -285,10 +287,6 @@ impl ViewHandle {
     }
 
     /// The view's rows as of its last committed epoch.
-    pub fn read(&self) -> Result<Vec<RecordBatch>> {
-        Ok(self.snapshot()?.0)
-    }
-
     fn row_converter(&self) -> Result<RowConverter> {
         Ok(RowConverter::new(self.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
     }
@@ -362,40 +360,53 @@ impl ViewHandle {
 
     /// The view's rows and the epoch they are of, from one consistent snapshot.
     pub fn snapshot(&self) -> Result<(Vec<RecordBatch>, u64)> {
+        let mut batches = Vec::new();
+        let epoch = self.snapshot_each(&mut |batch| {
+            batches.push(batch);
+            Ok(true)
+        })?;
+        Ok((batches, epoch))
+    }
+
+    /// [`Self::snapshot`] batch by batch (of about [`READ_BATCH_ROWS`] rows) to `emit`, until it
+    /// returns false: the view's rows are never all in memory at once.
+    pub fn snapshot_each(&self, emit: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
         let results = self.progress.borrow().results;
         match (results, &self.state_results) {
             (ResultStore::Log, _) => {
-                let (meta, entries) = self.store.scan_log(self.meta.id, 0, u64::MAX)?;
-                let batches = super::result_log::decode(&self.schema, &entries)?.into_iter().map(|(_, batch)| batch).collect();
-                return Ok((batches, committed_epoch(meta)?));
+                let meta = self.store.scan_log_each(self.meta.id, 0, u64::MAX, |_, bytes| super::result_log::decode_entry(&self.schema, bytes, &mut *emit))?;
+                return committed_epoch(meta);
             }
-            (ResultStore::TopNState, Some(reader)) => {
-                let (batches, meta) = reader.read(&self.store)?;
-                return Ok((batches, committed_epoch(meta)?));
-            }
+            (ResultStore::TopNState, Some(reader)) => return committed_epoch(reader.read(&self.store, emit)?),
             _ => {}
         }
         let converter = self.row_converter()?;
         let parser = converter.parser();
-        let mut batches = Vec::new();
         let mut pending: Vec<Vec<u8>> = Vec::with_capacity(READ_BATCH_ROWS);
         let mut error: Option<EngineError> = None;
-        let flush = |pending: &mut Vec<Vec<u8>>, batches: &mut Vec<RecordBatch>| -> Result<()> {
+        let mut stopped = false;
+        let mut flush = |pending: &mut Vec<Vec<u8>>| -> Result<bool> {
             if pending.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
             let columns = converter.convert_rows(pending.iter().map(|row| parser.parse(row)))?;
-            batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
             pending.clear();
-            Ok(())
+            emit(RecordBatch::try_new(self.schema.clone(), columns)?)
         };
         let meta = self.store.scan_results(self.meta.id, |row, count| {
             for _ in 0..count {
                 pending.push(row.to_vec());
                 if pending.len() == READ_BATCH_ROWS {
-                    if let Err(e) = flush(&mut pending, &mut batches) {
-                        error = Some(e);
-                        return false;
+                    match flush(&mut pending) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            stopped = true;
+                            return false;
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            return false;
+                        }
                     }
                 }
             }
@@ -404,8 +415,10 @@ impl ViewHandle {
         if let Some(error) = error {
             return Err(error);
         }
-        flush(&mut pending, &mut batches)?;
-        Ok((batches, committed_epoch(meta)?))
+        if !stopped {
+            flush(&mut pending)?;
+        }
+        committed_epoch(meta)
     }
 }
 
@@ -546,12 +559,38 @@ impl TableProvider for ViewTableProvider {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows: Arc<dyn PartitionStream> = Arc::new(ViewRows { view: self.view.clone() });
+        Ok(Arc::new(StreamingTableExec::try_new(self.view.schema.clone(), vec![rows], projection, [], false, None)?))
+    }
+}
+
+/// Batches a scan of a view reads ahead of its consumer.
+const SCAN_BATCHES_AHEAD: usize = 2;
+
+/// A scan of a view: its last committed epoch, read from one RocksDB snapshot on the blocking
+/// pool and streamed with backpressure (a reader that stops reading stops the scan).
+#[derive(Debug)]
+struct ViewRows {
+    view: Arc<ViewHandle>,
+}
+
+impl PartitionStream for ViewRows {
+    fn schema(&self) -> &SchemaRef {
+        &self.view.schema
+    }
+
+    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(SCAN_BATCHES_AHEAD);
         let view = self.view.clone();
-        let batches = tokio::task::spawn_blocking(move || view.read())
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(MemorySourceConfig::try_new_exec(&[batches], self.view.schema.clone(), projection.cloned())?)
+        tokio::task::spawn_blocking(move || {
+            // A send fails once the reader is gone: the scan stops there.
+            let read = view.snapshot_each(&mut |batch| Ok(sender.blocking_send(Ok(batch)).is_ok()));
+            if let Err(error) = read {
+                let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(error))));
+            }
+        });
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) });
+        Box::pin(RecordBatchStreamAdapter::new(self.view.schema.clone(), batches))
     }
 }
 
