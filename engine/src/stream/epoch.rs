@@ -725,7 +725,23 @@ async fn read_range(storage: &Storage, topic: &Arc<TopicLog>, partition: u32, fr
 
 #[cfg(test)]
 mod tests {
-    use super::WatermarkSource;
+    use super::{interleave, Changes, InputBatch, WatermarkSource};
+
+    #[test]
+    fn partitions_are_read_in_turn_each_in_order() {
+        let batch = |position: usize, start: u64| {
+            let column = arrow::array::Int64Array::from(vec![start as i64]);
+            let batch = arrow::array::RecordBatch::try_from_iter([("x", std::sync::Arc::new(column) as arrow::array::ArrayRef)]).unwrap();
+            InputBatch { position, changes: Changes::inserts(batch), start: Some(start) }
+        };
+        let reads = vec![
+            vec![batch(0, 0), batch(0, 10), batch(0, 20)].into_iter(),
+            vec![].into_iter(),
+            vec![batch(2, 5)].into_iter(),
+        ];
+        let order: Vec<(usize, Option<u64>)> = interleave(reads).iter().map(|b| (b.position, b.start)).collect();
+        assert_eq!(order, vec![(0, Some(0)), (2, Some(5)), (0, Some(10)), (0, Some(20))]);
+    }
 
     #[test]
     fn watermark_is_the_minimum_over_live_partitions_and_never_goes_back() {
