@@ -18,12 +18,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef, UInt64Type};
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::changes::{allocation_bytes, counted_entry_bytes, table_bytes, Changes, EpochContext, Operator};
-use super::state::{state_key, Decoder, Encoder};
+use super::accumulator::{out_of_range, update, Acc, ArgColumn, GroupState, IntColumn};
+use super::changes::{allocation_bytes, table_bytes, Changes, EpochContext, Operator};
+use super::state::state_key;
 use super::view::READ_BATCH_ROWS;
 use crate::{EngineError, Result};
 
@@ -141,124 +142,6 @@ impl AggCall {
     }
 }
 
-/// The accumulator of one aggregate in one group.
-#[derive(Debug, Clone, PartialEq)]
-enum Acc {
-    Count(i64),
-    /// Exact sums (integers, decimals) and the number of non-null values in them.
-    SumInt { sum: i128, count: i64 },
-    SumFloat { sum: f64, count: i64 },
-    Bools { trues: i64, falses: i64 },
-    /// A multiset of values (arrow-row bytes → count).
-    Values(BTreeMap<Vec<u8>, i64>),
-    /// The extreme value so far (append-only input).
-    Extreme(Option<Vec<u8>>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct GroupState {
-    rows: i64,
-    accs: Vec<Acc>,
-}
-
-const TAG_COUNT: u8 = 1;
-const TAG_SUM_INT: u8 = 2;
-const TAG_SUM_FLOAT: u8 = 3;
-const TAG_BOOLS: u8 = 4;
-const TAG_VALUES: u8 = 5;
-const TAG_EXTREME: u8 = 6;
-
-impl GroupState {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Encoder::default();
-        out.i64(self.rows);
-        for acc in &self.accs {
-            match acc {
-                Acc::Count(n) => {
-                    out.u8(TAG_COUNT);
-                    out.i64(*n);
-                }
-                Acc::SumInt { sum, count } => {
-                    out.u8(TAG_SUM_INT);
-                    out.i128(*sum);
-                    out.i64(*count);
-                }
-                Acc::SumFloat { sum, count } => {
-                    out.u8(TAG_SUM_FLOAT);
-                    out.f64(*sum);
-                    out.i64(*count);
-                }
-                Acc::Bools { trues, falses } => {
-                    out.u8(TAG_BOOLS);
-                    out.i64(*trues);
-                    out.i64(*falses);
-                }
-                Acc::Values(values) => {
-                    out.u8(TAG_VALUES);
-                    out.u64(values.len() as u64);
-                    for (value, count) in values {
-                        out.bytes(value);
-                        out.i64(*count);
-                    }
-                }
-                Acc::Extreme(value) => {
-                    out.u8(TAG_EXTREME);
-                    match value {
-                        Some(v) => {
-                            out.u8(1);
-                            out.bytes(v);
-                        }
-                        None => out.u8(0),
-                    }
-                }
-            }
-        }
-        out.0
-    }
-
-    fn decode(bytes: &[u8], accs: usize) -> Result<Self> {
-        let mut input = Decoder(bytes);
-        let rows = input.i64()?;
-        let mut out = Vec::with_capacity(accs);
-        for _ in 0..accs {
-            out.push(match input.u8()? {
-                TAG_COUNT => Acc::Count(input.i64()?),
-                TAG_SUM_INT => Acc::SumInt { sum: input.i128()?, count: input.i64()? },
-                TAG_SUM_FLOAT => Acc::SumFloat { sum: input.f64()?, count: input.i64()? },
-                TAG_BOOLS => Acc::Bools { trues: input.i64()?, falses: input.i64()? },
-                TAG_VALUES => {
-                    let n = input.u64()?;
-                    let mut values = BTreeMap::new();
-                    for _ in 0..n {
-                        let value = input.bytes()?.to_vec();
-                        values.insert(value, input.i64()?);
-                    }
-                    Acc::Values(values)
-                }
-                TAG_EXTREME => match input.u8()? {
-                    0 => Acc::Extreme(None),
-                    _ => Acc::Extreme(Some(input.bytes()?.to_vec())),
-                },
-                _ => return Err(EngineError::Internal("state store holds an unknown accumulator".into())),
-            });
-        }
-        Ok(Self { rows, accs: out })
-    }
-
-    /// Bytes the state's accumulators take on the heap, approximately.
-    fn heap_bytes(&self) -> usize {
-        allocation_bytes(self.accs.len() * std::mem::size_of::<Acc>())
-            + self
-                .accs
-                .iter()
-                .map(|a| match a {
-                    Acc::Values(v) => v.keys().map(|k| counted_entry_bytes(k.len())).sum::<usize>(),
-                    Acc::Extreme(Some(v)) => allocation_bytes(v.len()),
-                    _ => 0,
-                })
-                .sum::<usize>()
-    }
-}
 
 /// What a write-batch entry costs beside its key: the state key's prefix, the record's header
 /// and lengths, and the value's fixed part.
@@ -268,17 +151,6 @@ const WRITE_ENTRY_BYTES: usize = 32;
 /// a 16-byte sum; a multiset's values are counted as the cache counts them).
 const WRITE_VALUE_BYTES: usize = 24;
 
-/// An aggregate's argument column for one batch, in the form its accumulator reads.
-enum ArgColumn {
-    Present(ArrayRef),
-    SumInt(IntColumn),
-    SumFloat(arrow::array::Float64Array),
-    Bools(BooleanArray),
-    /// Encoded values and the array they came from (for its nulls).
-    Values(Rows, ArrayRef),
-    /// Encoded (order key, value) pairs; NULL values count.
-    Ordered(Rows),
-}
 
 /// A GROUP BY over a window column: which group column it is and how far the window's end is
 /// from its value (0 for `window_end`, the window size for `window_start`).
@@ -296,22 +168,6 @@ fn ordered(value: i64) -> [u8; 8] {
     ((value as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// An exact sum's argument, cast to what it sums in.
-enum IntColumn {
-    Int64(arrow::array::Int64Array),
-    UInt64(arrow::array::UInt64Array),
-    Decimal(arrow::array::Decimal128Array),
-}
-
-impl IntColumn {
-    fn value(&self, row: usize) -> Option<i128> {
-        match self {
-            IntColumn::Int64(a) => a.is_valid(row).then(|| a.value(row) as i128),
-            IntColumn::UInt64(a) => a.is_valid(row).then(|| a.value(row) as i128),
-            IntColumn::Decimal(a) => a.is_valid(row).then(|| a.value(row)),
-        }
-    }
-}
 
 /// Incremental GROUP BY (also a global aggregate without GROUP BY: one group that always exists).
 ///
@@ -445,7 +301,7 @@ impl AggregateOp {
                 + self.calls.len() * WRITE_VALUE_BYTES
                 + before.as_ref().map_or(0, |values| {
                     allocation_bytes(values.len() * std::mem::size_of::<ScalarValue>())
-                        + values.iter().map(|v| v.size() - std::mem::size_of::<ScalarValue>()).sum::<usize>()
+                        + values.iter().map(|v| v.size().saturating_sub(std::mem::size_of::<ScalarValue>())).sum::<usize>()
                 });
             self.touched.insert(key.to_vec(), before);
         }
@@ -616,9 +472,6 @@ impl AggregateOp {
     }
 }
 
-fn out_of_range(type_name: &str) -> EngineError {
-    EngineError::NumericOutOfRange(format!("{type_name} out of range"))
-}
 
 fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
@@ -629,88 +482,6 @@ fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     Ok(ScalarValue::try_from_array(&columns[column], 0)?)
 }
 
-/// Adds `sign` occurrences of `value`; returns the change in the multiset's heap bytes.
-fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) -> isize {
-    let entry_bytes = counted_entry_bytes(value.len()) as isize;
-    match values.get_mut(value) {
-        Some(count) => {
-            *count += sign;
-            if *count == 0 {
-                values.remove(value);
-                return -entry_bytes;
-            }
-            0
-        }
-        None => {
-            values.insert(value.to_vec(), sign);
-            entry_bytes
-        }
-    }
-}
-
-/// Keeps `value` if it beats the current extreme (`smaller`: the smallest wins); returns the
-/// change in heap bytes.
-fn keep_extreme(current: &mut Option<Vec<u8>>, value: &[u8], smaller: bool) -> isize {
-    let better = match current {
-        None => true,
-        Some(existing) if smaller => value < existing.as_slice(),
-        Some(existing) => value > existing.as_slice(),
-    };
-    if !better {
-        return 0;
-    }
-    let old = current.as_ref().map_or(0, |v| allocation_bytes(v.len())) as isize;
-    *current = Some(value.to_vec());
-    allocation_bytes(value.len()) as isize - old
-}
-
-/// Applies one row to an accumulator; returns the change in its heap bytes.
-fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usize, sign: i64) -> Result<isize> {
-    match (acc, column) {
-        (Acc::Count(n), ArgColumn::Present(array)) => {
-            if array.is_valid(row) {
-                *n += sign;
-            }
-        }
-        (Acc::SumInt { sum, count }, ArgColumn::SumInt(column)) => {
-            if let Some(value) = column.value(row) {
-                *sum = sum.checked_add(value * sign as i128).ok_or_else(|| out_of_range("numeric"))?;
-                *count += sign;
-            }
-        }
-        (Acc::SumFloat { sum, count }, ArgColumn::SumFloat(array)) => {
-            if array.is_valid(row) {
-                *sum += array.value(row) * sign as f64;
-                *count += sign;
-            }
-        }
-        (Acc::Bools { trues, falses }, ArgColumn::Bools(array)) if array.is_valid(row) => {
-            if array.value(row) {
-                *trues += sign;
-            } else {
-                *falses += sign;
-            }
-        }
-        // NULL is never a min, max or distinct value.
-        (Acc::Values(values), ArgColumn::Values(rows, array)) => {
-            if array.is_valid(row) {
-                return Ok(add_value(values, rows.row(row).as_ref(), sign));
-            }
-        }
-        (Acc::Values(values), ArgColumn::Ordered(rows)) => return Ok(add_value(values, rows.row(row).as_ref(), sign)),
-        (Acc::Extreme(current), ArgColumn::Ordered(rows)) => {
-            return Ok(keep_extreme(current, rows.row(row).as_ref(), func == AggFunc::FirstValue));
-        }
-        (Acc::Extreme(current), ArgColumn::Values(rows, array)) => {
-            if array.is_valid(row) {
-                return Ok(keep_extreme(current, rows.row(row).as_ref(), func == AggFunc::Min));
-            }
-        }
-        (Acc::Bools { .. }, ArgColumn::Bools(_)) => {} // NULL argument
-        (acc, _) => return Err(EngineError::Internal(format!("{} cannot update accumulator {acc:?}", func.name()))),
-    }
-    Ok(0)
-}
 
 impl AggregateOp {
     /// Deletes the state of every window ending at or before the watermark; returns the

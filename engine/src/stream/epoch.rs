@@ -30,8 +30,8 @@ use crate::{EngineError, Result};
 const EPOCH_ROWS_MAX: u64 = 256 * 1024;
 
 /// Fewest rows an epoch reads from one partition with rows waiting, however many partitions
-/// share [`EPOCH_ROWS_MAX`].
-const EPOCH_PARTITION_ROWS_MIN: u64 = 4096;
+/// share [`EPOCH_ROWS_MAX`] (up to 256 partitions get their share).
+const EPOCH_PARTITION_ROWS_MIN: u64 = 1024;
 
 /// Input batches are cut to at most this many rows, so that an epoch reaching the view's
 /// memory bound stops within this many rows of it.
@@ -440,8 +440,9 @@ struct InputBatch {
 /// read some of each.
 fn interleave(reads: Vec<impl Iterator<Item = InputBatch>>) -> Vec<InputBatch> {
     let mut reads: Vec<std::collections::VecDeque<InputBatch>> = reads.into_iter().map(|batches| batches.collect()).collect();
-    let mut out = Vec::with_capacity(reads.iter().map(|r| r.len()).sum());
-    while out.len() < out.capacity() {
+    let total = reads.iter().map(|r| r.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
         for read in &mut reads {
             out.extend(read.pop_front());
         }

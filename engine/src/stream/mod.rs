@@ -6,6 +6,7 @@
 //! results; [`subscribe`] streams its changes; [`state`] is the RocksDB store that holds every
 //! view's state, results, changelog and progress. [`Views`] is the registry the engine owns.
 
+mod accumulator;
 pub mod aggregate;
 pub mod changelog;
 pub mod changes;
