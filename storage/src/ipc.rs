@@ -56,13 +56,31 @@ fn invalid(reason: impl Into<String>) -> StorageError {
 /// arrow-rs lays the batch out uncompressed; its buffers are then compressed one by one
 /// ([`crate::lz4`]), which costs less than arrow-rs's own compression of each buffer.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<EncodedBatch> {
+    let plain = uncompressed(batch)?;
+    compressed(&plain.ipc_message, &plain.arrow_data)
+}
+
+/// [`encode`], also returning the batch as read back from its uncompressed layout, whose
+/// buffers hold just the batch's rows: a compact copy of a slice of larger buffers, which the
+/// layout already made (no second copy of the values).
+pub(crate) fn encode_compact(batch: &RecordBatch) -> Result<(EncodedBatch, RecordBatch)> {
+    let plain = uncompressed(batch)?;
+    let encoded = compressed(&plain.ipc_message, &plain.arrow_data)?;
+    let (message, layout) = parse_metadata(&plain.ipc_message)?;
+    let body = arrow::buffer::Buffer::from_vec(plain.arrow_data);
+    let copy = arrow_ipc::reader::read_record_batch(&body, layout, batch.schema(), &Default::default(), None, &message.version())?;
+    Ok((encoded, copy))
+}
+
+/// The batch as an uncompressed record batch message (metadata and body).
+fn uncompressed(batch: &RecordBatch) -> Result<arrow_ipc::writer::EncodedData> {
     let mut tracker = DictionaryTracker::new(true);
     let (dictionaries, plain) =
         IpcDataGenerator::default().encode(batch, &mut tracker, &IpcWriteOptions::default(), &mut IpcWriteContext::default())?;
     if !dictionaries.is_empty() {
         return Err(invalid("dictionary-encoded columns cannot be stored"));
     }
-    compressed(&plain.ipc_message, &plain.arrow_data)
+    Ok(plain)
 }
 
 /// An uncompressed record batch message with every buffer compressed as the IPC format defines
@@ -331,6 +349,37 @@ mod tests {
         let second_only: Vec<RecordBatch> =
             FileReader::try_new(std::io::Cursor::new(&bytes), Some(vec![1])).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(second_only[1].column(0), extra.column(0));
+    }
+
+    #[test]
+    fn a_compact_encoding_reads_back_the_slice_in_buffers_of_its_own() {
+        let names: Vec<Option<String>> = (0..1000).map(|i| (i % 3 != 0).then(|| format!("name-{i}"))).collect();
+        let parent = RecordBatch::try_from_iter(vec![
+            ("v", Arc::new(Int64Array::from_iter_values(0..1000)) as ArrayRef),
+            ("name", Arc::new(StringArray::from(names)) as ArrayRef),
+            ("d", Arc::new(arrow::array::Decimal128Array::from_iter_values(0..1000).with_precision_and_scale(20, 2).unwrap()) as ArrayRef),
+        ])
+        .unwrap();
+        // The allocations a batch's buffers hold, each counted once (columns of a read-back
+        // batch share one).
+        let held = |b: &RecordBatch| {
+            let mut seen = std::collections::HashMap::new();
+            for column in b.columns() {
+                let data = column.to_data();
+                for buffer in data.buffers().iter().chain(data.nulls().map(|n| n.buffer())) {
+                    seen.insert(buffer.data_ptr().as_ptr() as usize, buffer.capacity());
+                }
+            }
+            seen.values().sum::<usize>()
+        };
+        for (offset, len) in [(500, 100), (0, 1), (999, 1), (3, 0)] {
+            let slice = parent.slice(offset, len);
+            let (encoded, copy) = encode_compact(&slice).unwrap();
+            assert_eq!(copy, slice);
+            assert!(held(&copy) * 4 < held(&parent), "{} bytes held against the parent's {}", held(&copy), held(&parent));
+            let plain = encode(&slice).unwrap();
+            assert_eq!((encoded.metadata, encoded.body), (plain.metadata, plain.body));
+        }
     }
 
     /// Arrow's stream reader (which decodes every LZ4 frame) gives back `batch`, and the body
