@@ -200,6 +200,7 @@ async fn lock_if_keyed(topic: &TopicLog) -> Option<KeyedWriteGuard<'_>> {
 
 /// Takes off the piece a pipelined write encodes aside, cutting a write of one piece in two;
 /// `None` for a write too small to pipeline.
+///
 /// A piece that is a small slice is copied first, so that its halves (which together use all
 /// of the copy) are not copied again.
 fn split_last(pieces: &mut Vec<Piece>) -> Result<Option<Piece>> {

@@ -236,9 +236,9 @@ impl StateStore {
     }
 
     /// Result rows of a view with their counts (only positive counts), in key order, read from
-    /// one consistent snapshot. Runs `each` for every row until it returns false. Returns the
-    /// view's progress record of the same snapshot.
-    pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> bool) -> Result<Option<Vec<u8>>> {
+    /// one consistent snapshot. Runs `each` for every row until it returns false or fails.
+    /// Returns the view's progress record of the same snapshot.
+    pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> Result<bool>) -> Result<Option<Vec<u8>>> {
         let prefix = result_prefix(view);
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
@@ -248,7 +248,7 @@ impl StateStore {
                 break;
             }
             let count = count_of(&value);
-            if count > 0 && !each(&key[prefix.len()..], count) {
+            if count > 0 && !each(&key[prefix.len()..], count)? {
                 break;
             }
         }
@@ -310,7 +310,7 @@ fn epoch_entries_each(snapshot: &rocksdb::Snapshot<'_>, start: &[u8], end: &[u8]
 impl StateStore {
     /// Every committed state entry of one operator, in key order, until `each` returns false,
     /// and the view's progress record, from one consistent snapshot.
-    pub fn scan_operator_state(&self, view: u64, operator: u16, each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<Option<Vec<u8>>> {
+    pub fn scan_operator_state(&self, view: u64, operator: u16, each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<Option<Vec<u8>>> {
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
         scan_operator(&snapshot, view, operator, each)?;
@@ -322,21 +322,21 @@ impl StateStore {
     pub fn scan_state(&self, view: u64, operator: u16, below: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
         scan_operator(&self.db.snapshot(), view, operator, |key, value| {
             if key >= below {
-                return false;
+                return Ok(false);
             }
             each(key, value);
-            true
+            Ok(true)
         })
     }
 }
 
 /// An operator's state entries in `snapshot` (keys after the operator prefix), in key order,
-/// until `each` returns false.
-fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+/// until `each` returns false or fails.
+fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
     let start = state_key(view, operator, &[]);
     for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
         let (key, value) = item.map_err(state_error)?;
-        if !key.starts_with(&start) || !each(&key[start.len()..], &value) {
+        if !key.starts_with(&start) || !each(&key[start.len()..], &value)? {
             break;
         }
     }
@@ -495,7 +495,7 @@ mod tests {
         store
             .scan_results(7, |row, count| {
                 rows.push((row.to_vec(), count));
-                true
+                Ok(true)
             })
             .unwrap();
         assert_eq!(rows, vec![(b"a".to_vec(), 1)]);
@@ -505,7 +505,7 @@ mod tests {
         let mut left = 0;
         store.scan_results(7, |_, _| {
             left += 1;
-            true
+            Ok(true)
         })
         .unwrap();
         assert_eq!(left, 0);
@@ -513,7 +513,7 @@ mod tests {
         let mut kept = Vec::new();
         store.scan_results(8, |row, count| {
             kept.push((row.to_vec(), count));
-            true
+            Ok(true)
         })
         .unwrap();
         assert_eq!(kept, vec![(b"a".to_vec(), 5)]);

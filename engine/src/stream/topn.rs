@@ -25,7 +25,7 @@ use super::changes::{project, Changes, EpochContext, Operator};
 use super::view::READ_BATCH_ROWS;
 use super::state::{write_state_key, Decoder, Encoder, StateStore};
 use super::touched::{Rows, Touched};
-use crate::{EngineError, Result};
+use crate::Result;
 
 /// A partition's rows in order, as (row bytes, count).
 trait RowCounts<'r>: Iterator<Item = (&'r [u8], i64)> + Clone {}
@@ -125,39 +125,25 @@ impl StateResults {
         let layout = &self.layout;
         let mut partitions: Vec<Rows> = Vec::new();
         let mut pending = 0usize;
-        let mut failure: Option<EngineError> = None;
         let mut flush = |partitions: &mut Vec<Rows>| -> Result<bool> {
             let rows: Vec<(&[u8], u64)> = partitions.iter().flat_map(|p| layout.top(counted(p))).collect();
             let more = rows.is_empty() || emit(self.project(layout.output(&rows, false)?.batch)?)?;
             partitions.clear();
             Ok(more)
         };
-        let mut stopped = false;
+        // Whether the reader wants more batches.
+        let mut more = true;
         let meta = store.scan_operator_state(layout.view, layout.operator, |_, value| {
-            let step = TopNLayout::decode(value).and_then(|rows| {
-                pending += layout.top_len(counted(&rows)) as usize;
-                partitions.push(rows);
-                if pending >= READ_BATCH_ROWS {
-                    pending = 0;
-                    return flush(&mut partitions);
-                }
-                Ok(true)
-            });
-            match step {
-                Ok(more) => {
-                    stopped = !more;
-                    more
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    false
-                }
+            let rows = TopNLayout::decode(value)?;
+            pending += layout.top_len(counted(&rows)) as usize;
+            partitions.push(rows);
+            if pending >= READ_BATCH_ROWS {
+                pending = 0;
+                more = flush(&mut partitions)?;
             }
+            Ok(more)
         })?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        if !stopped {
+        if more {
             flush(&mut partitions)?;
         }
         Ok(meta)

@@ -286,7 +286,6 @@ impl ViewHandle {
         }
     }
 
-    /// The view's rows as of its last committed epoch.
     fn row_converter(&self) -> Result<RowConverter> {
         Ok(RowConverter::new(self.schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
     }
@@ -383,8 +382,8 @@ impl ViewHandle {
         let converter = self.row_converter()?;
         let parser = converter.parser();
         let mut pending: Vec<Vec<u8>> = Vec::with_capacity(READ_BATCH_ROWS);
-        let mut error: Option<EngineError> = None;
-        let mut stopped = false;
+        // Whether the reader wants more batches.
+        let mut more = true;
         let mut flush = |pending: &mut Vec<Vec<u8>>| -> Result<bool> {
             if pending.is_empty() {
                 return Ok(true);
@@ -397,25 +396,15 @@ impl ViewHandle {
             for _ in 0..count {
                 pending.push(row.to_vec());
                 if pending.len() == READ_BATCH_ROWS {
-                    match flush(&mut pending) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            stopped = true;
-                            return false;
-                        }
-                        Err(e) => {
-                            error = Some(e);
-                            return false;
-                        }
+                    more = flush(&mut pending)?;
+                    if !more {
+                        return Ok(false);
                     }
                 }
             }
-            true
+            Ok(true)
         })?;
-        if let Some(error) = error {
-            return Err(error);
-        }
-        if !stopped {
+        if more {
             flush(&mut pending)?;
         }
         committed_epoch(meta)
