@@ -1,10 +1,11 @@
 //! Arrow IPC messages encoded once. An append compresses its batch (LZ4_FRAME) into one IPC
 //! record batch message; the WAL frames that message, and the sealer copies the same bytes into
 //! the segment file instead of encoding the rows a second time. The segment's `_offset` and
-//! `_timestamp` columns, unknown when the batch was encoded, are encoded as a small message of
-//! their own and merged into the user columns' message: the merged message lists the user
-//! columns' field nodes and buffers, then the system columns' with their buffer offsets moved
-//! past the user columns' body, and its body is the two bodies one after the other.
+//! `_timestamp` columns, unknown when the batch was encoded, are laid out straight from the
+//! batch's first offset and append time, as arrow-rs would lay them out, and added to the user
+//! columns' message ([`FileAssembler::push_with_system_columns`]). Building them as arrays and
+//! encoding those as a message of their own, then merging the two messages, took a sixth of the
+//! CPU of 64 writers appending 128-row statements.
 //!
 //! Messages are written in the IPC encapsulated format (continuation marker, padded metadata
 //! length, metadata, body) with every message and body starting on a 64-byte boundary, as
@@ -83,9 +84,7 @@ fn uncompressed(batch: &RecordBatch) -> Result<arrow_ipc::writer::EncodedData> {
     Ok(plain)
 }
 
-/// An uncompressed record batch message with every buffer compressed as the IPC format defines
-/// it: the buffer's uncompressed length, then its LZ4 frame; or -1, then the buffer as it is,
-/// when compressing would not make it smaller (as arrow-rs decides it).
+/// An uncompressed record batch message with every buffer compressed (see [`push_buffer`]).
 fn compressed(metadata: &[u8], body: &[u8]) -> Result<EncodedBatch> {
     let (message, batch) = parse_metadata(metadata)?;
     if batch.compression().is_some() {
@@ -99,18 +98,7 @@ fn compressed(metadata: &[u8], body: &[u8]) -> Result<EncodedBatch> {
             .zip(usize::try_from(buffer.length()).ok())
             .and_then(|(start, len)| body.get(start..start.checked_add(len)?))
             .ok_or_else(|| invalid("a buffer lies outside the message body"))?;
-        let offset = out.len();
-        if !input.is_empty() {
-            out.extend_from_slice(&(input.len() as i64).to_le_bytes());
-            crate::lz4::write_frame(input, &mut out)?;
-            if out.len() - offset > input.len() {
-                out.truncate(offset);
-                out.extend_from_slice(&(-1i64).to_le_bytes());
-                out.extend_from_slice(input);
-            }
-        }
-        buffers.push(arrow_ipc::Buffer::new(offset as i64, (out.len() - offset) as i64));
-        out.resize(out.len() + padding(out.len()), 0);
+        buffers.push(push_buffer(&mut out, input, true)?);
     }
     let layout = BatchLayout {
         version: message.version(),
@@ -121,6 +109,53 @@ fn compressed(metadata: &[u8], body: &[u8]) -> Result<EncodedBatch> {
         compression: Some((arrow_ipc::CompressionType::LZ4_FRAME, arrow_ipc::BodyCompressionMethod::BUFFER)),
     };
     Ok(EncodedBatch { metadata: layout.metadata(out.len()), body: out })
+}
+
+/// Appends one buffer to a message body as the IPC format stores it, then pads the body to
+/// [`ALIGNMENT`]; returns where the buffer lies. Compressed, it is the buffer's uncompressed
+/// length, then its LZ4 frame; or -1, then the buffer as it is, when compressing would not make
+/// it smaller (as arrow-rs decides it). An empty buffer takes no bytes.
+fn push_buffer(out: &mut Vec<u8>, input: &[u8], compress: bool) -> Result<arrow_ipc::Buffer> {
+    let offset = out.len();
+    if !input.is_empty() && compress {
+        out.extend_from_slice(&(input.len() as i64).to_le_bytes());
+        crate::lz4::write_frame(input, out)?;
+        if out.len() - offset > input.len() {
+            out.truncate(offset);
+            out.extend_from_slice(&(-1i64).to_le_bytes());
+            out.extend_from_slice(input);
+        }
+    } else {
+        out.extend_from_slice(input);
+    }
+    let buffer = arrow_ipc::Buffer::new(offset as i64, (out.len() - offset) as i64);
+    out.resize(out.len() + padding(out.len()), 0);
+    Ok(buffer)
+}
+
+/// Encodes a segment batch's `_offset` column (`rows` offsets from `base_offset`) and
+/// `_timestamp` column (`timestamp_us` in every row) into `body`, as arrow-rs lays them out
+/// (neither has nulls, so each has an empty validity buffer, then its values), compressed or
+/// not; returns their buffers. `values` is scratch space.
+fn encode_system_columns(
+    rows: usize,
+    base_offset: u64,
+    timestamp_us: i64,
+    compress: bool,
+    values: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<[arrow_ipc::Buffer; 4]> {
+    body.clear();
+    let offsets_validity = push_buffer(body, &[], compress)?;
+    values.clear();
+    let base = base_offset as i64;
+    values.extend((base..base + rows as i64).flat_map(i64::to_le_bytes));
+    let offsets = push_buffer(body, values, compress)?;
+    let timestamps_validity = push_buffer(body, &[], compress)?;
+    values.clear();
+    values.extend(std::iter::repeat_n(timestamp_us.to_le_bytes(), rows).flatten());
+    let timestamps = push_buffer(body, values, compress)?;
+    Ok([offsets_validity, offsets, timestamps_validity, timestamps])
 }
 
 /// The schema message of a stream or file of batches with this schema.
@@ -186,42 +221,6 @@ fn parse_metadata(metadata: &[u8]) -> Result<(arrow_ipc::Message<'_>, arrow_ipc:
     Ok((message, batch))
 }
 
-/// The metadata of one record batch message holding `left`'s columns followed by `right`'s;
-/// its body is `left.body` followed by `right.body`. Both must have the same row count and
-/// compression.
-fn merged_metadata(left: &EncodedBatch, right: &EncodedBatch) -> Result<Vec<u8>> {
-    let (message, left_batch) = parse(left)?;
-    let (_, right_batch) = parse(right)?;
-    if left_batch.length() != right_batch.length() {
-        return Err(invalid("merged batches differ in row count"));
-    }
-    let codec = |b: &arrow_ipc::RecordBatch| b.compression().map(|c| (c.codec(), c.method()));
-    if codec(&left_batch) != codec(&right_batch) {
-        return Err(invalid("merged batches differ in compression"));
-    }
-    let shift = left.body.len() as i64;
-    let layout = BatchLayout {
-        version: message.version(),
-        length: left_batch.length(),
-        nodes: left_batch.nodes().into_iter().flatten().chain(right_batch.nodes().into_iter().flatten()).copied().collect(),
-        buffers: left_batch
-            .buffers()
-            .into_iter()
-            .flatten()
-            .copied()
-            .chain(right_batch.buffers().into_iter().flatten().map(|b| arrow_ipc::Buffer::new(b.offset() + shift, b.length())))
-            .collect(),
-        variadic: left_batch
-            .variadicBufferCounts()
-            .into_iter()
-            .flatten()
-            .chain(right_batch.variadicBufferCounts().into_iter().flatten())
-            .collect(),
-        compression: codec(&left_batch),
-    };
-    Ok(layout.metadata(left.body.len() + right.body.len()))
-}
-
 /// What a record batch message's metadata lists.
 struct BatchLayout {
     version: MetadataVersion,
@@ -272,6 +271,10 @@ pub(crate) struct FileAssembler {
     out: Vec<u8>,
     schema: Schema,
     blocks: Vec<Block>,
+    /// Scratch space for the system columns of the batch being pushed: their values, and
+    /// their part of the message body.
+    values: Vec<u8>,
+    system_body: Vec<u8>,
 }
 
 impl FileAssembler {
@@ -280,14 +283,43 @@ impl FileAssembler {
         out.extend_from_slice(FILE_MAGIC);
         out.resize(ALIGNMENT, 0);
         write_message(&mut out, &schema_message(schema)?, &[]);
-        Ok(Self { out, schema: schema.clone(), blocks: Vec::new() })
+        Ok(Self { out, schema: schema.clone(), blocks: Vec::new(), values: Vec::new(), system_body: Vec::new() })
     }
 
-    /// Appends one record batch made of `left`'s columns followed by `right`'s.
-    pub fn push_merged(&mut self, left: &EncodedBatch, right: &EncodedBatch) -> Result<()> {
-        let metadata = merged_metadata(left, right)?;
+    /// Appends one record batch: `user`'s columns followed by `_offset` (from `base_offset`)
+    /// and `_timestamp` (`timestamp_us` in every row), compressed as `user` is. The message
+    /// lists `user`'s field nodes and buffers, then the system columns' with their buffer
+    /// offsets moved past `user`'s body; its body is `user`'s, then the system columns'.
+    pub fn push_with_system_columns(&mut self, user: &EncodedBatch, base_offset: u64, timestamp_us: i64) -> Result<()> {
+        let (message, batch) = parse(user)?;
+        let rows = usize::try_from(batch.length()).map_err(|_| invalid("negative row count"))?;
+        let compression = batch.compression().map(|c| (c.codec(), c.method()));
+        let compress = match compression {
+            None => false,
+            Some((arrow_ipc::CompressionType::LZ4_FRAME, _)) => true,
+            Some(_) => return Err(invalid("stored batches are compressed with LZ4_FRAME or not at all")),
+        };
+        let system =
+            encode_system_columns(rows, base_offset, timestamp_us, compress, &mut self.values, &mut self.system_body)?;
+        let shift = user.body.len() as i64;
+        let node = FieldNode::new(batch.length(), 0);
+        let layout = BatchLayout {
+            version: message.version(),
+            length: batch.length(),
+            nodes: batch.nodes().into_iter().flatten().copied().chain([node, node]).collect(),
+            buffers: batch
+                .buffers()
+                .into_iter()
+                .flatten()
+                .copied()
+                .chain(system.iter().map(|b| arrow_ipc::Buffer::new(b.offset() + shift, b.length())))
+                .collect(),
+            variadic: batch.variadicBufferCounts().into_iter().flatten().collect(),
+            compression,
+        };
+        let metadata = layout.metadata(user.body.len() + self.system_body.len());
         let offset = self.out.len() as i64;
-        let (header, body) = write_message(&mut self.out, &metadata, &[&left.body, &right.body]);
+        let (header, body) = write_message(&mut self.out, &metadata, &[&user.body, &self.system_body]);
         self.blocks.push(Block::new(offset, header as i32, body as i64));
         Ok(())
     }
@@ -325,11 +357,17 @@ mod tests {
         RecordBatch::try_from_iter(vec![(column, Arc::new(StringArray::from(values)) as ArrayRef)]).unwrap()
     }
 
+    /// `_offset` and `_timestamp` columns as arrays, as a segment's schema types them.
+    fn system_batch(rows: usize, base_offset: u64, timestamp_us: i64) -> RecordBatch {
+        let schema = crate::segment::segment_schema(&Schema::empty());
+        let columns = vec![crate::segment::offset_array(base_offset, rows), crate::segment::timestamp_array(timestamp_us, rows)];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
     #[test]
-    fn stream_and_merged_file_read_back_with_arrow_readers() {
+    fn stream_and_file_with_system_columns_read_back_with_arrow_readers() {
         let user = batch("s", vec![Some("a"), None, Some("ü".repeat(200).as_str())]);
-        let extra = RecordBatch::try_from_iter(vec![("n", Arc::new(Int64Array::from(vec![7, 8, 9])) as ArrayRef)]).unwrap();
-        let (encoded_user, encoded_extra) = (encode(&user).unwrap(), encode(&extra).unwrap());
+        let encoded_user = encode(&user).unwrap();
 
         let mut stream = Vec::new();
         write_stream(&mut stream, &schema_message(&user.schema()).unwrap(), &encoded_user);
@@ -337,18 +375,59 @@ mod tests {
         let read: Vec<RecordBatch> = StreamReader::try_new(&stream[..], None).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(read, vec![user.clone()]);
 
-        let both = Schema::new(vec![user.schema().field(0).clone(), extra.schema().field(0).clone()]);
-        let mut file = FileAssembler::new(&both, 0).unwrap();
-        file.push_merged(&encoded_user, &encoded_extra).unwrap();
-        file.push_merged(&encoded_user, &encoded_extra).unwrap();
+        let schema = crate::segment::segment_schema(&user.schema());
+        let mut file = FileAssembler::new(&schema, 0).unwrap();
+        file.push_with_system_columns(&encoded_user, 10, 1_700_000_000_000_000).unwrap();
+        file.push_with_system_columns(&encoded_user, 13, -5).unwrap();
         let bytes = file.finish();
-        let expected = RecordBatch::try_new(Arc::new(both), vec![user.column(0).clone(), extra.column(0).clone()]).unwrap();
+        let expected = |base_offset, timestamp_us| {
+            let system = system_batch(3, base_offset, timestamp_us);
+            let columns = vec![user.column(0).clone(), system.column(0).clone(), system.column(1).clone()];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
         let read: Vec<RecordBatch> =
             FileReader::try_new(std::io::Cursor::new(&bytes), None).unwrap().map(|b| b.unwrap()).collect();
-        assert_eq!(read, vec![expected.clone(), expected.clone()]);
-        let second_only: Vec<RecordBatch> =
+        assert_eq!(read, vec![expected(10, 1_700_000_000_000_000), expected(13, -5)]);
+        let offsets_only: Vec<RecordBatch> =
             FileReader::try_new(std::io::Cursor::new(&bytes), Some(vec![1])).unwrap().map(|b| b.unwrap()).collect();
-        assert_eq!(second_only[1].column(0), extra.column(0));
+        assert_eq!(offsets_only[1].column(0), expected(13, -5).column(1));
+    }
+
+    #[test]
+    fn system_columns_are_laid_out_as_arrow_rs_lays_them_out() {
+        // 10 000 rows make 80 000-byte buffers: more than one LZ4 block size.
+        for (rows, base_offset, timestamp_us) in [(0, 0, 0), (1, 7, -1), (128, 1 << 40, 1_700_000_000_000_000), (10_000, 3, 42)] {
+            let arrays = system_batch(rows, base_offset, timestamp_us);
+            let (mut values, mut body) = (Vec::new(), Vec::new());
+            // Uncompressed: arrow-rs's own layout, byte for byte.
+            let buffers = encode_system_columns(rows, base_offset, timestamp_us, false, &mut values, &mut body).unwrap();
+            let plain = uncompressed(&arrays).unwrap();
+            let (_, layout) = parse_metadata(&plain.ipc_message).unwrap();
+            assert_eq!(buffers.to_vec(), layout.buffers().unwrap().iter().copied().collect::<Vec<_>>(), "{rows} rows");
+            assert_eq!(body, plain.arrow_data, "{rows} rows");
+            // Compressed: as a batch of those arrays encodes.
+            let buffers = encode_system_columns(rows, base_offset, timestamp_us, true, &mut values, &mut body).unwrap();
+            let encoded = encode(&arrays).unwrap();
+            let (_, layout) = parse(&encoded).unwrap();
+            assert_eq!(buffers.to_vec(), layout.buffers().unwrap().iter().copied().collect::<Vec<_>>(), "{rows} rows");
+            assert_eq!(body, encoded.body, "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn system_columns_refuse_a_codec_segments_do_not_use() {
+        let layout = BatchLayout {
+            version: MetadataVersion::V5,
+            length: 0,
+            nodes: Vec::new(),
+            buffers: Vec::new(),
+            variadic: Vec::new(),
+            compression: Some((arrow_ipc::CompressionType::ZSTD, arrow_ipc::BodyCompressionMethod::BUFFER)),
+        };
+        let zstd = EncodedBatch { metadata: layout.metadata(0), body: Vec::new() };
+        let mut file = FileAssembler::new(&Schema::empty(), 0).unwrap();
+        let error = file.push_with_system_columns(&zstd, 0, 0).unwrap_err();
+        assert!(error.to_string().contains("LZ4_FRAME"), "{error}");
     }
 
     #[test]
@@ -444,13 +523,6 @@ mod tests {
         assert_eq!(values[..8], (-1i64).to_le_bytes());
         assert_eq!(values.len(), 8 + 2000 * 8);
         reads_back(&batch);
-    }
-
-    #[test]
-    fn merging_refuses_different_row_counts() {
-        let left = encode(&batch("a", vec![Some("x")])).unwrap();
-        let right = encode(&batch("b", vec![Some("x"), Some("y")])).unwrap();
-        assert!(merged_metadata(&left, &right).is_err());
     }
 }
 

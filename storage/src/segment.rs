@@ -93,23 +93,15 @@ pub fn encode_segment(
             }
         }
     }
-    let system_schema = Arc::new(Schema::new(schema.fields()[user_schema.fields().len()..].to_vec()));
     let capacity = batches.iter().map(|b| b.encoded.as_ref().map_or(0, |e| e.len())).sum();
     let mut file = ipc::FileAssembler::new(&schema, capacity)?;
     for stored in batches {
-        let columns = system_columns(stored.base_offset, stored.timestamp_us, stored.batch.num_rows());
-        let system = ipc::encode(&RecordBatch::try_new(system_schema.clone(), columns.to_vec())?)?;
         match &stored.encoded {
-            Some(user) => file.push_merged(user, &system)?,
-            None => file.push_merged(&ipc::encode(&stored.batch)?, &system)?,
+            Some(user) => file.push_with_system_columns(user, stored.base_offset, stored.timestamp_us)?,
+            None => file.push_with_system_columns(&ipc::encode(&stored.batch)?, stored.base_offset, stored.timestamp_us)?,
         }
     }
     Ok((Bytes::from(file.finish()), stats))
-}
-
-/// The `_offset` and `_timestamp` columns of `rows` rows from `base_offset`.
-fn system_columns(base_offset: u64, timestamp_us: i64, rows: usize) -> [ArrayRef; 2] {
-    [offset_array(base_offset, rows), timestamp_array(timestamp_us, rows)]
 }
 
 /// Encodes batches already in the segment schema (with their own `_offset` and `_timestamp`
