@@ -52,7 +52,7 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
 
 /// A partition's share of a write is stored as batches of about this many rows: smaller
 /// batches are concatenated (one WAL entry, one segment message each), larger ones kept whole.
-const APPEND_CHUNK_ROWS: usize = 8192;
+pub(crate) const APPEND_CHUNK_ROWS: usize = 8192;
 
 /// A write of at least this many rows is pipelined (see the module doc); below it, the extra
 /// frame and flush cost more than the overlap gains.
@@ -81,7 +81,7 @@ fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
 
 /// One partition's rows in a write, in the topic's log schema, and whether they are a small
 /// slice of larger buffers, to be kept in buffers of their own (see [`is_small_slice`]).
-type Piece = (u32, RecordBatch, bool);
+pub(crate) type Piece = (u32, RecordBatch, bool);
 /// A piece and its encoding.
 type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
 
@@ -157,7 +157,7 @@ fn cut_log(topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<Vec<Piece>> {
     Ok(pieces)
 }
 
-fn encode_pieces(pieces: Vec<Piece>) -> Result<Vec<EncodedPiece>> {
+pub(crate) fn encode_pieces(pieces: Vec<Piece>) -> Result<Vec<EncodedPiece>> {
     pieces
         .into_iter()
         .map(|(partition, batch, small)| {
@@ -225,9 +225,13 @@ impl Storage {
     /// Appends batches to a topic atomically: either every row is durable and visible when this
     /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
     /// every row is an upsert (taking the table's write lock for the append). A large write is
-    /// pipelined (see the module doc).
+    /// pipelined (see the module doc); a small one to a topic is combined with others arriving
+    /// together ([`crate::combine`]).
     pub async fn append(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<AppendOutcome> {
         let mut pieces = cut_log(topic, log_batches(topic, batches)?)?;
+        if crate::combine::combines(topic, &pieces) {
+            return self.append_combined(topic, pieces).await;
+        }
         let last = split_last(&mut pieces)?.map(|piece| self.encode_aside(piece)).transpose()?;
         let encoded = encode_pieces(pieces)?;
         let _guard = lock_if_keyed(topic).await;
@@ -286,6 +290,22 @@ impl Storage {
         if prepared.is_empty() && last.is_none() {
             return Ok(AppendOutcome::default());
         }
+        let (outcome, acknowledged) = self.hand_over(topic, prepared, last).await?;
+        self.acknowledged(topic, acknowledged, outcome).await
+    }
+
+    /// Gives encoded pieces (and a pipelined write's last piece) their offsets and hands them to
+    /// the WAL as one write, once their partitions have room; returns where they went and the
+    /// WAL's answer to come after the fsync.
+    pub(crate) async fn hand_over(
+        &self,
+        topic: &TopicLog,
+        prepared: Vec<EncodedPiece>,
+        last: Option<LastAside>,
+    ) -> Result<(AppendOutcome, oneshot::Receiver<Result<()>>)> {
+        if topic.is_dropped() {
+            return Err(StorageError::TopicNotFound(topic.name().to_string()));
+        }
         let partitions = prepared.iter().map(|(p, _, _)| *p).chain(last.as_ref().map(|(aside, _)| aside.partition()));
         for partition in partitions {
             self.wait_for_room(topic, partition).await?;
@@ -333,11 +353,11 @@ impl Storage {
             Ok(outcome)
         }
         .await;
-        self.acknowledged(topic, acknowledged, handed_over?).await
+        Ok((handed_over?, acknowledged))
     }
 
     /// Waits for a write's acknowledgement, then wakes the sealer if the write filled a segment.
-    async fn acknowledged(
+    pub(crate) async fn acknowledged(
         &self,
         topic: &TopicLog,
         acknowledged: oneshot::Receiver<Result<()>>,

@@ -36,3 +36,23 @@ pub enum StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    /// This error for one more of the writes that failed with it together (see
+    /// [`crate::combine`]): the same variant where it can be copied, its message otherwise.
+    pub(crate) fn shared(&self) -> StorageError {
+        match self {
+            StorageError::TopicNotFound(topic) => StorageError::TopicNotFound(topic.clone()),
+            StorageError::InvalidBatch { topic, reason } => {
+                StorageError::InvalidBatch { topic: topic.clone(), reason: reason.clone() }
+            }
+            StorageError::WalFailed(reason) => StorageError::WalFailed(reason.clone()),
+            StorageError::Backpressure { topic, partition, bytes, waited_ms } => {
+                StorageError::Backpressure { topic: topic.clone(), partition: *partition, bytes: *bytes, waited_ms: *waited_ms }
+            }
+            StorageError::ShuttingDown => StorageError::ShuttingDown,
+            StorageError::Arrow(error) => StorageError::Arrow(arrow::error::ArrowError::ComputeError(error.to_string())),
+            other => StorageError::WalFailed(other.to_string()),
+        }
+    }
+}

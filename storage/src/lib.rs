@@ -13,6 +13,7 @@
 pub mod cache;
 mod append;
 mod aside;
+mod combine;
 mod compaction;
 mod config;
 mod error;

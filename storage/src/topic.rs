@@ -95,6 +95,8 @@ pub struct TopicLog {
     /// Serializes the writes of a keyed table, so that a read-modify-write (UPDATE, DELETE,
     /// INSERT … ON CONFLICT DO NOTHING) sees no write land between its read and its append.
     write_lock: tokio::sync::Mutex<()>,
+    /// Small writes waiting to be combined (see [`crate::combine`]).
+    pub(crate) combiner: crate::combine::Combiner,
 }
 
 /// Proof that the caller holds a keyed table's write lock (see [`TopicLog::lock_writes`]).
@@ -156,6 +158,7 @@ impl TopicLog {
             event_time_column,
             dropped: AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
+            combiner: crate::combine::Combiner::default(),
         })
     }
 
