@@ -92,6 +92,33 @@ impl Combiner {
     }
 }
 
+/// A running flusher's hold on its topic's queue. Dropped before [`Self::finished`] (the
+/// flusher panicked, or the runtime dropped it at shutdown), it fails the writes still waiting
+/// (their reply channels close) and lets the next write start a new flusher, so no write waits
+/// for a flusher that is gone.
+struct Flushing<'a> {
+    combiner: &'a Combiner,
+    finished: bool,
+}
+
+impl Flushing<'_> {
+    /// The flusher found nothing waiting and ended normally ([`Combiner::take_group`] has let
+    /// the next write start a new one already).
+    fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut state = self.combiner.lock();
+            state.waiting.clear();
+            state.flushing = false;
+        }
+    }
+}
+
 /// Whether a write of these pieces is combined with others.
 pub(crate) fn combines(topic: &TopicLog, pieces: &[Piece]) -> bool {
     let rows: usize = pieces.iter().map(|(_, batch, _)| batch.num_rows()).sum();
@@ -170,10 +197,11 @@ impl Storage {
     /// The flusher of a topic's combined writes: hands one group after another to the WAL, and
     /// leaves the answers to a task of each group's own, which waits for its fsync.
     async fn flush_combined(self, topic: Arc<TopicLog>) {
+        let flushing = Flushing { combiner: &topic.combiner, finished: false };
         loop {
             // Writers that are ready to run add their writes first, so the group is larger.
             tokio::task::yield_now().await;
-            let Some(mut group) = topic.combiner.take_group() else { return };
+            let Some(mut group) = topic.combiner.take_group() else { return flushing.finished() };
             let handed_over = async {
                 let (pieces, parts) = combine(&mut group, topic.log_schema())?;
                 let encoded = encode_pieces(pieces)?;
@@ -259,5 +287,23 @@ mod tests {
         assert!(combiner.take_group().is_none());
         let (again, _) = waiting(vec![(0, vec![4])]);
         assert!(combiner.add(again), "a write after the flusher finished starts a new one");
+    }
+
+    #[test]
+    fn a_flusher_gone_early_fails_what_waits_and_lets_the_next_write_start_one() {
+        let combiner = Combiner::default();
+        let (first, mut first_reply) = waiting(vec![(0, vec![1])]);
+        assert!(combiner.add(first));
+        drop(Flushing { combiner: &combiner, finished: false });
+        assert!(first_reply.try_recv().is_err(), "the waiting write's reply channel is closed");
+        let (next, _) = waiting(vec![(0, vec![2])]);
+        assert!(combiner.add(next), "the next write starts a new flusher");
+        // A flusher that finished normally leaves the queue to the next one.
+        assert_eq!(combiner.take_group().map(|g| g.len()), Some(1));
+        assert!(combiner.take_group().is_none());
+        let (late, _) = waiting(vec![(0, vec![3])]);
+        assert!(combiner.add(late));
+        Flushing { combiner: &combiner, finished: false }.finished();
+        assert_eq!(combiner.lock().waiting.len(), 1, "a finished flusher's end touches nothing");
     }
 }
