@@ -1,6 +1,7 @@
 //! Appends. A write is validated, cut into per-partition pieces of about [`APPEND_CHUNK_ROWS`]
 //! rows, encoded, given offsets, framed and handed to the WAL ([`crate::wal`]), and acknowledged
-//! after its fsync.
+//! after its fsync. A small write to a topic is combined with others that arrive with it
+//! ([`crate::combine`]).
 //!
 //! A write of [`PIPELINED_ROWS_MIN`] rows or more is pipelined: its last piece is encoded on the
 //! encoder thread (another core) while the writer encodes the others; those go to the WAL as
@@ -83,7 +84,7 @@ fn chunks(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
 /// slice of larger buffers, to be kept in buffers of their own (see [`is_small_slice`]).
 pub(crate) type Piece = (u32, RecordBatch, bool);
 /// A piece and its encoding.
-type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
+pub(crate) type EncodedPiece = (u32, RecordBatch, Arc<ipc::EncodedBatch>);
 
 /// The last piece of a pipelined write, being encoded aside, and the channel on which the WAL
 /// receives its frame.
@@ -284,6 +285,7 @@ impl Storage {
     /// Appends encoded pieces and, for a pipelined write, a last piece encoded aside (rows in
     /// the topic's log schema).
     async fn append_entries(&self, topic: &TopicLog, prepared: Vec<EncodedPiece>, last: Option<LastAside>) -> Result<AppendOutcome> {
+        // Before the empty check: an empty write to a dropped topic fails too.
         if topic.is_dropped() {
             return Err(StorageError::TopicNotFound(topic.name().to_string()));
         }
