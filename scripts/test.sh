@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, end-to-end tests against real server processes, the
 # sqllogictest suites over the wire, real clients (psql, psycopg 3, asyncpg, pgjdbc,
-# node-postgres), S3 against moto, and the Nexmark harness against a DuckDB oracle. Installs what the tests need first. Ends with the totals.
+# node-postgres, pyarrow.flight, the ADBC Flight SQL driver), S3 against moto, and the Nexmark harness against a DuckDB oracle. Installs what the tests need first. Ends with the totals.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prerequisites.sh || exit 1
@@ -20,8 +20,8 @@ if [ "${#needed[@]}" -gt 0 ]; then
   echo "installing test prerequisites: ${needed[*]}" >&2
   apt_install "${needed[@]}" || exit 1
 fi
-python_packages=('psycopg[binary]>=3.1' 'asyncpg>=0.29' 'moto[server]>=5' 'duckdb>=1.1')
-python3 -c "import psycopg, asyncpg, moto, duckdb" >/dev/null 2>&1 || \
+python_packages=('psycopg[binary]>=3.1' 'asyncpg>=0.29' 'moto[server]>=5' 'duckdb>=1.1' 'pyarrow>=15' 'adbc-driver-flightsql>=1.0' 'adbc-driver-manager>=1.0' 'pandas>=2')
+python3 -c "import psycopg, asyncpg, moto, duckdb, pyarrow.flight, adbc_driver_flightsql.dbapi, pandas" >/dev/null 2>&1 || \
   python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}" >&2 || \
   python3 -m pip install -q --break-system-packages "${python_packages[@]}" >&2 || exit 1
 if [ ! -d clients/node/node_modules/pg ]; then

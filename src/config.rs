@@ -26,6 +26,15 @@ pub struct ServeArgs {
     /// HTTP address (/health, /metrics).
     #[arg(long, env = "STREAMHOUSE_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Arrow Flight and Flight SQL address.
+    #[arg(long, env = "STREAMHOUSE_FLIGHT_LISTEN")]
+    pub flight_listen: Option<String>,
+    /// Largest gRPC message accepted from a Flight client (bytes).
+    #[arg(long, env = "STREAMHOUSE_FLIGHT_MESSAGE_BYTES_MAX")]
+    pub flight_message_bytes_max: Option<u64>,
+    /// Concurrent Flight requests on one client connection.
+    #[arg(long, env = "STREAMHOUSE_FLIGHT_STREAMS_PER_CONNECTION_MAX")]
+    pub flight_streams_per_connection_max: Option<u64>,
     /// Seal a partition's open segment at this many bytes.
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES_MAX")]
     pub segment_bytes_max: Option<u64>,
@@ -95,6 +104,9 @@ struct FileConfig {
     object_store: Option<String>,
     pg_listen: Option<String>,
     http_listen: Option<String>,
+    flight_listen: Option<String>,
+    flight_message_bytes_max: Option<u64>,
+    flight_streams_per_connection_max: Option<u64>,
     segment_bytes_max: Option<u64>,
     segment_age_max_ms: Option<u64>,
     segment_cache_bytes_max: Option<u64>,
@@ -123,6 +135,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     pub pg_listen: String,
     pub http_listen: String,
+    pub flight_listen: String,
+    pub flight: streamhouse_flight::FlightConfig,
     pub message_bytes_max: usize,
     pub log: String,
 }
@@ -212,8 +226,22 @@ impl ServerConfig {
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),
             64 * 1024 * 1024,
         )? as usize;
+        let mut flight = streamhouse_flight::FlightConfig::default();
+        flight.message_bytes_max = positive(
+            "flight_message_bytes_max",
+            args.flight_message_bytes_max.or(file.flight_message_bytes_max),
+            flight.message_bytes_max as u64,
+        )? as usize;
+        flight.streams_per_connection_max = u32::try_from(positive(
+            "flight_streams_per_connection_max",
+            args.flight_streams_per_connection_max.or(file.flight_streams_per_connection_max),
+            u64::from(flight.streams_per_connection_max),
+        )?)
+        .context("flight_streams_per_connection_max is too large")?;
         Ok(Self {
             storage,
+            flight,
+            flight_listen: args.flight_listen.or(file.flight_listen).unwrap_or_else(|| "127.0.0.1:8815".into()),
             engine,
             pg_listen: args.pg_listen.or(file.pg_listen).unwrap_or_else(|| "127.0.0.1:5433".into()),
             http_listen: args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8080".into()),

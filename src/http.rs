@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamhouse_engine::Engine;
+use streamhouse_flight::FlightMetrics;
 use streamhouse_pgwire::PgMetrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,15 +17,22 @@ const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client that sends no complete request head within this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, pg: Arc<PgMetrics>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    pg: Arc<PgMetrics>,
+    flight: Arc<FlightMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let engine = engine.clone();
                     let pg = pg.clone();
+                    let flight = flight.clone();
                     tokio::spawn(async move {
-                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, engine, pg)).await;
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, engine, pg, flight)).await;
                     });
                 }
             }
@@ -33,7 +41,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, pg: Arc<PgMetrics
     }
 }
 
-async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>, flight: Arc<FlightMetrics>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -63,6 +71,7 @@ async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>) 
                 "# HELP streamhouse_active_connections Open Postgres connections.\n# TYPE streamhouse_active_connections gauge\nstreamhouse_active_connections {}",
                 pg.connections.get()
             );
+            flight.render(&mut body);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,

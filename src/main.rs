@@ -91,6 +91,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 
     let pg_listener = bind(&config.pg_listen, "Postgres connections").await?;
     let http_listener = bind(&config.http_listen, "HTTP").await?;
+    let flight_listener = bind(&config.flight_listen, "Arrow Flight").await?;
     let engine = Engine::open(config.storage.clone(), config.engine.clone())
         .await
         .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
@@ -99,6 +100,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let pg_metrics = Arc::new(PgMetrics::default());
     let pg_address = pg_listener.local_addr()?;
     let http_address = http_listener.local_addr()?;
+    let flight_address = flight_listener.local_addr()?;
+    let flight_metrics = Arc::new(streamhouse_flight::FlightMetrics::default());
+    let flight_task = tokio::spawn(streamhouse_flight::serve(
+        flight_listener,
+        engine.clone(),
+        config.flight.clone(),
+        flight_metrics.clone(),
+        shutdown.clone(),
+    ));
     let pg_task = tokio::spawn(streamhouse_pgwire::serve(
         pg_listener,
         engine.clone(),
@@ -106,16 +116,21 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         pg_metrics.clone(),
         shutdown.clone(),
     ));
-    let http_task = tokio::spawn(http::serve(http_listener, engine.clone(), pg_metrics, shutdown.clone()));
-    tracing::info!(postgres = %pg_address, http = %http_address, data_dir = %data_dir.display(), "streamhouse is ready");
+    let http_task = tokio::spawn(http::serve(http_listener, engine.clone(), pg_metrics, flight_metrics, shutdown.clone()));
+    tracing::info!(postgres = %pg_address, flight = %flight_address, http = %http_address, data_dir = %data_dir.display(), "streamhouse is ready");
     // A machine-readable line for scripts and tests that wait for readiness.
-    println!("streamhouse ready postgres={pg_address} http={http_address}");
+    println!("streamhouse ready postgres={pg_address} http={http_address} flight={flight_address}");
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining writes");
     shutdown_sender.send_replace(true);
     let _ = pg_task.await;
     let _ = http_task.await;
+    match flight_task.await {
+        Ok(Err(error)) => tracing::warn!(%error, "the Flight server stopped with an error"),
+        Err(error) => tracing::warn!(%error, "the Flight server task failed"),
+        Ok(Ok(())) => {}
+    }
     engine.shutdown().await;
     tracing::info!("shutdown complete");
     drop(lock);

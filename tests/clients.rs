@@ -1,7 +1,8 @@
 //! Real Postgres clients against a real server: each script in `clients/` creates topics,
 //! writes with bound parameters of every supported type, reads back and compares exactly.
 //! The clients are installed by `scripts/test.sh` (psql, psycopg 3, asyncpg, pgjdbc from
-//! Debian's libpostgresql-jdbc-java, node-postgres).
+//! Debian's libpostgresql-jdbc-java, node-postgres), and Arrow Flight clients (pyarrow.flight,
+//! the ADBC Flight SQL driver).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,7 @@ fn run_client(name: &str, command: &mut Command) -> String {
     let server = TestServer::start(&dir.path().join("data"), &[]);
     let output = command
         .env("STREAMHOUSE_PG_PORT", server.pg_port.to_string())
+        .env("STREAMHOUSE_FLIGHT_PORT", server.flight_port.to_string())
         .env("PGPASSWORD", "unused")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the {name} client (run scripts/test.sh to install it): {e}"));
@@ -68,4 +70,16 @@ fn pgjdbc() {
 fn node_postgres() {
     let stdout = run_client("node-postgres", Command::new("node").arg(clients_dir().join("node/test.js")));
     assert!(stdout.contains("node-postgres: ok"));
+}
+
+#[test]
+fn pyarrow_flight() {
+    let stdout = run_client("pyarrow.flight", Command::new("python3").arg(clients_dir().join("python/test_flight.py")));
+    assert!(stdout.contains("pyarrow.flight: ok"), "{stdout}");
+}
+
+#[test]
+fn adbc_flight_sql() {
+    let stdout = run_client("adbc flightsql", Command::new("python3").arg(clients_dir().join("python/test_adbc_flightsql.py")));
+    assert!(stdout.contains("adbc flightsql: ok"), "{stdout}");
 }

@@ -1,6 +1,124 @@
 //! The Arrow Flight and Flight SQL front end of StreamHouse (bulk reads and writes, ADBC, the
-//! Flight SQL JDBC driver) on `127.0.0.1:8815`.
+//! Flight SQL JDBC driver), on `127.0.0.1:8815` by default.
 //!
-//! This crate holds no code yet: the Flight front end is a later issue. When it comes it owns the
-//! gRPC service and Flight SQL command mapping, and like every front end reaches data only
-//! through the engine, never storage or the catalog directly.
+//! It owns the gRPC service: Flight SQL commands mapped onto engine sessions (`sql.rs`), plain
+//! Flight reads and writes of topics by path and ticket (`plain.rs`), and the registries of
+//! prepared statements and running queries. Like every front end it reaches data only through
+//! the engine ([`streamhouse_engine::Engine`] and its sessions), never storage or the catalog
+//! directly; a row written here is visible to pgwire at once, and the other way round.
+
+mod metadata;
+mod plain;
+mod prepared;
+mod queries;
+mod server;
+mod sql;
+mod status;
+mod ticket;
+
+use std::sync::Arc;
+
+use streamhouse_engine::metrics::Counter;
+use streamhouse_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use server::FlightServer;
+pub use ticket::PlainTicket;
+
+/// Limits of the Flight front end.
+#[derive(Debug, Clone)]
+pub struct FlightConfig {
+    /// Largest gRPC message accepted from a client (a DoPut batch, a bound parameter set).
+    pub message_bytes_max: usize,
+    /// Result batches are cut so that each message stays about this size: well under the
+    /// 16 MiB that ADBC and gRPC clients accept by default.
+    pub flight_data_bytes_max: usize,
+    /// Concurrent requests (HTTP/2 streams) on one client connection.
+    pub streams_per_connection_max: u32,
+    /// Prepared statements held open at once, over every client; past it the oldest is closed.
+    pub prepared_statements_max: usize,
+    /// Queries remembered for cancellation between their GetFlightInfo and the end of their
+    /// DoGet; past it the oldest can no longer be cancelled by id.
+    pub cancellable_queries_max: usize,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        Self {
+            message_bytes_max: 64 * 1024 * 1024,
+            flight_data_bytes_max: 4 * 1024 * 1024,
+            streams_per_connection_max: 100,
+            prepared_statements_max: 4096,
+            cancellable_queries_max: 16384,
+        }
+    }
+}
+
+/// Counters of the Flight front end, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct FlightMetrics {
+    pub requests: Counter,
+    pub request_errors: Counter,
+    pub rows_sent: Counter,
+    pub rows_received: Counter,
+}
+
+impl FlightMetrics {
+    /// Prometheus text of these counters.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, help, value) in [
+            ("streamhouse_flight_requests_total", "Flight and Flight SQL requests received.", self.requests.get()),
+            ("streamhouse_flight_request_errors_total", "Flight requests answered with an error status.", self.request_errors.get()),
+            ("streamhouse_flight_rows_sent_total", "Rows sent to Flight clients.", self.rows_sent.get()),
+            ("streamhouse_flight_rows_received_total", "Rows appended from Flight clients.", self.rows_received.get()),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub engine: Arc<Engine>,
+    pub config: FlightConfig,
+    pub metrics: Arc<FlightMetrics>,
+    pub prepared: prepared::PreparedStatements,
+    pub queries: Arc<queries::Queries>,
+    pub shutdown: watch::Receiver<bool>,
+    pub sql_info: arrow_flight::sql::metadata::SqlInfoData,
+    pub type_info: arrow_flight::sql::metadata::XdbcTypeInfoData,
+}
+
+/// Serves Flight and Flight SQL on `listener` until `shutdown` turns true; then streams still
+/// running end with an `UNAVAILABLE` status and the server returns once they have.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: FlightConfig,
+    metrics: Arc<FlightMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use arrow_flight::flight_service_server::FlightServiceServer;
+    let server = FlightServer::new(engine, config.clone(), metrics, shutdown.clone())?;
+    let service = FlightServiceServer::new(server)
+        .max_decoding_message_size(config.message_bytes_max)
+        .max_encoding_message_size(config.message_bytes_max.max(config.flight_data_bytes_max * 2));
+    let incoming = futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    });
+    let mut stop = shutdown;
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(config.streams_per_connection_max))
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        })
+        .await?;
+    Ok(())
+}

@@ -25,6 +25,7 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub pg_port: u16,
     pub http_port: u16,
+    pub flight_port: u16,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
 }
@@ -42,6 +43,7 @@ impl TestServer {
             data_dir: data_dir.to_path_buf(),
             pg_port: 0,
             http_port: 0,
+            flight_port: 0,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
@@ -57,7 +59,7 @@ impl TestServer {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"])
             .args(&self.extra_args)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("STREAMHOUSE_LOG", std::env::var("STREAMHOUSE_LOG").unwrap_or_else(|_| "info".into()))
@@ -91,6 +93,7 @@ impl TestServer {
         };
         self.pg_port = port_of("postgres=");
         self.http_port = port_of("http=");
+        self.flight_port = port_of("flight=");
         self.child = Some(child);
     }
 

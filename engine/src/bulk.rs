@@ -1,0 +1,387 @@
+//! Bulk access to relations in Arrow, for front ends that speak Arrow (Flight): what exists
+//! ([`Relation`]), each partition's offset range, a partition's rows between two offsets as
+//! they are stored, and appends of client batches checked against a topic's schema.
+//!
+//! SQL goes through [`crate::Session`] like every other statement; this module serves what has
+//! no SQL form: a raw read of one partition's log, a batch appended as the client sent it, and
+//! a topic created from an Arrow schema (ADBC's bulk ingest).
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use streamhouse_catalog::{RetentionPolicy, TopicDefinition};
+use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
+use streamhouse_storage::TopicLog;
+
+use crate::{Engine, EngineError, Result};
+
+/// What kind of relation a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// An append-only topic (`CREATE TOPIC`, `CREATE TABLE … APPEND ONLY`).
+    Topic,
+    /// A keyed table (`PRIMARY KEY`): reading it gives the latest row per key.
+    KeyedTable,
+    MaterializedView,
+}
+
+impl RelationKind {
+    /// The table type front ends report (Flight SQL's `table_type`).
+    pub fn table_type(self) -> &'static str {
+        match self {
+            RelationKind::Topic => "TOPIC",
+            RelationKind::KeyedTable => "TABLE",
+            RelationKind::MaterializedView => "MATERIALIZED VIEW",
+        }
+    }
+}
+
+/// A relation a client can read: its user columns (no system columns) and, for a topic or
+/// keyed table, its partitions and primary key.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub name: String,
+    pub kind: RelationKind,
+    pub schema: SchemaRef,
+    /// Primary key columns of a keyed table, in key order; empty otherwise.
+    pub primary_key: Vec<String>,
+    /// Partitions of a topic or keyed table; 0 for a view.
+    pub partitions: u32,
+}
+
+/// The offsets of one partition a read sees now: `[low, high)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub partition: u32,
+    pub low: u64,
+    pub high: u64,
+}
+
+/// Where an append put its rows: `(partition, first offset, row count)` per run.
+pub type Placements = Vec<(u32, u64, u64)>;
+
+fn relation_of_topic(topic: &TopicLog) -> Relation {
+    let meta = topic.meta();
+    Relation {
+        name: meta.name.clone(),
+        kind: if topic.is_keyed() { RelationKind::KeyedTable } else { RelationKind::Topic },
+        schema: topic.schema().clone(),
+        primary_key: meta.primary_key.clone(),
+        partitions: topic.partition_count(),
+    }
+}
+
+/// The system columns a raw partition read returns after the user columns.
+pub const LOG_READ_SYSTEM_COLUMNS: [&str; 3] = ["_partition", "_offset", "_timestamp"];
+
+impl Engine {
+    /// Every topic, keyed table and materialized view, by name.
+    pub fn relations(&self) -> Vec<Relation> {
+        let mut relations: Vec<Relation> = self.storage.topics().iter().map(|t| relation_of_topic(t)).collect();
+        relations.extend(self.views.list().iter().map(|view| Relation {
+            name: view.meta.name.clone(),
+            kind: RelationKind::MaterializedView,
+            schema: view.schema.clone(),
+            primary_key: Vec::new(),
+            partitions: 0,
+        }));
+        relations.sort_by(|a, b| a.name.cmp(&b.name));
+        relations
+    }
+
+    /// One relation by name.
+    pub fn relation(&self, name: &str) -> Option<Relation> {
+        if let Some(view) = self.views.get(name) {
+            return Some(Relation {
+                name: view.meta.name.clone(),
+                kind: RelationKind::MaterializedView,
+                schema: view.schema.clone(),
+                primary_key: Vec::new(),
+                partitions: 0,
+            });
+        }
+        self.storage.topic(name).map(|t| relation_of_topic(&t))
+    }
+
+    /// The system tables a session sees (`information_schema`, `pg_catalog`): schema name,
+    /// table name and columns of each.
+    pub async fn system_tables(self: &Arc<Self>) -> Result<Vec<(String, String, SchemaRef)>> {
+        use arrow::array::{AsArray, StringArray};
+        let (context, _) = crate::session::new_context(self)?;
+        let listing = context
+            .sql("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ('information_schema', 'pg_catalog') ORDER BY 1, 2")
+            .await?
+            .collect()
+            .await?;
+        let mut tables = Vec::new();
+        for batch in &listing {
+            let (schemas, names): (&StringArray, &StringArray) = (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>());
+            for (schema, name) in schemas.iter().zip(names.iter()) {
+                let (Some(schema), Some(name)) = (schema, name) else { continue };
+                let provider = context.table_provider(datafusion::common::TableReference::partial(schema, name)).await?;
+                tables.push((schema.to_string(), name.to_string(), provider.schema()));
+            }
+        }
+        Ok(tables)
+    }
+
+    fn topic_named(&self, name: &str) -> Result<Arc<TopicLog>> {
+        self.storage.topic(name).ok_or_else(|| EngineError::UndefinedTable(name.to_string()))
+    }
+
+    /// Each partition's readable offsets now.
+    pub fn partition_ranges(&self, topic: &str) -> Result<Vec<PartitionRange>> {
+        let topic = self.topic_named(topic)?;
+        Ok((0..topic.partition_count())
+            .filter_map(|index| topic.partition(index))
+            .map(|log| PartitionRange { partition: log.index(), low: log.low_watermark(), high: log.high_watermark() })
+            .collect())
+    }
+
+    /// The schema of [`Self::read_partition`]'s batches: the user columns, then `_partition`,
+    /// `_offset` and `_timestamp` (and `_deleted` for a keyed table's changelog).
+    pub fn log_read_schema(&self, topic: &str) -> Result<SchemaRef> {
+        let topic = self.topic_named(topic)?;
+        Ok(log_projection(&topic)?.schema().clone())
+    }
+
+    /// The rows of one partition with offsets in `[start, end)` (`end` at most what is
+    /// acknowledged now; `None`: everything acknowledged now), in offset order, as the log holds
+    /// them: a keyed table's changelog, tombstones included. A stream of batches decoded a
+    /// couple ahead of the reader; dropping it stops the read.
+    pub fn read_partition(&self, topic: &str, partition: u32, start: u64, end: Option<u64>) -> Result<SendableRecordBatchStream> {
+        let topic = self.topic_named(topic)?;
+        let snapshot = self.storage.snapshot_from(&topic, partition, start)?;
+        let end = end.map_or(snapshot.high_watermark, |end| end.min(snapshot.high_watermark));
+        let start = start.max(snapshot.low_watermark);
+        let projection = log_projection(&topic)?;
+        let schema = projection.schema().clone();
+        if start >= end {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
+        }
+        let offset_column = topic.schema().fields().len() + 1;
+        let bounds = PruneBounds { offset: Some((start, end - 1)), ..Default::default() };
+        let receiver = scan_partition(&self.storage, topic, snapshot, projection, bounds);
+        let batches = tokio_stream_of(receiver).filter_map(move |batch| async move {
+            match batch {
+                Ok(batch) => within_offsets(batch, offset_column, start, end),
+                Err(error) => Some(Err(datafusion::error::DataFusionError::External(Box::new(EngineError::from(error))))),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    /// Checks that batches of `schema` can be appended to a topic: the topic's columns, by
+    /// name and in order, each of a type that converts to the column's without loss of meaning.
+    pub fn check_append_schema(&self, topic: &str, schema: &Schema) -> Result<()> {
+        let topic = self.topic_named(topic)?;
+        check_schema(&topic, schema)
+    }
+
+    /// Appends one client batch atomically (see [`Self::check_append_schema`]): every row is
+    /// durable when this returns, or none is ever in the log. On a keyed table each row is an
+    /// upsert.
+    pub async fn append_batches(&self, topic: &str, batches: Vec<RecordBatch>) -> Result<Placements> {
+        let topic = self.topic_named(topic)?;
+        let mut conformed = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            check_schema(&topic, batch.schema_ref())?;
+            if batch.num_rows() > 0 {
+                conformed.push(crate::provider::conform_batch(&topic, batch)?);
+            }
+        }
+        if conformed.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.storage.append(&topic, conformed).await?.placements)
+    }
+
+    /// Creates an append-only topic whose columns are those of `schema`, with types the log
+    /// stores (see [`storable_type`]); one partition, round-robin, no retention.
+    pub fn create_topic_for_schema(&self, name: &str, schema: &Schema) -> Result<()> {
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            if field.name().starts_with('_') && LOG_READ_SYSTEM_COLUMNS.contains(&field.name().as_str()) {
+                return Err(EngineError::InvalidDefinition(format!(
+                    "column \"{}\" is a system column name and cannot be a topic column",
+                    field.name()
+                )));
+            }
+            let data_type = storable_type(field.data_type()).ok_or_else(|| {
+                EngineError::NotSupported(format!("a column of Arrow type {} (column \"{}\")", field.data_type(), field.name()))
+            })?;
+            fields.push(Field::new(field.name(), data_type, true));
+        }
+        let definition = TopicDefinition {
+            name: name.to_string(),
+            schema: Arc::new(Schema::new(fields)),
+            partitions: 1,
+            partition_key: Vec::new(),
+            retention: RetentionPolicy::default(),
+            watermark: None,
+            primary_key: Vec::new(),
+        };
+        match self.storage.create_topic(&definition) {
+            Ok(_) => Ok(()),
+            Err(streamhouse_storage::StorageError::TopicExists(name)) => Err(EngineError::DuplicateTable(name)),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// Every column of the topic's full schema: user columns, system columns, `_deleted`.
+fn log_projection(topic: &TopicLog) -> Result<ScanProjection> {
+    Ok(ScanProjection::new(topic, None)?)
+}
+
+fn tokio_stream_of<T: Send + 'static>(mut receiver: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+}
+
+/// The rows of `batch` whose offset (column `offset_column`) lies in `[start, end)`; `None` if
+/// there are none. Offsets ascend within a batch; a keyed table's compacted segments have gaps.
+fn within_offsets(batch: RecordBatch, offset_column: usize, start: u64, end: u64) -> Option<Result<RecordBatch, datafusion::error::DataFusionError>> {
+    let offsets = batch.column(offset_column).as_any().downcast_ref::<Int64Array>()?.values();
+    debug_assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets ascend within a stored batch");
+    let from = offsets.partition_point(|&offset| (offset as u64) < start);
+    let to = offsets.partition_point(|&offset| (offset as u64) < end);
+    (from < to).then(|| Ok(batch.slice(from, to - from)))
+}
+
+/// The type the log stores for an Arrow type a client sends, where there is one: the types
+/// `CREATE TOPIC` makes, with other widths and units widened to them.
+pub fn storable_type(data_type: &DataType) -> Option<DataType> {
+    use DataType::*;
+    Some(match data_type {
+        Boolean | Int16 | Int32 | Int64 | Float32 | Float64 | Utf8 | Binary | Date32 => data_type.clone(),
+        Int8 | UInt8 => Int16,
+        UInt16 => Int32,
+        UInt32 => Int64,
+        Float16 => Float32,
+        LargeUtf8 | Utf8View => Utf8,
+        LargeBinary | BinaryView => Binary,
+        Decimal128(p, s) => Decimal128(*p, *s),
+        Time32(_) | Time64(_) => Time64(TimeUnit::Microsecond),
+        Timestamp(_, None) => Timestamp(TimeUnit::Microsecond, None),
+        Timestamp(_, Some(_)) => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Interval(arrow::datatypes::IntervalUnit::MonthDayNano) => data_type.clone(),
+        List(item) | LargeList(item) => {
+            let element = storable_type(item.data_type())?;
+            List(Arc::new(Field::new("item", element, true)))
+        }
+        _ => return None,
+    })
+}
+
+/// See [`Engine::check_append_schema`].
+fn check_schema(topic: &TopicLog, schema: &Schema) -> Result<()> {
+    let expected = topic.schema();
+    let mismatch = |message: String| EngineError::DataException(format!("cannot append to \"{}\": {message}", topic.name()));
+    for (index, field) in expected.fields().iter().enumerate() {
+        let Some(given) = schema.fields().get(index) else {
+            return Err(mismatch(format!("column \"{}\" is missing (the batch has {} columns)", field.name(), schema.fields().len())));
+        };
+        if given.name() != field.name() {
+            return Err(mismatch(format!("column {} is \"{}\", expected \"{}\"", index + 1, given.name(), field.name())));
+        }
+        let converts = given.data_type() == field.data_type()
+            || storable_type(given.data_type()).is_some_and(|t| arrow::compute::can_cast_types(&t, field.data_type()) && same_family(&t, field.data_type()));
+        if !converts {
+            return Err(mismatch(format!(
+                "column \"{}\" is {}, expected {}",
+                field.name(),
+                given.data_type(),
+                field.data_type()
+            )));
+        }
+    }
+    if schema.fields().len() > expected.fields().len() {
+        let extra = &schema.fields()[expected.fields().len()];
+        return Err(mismatch(format!("column \"{}\" is not a column of the topic", extra.name())));
+    }
+    Ok(())
+}
+
+/// Whether a value of `given` means the same kind of thing as one of `expected` (a number for
+/// a number, a time for a time): only such conversions are made on append.
+fn same_family(given: &DataType, expected: &DataType) -> bool {
+    use DataType::*;
+    let family = |t: &DataType| match t {
+        Int16 | Int32 | Int64 => 1,
+        Float32 | Float64 => 2,
+        Decimal128(..) => 3,
+        Utf8 => 4,
+        Binary => 5,
+        Date32 => 6,
+        Time64(_) => 7,
+        Timestamp(_, None) => 8,
+        Timestamp(_, Some(_)) => 9,
+        Boolean => 10,
+        Interval(_) => 11,
+        List(_) => 12,
+        _ => 0,
+    };
+    let (a, b) = (family(given), family(expected));
+    // An integer may go into a decimal or a float column: the cast fails loudly if it does not fit.
+    a != 0 && (a == b || (a == 1 && matches!(b, 2 | 3)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int32Array;
+
+    fn batch(first_offset: i64, rows: usize) -> RecordBatch {
+        let offsets: Vec<i64> = (first_offset..first_offset + rows as i64).collect();
+        let values: Vec<i32> = (0..rows as i32).collect();
+        RecordBatch::try_from_iter([
+            ("v", Arc::new(Int32Array::from(values)) as arrow::array::ArrayRef),
+            ("_offset", Arc::new(Int64Array::from(offsets)) as arrow::array::ArrayRef),
+        ])
+        .expect("batch")
+    }
+
+    fn offsets_of(batch: &RecordBatch) -> Vec<i64> {
+        batch.column(1).as_any().downcast_ref::<Int64Array>().expect("offsets").values().to_vec()
+    }
+
+    #[test]
+    fn rows_outside_the_range_are_cut_off() {
+        let cut = within_offsets(batch(10, 10), 1, 12, 15).expect("rows").expect("ok");
+        assert_eq!(offsets_of(&cut), vec![12, 13, 14]);
+        let whole = within_offsets(batch(10, 10), 1, 0, 100).expect("rows").expect("ok");
+        assert_eq!(offsets_of(&whole), (10..20).collect::<Vec<_>>());
+        assert!(within_offsets(batch(10, 10), 1, 20, 30).is_none());
+        assert!(within_offsets(batch(10, 10), 1, 0, 10).is_none());
+        let head = within_offsets(batch(10, 10), 1, 0, 11).expect("rows").expect("ok");
+        assert_eq!(offsets_of(&head), vec![10]);
+        // A compacted batch: offsets with gaps.
+        let gappy = RecordBatch::try_from_iter([
+            ("v", Arc::new(Int32Array::from(vec![0, 1, 2, 3])) as arrow::array::ArrayRef),
+            ("_offset", Arc::new(Int64Array::from(vec![3, 7, 8, 20])) as arrow::array::ArrayRef),
+        ])
+        .expect("batch");
+        let cut = within_offsets(gappy.clone(), 1, 5, 20).expect("rows").expect("ok");
+        assert_eq!(offsets_of(&cut), vec![7, 8]);
+        assert!(within_offsets(gappy, 1, 9, 20).is_none());
+    }
+
+    #[test]
+    fn client_types_widen_to_stored_types() {
+        assert_eq!(storable_type(&DataType::LargeUtf8), Some(DataType::Utf8));
+        assert_eq!(storable_type(&DataType::UInt32), Some(DataType::Int64));
+        assert_eq!(
+            storable_type(&DataType::Timestamp(TimeUnit::Nanosecond, Some("Europe/Paris".into()))),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))
+        );
+        assert_eq!(storable_type(&DataType::UInt64), None, "u64 does not fit any stored integer");
+        assert!(same_family(&DataType::Int64, &DataType::Int32));
+        assert!(same_family(&DataType::Int64, &DataType::Decimal128(10, 2)));
+        assert!(!same_family(&DataType::Utf8, &DataType::Int64), "text is not parsed into numbers on append");
+        assert!(!same_family(&DataType::Timestamp(TimeUnit::Microsecond, None), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+    }
+}

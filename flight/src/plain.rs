@@ -1,0 +1,247 @@
+//! Plain Flight: topics read and written as Arrow without SQL.
+//!
+//! - A topic's path (`FlightDescriptor::new_path(["bids"])`) has one endpoint per partition,
+//!   each a ticket for that partition's offsets as of the request, so a client can read the
+//!   partitions in parallel and get exactly the rows acknowledged then. The rows come as the
+//!   log holds them, with `_partition`, `_offset` and `_timestamp` after the user columns.
+//! - A keyed table's or view's path has one endpoint whose ticket reads its rows (`SELECT *`).
+//! - DoPut to a topic's path appends each batch the client sends, atomically, and answers each
+//!   with a `PutResult` once it is durable: `{"rows": n, "placements": [[partition, first
+//!   offset, rows], …]}` in `app_metadata`. A schema that does not fit the topic is refused
+//!   before anything is appended.
+//! - Flight SQL's bulk ingest (`CommandStatementIngest`, ADBC's `adbc_ingest`) appends a whole
+//!   stream atomically, creating the topic from the stream's schema when asked.
+
+use std::sync::Arc;
+
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
+use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, PutResult, Ticket};
+use futures::{Stream, StreamExt, TryStreamExt};
+use streamhouse_engine::arrow::datatypes::Schema;
+use streamhouse_engine::bulk::{Relation, RelationKind};
+use streamhouse_engine::EngineError;
+use tonic::{Request, Response, Status};
+
+use crate::sql::{collect_batches, SqlService};
+use crate::status::engine_status;
+use crate::ticket::PlainTicket;
+use crate::Shared;
+
+type DoGetStream = <SqlService as FlightService>::DoGetStream;
+type DoPutStream = <SqlService as FlightService>::DoPutStream;
+
+fn status(error: EngineError) -> Status {
+    engine_status(&error)
+}
+
+/// The relation a path names: one element, the relation's name.
+fn relation_at(shared: &Shared, path: &[String]) -> Result<Relation, Status> {
+    let [name] = path else {
+        return Err(Status::invalid_argument(format!(
+            "a path names one topic, table or view, as [\"bids\"]; got {} elements",
+            path.len()
+        )));
+    };
+    shared.engine.relation(name).ok_or_else(|| status(EngineError::UndefinedTable(name.clone())))
+}
+
+/// Double-quoted, for SQL built from a name.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The schema DoGet of a path's tickets returns.
+pub(crate) fn path_schema(shared: &Shared, path: &[String]) -> Result<Schema, Status> {
+    let relation = relation_at(shared, path)?;
+    Ok(match relation.kind {
+        RelationKind::Topic => shared.engine.log_read_schema(&relation.name).map_err(status)?.as_ref().clone(),
+        RelationKind::KeyedTable | RelationKind::MaterializedView => relation.schema.as_ref().clone(),
+    })
+}
+
+fn relation_info(shared: &Shared, relation: &Relation) -> Result<FlightInfo, Status> {
+    let descriptor = FlightDescriptor::new_path(vec![relation.name.clone()]);
+    let internal = |e: streamhouse_engine::arrow::error::ArrowError| Status::internal(e.to_string());
+    match relation.kind {
+        RelationKind::Topic => {
+            let schema = shared.engine.log_read_schema(&relation.name).map_err(status)?;
+            let ranges = shared.engine.partition_ranges(&relation.name).map_err(status)?;
+            let total: u64 = ranges.iter().map(|r| r.high - r.low).sum();
+            let endpoints = ranges.iter().map(|range| {
+                let ticket = PlainTicket::Partition { topic: relation.name.clone(), partition: range.partition, start: range.low, end: Some(range.high) };
+                FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode()))
+            });
+            Ok(FlightInfo::new()
+                .try_with_schema(&schema)
+                .map_err(internal)?
+                .with_endpoints(endpoints.collect())
+                .with_descriptor(descriptor)
+                .with_total_records(total as i64))
+        }
+        RelationKind::KeyedTable | RelationKind::MaterializedView => {
+            let ticket = PlainTicket::Relation { relation: relation.name.clone() };
+            Ok(FlightInfo::new()
+                .try_with_schema(&relation.schema)
+                .map_err(internal)?
+                .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode())))
+                .with_descriptor(descriptor))
+        }
+    }
+}
+
+/// `GetFlightInfo` of a path.
+pub(crate) fn flight_info(shared: &Shared, path: &[String]) -> Result<FlightInfo, Status> {
+    relation_info(shared, &relation_at(shared, path)?)
+}
+
+/// `ListFlights`: every topic, keyed table and view.
+pub(crate) fn list_flights(shared: &Shared) -> Result<Vec<FlightInfo>, Status> {
+    let mut infos = Vec::new();
+    for relation in shared.engine.relations() {
+        match relation_info(shared, &relation) {
+            Ok(info) => infos.push(info),
+            // Dropped since it was listed.
+            Err(error) if error.code() == tonic::Code::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(infos)
+}
+
+/// `DoGet` of a plain ticket.
+pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Response<DoGetStream>, Status> {
+    let shared = &sql.shared;
+    let statement = match ticket {
+        PlainTicket::Partition { topic, partition, start, end } => {
+            let relation = shared.engine.relation(&topic).ok_or_else(|| status(EngineError::UndefinedTable(topic.clone())))?;
+            if relation.kind == RelationKind::MaterializedView {
+                return Err(Status::invalid_argument(format!("\"{topic}\" is a materialized view: read it with the ticket {{\"relation\": \"{topic}\"}}")));
+            }
+            if partition >= relation.partitions {
+                return Err(Status::invalid_argument(format!("topic \"{topic}\" has {} partitions; there is no partition {partition}", relation.partitions)));
+            }
+            let stream = shared.engine.read_partition(&topic, partition, start, end).map_err(status)?;
+            let schema = stream.schema();
+            let batches = crate::queries::guarded(stream, None, shared.shutdown.clone());
+            return Ok(Response::new(sql.encode(schema, batches)));
+        }
+        PlainTicket::Relation { relation } => format!("SELECT * FROM {}", quoted(&relation)),
+        PlainTicket::Subscribe { subscribe, snapshot } => format!("SUBSCRIBE TO {} WITH (snapshot = {snapshot})", quoted(&subscribe)),
+    };
+    let session = shared.engine.new_session("flight").map_err(status)?;
+    let prepared = session.prepare(&statement).await.map_err(status)?;
+    sql.stream_query(&prepared, Vec::new(), None).await
+}
+
+/// A DoPut's decoded messages, client stream errors as statuses.
+fn decoded(stream: PeekableFlightDataStream) -> impl Stream<Item = Result<DecodedPayload, Status>> + Send {
+    FlightDataDecoder::new(stream.map_err(|s| FlightError::Tonic(Box::new(s))))
+        .map_ok(|data| data.payload)
+        .map_err(crate::status::flight_status)
+}
+
+/// `DoPut` to a topic's path: each batch appended and acknowledged on its own.
+pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlightDataStream>) -> Result<Response<DoPutStream>, Status> {
+    let mut stream = request.into_inner();
+    let path = match stream.peek().await {
+        Some(Ok(first)) => first.flight_descriptor.as_ref().map(|d| d.path.clone()).unwrap_or_default(),
+        Some(Err(error)) => return Err(error.clone()),
+        None => return Err(Status::invalid_argument("DoPut without a message")),
+    };
+    let relation = relation_at(shared, &path)?;
+    if relation.kind == RelationKind::MaterializedView {
+        return Err(Status::invalid_argument(format!("\"{}\" is a materialized view: only topics and tables take DoPut", relation.name)));
+    }
+    let mut messages = Box::pin(decoded(stream));
+    // The schema comes first: refuse a mismatch before anything is appended.
+    match messages.next().await {
+        Some(Ok(DecodedPayload::Schema(schema))) => shared.engine.check_append_schema(&relation.name, &schema).map_err(status)?,
+        Some(Ok(_)) => return Err(Status::invalid_argument("a DoPut stream starts with its schema")),
+        Some(Err(error)) => return Err(error),
+        None => return Err(Status::invalid_argument("DoPut without a schema")),
+    }
+    let (shared, topic) = (shared.clone(), relation.name);
+    let results = futures::stream::unfold(Some(messages), move |messages| {
+        let (shared, topic) = (shared.clone(), topic.clone());
+        async move {
+            let mut messages = messages?;
+            loop {
+                let batch = match messages.next().await? {
+                    Ok(DecodedPayload::RecordBatch(batch)) => batch,
+                    Ok(DecodedPayload::None) => continue, // metadata only
+                    Ok(DecodedPayload::Schema(_)) => return Some((Err(Status::invalid_argument("a DoPut stream has one schema")), None)),
+                    Err(error) => return Some((Err(error), None)),
+                };
+                let rows = batch.num_rows() as u64;
+                return match shared.engine.append_batches(&topic, vec![batch]).await {
+                    Ok(placements) => {
+                        shared.metrics.rows_received.add(rows);
+                        let acknowledgement = serde_json::json!({ "rows": rows, "placements": placements });
+                        Some((Ok(PutResult { app_metadata: acknowledgement.to_string().into() }), Some(messages)))
+                    }
+                    Err(error) => Some((Err(status(error)), None)),
+                };
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(results)))
+}
+
+/// Flight SQL bulk ingest: the whole stream appended atomically to a topic, created first from
+/// the stream's schema if the options ask for it.
+pub(crate) async fn ingest(shared: &Shared, command: CommandStatementIngest, stream: PeekableFlightDataStream) -> Result<i64, Status> {
+    if command.transaction_id.is_some() {
+        return Err(Status::unimplemented("StreamHouse has no transactions: ingest commits on its own"));
+    }
+    if command.temporary {
+        return Err(Status::unimplemented("temporary tables are not supported: ingest into a topic"));
+    }
+    if let Some(schema) = command.schema.as_deref().filter(|s| *s != crate::metadata::SCHEMA_PUBLIC) {
+        return Err(Status::not_found(format!("schema \"{schema}\" does not exist: topics live in \"public\" (SQLSTATE 3F000)")));
+    }
+    let options = command.table_definition_options.unwrap_or_default();
+    let if_missing = TableNotExistOption::try_from(options.if_not_exist).unwrap_or(TableNotExistOption::Unspecified);
+    let if_present = TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified);
+    let (schema, batches) = collect_batches(stream, shared.engine.config().statement_bytes_max).await?;
+    let table = command.table;
+    match shared.engine.relation(&table) {
+        Some(relation) if relation.kind == RelationKind::MaterializedView => {
+            return Err(Status::invalid_argument(format!("\"{table}\" is a materialized view: ingest goes into a topic")))
+        }
+        Some(_) => match if_present {
+            TableExistsOption::Append => {}
+            TableExistsOption::Replace => {
+                return Err(Status::unimplemented(format!(
+                    "replacing the rows of \"{table}\": a topic's log is append-only; DROP TOPIC {table} and ingest again"
+                )))
+            }
+            TableExistsOption::Fail | TableExistsOption::Unspecified => return Err(status(EngineError::DuplicateTable(table))),
+        },
+        None => match if_missing {
+            TableNotExistOption::Create => {
+                let schema = schema.ok_or_else(|| Status::invalid_argument("ingest without a schema cannot create a topic"))?;
+                shared.engine.create_topic_for_schema(&table, &schema).map_err(status)?;
+            }
+            TableNotExistOption::Fail | TableNotExistOption::Unspecified => return Err(status(EngineError::UndefinedTable(table))),
+        },
+    }
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    shared.engine.append_batches(&table, batches).await.map_err(status)?;
+    shared.metrics.rows_received.add(rows);
+    Ok(rows as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_for_sql() {
+        assert_eq!(quoted("bids"), "\"bids\"");
+        assert_eq!(quoted("we\"ird"), "\"we\"\"ird\"");
+    }
+}

@@ -1,0 +1,211 @@
+//! Arrow Flight and Flight SQL against a real server process, with arrow-flight's own clients
+//! (`FlightSqlServiceClient`, `FlightClient`): statements, prepared statements with parameters,
+//! metadata, cancellation of a running query, and a `kill -9` in the middle of concurrent DoPut
+//! writers after which every acknowledged batch is there and no batch is there in part.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetTables, SqlInfo};
+use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightClient, FlightDescriptor, FlightInfo};
+use futures::{StreamExt, TryStreamExt};
+use streamhouse_engine::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+use streamhouse_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use streamhouse_sql_tests::{connect, TestServer};
+use tonic::transport::Channel;
+
+async fn channel(server: &TestServer) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{}", server.flight_port)).expect("uri").connect().await.expect("connect to Flight")
+}
+
+async fn sql_client(server: &TestServer) -> FlightSqlServiceClient<Channel> {
+    FlightSqlServiceClient::new(channel(server).await)
+}
+
+/// Every batch of every endpoint of a FlightInfo.
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: &FlightInfo) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in &info.endpoint {
+        let ticket = endpoint.ticket.clone().expect("ticket");
+        let stream = client.do_get(ticket).await.expect("do_get");
+        batches.extend(stream.try_collect::<Vec<_>>().await.expect("batches"));
+    }
+    batches
+}
+
+fn int64s(batches: &[RecordBatch], column: usize) -> Vec<i64> {
+    batches.iter().flat_map(|b| b.column(column).as_primitive::<Int64Type>().values().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_statements_prepared_statements_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let mut client = sql_client(&server).await;
+
+    assert_eq!(client.execute_update("CREATE TOPIC fs (id BIGINT NOT NULL, name TEXT)".into(), None).await.unwrap(), -1);
+    let inserted = client.execute_update("INSERT INTO fs VALUES (1, 'a'), (2, 'b'), (3, NULL)".into(), None).await.unwrap();
+    assert_eq!(inserted, 3);
+    // Seen over pgwire at once.
+    let pg = connect(&server).await;
+    let count: i64 = pg.query_one("SELECT count(*) FROM fs", &[]).await.unwrap().get(0);
+    assert_eq!(count, 3);
+
+    let info = client.execute("SELECT id, name FROM fs ORDER BY id DESC".into(), None).await.unwrap();
+    let schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(schema.field(0).name(), "id");
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    let batches = fetch(&mut client, &info).await;
+    assert_eq!(int64s(&batches, 0), vec![3, 2, 1]);
+
+    // A prepared query with a parameter, executed with two bindings in turn.
+    let mut prepared = client.prepare("SELECT name FROM fs WHERE id = $1".into(), None).await.unwrap();
+    assert_eq!(prepared.parameter_schema().unwrap().field(0).data_type(), &DataType::Int64);
+    assert_eq!(prepared.dataset_schema().unwrap().field(0).name(), "name");
+    for (id, expected) in [(2i64, Some("b")), (3, None)] {
+        let parameters = Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, true)]));
+        prepared.set_parameters(RecordBatch::try_new(parameters, vec![Arc::new(Int64Array::from(vec![id]))]).unwrap()).unwrap();
+        let info = prepared.execute().await.unwrap();
+        let batches = fetch(&mut client, &info).await;
+        let names: Vec<Option<String>> =
+            batches.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()).collect();
+        assert_eq!(names, vec![expected.map(str::to_string)]);
+    }
+    prepared.close().await.unwrap();
+
+    // A prepared INSERT with several parameter rows: one execution each.
+    let mut insert = client.prepare("INSERT INTO fs VALUES ($1, $2)".into(), None).await.unwrap();
+    let parameters = Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, true), Field::new("$2", DataType::Utf8, true)]));
+    let rows = RecordBatch::try_new(
+        parameters,
+        vec![Arc::new(Int64Array::from(vec![10, 11, 12])), Arc::new(StringArray::from(vec!["x", "y", "z"]))],
+    )
+    .unwrap();
+    insert.set_parameters(rows).unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 3);
+    let sum: i64 = pg.query_one("SELECT sum(id) FROM fs", &[]).await.unwrap().get(0);
+    assert_eq!(sum, 1 + 2 + 3 + 10 + 11 + 12);
+
+    // Errors: the SQLSTATE in the message, a gRPC code that says what kind.
+    let error = client.execute("SELECT * FROM missing".into(), None).await.unwrap_err().to_string();
+    assert!(error.contains("42P01") && error.contains("missing"), "{error}");
+    let error = client.begin_transaction().await.unwrap_err().to_string();
+    assert!(error.contains("no transactions"), "{error}");
+
+    // Metadata: our topic among the tables, with its schema; the server's facts.
+    let request = CommandGetTables {
+        catalog: None,
+        db_schema_filter_pattern: Some("public".into()),
+        table_name_filter_pattern: Some("f%".into()),
+        table_types: vec![],
+        include_schema: true,
+    };
+    let info = client.get_tables(request).await.unwrap();
+    let batches = fetch(&mut client, &info).await;
+    let tables: Vec<String> = batches.iter().flat_map(|b| b.column(2).as_string::<i32>().iter().map(|v| v.unwrap_or("").to_string()).collect::<Vec<_>>()).collect();
+    assert_eq!(tables, vec!["fs".to_string()]);
+    let types: Vec<String> = batches.iter().flat_map(|b| b.column(3).as_string::<i32>().iter().map(|v| v.unwrap_or("").to_string()).collect::<Vec<_>>()).collect();
+    assert_eq!(types, vec!["TOPIC".to_string()]);
+    let info = client.get_sql_info(vec![SqlInfo::FlightSqlServerName]).await.unwrap();
+    let batches = fetch(&mut client, &info).await;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flight_info_stops_a_running_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let pg = connect(&server).await;
+    pg.batch_execute("CREATE TOPIC c (k BIGINT); INSERT INTO c VALUES (1), (2); CREATE MATERIALIZED VIEW cv AS SELECT k, count(*) AS n FROM c GROUP BY k; FLUSH").await.unwrap();
+    let mut sql = sql_client(&server).await;
+    // A subscription never ends by itself.
+    let info = sql.execute("SUBSCRIBE TO cv".into(), None).await.unwrap();
+    let mut stream = sql.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
+    let first = stream.next().await.expect("the snapshot").expect("a batch");
+    assert_eq!(first.num_rows(), 2);
+    let mut flight = FlightClient::new(channel(&server).await);
+    let result = flight.cancel_flight_info(CancelFlightInfoRequest::new(info.clone())).await.unwrap();
+    assert_eq!(result.status, CancelStatus::Cancelled as i32);
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error.to_string(),
+            None => panic!("a cancelled query must end with an error, not as if complete"),
+        }
+    };
+    assert!(error.contains("57014") && error.contains("canceling statement"), "{error}");
+    // Once finished it cannot be cancelled again; the server answers other queries.
+    let again = flight.cancel_flight_info(CancelFlightInfoRequest::new(info)).await.unwrap();
+    assert_eq!(again.status, CancelStatus::NotCancellable as i32);
+    let count: i64 = pg.query_one("SELECT count(*) FROM c", &[]).await.unwrap().get(0);
+    assert_eq!(count, 2);
+}
+
+/// Writer `w`'s batch `n`: 500 rows whose `id` is `w * 1_000_000_000 + n * 1000 + row`.
+fn writer_batch(w: u64, n: u64) -> RecordBatch {
+    let base = (w * 1_000_000_000 + n * 1000) as i64;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("batch", DataType::Int64, false)]));
+    let ids: Vec<i64> = (0..500).map(|row| base + row).collect();
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), Arc::new(Int64Array::from(vec![base; 500]))]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_do_put_batches_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(&dir.path().join("data"), &[]);
+    connect(&server).await.batch_execute("CREATE TOPIC puts (id BIGINT NOT NULL, batch BIGINT NOT NULL) WITH (partitions = 3)").await.unwrap();
+    let acknowledged: Arc<Mutex<BTreeMap<i64, u64>>> = Arc::default();
+    for round in 0..3u64 {
+        let acks = Arc::new(AtomicU64::new(0));
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let (acks, reached, acknowledged) = (acks.clone(), reached.clone(), acknowledged.clone());
+                let port = server.flight_port;
+                tokio::spawn(async move {
+                    let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await else { return };
+                    let mut client = FlightClient::new(channel);
+                    let writer = round * 10 + w;
+                    let batches = futures::stream::iter((0..).map(move |n| Ok(writer_batch(writer, n))));
+                    let data = FlightDataEncoderBuilder::new()
+                        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["puts".into()])))
+                        .build(batches);
+                    let Ok(mut results) = client.do_put(data).await else { return };
+                    let mut n = 0u64;
+                    while let Some(Ok(result)) = results.next().await {
+                        let ack: serde_json::Value = serde_json::from_slice(&result.app_metadata).expect("acknowledgement JSON");
+                        assert_eq!(ack["rows"], 500);
+                        let base = (writer * 1_000_000_000 + n * 1000) as i64;
+                        acknowledged.lock().unwrap().insert(base, 500);
+                        n += 1;
+                        if acks.fetch_add(1, Ordering::SeqCst) + 1 == 40 {
+                            reached.notify_one();
+                        }
+                    }
+                })
+            })
+            .collect();
+        reached.notified().await;
+        server.kill();
+        for writer in writers {
+            writer.await.expect("writer task");
+        }
+        server.restart();
+    }
+    let pg = connect(&server).await;
+    let rows = pg.query("SELECT batch, count(*) FROM puts GROUP BY batch", &[]).await.unwrap();
+    let stored: BTreeMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 120, "{} acknowledged", acknowledged.len());
+    for base in acknowledged.keys() {
+        assert_eq!(stored.get(base), Some(&500), "acknowledged batch {base} is whole in the log");
+    }
+    for (base, count) in &stored {
+        assert_eq!(*count, 500, "batch {base} is whole or absent, never in part");
+    }
+    let distinct: i64 = pg.query_one("SELECT count(DISTINCT id) - count(*) FROM puts", &[]).await.unwrap().get(0);
+    assert_eq!(distinct, 0, "no batch appended twice");
+}
