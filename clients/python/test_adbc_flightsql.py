@@ -6,7 +6,6 @@ cancellation. psycopg checks what Flight wrote over the Postgres protocol."""
 
 import os
 import threading
-import time
 import warnings
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -19,10 +18,10 @@ FLIGHT_PORT = int(os.environ["STREAMHOUSE_FLIGHT_PORT"])
 URI = f"grpc://127.0.0.1:{FLIGHT_PORT}"
 
 
-def expect_error(fragment, call):
+def expect_error(fragment, call, kinds=(adbc_driver_manager.Error,)):
     try:
         call()
-    except adbc_driver_manager.Error as error:
+    except kinds as error:
         assert fragment in str(error), f"expected {fragment!r} in {error}"
         return error
     raise AssertionError(f"expected an error with {fragment!r}")
@@ -118,9 +117,8 @@ def main():
         assert reader.read_next_batch().num_rows >= 1
         timer = threading.Timer(0.2, cur.adbc_cancel)
         timer.start()
-        started = time.monotonic()
-        expect_error("", lambda: [reader.read_next_batch() for _ in range(1_000_000)])
-        assert time.monotonic() - started < 60
+        # The driver's record batch reader reports the cancellation as an OSError.
+        expect_error("anceled", lambda: [reader.read_next_batch() for _ in range(1_000_000)], (adbc_driver_manager.Error, OSError))
 
     # Without autocommit the driver finds no transactions and says so; statements still commit.
     with warnings.catch_warnings(record=True) as caught:

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
@@ -139,7 +138,7 @@ pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Resp
 
 /// A DoPut's decoded messages, client stream errors as statuses.
 fn decoded(stream: PeekableFlightDataStream) -> impl Stream<Item = Result<DecodedPayload, Status>> + Send {
-    FlightDataDecoder::new(stream.map_err(|s| FlightError::Tonic(Box::new(s))))
+    FlightDataDecoder::new(crate::sql::ipc_messages(stream))
         .map_ok(|data| data.payload)
         .map_err(crate::status::flight_status)
 }

@@ -141,7 +141,10 @@ impl FlightService for FlightServer {
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let result = match PlainTicket::decode(&request.get_ref().ticket) {
             Ok(Some(ticket)) => crate::plain::do_get(&self.sql, ticket).await,
-            Ok(None) => self.sql.do_get(request).await,
+            Ok(None) => match <arrow_flight::sql::Any as prost::Message>::decode(request.get_ref().ticket.as_ref()) {
+                Ok(_) => self.sql.do_get(request).await,
+                Err(error) => Err(crate::sql::unknown_ticket(&format!("not a Flight SQL command: {error}"))),
+            },
             Err(status) => Err(status),
         };
         self.counted(result)

@@ -112,11 +112,29 @@ fn parameter_rows(statement: &PreparedStatement, batches: &[RecordBatch]) -> Res
 
 /// The batches of a client's DoPut stream, at most `bytes_max` bytes of them, with the schema
 /// its first message declared.
+/// A client's FlightData messages as the IPC decoder takes them. Clients may open a DoPut with a
+/// message that carries only the descriptor (the Flight SQL update commands do); it holds no IPC
+/// message, so it is passed over rather than decoded.
+pub(crate) fn ipc_messages(
+    stream: impl Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static,
+) -> impl Stream<Item = Result<arrow_flight::FlightData, FlightError>> + Send + 'static {
+    stream
+        .try_filter(|data| futures::future::ready(!(data.data_header.is_empty() && data.data_body.is_empty())))
+        .map_err(|s| FlightError::Tonic(Box::new(s)))
+}
+
+/// The refusal of a ticket that is neither a Flight SQL command nor one of our JSON tickets.
+pub(crate) fn unknown_ticket(what: &str) -> Status {
+    Status::invalid_argument(format!(
+        "unknown ticket ({what}): tickets come from GetFlightInfo, or are JSON such as {{\"topic\": \"bids\", \"partition\": 0}}"
+    ))
+}
+
 pub(crate) async fn collect_batches(
     stream: impl Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static,
     bytes_max: u64,
 ) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), Status> {
-    let mut decoded = FlightRecordBatchStream::new_from_flight_data(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let mut decoded = FlightRecordBatchStream::new_from_flight_data(ipc_messages(stream));
     let mut batches = Vec::new();
     let mut bytes = 0u64;
     while let Some(batch) = decoded.next().await {
@@ -209,7 +227,19 @@ impl SqlService {
             QueryOutput::CopyIn(_) | QueryOutput::CopyOut { .. } => return Err(copy_refused()),
         };
         let batches = guarded(stream, running, self.shared.shutdown.clone());
-        Ok(Response::new(self.encode(schema, batches)))
+        // The FlightInfo announced the prepared statement's schema; clients (ADBC among them)
+        // hold the stream to it. Execution may know a column never holds NULL where planning
+        // could not: the announced, wider schema is the one sent.
+        match statement.result_schema.clone() {
+            Some(announced) if announced.as_ref() != schema.as_ref() && announced.contains(&schema) => {
+                let relabelled = announced.clone();
+                let batches = batches.and_then(move |batch| {
+                    futures::future::ready(batch.with_schema(relabelled.clone()).map_err(FlightError::Arrow))
+                });
+                Ok(Response::new(self.encode(announced, Box::pin(batches))))
+            }
+            _ => Ok(Response::new(self.encode(schema, batches))),
+        }
     }
 
     /// Flight data of a result, cut to the configured message size, counted in the metrics.
@@ -416,10 +446,7 @@ impl FlightSqlService for SqlService {
 
     async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> Result<Response<DoGetStream>, Status> {
         let _ = request;
-        Err(Status::invalid_argument(format!(
-            "unknown ticket (type {:?}): tickets come from GetFlightInfo, or are JSON such as {{\"topic\": \"bids\", \"partition\": 0}}",
-            message.type_url
-        )))
+        Err(unknown_ticket(&format!("type {:?}", message.type_url)))
     }
 
     async fn do_put_fallback(&self, request: Request<PeekableFlightDataStream>, message: Any) -> Result<Response<DoPutStream>, Status> {

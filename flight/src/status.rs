@@ -9,13 +9,14 @@ use tonic::{Code, Status};
 /// enough, by the whole code where it does not.
 pub fn code_for_sqlstate(sqlstate: &str) -> Code {
     match sqlstate {
-        "42P01" | "34000" => Code::NotFound,
+        "42P01" | "34000" | "26000" => Code::NotFound,
         "42P07" | "42P03" => Code::AlreadyExists,
         "57014" => Code::Cancelled,
         "57P01" => Code::Unavailable,
         "0A000" => Code::Unimplemented,
         "42501" => Code::PermissionDenied,
         code if code.starts_with("53") || code.starts_with("54") => Code::ResourceExhausted,
+        "08P01" => Code::InvalidArgument,
         code if code.starts_with("42") || code.starts_with("22") || code.starts_with("23") => Code::InvalidArgument,
         code if code.starts_with("2B") => Code::FailedPrecondition,
         _ => Code::Internal,
@@ -51,6 +52,8 @@ mod tests {
         assert_eq!(code_for_sqlstate("22012"), Code::InvalidArgument);
         assert_eq!(code_for_sqlstate("23502"), Code::InvalidArgument);
         assert_eq!(code_for_sqlstate("53000"), Code::ResourceExhausted);
+        assert_eq!(code_for_sqlstate("08P01"), Code::InvalidArgument);
+        assert_eq!(code_for_sqlstate("26000"), Code::NotFound);
         assert_eq!(code_for_sqlstate("57014"), Code::Cancelled);
         assert_eq!(code_for_sqlstate("XX000"), Code::Internal);
         let status = engine_status(&EngineError::UndefinedTable("nope".into()));
