@@ -209,3 +209,163 @@ async fn acknowledged_do_put_batches_survive_kill_9() {
     let distinct: i64 = pg.query_one("SELECT count(DISTINCT id) - count(*) FROM puts", &[]).await.unwrap().get(0);
     assert_eq!(distinct, 0, "no batch appended twice");
 }
+
+/// A small deterministic generator (xorshift64*), so a failing input can be reproduced from its seed.
+struct Inputs(u64);
+
+impl Inputs {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// `valid` with a few bytes flipped, cut short or extended with noise — or pure noise.
+    fn mutate(&mut self, valid: &[u8]) -> Vec<u8> {
+        let mut bytes = valid.to_vec();
+        match self.next() % 4 {
+            0 => bytes = (0..self.next() % 64).map(|_| self.next() as u8).collect(),
+            1 if !bytes.is_empty() => bytes.truncate((self.next() as usize) % bytes.len()),
+            2 => bytes.extend((0..self.next() % 16).map(|_| self.next() as u8)),
+            _ => {
+                for _ in 0..1 + self.next() % 4 {
+                    if !bytes.is_empty() {
+                        let at = (self.next() as usize) % bytes.len();
+                        bytes[at] ^= 1 << (self.next() % 8);
+                    }
+                }
+            }
+        }
+        bytes
+    }
+}
+
+/// Thousands of malformed tickets, descriptors, actions and DoPut messages — mutations of valid
+/// ones and noise: each is answered with a status or a result, and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_and_the_server_goes_on() {
+    use arrow_flight::sql::{ActionCreatePreparedStatementRequest, CommandStatementQuery, ProstMessageExt};
+    use arrow_flight::{Action, FlightData, Ticket};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    connect(&server).await.batch_execute("CREATE TOPIC f (k BIGINT NOT NULL) WITH (partitions = 1); INSERT INTO f VALUES (1), (2), (3)").await.unwrap();
+    let mut flight = FlightClient::new(channel(&server).await);
+    let query = CommandStatementQuery { query: "SELECT k FROM f".into(), transaction_id: None }.as_any().encode_to_vec();
+    let valid_tickets: Vec<Vec<u8>> = vec![
+        br#"{"topic": "f", "partition": 0, "start": 0, "end": 2}"#.to_vec(),
+        br#"{"relation": "f"}"#.to_vec(),
+        br#"{"subscribe": "f", "snapshot": true}"#.to_vec(),
+        query.clone(),
+    ];
+    let prepare = ActionCreatePreparedStatementRequest { query: "SELECT k FROM f WHERE k = $1".into(), transaction_id: None }.as_any().encode_to_vec();
+    let schema_message = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["f".into()])))
+        .build(futures::stream::iter([Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![7]))],
+        )
+        .unwrap())]))
+        .try_collect::<Vec<FlightData>>()
+        .await
+        .unwrap();
+    let mut inputs = Inputs(0x5EED_F11E);
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..600 {
+        let ticket = valid_tickets[(inputs.next() as usize) % valid_tickets.len()].clone();
+        let ticket = inputs.mutate(&ticket);
+        // A subscription that happens to stay valid never ends: read one message at most.
+        match flight.do_get(Ticket::new(ticket)).await {
+            Ok(mut stream) => {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await;
+                answered += 1;
+            }
+            Err(_) => refused += 1,
+        }
+        let command = inputs.mutate(&query);
+        match flight.get_flight_info(FlightDescriptor::new_cmd(command)).await {
+            Ok(_) => answered += 1,
+            Err(_) => refused += 1,
+        }
+        let body = inputs.mutate(&prepare);
+        let kind = ["CreatePreparedStatement", "ClosePreparedStatement", "CancelFlightInfo", "BeginTransaction"][(inputs.next() % 4) as usize];
+        match flight.do_action(Action::new(kind, body)).await {
+            Ok(results) => {
+                let _ = results.try_collect::<Vec<_>>().await;
+                answered += 1;
+            }
+            Err(_) => refused += 1,
+        }
+        let mut messages = schema_message.clone();
+        let at = (inputs.next() as usize) % messages.len();
+        messages[at].data_header = inputs.mutate(&messages[at].data_header).into();
+        if inputs.next() % 2 == 0 {
+            messages[at].data_body = inputs.mutate(&messages[at].data_body).into();
+        }
+        match flight.do_put(futures::stream::iter(messages.into_iter().map(Ok))).await {
+            Ok(results) => {
+                let _ = results.try_collect::<Vec<_>>().await;
+                answered += 1;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 0 && answered + refused == 2400, "{answered} answered, {refused} refused");
+    // The server is up and what was written first is intact (a mutated DoPut may have appended a
+    // well-formed batch after it).
+    let ticket = arrow_flight::Ticket::new(br#"{"topic": "f", "partition": 0, "start": 0, "end": 3}"#.to_vec());
+    let batches: Vec<RecordBatch> = flight.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(int64s(&batches, 0), vec![1, 2, 3]);
+    let mut sql = sql_client(&server).await;
+    let info = sql.execute("SELECT count(*) FROM f".into(), None).await.unwrap();
+    assert!(int64s(&fetch(&mut sql, &info).await, 0)[0] >= 3);
+}
+
+/// A DoPut whose client goes away mid-stream — after a truncated message — keeps exactly the
+/// batches it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_do_put_cut_off_mid_stream_keeps_what_it_acknowledged() {
+    use arrow_flight::FlightData;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    connect(&server).await.batch_execute("CREATE TOPIC puts (id BIGINT NOT NULL, batch BIGINT NOT NULL)").await.unwrap();
+    let mut messages: Vec<FlightData> = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["puts".into()])))
+        .build(futures::stream::iter((0..3).map(|n| Ok(writer_batch(1, n)))))
+        .try_collect()
+        .await
+        .unwrap();
+    // Schema, batch 0, batch 1, batch 2: the last one cut in half, then the client is gone.
+    assert_eq!(messages.len(), 4);
+    let last = messages.last_mut().unwrap();
+    last.data_body = last.data_body.slice(0..last.data_body.len() / 2);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<FlightData>(4);
+    let mut client = FlightClient::new(channel(&server).await);
+    let requests = tokio_stream_from(receiver);
+    let mut messages = messages.into_iter();
+    sender.send(messages.next().unwrap()).await.unwrap();
+    sender.send(messages.next().unwrap()).await.unwrap();
+    let mut results = client.do_put(requests).await.unwrap();
+    let first = results.next().await.expect("an acknowledgement").expect("batch 0 appended");
+    let ack: serde_json::Value = serde_json::from_slice(&first.app_metadata).unwrap();
+    assert_eq!(ack["rows"], 500);
+    sender.send(messages.next().unwrap()).await.unwrap();
+    let second = results.next().await.expect("an acknowledgement").expect("batch 1 appended");
+    assert!(!second.app_metadata.is_empty());
+    sender.send(messages.next().unwrap()).await.unwrap();
+    drop(sender);
+    let error = results.next().await.expect("an answer to the cut message").expect_err("a truncated batch is refused");
+    assert!(!error.to_string().is_empty());
+    let pg = connect(&server).await;
+    let rows = pg.query("SELECT batch, count(*) FROM puts GROUP BY batch ORDER BY batch", &[]).await.unwrap();
+    let stored: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(stored, vec![(1_000_000_000, 500), (1_000_001_000, 500)], "the two acknowledged batches, nothing of the third");
+}
+
+/// The receiving end of a channel as a stream of FlightData for a DoPut.
+fn tokio_stream_from(mut receiver: tokio::sync::mpsc::Receiver<arrow_flight::FlightData>) -> impl futures::Stream<Item = Result<arrow_flight::FlightData, arrow_flight::error::FlightError>> + Send + 'static {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context).map(|item| item.map(Ok)))
+}

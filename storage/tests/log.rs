@@ -265,9 +265,19 @@ async fn reused_wal_files_replay_only_their_own_records() {
     let storage = Storage::open(config, catalog).await.unwrap();
     let topic = storage.create_topic(&definition("t", 1, false)).unwrap();
     storage.append(&topic, vec![batch(0..500)]).await.unwrap();
+    // The WAL thread rolls to the next file after it acknowledges a commit, so the file holding
+    // rows 0..500 is closed (and releasable once sealed) a moment after the append returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     storage.seal_all().await.unwrap();
+    while spare_count(&live) == 0 && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        storage.seal_all().await.unwrap();
+    }
     assert_eq!(spare_count(&live), 1, "the sealed file is kept for reuse");
     storage.append(&topic, vec![batch(500..501)]).await.unwrap();
+    while spare_count(&live) != 0 && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
     assert_eq!(spare_count(&live), 0, "the next file reused it");
     // A record much smaller than the 500-row record it overwrites: the file's old bytes follow.
     storage.append(&topic, vec![batch(501..502)]).await.unwrap();
