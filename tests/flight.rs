@@ -256,6 +256,7 @@ async fn malformed_requests_are_refused_and_the_server_goes_on() {
     let query = CommandStatementQuery { query: "SELECT k FROM f".into(), transaction_id: None }.as_any().encode_to_vec();
     let valid_tickets: Vec<Vec<u8>> = vec![
         br#"{"topic": "f", "partition": 0, "start": 0, "end": 2}"#.to_vec(),
+        br#"{"topic": "f", "partition": 0, "compression": "lz4_frame"}"#.to_vec(),
         br#"{"relation": "f"}"#.to_vec(),
         br#"{"subscribe": "f", "snapshot": true}"#.to_vec(),
         query.clone(),
@@ -363,6 +364,76 @@ async fn a_do_put_cut_off_mid_stream_keeps_what_it_acknowledged() {
     let rows = pg.query("SELECT batch, count(*) FROM puts GROUP BY batch ORDER BY batch", &[]).await.unwrap();
     let stored: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(stored, vec![(1_000_000_000, 500), (1_000_001_000, 500)], "the two acknowledged batches, nothing of the third");
+}
+
+fn metric(server: &TestServer, name: &str) -> u64 {
+    let metrics = streamhouse_sql_tests::http_get(server.http_port, "/metrics");
+    let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap_or_else(|| panic!("{name} in {metrics}"));
+    line[name.len() + 1..].trim().parse().unwrap()
+}
+
+/// Rows `ids` of the topic `z`: the id, and a name (NULL every third row).
+fn named_rows(ids: std::ops::Range<i64>) -> RecordBatch {
+    let names = StringArray::from_iter(ids.clone().map(|i| (i % 3 != 0).then(|| format!("name-{i}"))));
+    RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from_iter_values(ids)) as streamhouse_engine::arrow::array::ArrayRef),
+        ("name", Arc::new(names) as _),
+    ])
+    .unwrap()
+}
+
+/// A partition read with `{"compression": "lz4_frame"}` sends each sealed batch as its segment
+/// stores it, and the client decodes the same rows a plain read gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(&dir.path().join("data"), &[]);
+    connect(&server).await.batch_execute("CREATE TOPIC z (id BIGINT NOT NULL, name TEXT) WITH (partitions = 1)").await.unwrap();
+    let put = |server: &TestServer, batches: Vec<RecordBatch>| {
+        let port = server.flight_port;
+        async move {
+            let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+            let data = FlightDataEncoderBuilder::new()
+                .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["z".into()])))
+                .build(futures::stream::iter(batches.into_iter().map(Ok)));
+            let acks: Vec<_> = FlightClient::new(channel).do_put(data).await.unwrap().try_collect().await.unwrap();
+            acks.len()
+        }
+    };
+    assert_eq!(put(&server, vec![named_rows(0..1000), named_rows(1000..3000), named_rows(3000..6000)]).await, 3);
+    // A graceful stop seals every partition: three batches in segments. Then a tail batch.
+    assert_eq!(server.stop(), Some(0));
+    server.restart();
+    assert_eq!(put(&server, vec![named_rows(6000..6500)]).await, 1);
+
+    let mut flight = FlightClient::new(channel(&server).await);
+    let read = |ticket: String| {
+        let channel = channel(&server);
+        async move {
+            let mut client = FlightClient::new(channel.await);
+            let batches: Vec<RecordBatch> = client.do_get(arrow_flight::Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
+            batches
+        }
+    };
+    let plain = read(r#"{"topic": "z", "partition": 0}"#.into()).await;
+    let lz4 = read(r#"{"topic": "z", "partition": 0, "compression": "lz4_frame"}"#.into()).await;
+    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_sent_total"), 3, "the three sealed batches went as stored");
+    let concat = |batches: &[RecordBatch]| streamhouse_engine::arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap();
+    let (plain, lz4) = (concat(&plain), concat(&lz4));
+    assert_eq!(lz4, plain);
+    let names: Vec<String> = lz4.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["id", "name", "_partition", "_offset", "_timestamp"]);
+    assert_eq!(lz4.slice(0, 6500).project(&[0, 1]).unwrap(), concat(&[named_rows(0..6500)]));
+    assert_eq!(int64s(&[lz4.clone()], 3), (0..6500).collect::<Vec<_>>());
+    assert!(lz4.column(2).as_primitive::<streamhouse_engine::arrow::datatypes::Int32Type>().values().iter().all(|&p| p == 0));
+
+    // A range cut inside the first and third batches: only the second goes as stored.
+    let cut = concat(&read(r#"{"topic": "z", "partition": 0, "start": 500, "end": 5800, "compression": "lz4_frame"}"#.into()).await);
+    assert_eq!(int64s(&[cut.clone()], 0), (500..5800).collect::<Vec<_>>());
+    assert_eq!(cut, lz4.slice(500, 5300));
+    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_sent_total"), 4);
+    let missing = flight.do_get(arrow_flight::Ticket::new(r#"{"topic": "nope", "partition": 0, "compression": "lz4_frame"}"#)).await;
+    assert!(matches!(missing, Err(arrow_flight::error::FlightError::Tonic(status)) if status.code() == tonic::Code::NotFound));
 }
 
 /// The receiving end of a channel as a stream of FlightData for a DoPut.

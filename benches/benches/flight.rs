@@ -3,10 +3,12 @@
 //! - DoPut of 8192-row batches to a topic (each acknowledged after its WAL fsync) against
 //!   encoding the same batches as Arrow IPC with LZ4 and nothing else (the storage target,
 //!   ≥ 0.6×);
-//! - DoGet of a topic's sealed segments (warm cache), every partition, against decoding the same
-//!   segments' Arrow IPC files locally (≥ 0.8×), and against the same rows as
+//! - DoGet of a 10 M-row topic's sealed segments (warm), every partition, against decoding the
+//!   same segments' Arrow IPC files locally (≥ 0.8×), and against the same rows as
 //!   `COPY … TO STDOUT` text made by the engine (the work a pgwire COPY does before its socket;
-//!   Flight should be ≥ 10× faster).
+//!   Flight should be ≥ 10× faster). Read twice: with tickets that take LZ4-compressed IPC
+//!   (`do_get_stored`: segment batches sent as stored) and plain tickets (`do_get`: decoded
+//!   columns from the segment cache, encoded uncompressed).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +26,8 @@ use streamhouse_engine::{Engine, QueryOutput};
 
 /// Batches sent by each DoPut iteration, and held by the read benches' topic.
 const PUT_BATCHES: usize = 16;
-const READ_BATCHES: usize = 128;
+/// 1221 batches of 8192 rows: 10 M rows.
+const READ_BATCHES: usize = 1221;
 
 fn encode_ipc_lz4(batch: &RecordBatch) -> Vec<u8> {
     let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).expect("lz4 enabled");
@@ -47,12 +50,19 @@ async fn start_flight(engine: Arc<Engine>) -> (tonic::transport::Channel, tokio:
     (channel, stop)
 }
 
-/// Every row of every partition of `topic` through DoGet, the partitions read one after another.
-async fn read_topic(client: &mut FlightClient, topic: &str) -> usize {
+/// Every row of every partition of `topic` through DoGet, the partitions read one after another;
+/// with `lz4`, the tickets say the client takes LZ4-compressed IPC.
+async fn read_topic(client: &mut FlightClient, topic: &str, lz4: bool) -> usize {
     let info = client.get_flight_info(FlightDescriptor::new_path(vec![topic.to_string()])).await.expect("info");
     let mut rows = 0;
     for endpoint in info.endpoint {
-        let mut stream = client.do_get(endpoint.ticket.expect("ticket")).await.expect("do_get");
+        let mut ticket = endpoint.ticket.expect("ticket");
+        if lz4 {
+            let mut fields: serde_json::Value = serde_json::from_slice(&ticket.ticket).expect("JSON ticket");
+            fields["compression"] = "lz4_frame".into();
+            ticket = arrow_flight::Ticket::new(fields.to_string());
+        }
+        let mut stream = client.do_get(ticket).await.expect("do_get");
         while let Some(batch) = stream.next().await {
             rows += batch.expect("batch").num_rows();
         }
@@ -103,8 +113,11 @@ fn flight(c: &mut Criterion) {
     runtime.block_on(async {
         execute(&mut session, "CREATE TOPIC reads (auction BIGINT NOT NULL, bidder BIGINT NOT NULL, price BIGINT NOT NULL, channel TEXT NOT NULL, url TEXT NOT NULL, date_time TIMESTAMP NOT NULL) WITH (partitions = 2)").await;
         let topic = engine.storage().topic("reads").expect("topic");
-        for chunk in bid_batches(READ_BATCHES).chunks(8) {
+        for (index, chunk) in bid_batches(READ_BATCHES).chunks(8).enumerate() {
             engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+            if index % 8 == 7 {
+                engine.storage().seal_all().await.expect("seal");
+            }
         }
         engine.storage().seal_all().await.expect("seal");
     });
@@ -113,7 +126,7 @@ fn flight(c: &mut Criterion) {
     let segment_files: Vec<std::path::PathBuf> = walk(&engine.storage().config().data_dir.join("topics").join(topic_id.to_string()));
     assert!(!segment_files.is_empty(), "the read topic has sealed segments");
     let read_rows = (READ_BATCHES * BATCH_ROWS) as u64;
-    assert_eq!(runtime.block_on(read_topic(&mut client, "reads")) as u64, read_rows, "every row read back");
+    assert_eq!(runtime.block_on(read_topic(&mut client, "reads", false)) as u64, read_rows, "every row read back");
 
     group.throughput(Throughput::Elements(read_rows));
     group.bench_function("decode_segments_locally", |b| {
@@ -132,18 +145,20 @@ fn flight(c: &mut Criterion) {
             record("decode_segments_locally", started.elapsed(), iterations)
         })
     });
-    group.bench_function("do_get", |b| {
-        b.to_async(&runtime).iter_custom(|iterations| {
-            let mut client = FlightClient::new(channel.clone());
-            async move {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    assert_eq!(read_topic(&mut client, "reads").await as u64, read_rows);
+    for (name, lz4) in [("do_get_stored", true), ("do_get", false)] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let mut client = FlightClient::new(channel.clone());
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..iterations {
+                        assert_eq!(read_topic(&mut client, "reads", lz4).await as u64, read_rows);
+                    }
+                    record(name, started.elapsed(), iterations)
                 }
-                record("do_get", started.elapsed(), iterations)
-            }
-        })
-    });
+            })
+        });
+    }
     group.bench_function("copy_to_stdout_text", |b| {
         b.to_async(&runtime).iter_custom(|iterations| {
             let engine = engine.clone();
@@ -167,6 +182,8 @@ fn flight(c: &mut Criterion) {
     });
     group.finish();
     print_ratio("do_put", "encode_ipc_lz4", 0.6);
+    print_ratio("do_get_stored", "decode_segments_locally", 0.8);
+    print_ratio("do_get_stored", "copy_to_stdout_text", 10.0);
     print_ratio("do_get", "decode_segments_locally", 0.8);
     print_ratio("do_get", "copy_to_stdout_text", 10.0);
 }

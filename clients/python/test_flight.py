@@ -69,6 +69,17 @@ def main():
         for auction, partition in zip(table.column("auction").to_pylist(), table.column("_partition").to_pylist()):
             assert homes.setdefault(auction, partition) == partition
 
+    # The same endpoints' tickets with LZ4-compressed IPC accepted: the same rows.
+    def lz4_ticket(endpoint):
+        ticket = json.loads(endpoint.ticket.ticket)
+        ticket["compression"] = "lz4_frame"
+        return flight.Ticket(json.dumps(ticket).encode())
+
+    for endpoint, table in zip(info.endpoints, tables):
+        assert client.do_get(lz4_ticket(endpoint)).read_all().equals(table)
+    expect_error(pa.ArrowInvalid, "malformed ticket", lambda: client.do_get(
+        flight.Ticket(json.dumps({"topic": "flight_bids", "partition": 0, "compression": "zstd"}).encode())).read_all())
+
     # A hand-written ticket for a range of offsets.
     ticket = flight.Ticket(json.dumps({"topic": "flight_bids", "partition": 0, "start": 1, "end": 3}).encode())
     part = client.do_get(ticket).read_all()

@@ -6,16 +6,18 @@
 //! no SQL form: a raw read of one partition's log, a batch appended as the client sent it, and
 //! a topic created from an Arrow schema (ADBC's bulk ingest).
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use streamhouse_catalog::{RetentionPolicy, TopicDefinition};
 use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
-use streamhouse_storage::TopicLog;
+pub use streamhouse_storage::StoredPiece;
+use streamhouse_storage::{read_stored, rows_within, PartitionSnapshot, TopicLog};
 
 use crate::{Engine, EngineError, Result};
 
@@ -154,25 +156,51 @@ impl Engine {
     /// them: a keyed table's changelog, tombstones included. A stream of batches decoded a
     /// couple ahead of the reader; dropping it stops the read.
     pub fn read_partition(&self, topic: &str, partition: u32, start: u64, end: Option<u64>) -> Result<SendableRecordBatchStream> {
+        let (topic, snapshot, range) = self.partition_read(topic, partition, start, end)?;
+        let projection = log_projection(&topic)?;
+        let schema = projection.schema().clone();
+        if range.is_empty() {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
+        }
+        let offset_column = topic.schema().fields().len() + 1;
+        let bounds = PruneBounds { offset: Some((range.start, range.end - 1)), ..Default::default() };
+        let receiver = scan_partition(&self.storage, topic, snapshot, projection, bounds);
+        let batches = tokio_stream_of(receiver).filter_map(move |batch| {
+            let kept = match batch {
+                Ok(batch) => rows_within(&batch, offset_column, &range).map(Ok),
+                Err(error) => Some(Err(datafusion::error::DataFusionError::External(Box::new(EngineError::from(error))))),
+            };
+            async move { kept }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    /// The rows [`Self::read_partition`] reads, as stored: a sealed segment's record batch
+    /// messages with their LZ4-compressed buffers as they are (at most `message_bytes_max`
+    /// bytes each), other rows decoded; see [`streamhouse_storage::read_stored`]. Also returns
+    /// the pieces' schema.
+    pub fn read_partition_stored(
+        &self,
+        topic: &str,
+        partition: u32,
+        start: u64,
+        end: Option<u64>,
+        message_bytes_max: usize,
+    ) -> Result<(SchemaRef, impl futures::Stream<Item = Result<StoredPiece>> + Send + 'static)> {
+        let (topic, snapshot, range) = self.partition_read(topic, partition, start, end)?;
+        let schema = log_projection(&topic)?.schema().clone();
+        let receiver = read_stored(&self.storage, topic, snapshot, range, message_bytes_max);
+        Ok((schema, tokio_stream_of(receiver).map(|piece| piece.map_err(EngineError::from))))
+    }
+
+    /// A partition's snapshot for a read of offsets `[start, end)`, and the range cut to what
+    /// the log holds (`end` at most what is acknowledged now; `None`: all of that).
+    fn partition_read(&self, topic: &str, partition: u32, start: u64, end: Option<u64>) -> Result<(Arc<TopicLog>, PartitionSnapshot, Range<u64>)> {
         let topic = self.topic_named(topic)?;
         let snapshot = self.storage.snapshot_from(&topic, partition, start)?;
         let end = end.map_or(snapshot.high_watermark, |end| end.min(snapshot.high_watermark));
         let start = start.max(snapshot.low_watermark);
-        let projection = log_projection(&topic)?;
-        let schema = projection.schema().clone();
-        if start >= end {
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
-        }
-        let offset_column = topic.schema().fields().len() + 1;
-        let bounds = PruneBounds { offset: Some((start, end - 1)), ..Default::default() };
-        let receiver = scan_partition(&self.storage, topic, snapshot, projection, bounds);
-        let batches = tokio_stream_of(receiver).filter_map(move |batch| async move {
-            match batch {
-                Ok(batch) => within_offsets(batch, offset_column, start, end),
-                Err(error) => Some(Err(datafusion::error::DataFusionError::External(Box::new(EngineError::from(error))))),
-            }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok((topic, snapshot, start..end.max(start)))
     }
 
     /// Checks that batches of `schema` can be appended to a topic: the topic's columns, by
@@ -240,16 +268,6 @@ fn log_projection(topic: &TopicLog) -> Result<ScanProjection> {
 
 fn tokio_stream_of<T: Send + 'static>(mut receiver: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |context| receiver.poll_recv(context))
-}
-
-/// The rows of `batch` whose offset (column `offset_column`) lies in `[start, end)`; `None` if
-/// there are none. Offsets ascend within a batch; a keyed table's compacted segments have gaps.
-fn within_offsets(batch: RecordBatch, offset_column: usize, start: u64, end: u64) -> Option<Result<RecordBatch, datafusion::error::DataFusionError>> {
-    let offsets = batch.column(offset_column).as_any().downcast_ref::<Int64Array>()?.values();
-    debug_assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets ascend within a stored batch");
-    let from = offsets.partition_point(|&offset| (offset as u64) < start);
-    let to = offsets.partition_point(|&offset| (offset as u64) < end);
-    (from < to).then(|| Ok(batch.slice(from, to - from)))
 }
 
 /// The type the log stores for an Arrow type a client sends, where there is one: the types
@@ -333,42 +351,6 @@ fn same_family(given: &DataType, expected: &DataType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Int32Array;
-
-    fn batch(first_offset: i64, rows: usize) -> RecordBatch {
-        let offsets: Vec<i64> = (first_offset..first_offset + rows as i64).collect();
-        let values: Vec<i32> = (0..rows as i32).collect();
-        RecordBatch::try_from_iter([
-            ("v", Arc::new(Int32Array::from(values)) as arrow::array::ArrayRef),
-            ("_offset", Arc::new(Int64Array::from(offsets)) as arrow::array::ArrayRef),
-        ])
-        .expect("batch")
-    }
-
-    fn offsets_of(batch: &RecordBatch) -> Vec<i64> {
-        batch.column(1).as_any().downcast_ref::<Int64Array>().expect("offsets").values().to_vec()
-    }
-
-    #[test]
-    fn rows_outside_the_range_are_cut_off() {
-        let cut = within_offsets(batch(10, 10), 1, 12, 15).expect("rows").expect("ok");
-        assert_eq!(offsets_of(&cut), vec![12, 13, 14]);
-        let whole = within_offsets(batch(10, 10), 1, 0, 100).expect("rows").expect("ok");
-        assert_eq!(offsets_of(&whole), (10..20).collect::<Vec<_>>());
-        assert!(within_offsets(batch(10, 10), 1, 20, 30).is_none());
-        assert!(within_offsets(batch(10, 10), 1, 0, 10).is_none());
-        let head = within_offsets(batch(10, 10), 1, 0, 11).expect("rows").expect("ok");
-        assert_eq!(offsets_of(&head), vec![10]);
-        // A compacted batch: offsets with gaps.
-        let gappy = RecordBatch::try_from_iter([
-            ("v", Arc::new(Int32Array::from(vec![0, 1, 2, 3])) as arrow::array::ArrayRef),
-            ("_offset", Arc::new(Int64Array::from(vec![3, 7, 8, 20])) as arrow::array::ArrayRef),
-        ])
-        .expect("batch");
-        let cut = within_offsets(gappy.clone(), 1, 5, 20).expect("rows").expect("ok");
-        assert_eq!(offsets_of(&cut), vec![7, 8]);
-        assert!(within_offsets(gappy, 1, 9, 20).is_none());
-    }
 
     #[test]
     fn client_types_widen_to_stored_types() {

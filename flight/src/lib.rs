@@ -61,6 +61,8 @@ pub struct FlightMetrics {
     pub requests: Counter,
     pub request_errors: Counter,
     pub rows_sent: Counter,
+    /// Segment batches sent as stored: compressed IPC not decoded on the way.
+    pub stored_batches_sent: Counter,
     pub rows_received: Counter,
 }
 
@@ -72,6 +74,11 @@ impl FlightMetrics {
             ("streamhouse_flight_requests_total", "Flight and Flight SQL requests received.", self.requests.get()),
             ("streamhouse_flight_request_errors_total", "Flight requests answered with an error status.", self.request_errors.get()),
             ("streamhouse_flight_rows_sent_total", "Rows sent to Flight clients.", self.rows_sent.get()),
+            (
+                "streamhouse_flight_stored_batches_sent_total",
+                "Segment batches sent to Flight clients as stored (LZ4-compressed IPC, not decoded).",
+                self.stored_batches_sent.get(),
+            ),
             ("streamhouse_flight_rows_received_total", "Rows appended from Flight clients.", self.rows_received.get()),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

@@ -15,19 +15,24 @@
 use std::sync::Arc;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightData, SchemaAsIpc};
+use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
+use arrow_ipc::CompressionType;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, PutResult, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt};
-use streamhouse_engine::arrow::datatypes::Schema;
-use streamhouse_engine::bulk::{Relation, RelationKind};
+use streamhouse_engine::arrow::array::RecordBatch;
+use streamhouse_engine::arrow::datatypes::{Schema, SchemaRef};
+use streamhouse_engine::bulk::{Relation, RelationKind, StoredPiece};
 use streamhouse_engine::EngineError;
 use tonic::{Request, Response, Status};
 
 use crate::sql::{collect_batches, SqlService};
 use crate::status::engine_status;
-use crate::ticket::PlainTicket;
+use crate::ticket::{Compression, PlainTicket};
 use crate::Shared;
 
 type DoGetStream = <SqlService as FlightService>::DoGetStream;
@@ -71,7 +76,13 @@ fn relation_info(shared: &Shared, relation: &Relation) -> Result<FlightInfo, Sta
             let ranges = shared.engine.partition_ranges(&relation.name).map_err(status)?;
             let total: u64 = ranges.iter().map(|r| r.high - r.low).sum();
             let endpoints = ranges.iter().map(|range| {
-                let ticket = PlainTicket::Partition { topic: relation.name.clone(), partition: range.partition, start: range.low, end: Some(range.high) };
+                let ticket = PlainTicket::Partition {
+                    topic: relation.name.clone(),
+                    partition: range.partition,
+                    start: range.low,
+                    end: Some(range.high),
+                    compression: None,
+                };
                 FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode()))
             });
             Ok(FlightInfo::new()
@@ -115,13 +126,19 @@ pub(crate) fn list_flights(shared: &Shared) -> Result<Vec<FlightInfo>, Status> {
 pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Response<DoGetStream>, Status> {
     let shared = &sql.shared;
     let statement = match ticket {
-        PlainTicket::Partition { topic, partition, start, end } => {
+        PlainTicket::Partition { topic, partition, start, end, compression } => {
             let relation = shared.engine.relation(&topic).ok_or_else(|| status(EngineError::UndefinedTable(topic.clone())))?;
             if relation.kind == RelationKind::MaterializedView {
                 return Err(Status::invalid_argument(format!("\"{topic}\" is a materialized view: read it with the ticket {{\"relation\": \"{topic}\"}}")));
             }
             if partition >= relation.partitions {
                 return Err(Status::invalid_argument(format!("topic \"{topic}\" has {} partitions; there is no partition {partition}", relation.partitions)));
+            }
+            if compression == Some(Compression::Lz4Frame) {
+                let limit = shared.config.flight_data_bytes_max;
+                let (schema, pieces) = shared.engine.read_partition_stored(&topic, partition, start, end, limit).map_err(status)?;
+                let pieces = crate::queries::guard(pieces, None, shared.shutdown.clone());
+                return Ok(Response::new(stored_flight_data(shared, schema, pieces)));
             }
             let stream = shared.engine.read_partition(&topic, partition, start, end).map_err(status)?;
             let schema = stream.schema();
@@ -134,6 +151,55 @@ pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Resp
     let session = shared.engine.new_session("flight").map_err(status)?;
     let prepared = session.prepare(&statement).await.map_err(status)?;
     sql.stream_query(&prepared, Vec::new(), None).await
+}
+
+/// A partition read as stored ([`streamhouse_engine::Engine::read_partition_stored`]) as Flight
+/// data with LZ4_FRAME-compressed buffers: a segment's messages as they are, other rows encoded.
+fn stored_flight_data(shared: &Shared, schema: SchemaRef, pieces: impl Stream<Item = Result<StoredPiece, FlightError>> + Send + 'static) -> DoGetStream {
+    let options = match IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)) {
+        Ok(options) => options,
+        Err(error) => return Box::pin(futures::stream::once(async move { Err(Status::internal(error.to_string())) })),
+    };
+    let header = FlightData::from(SchemaAsIpc::new(&schema, &options));
+    let (limit, metrics) = (shared.config.flight_data_bytes_max, shared.metrics.clone());
+    let data = pieces
+        .map(move |piece| -> Result<Vec<FlightData>, FlightError> {
+            let piece = piece?;
+            metrics.rows_sent.add(piece.rows());
+            match piece {
+                StoredPiece::Message { metadata, body, .. } => {
+                    metrics.stored_batches_sent.add(1);
+                    Ok(vec![FlightData { data_header: metadata.into(), data_body: body.into(), ..Default::default() }])
+                }
+                StoredPiece::Batch(batch) => encode_to_fit(&batch, &options, limit),
+            }
+        })
+        .map_ok(|messages| futures::stream::iter(messages.into_iter().map(Ok)))
+        .try_flatten();
+    Box::pin(futures::stream::once(async move { Ok(header) }).chain(data).map_err(crate::status::flight_status))
+}
+
+/// A batch as record batch messages of at most `limit` bytes each where rows allow: cut by an
+/// estimate from its size in memory, then halved while a piece is still over.
+fn encode_to_fit(batch: &RecordBatch, options: &IpcWriteOptions, limit: usize) -> Result<Vec<FlightData>, FlightError> {
+    let rows = batch.num_rows();
+    let size = batch.get_array_memory_size().max(1);
+    let per_piece = (rows.saturating_mul(limit) / size).clamp(1, rows.max(1));
+    let mut pending: Vec<RecordBatch> = (0..rows).step_by(per_piece).rev().map(|start| batch.slice(start, per_piece.min(rows - start))).collect();
+    let generator = IpcDataGenerator::default();
+    let mut messages = Vec::with_capacity(pending.len());
+    while let Some(piece) = pending.pop() {
+        let mut tracker = DictionaryTracker::new(true);
+        let (_, encoded) = generator.encode(&piece, &mut tracker, options, &mut IpcWriteContext::default())?;
+        let piece_rows = piece.num_rows();
+        if encoded.ipc_message.len() + encoded.arrow_data.len() > limit && piece_rows > 1 {
+            pending.push(piece.slice(piece_rows / 2, piece_rows - piece_rows / 2));
+            pending.push(piece.slice(0, piece_rows / 2));
+        } else {
+            messages.push(FlightData::from(encoded));
+        }
+    }
+    Ok(messages)
 }
 
 /// A DoPut's decoded messages, client stream errors as statuses.

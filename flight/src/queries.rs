@@ -99,13 +99,22 @@ fn engine_error(error: EngineError) -> FlightError {
 /// client must never take a cut-short result for a whole one). `running` is dropped, and the
 /// query forgotten, when the stream ends or is dropped.
 pub fn guarded(inner: SendableRecordBatchStream, running: Option<Running>, shutdown: watch::Receiver<bool>) -> BatchStream {
-    struct State {
-        inner: SendableRecordBatchStream,
+    guard(inner.map(|item| item.map_err(EngineError::from)), running, shutdown)
+}
+
+/// [`guarded`] for a stream of anything.
+pub fn guard<T: Send + 'static>(
+    inner: impl Stream<Item = Result<T, EngineError>> + Send + 'static,
+    running: Option<Running>,
+    shutdown: watch::Receiver<bool>,
+) -> Pin<Box<dyn Stream<Item = Result<T, FlightError>> + Send>> {
+    struct State<S> {
+        inner: Pin<Box<S>>,
         running: Option<Running>,
         shutdown: watch::Receiver<bool>,
         done: bool,
     }
-    let state = State { inner, running, shutdown, done: false };
+    let state = State { inner: Box::pin(inner), running, shutdown, done: false };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         if state.done {
             return None;
@@ -124,11 +133,11 @@ pub fn guarded(inner: SendableRecordBatchStream, running: Option<Running>, shutd
             _ = raised(&mut state.shutdown) => Some(Err(FlightError::Tonic(Box::new(Status::unavailable(
                 "terminating the stream: the server is shutting down (SQLSTATE 57P01)",
             ))))),
-            next = state.inner.next() => next.map(|item| item.map_err(|e| engine_error(EngineError::from(e)))),
+            next = state.inner.next() => next.map(|item| item.map_err(engine_error)),
         };
         match outcome {
             None => None,
-            Some(Ok(batch)) => Some((Ok(batch), state)),
+            Some(Ok(item)) => Some((Ok(item), state)),
             Some(Err(error)) => {
                 state.done = true;
                 Some((Err(error), state))

@@ -17,7 +17,8 @@ pub const TICKET_BYTES_MAX: usize = 1024 * 1024;
 #[serde(untagged)]
 pub enum PlainTicket {
     /// A topic partition's log between two offsets, `[start, end)`; `end` absent: everything
-    /// acknowledged when the read starts.
+    /// acknowledged when the read starts. With `compression`, the client takes IPC buffers
+    /// compressed that way: sealed segments' batches are sent as stored.
     Partition {
         topic: String,
         partition: u32,
@@ -25,6 +26,8 @@ pub enum PlainTicket {
         start: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         end: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compression: Option<Compression>,
     },
     /// Every row of a relation as a bounded `SELECT *` reads it (a keyed table's latest rows,
     /// a view's last committed results).
@@ -35,6 +38,13 @@ pub enum PlainTicket {
         #[serde(default = "default_snapshot")]
         snapshot: bool,
     },
+}
+
+/// IPC body compression a client takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compression {
+    #[serde(rename = "lz4_frame")]
+    Lz4Frame,
 }
 
 fn default_snapshot() -> bool {
@@ -57,7 +67,7 @@ impl PlainTicket {
         }
         serde_json::from_slice(bytes).map(Some).map_err(|error| {
             Status::invalid_argument(format!(
-                "malformed ticket ({error}); expected {{\"topic\": name, \"partition\": n, \"start\": offset, \"end\": offset}}, {{\"relation\": name}} or {{\"subscribe\": view}}"
+                "malformed ticket ({error}); expected {{\"topic\": name, \"partition\": n, \"start\": offset, \"end\": offset, \"compression\": \"lz4_frame\"}}, {{\"relation\": name}} or {{\"subscribe\": view}}"
             ))
         })
     }
@@ -114,8 +124,8 @@ mod tests {
     #[test]
     fn plain_tickets_read_back_as_written() {
         for ticket in [
-            PlainTicket::Partition { topic: "bids".into(), partition: 3, start: 10, end: Some(20) },
-            PlainTicket::Partition { topic: "bids".into(), partition: 0, start: 0, end: None },
+            PlainTicket::Partition { topic: "bids".into(), partition: 3, start: 10, end: Some(20), compression: None },
+            PlainTicket::Partition { topic: "bids".into(), partition: 0, start: 0, end: None, compression: Some(Compression::Lz4Frame) },
             PlainTicket::Relation { relation: "people".into() },
             PlainTicket::Subscribe { subscribe: "hot".into(), snapshot: false },
         ] {
@@ -126,14 +136,16 @@ mod tests {
     #[test]
     fn hand_written_tickets_take_defaults() {
         let ticket = PlainTicket::decode(br#"{"topic": "bids", "partition": 1}"#).expect("decodes");
-        assert_eq!(ticket, Some(PlainTicket::Partition { topic: "bids".into(), partition: 1, start: 0, end: None }));
+        assert_eq!(ticket, Some(PlainTicket::Partition { topic: "bids".into(), partition: 1, start: 0, end: None, compression: None }));
+        let ticket = PlainTicket::decode(br#"{"topic": "bids", "partition": 1, "compression": "lz4_frame"}"#).expect("decodes");
+        assert!(matches!(ticket, Some(PlainTicket::Partition { compression: Some(Compression::Lz4Frame), .. })));
         let ticket = PlainTicket::decode(br#"{"subscribe": "hot"}"#).expect("decodes");
         assert_eq!(ticket, Some(PlainTicket::Subscribe { subscribe: "hot".into(), snapshot: true }));
     }
 
     #[test]
     fn bad_tickets_are_refused_with_the_expected_forms() {
-        for bad in [&br#"{"topic": "bids"}"#[..], br#"{"partition": 1}"#, b"{not json", br#"{"topic": 1, "partition": 0}"#] {
+        for bad in [&br#"{"topic": "bids"}"#[..], br#"{"partition": 1}"#, b"{not json", br#"{"topic": 1, "partition": 0}"#, br#"{"topic": "b", "partition": 0, "compression": "zstd"}"#] {
             let error = PlainTicket::decode(bad).expect_err("refused");
             assert_eq!(error.code(), tonic::Code::InvalidArgument);
             assert!(error.message().contains("expected"), "{}", error.message());

@@ -266,6 +266,109 @@ impl BatchLayout {
     }
 }
 
+/// The codec of a stored record batch message: whether its buffers are LZ4_FRAME-compressed.
+fn stored_compression(batch: &arrow_ipc::RecordBatch<'_>) -> Result<bool> {
+    match batch.compression().map(|c| c.codec()) {
+        None => Ok(false),
+        Some(arrow_ipc::CompressionType::LZ4_FRAME) => Ok(true),
+        Some(_) => Err(invalid("stored batches are compressed with LZ4_FRAME or not at all")),
+    }
+}
+
+fn file_offset(value: i64, what: &str) -> Result<usize> {
+    usize::try_from(value).map_err(|_| invalid(format!("negative {what} in an IPC file footer")))
+}
+
+/// The record batch messages of an IPC file, in order: each one's flatbuffer metadata and its
+/// body, sliced from `file` without copying. Files with dictionaries are refused (segments have
+/// none).
+pub(crate) fn file_messages(file: &bytes::Bytes) -> Result<Vec<(bytes::Bytes, bytes::Bytes)>> {
+    let trailer = file.len().checked_sub(10).filter(|_| file.ends_with(FILE_MAGIC)).ok_or_else(|| invalid("not an Arrow IPC file"))?;
+    let mut length = [0u8; 4];
+    length.copy_from_slice(&file[trailer..trailer + 4]);
+    let footer_start = usize::try_from(i32::from_le_bytes(length))
+        .ok()
+        .and_then(|len| trailer.checked_sub(len))
+        .ok_or_else(|| invalid("an IPC file footer length out of range"))?;
+    let footer = arrow_ipc::root_as_footer(&file[footer_start..trailer]).map_err(|e| invalid(format!("bad IPC file footer: {e}")))?;
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err(invalid("an IPC file with dictionaries is not a segment"));
+    }
+    let mut messages = Vec::new();
+    for block in footer.recordBatches().into_iter().flatten() {
+        let start = file_offset(block.offset(), "offset")?;
+        let metadata_len = usize::try_from(block.metaDataLength()).map_err(|_| invalid("negative metadata length"))?;
+        let body_start = start.checked_add(metadata_len);
+        let body_end = body_start.and_then(|s| s.checked_add(file_offset(block.bodyLength(), "body length").ok()?));
+        match (body_start, body_end) {
+            (Some(body_start), Some(body_end)) if metadata_len >= 8 && body_end <= footer_start && file[start..start + 4] == CONTINUATION => {
+                messages.push((file.slice(start + 8..body_start), file.slice(body_start..body_end)));
+            }
+            _ => return Err(invalid("an IPC file block lies outside the file")),
+        }
+    }
+    Ok(messages)
+}
+
+/// Rows of a record batch message.
+pub(crate) fn message_rows(metadata: &[u8]) -> Result<u64> {
+    let (_, batch) = parse_metadata(metadata)?;
+    u64::try_from(batch.length()).map_err(|_| invalid("negative row count"))
+}
+
+/// A segment file's record batch message (the user columns, `_deleted` for a keyed table,
+/// `_offset`, `_timestamp`) made into one of the topic's full schema (the user columns,
+/// `_partition`, `_offset`, `_timestamp`, then `_deleted` for a keyed table). The stored buffers
+/// are kept as they are, compressed, in a copy of the body; only the metadata is new, listing
+/// them in the new column order, and `_partition`'s values (`partition` in every row,
+/// compressed as the rest) are added at the body's end. Every system column has one field node
+/// and two buffers, so the user columns are whatever comes before the last two or three.
+pub(crate) fn with_partition_column(metadata: &[u8], body: &[u8], partition: i32, keyed: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (message, batch) = parse_metadata(metadata)?;
+    let rows = usize::try_from(batch.length()).map_err(|_| invalid("negative row count"))?;
+    let compress = stored_compression(&batch)?;
+    let nodes: Vec<FieldNode> = batch.nodes().into_iter().flatten().copied().collect();
+    let buffers: Vec<arrow_ipc::Buffer> = batch.buffers().into_iter().flatten().copied().collect();
+    let system = if keyed { 3 } else { 2 };
+    if nodes.len() < system || buffers.len() < 2 * system {
+        return Err(invalid("a segment message without its system columns"));
+    }
+    let (user_nodes, system_nodes) = nodes.split_at(nodes.len() - system);
+    let (user_buffers, system_buffers) = buffers.split_at(buffers.len() - 2 * system);
+    let mut out = Vec::with_capacity(body.len() + 2 * ALIGNMENT + rows / 64);
+    out.extend_from_slice(body);
+    out.resize(out.len() + padding(out.len()), 0);
+    let validity = push_buffer(&mut out, &[], compress)?;
+    let values: Vec<u8> = std::iter::repeat_n(partition.to_le_bytes(), rows).flatten().collect();
+    let values = push_buffer(&mut out, &values, compress)?;
+    // The file's order of system columns, and the full schema's.
+    let (stored_nodes, stored_buffers) = if keyed {
+        let order = [1, 2, 0]; // _offset, _timestamp, _deleted
+        (
+            order.iter().map(|&i| system_nodes[i]).collect::<Vec<_>>(),
+            order.iter().flat_map(|&i| [system_buffers[2 * i], system_buffers[2 * i + 1]]).collect::<Vec<_>>(),
+        )
+    } else {
+        (system_nodes.to_vec(), system_buffers.to_vec())
+    };
+    let layout = BatchLayout {
+        version: message.version(),
+        length: batch.length(),
+        nodes: user_nodes.iter().copied().chain([FieldNode::new(batch.length(), 0)]).chain(stored_nodes).collect(),
+        buffers: user_buffers.iter().copied().chain([validity, values]).chain(stored_buffers).collect(),
+        variadic: batch.variadicBufferCounts().into_iter().flatten().collect(),
+        compression: batch.compression().map(|c| (c.codec(), c.method())),
+    };
+    Ok((layout.metadata(out.len()), out))
+}
+
+/// Decodes a record batch message of `schema`.
+pub(crate) fn decode_message(metadata: &[u8], body: Vec<u8>, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
+    let (message, batch) = parse_metadata(metadata)?;
+    let body = arrow::buffer::Buffer::from_vec(body);
+    Ok(arrow_ipc::reader::read_record_batch(&body, batch, schema.clone(), &Default::default(), None, &message.version())?)
+}
+
 /// An IPC file assembled from encoded messages.
 pub(crate) struct FileAssembler {
     out: Vec<u8>,
@@ -294,11 +397,7 @@ impl FileAssembler {
         let (message, batch) = parse(user)?;
         let rows = usize::try_from(batch.length()).map_err(|_| invalid("negative row count"))?;
         let compression = batch.compression().map(|c| (c.codec(), c.method()));
-        let compress = match compression {
-            None => false,
-            Some((arrow_ipc::CompressionType::LZ4_FRAME, _)) => true,
-            Some(_) => return Err(invalid("stored batches are compressed with LZ4_FRAME or not at all")),
-        };
+        let compress = stored_compression(&batch)?;
         let system =
             encode_system_columns(rows, base_offset, timestamp_us, compress, &mut self.values, &mut self.system_body)?;
         let shift = user.body.len() as i64;
@@ -391,6 +490,63 @@ mod tests {
         let offsets_only: Vec<RecordBatch> =
             FileReader::try_new(std::io::Cursor::new(&bytes), Some(vec![1])).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(offsets_only[1].column(0), expected(13, -5).column(1));
+    }
+
+    #[test]
+    fn segment_messages_gain_a_partition_column_without_decoding() {
+        use arrow::array::{BooleanArray, Int32Array};
+        use arrow::datatypes::{DataType, Field};
+        let names: Vec<Option<String>> = (0..3000).map(|i| (i % 5 != 0).then(|| format!("n{i}"))).collect();
+        let user = RecordBatch::try_from_iter(vec![
+            ("s", Arc::new(StringArray::from(names)) as ArrayRef),
+            ("v", Arc::new(Int64Array::from_iter_values(0..3000)) as ArrayRef),
+        ])
+        .unwrap();
+        let deleted = Arc::new(BooleanArray::from_iter((0..3000).map(|i| Some(i % 7 == 0)))) as ArrayRef;
+        let keyed_user = RecordBatch::try_from_iter(vec![
+            ("s", user.column(0).clone()),
+            ("v", user.column(1).clone()),
+            ("_deleted", deleted.clone()),
+        ])
+        .unwrap();
+        for keyed in [false, true] {
+            let stored_user = if keyed { &keyed_user } else { &user };
+            let mut file = FileAssembler::new(&crate::segment::segment_schema(&stored_user.schema()), 0).unwrap();
+            file.push_with_system_columns(&encode(stored_user).unwrap(), 100, 7).unwrap();
+            file.push_with_system_columns(&encode(&stored_user.slice(10, 5)).unwrap(), 3100, 8).unwrap();
+            let file = bytes::Bytes::from(file.finish());
+            let messages = file_messages(&file).unwrap();
+            assert_eq!(messages.len(), 2);
+            let mut fields: Vec<Field> = user.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("_partition", DataType::Int32, false));
+            fields.extend(crate::segment::segment_schema(&Schema::empty()).fields().iter().map(|f| f.as_ref().clone()));
+            if keyed {
+                fields.push(Field::new("_deleted", DataType::Boolean, true));
+            }
+            let full = Arc::new(Schema::new(fields));
+            for ((metadata, body), (start, len, base_offset, timestamp_us)) in messages.iter().zip([(0, 3000, 100, 7), (10, 5, 3100, 8)]) {
+                assert_eq!(message_rows(metadata).unwrap(), len as u64);
+                let (metadata, body) = with_partition_column(metadata, body, 4, keyed).unwrap();
+                let stored_body = body.len();
+                let decoded = decode_message(&metadata, body, &full).unwrap();
+                let system = system_batch(len, base_offset, timestamp_us);
+                let mut columns = vec![
+                    user.column(0).slice(start, len),
+                    user.column(1).slice(start, len),
+                    Arc::new(Int32Array::from(vec![4; len])) as ArrayRef,
+                    system.column(0).clone(),
+                    system.column(1).clone(),
+                ];
+                if keyed {
+                    columns.push(deleted.slice(start, len));
+                }
+                assert_eq!(decoded, RecordBatch::try_new(full.clone(), columns).unwrap(), "keyed: {keyed}");
+                // The stored buffers stay compressed: the body is smaller than the rows plain.
+                assert!(stored_body < decoded.get_array_memory_size() / 2, "{stored_body} bytes");
+            }
+        }
+        assert!(file_messages(&bytes::Bytes::from_static(b"ARROW1")).is_err());
+        assert!(file_messages(&bytes::Bytes::from_static(b"ARROW1\0\0\xff\xff\xff\x7fARROW1")).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod retention;
 pub mod scan;
 mod sealer;
 pub mod segment;
+mod stored;
 mod tail;
 mod topic;
 mod wal;
@@ -35,7 +36,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
-use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use streamhouse_catalog::{Catalog, PartitionState, SegmentMeta, TopicDefinition};
 use tokio::sync::Notify;
 
@@ -44,6 +46,7 @@ pub use compaction::CompactionFloor;
 pub use config::StorageConfig;
 pub use error::{Result, StorageError};
 pub use metrics::StorageMetrics;
+pub use stored::{read_stored, rows_within, StoredPiece};
 pub use tail::StoredBatch;
 pub use topic::{KeyedWriteGuard, PartitionLog, TopicLog};
 
@@ -344,6 +347,11 @@ impl Storage {
     /// decoded, through the cache: one array per record batch of the file.
     pub async fn segment_columns(&self, segment: &SegmentMeta, columns: &[usize]) -> Result<Vec<cache::CachedColumn>> {
         self.inner.cache.columns(&segment.object_key, columns).await
+    }
+
+    /// A segment's object, as stored (not cached: a reader of stored bytes does not decode).
+    pub async fn segment_object(&self, segment: &SegmentMeta) -> Result<bytes::Bytes> {
+        Ok(self.inner.store.get(&ObjectPath::from(segment.object_key.as_str())).await?.bytes().await?)
     }
 
     /// Starts decoding columns of a segment that a reader will need next.

@@ -116,11 +116,29 @@ impl ScanProjection {
         columns
     }
 
+    /// A tail batch of partition `partition` (of a topic with `user_columns` user columns),
+    /// projected.
+    pub(crate) fn tail_batch(&self, stored: &StoredBatch, user_columns: usize, partition: u32) -> Result<RecordBatch> {
+        let rows = stored.batch.num_rows();
+        self.assemble(rows, |source| match source {
+            Source::User(i) => stored.batch.column(i).clone(),
+            Source::Deleted => stored.batch.column(user_columns).clone(),
+            Source::Offset => offset_array(stored.base_offset, rows),
+            Source::Timestamp => timestamp_array(stored.timestamp_us, rows),
+            Source::Partition => partition_array(partition, rows),
+        })
+    }
+
     fn assemble(&self, rows: usize, mut column: impl FnMut(Source) -> ArrayRef) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = self.sources.iter().map(|&s| column(s)).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?)
     }
+}
+
+/// The `_partition` column of `rows` rows of a partition.
+fn partition_array(partition: u32, rows: usize) -> ArrayRef {
+    Arc::new(Int32Array::from(vec![partition as i32; rows]))
 }
 
 /// A scannable unit of a snapshot: a kept segment or a kept tail batch, with its row count.
@@ -223,8 +241,6 @@ async fn run_scan(
 ) -> Result<()> {
     let user_columns = topic.schema().fields().len();
     let log_columns = topic.log_schema().fields().len();
-    let partition = snapshot.partition as i32;
-    let partition_column = |rows: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![partition; rows])) };
     let segments: Vec<&SegmentMeta> = snapshot.segments.iter().filter(|s| bounds.keeps_segment(s)).collect();
     let file_columns = projection.file_columns(user_columns, log_columns);
     for (index, segment) in segments.iter().enumerate() {
@@ -242,7 +258,7 @@ async fn run_scan(
                 Source::Deleted => column(user_columns),
                 Source::Offset => column(log_columns),
                 Source::Timestamp => column(log_columns + 1),
-                Source::Partition => partition_column(rows),
+                Source::Partition => partition_array(snapshot.partition, rows),
             })?;
             if sender.send(Ok(output)).await.is_err() {
                 return Ok(()); // the reader went away
@@ -250,14 +266,7 @@ async fn run_scan(
         }
     }
     for stored in snapshot.tail.iter().filter(|b| bounds.keeps_batch(b)) {
-        let rows = stored.batch.num_rows();
-        let output = projection.assemble(rows, |source| match source {
-            Source::User(i) => stored.batch.column(i).clone(),
-            Source::Deleted => stored.batch.column(user_columns).clone(),
-            Source::Offset => offset_array(stored.base_offset, rows),
-            Source::Timestamp => timestamp_array(stored.timestamp_us, rows),
-            Source::Partition => partition_column(rows),
-        })?;
+        let output = projection.tail_batch(stored, user_columns, snapshot.partition)?;
         if sender.send(Ok(output)).await.is_err() {
             return Ok(());
         }
