@@ -15,7 +15,9 @@ python3 -c "import psycopg, pyarrow, adbc_driver_flightsql.dbapi" 2>/dev/null ||
 
 rows=${1:-1000000}
 rounds=${2:-5}
-cargo build --release -q -p streamhouse
+# STREAMHOUSE_BIN: another build of the server (the release build by default).
+binary=${STREAMHOUSE_BIN:-./target/release/streamhouse}
+[ -n "${STREAMHOUSE_BIN:-}" ] || cargo build --release -q -p streamhouse
 
 work=$(mktemp -d)
 cleanup() {
@@ -27,7 +29,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 pg_port=$(free_port)
 flight_port=$(free_port)
-./target/release/streamhouse serve --data-dir "$work/sh" --pg-listen "127.0.0.1:$pg_port" \
+"$binary" serve --data-dir "$work/sh" --pg-listen "127.0.0.1:$pg_port" \
   --http-listen "127.0.0.1:$(free_port)" --flight-listen "127.0.0.1:$flight_port" > "$work/sh.log" 2>&1 &
 sh_pid=$!
 
@@ -80,7 +82,7 @@ def psycopg_read():
     return len(result), sum(r[0] for r in result)
 
 
-adbc = flightsql.connect(f"grpc://127.0.0.1:{flight_port}")
+adbc = flightsql.connect(f"grpc://127.0.0.1:{flight_port}", autocommit=True)
 
 
 def adbc_read():
