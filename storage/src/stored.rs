@@ -87,7 +87,8 @@ impl StoredRead<'_> {
     async fn run(&self, snapshot: PartitionSnapshot) -> Result<()> {
         let projection = ScanProjection::new(self.topic, None)?;
         let schema = projection.schema().clone();
-        let offset_column = self.topic.schema().fields().len() + 1;
+        let user_columns = self.topic.schema().fields().len();
+        let offset_column = user_columns + 1;
         let keyed = self.topic.is_keyed();
         let partition = snapshot.partition as i32;
         let (start, end) = (self.range.start, self.range.end);
@@ -124,7 +125,7 @@ impl StoredRead<'_> {
             }
         }
         for stored in snapshot.tail.iter().filter(|b| bounds.keeps_batch(b)) {
-            let batch = projection.tail_batch(stored, self.topic.schema().fields().len(), snapshot.partition)?;
+            let batch = projection.tail_batch(stored, user_columns, snapshot.partition)?;
             if let Some(batch) = rows_within(&batch, offset_column, &self.range) {
                 if !self.send(StoredPiece::Batch(batch)).await {
                     return Ok(());
