@@ -17,7 +17,7 @@ use futures::StreamExt;
 use streamhouse_catalog::{RetentionPolicy, TopicDefinition};
 use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
 pub use streamhouse_storage::StoredPiece;
-use streamhouse_storage::{read_stored, rows_within, PartitionSnapshot, TopicLog};
+use streamhouse_storage::{read_stored, rows_within, BegunAppend, PartitionSnapshot, TopicLog};
 
 use crate::{Engine, EngineError, Result};
 
@@ -65,6 +65,24 @@ pub struct PartitionRange {
 
 /// Where an append put its rows: `(partition, first offset, row count)` per run.
 pub type Placements = Vec<(u32, u64, u64)>;
+
+/// An append begun by [`Engine::begin_append_batches`], not yet durable.
+#[must_use = "an append is acknowledged only once it is durable"]
+pub struct PendingAppend {
+    topic: Arc<TopicLog>,
+    /// `None`: nothing to append.
+    begun: Option<BegunAppend>,
+}
+
+impl PendingAppend {
+    /// Waits until every row of the append is durable; returns where they went.
+    pub async fn durable(self) -> Result<Placements> {
+        match self.begun {
+            Some(begun) => Ok(begun.acknowledged(&self.topic).await?.placements),
+            None => Ok(Vec::new()),
+        }
+    }
+}
 
 fn relation_of_topic(topic: &TopicLog) -> Relation {
     let meta = topic.meta();
@@ -210,22 +228,41 @@ impl Engine {
         check_schema(&topic, schema)
     }
 
-    /// Appends one client batch atomically (see [`Self::check_append_schema`]): every row is
+    /// Appends client batches atomically (see [`Self::check_append_schema`]): every row is
     /// durable when this returns, or none is ever in the log. On a keyed table each row is an
     /// upsert.
     pub async fn append_batches(&self, topic: &str, batches: Vec<RecordBatch>) -> Result<Placements> {
+        let (topic, conformed) = self.conformed(topic, &batches)?;
+        match conformed.is_empty() {
+            true => Ok(Vec::new()),
+            false => Ok(self.storage.append(&topic, conformed).await?.placements),
+        }
+    }
+
+    /// [`Self::append_batches`] in two steps (see `Storage::append_begin`): returns once the
+    /// batches have their offsets and are queued to the WAL, so appends begun one after another
+    /// enter the log in that order; [`PendingAppend::durable`] then waits for the fsync. A
+    /// writer that begins its next append while one's fsync runs shares fsyncs between them.
+    pub async fn begin_append_batches(&self, topic: &str, batches: Vec<RecordBatch>) -> Result<PendingAppend> {
+        let (topic, conformed) = self.conformed(topic, &batches)?;
+        let begun = match conformed.is_empty() {
+            true => None,
+            false => Some(self.storage.append_begin(&topic, conformed).await?),
+        };
+        Ok(PendingAppend { topic, begun })
+    }
+
+    /// The topic named, and the non-empty ones of `batches` in its log's types.
+    fn conformed(&self, topic: &str, batches: &[RecordBatch]) -> Result<(Arc<TopicLog>, Vec<RecordBatch>)> {
         let topic = self.topic_named(topic)?;
         let mut conformed = Vec::with_capacity(batches.len());
-        for batch in &batches {
+        for batch in batches {
             check_schema(&topic, batch.schema_ref())?;
             if batch.num_rows() > 0 {
                 conformed.push(crate::provider::conform_batch(&topic, batch)?);
             }
         }
-        if conformed.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.storage.append(&topic, conformed).await?.placements)
+        Ok((topic, conformed))
     }
 
     /// Creates an append-only topic whose columns are those of `schema`, with types the log

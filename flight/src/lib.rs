@@ -36,6 +36,9 @@ pub struct FlightConfig {
     pub flight_data_bytes_max: usize,
     /// Concurrent requests (HTTP/2 streams) on one client connection.
     pub streams_per_connection_max: u32,
+    /// A DoPut's batches handed to the log and waiting for their fsync at once (they share
+    /// it); each is acknowledged, in order, once durable.
+    pub do_put_appends_in_flight: usize,
     /// Prepared statements held open at once, over every client; past it the oldest is closed.
     pub prepared_statements_max: usize,
     /// Queries remembered for cancellation between their GetFlightInfo and the end of their
@@ -49,6 +52,7 @@ impl Default for FlightConfig {
             message_bytes_max: 64 * 1024 * 1024,
             flight_data_bytes_max: 4 * 1024 * 1024,
             streams_per_connection_max: 100,
+            do_put_appends_in_flight: 4,
             prepared_statements_max: 4096,
             cancellable_queries_max: 16384,
         }

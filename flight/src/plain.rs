@@ -7,12 +7,16 @@
 //! - A keyed table's or view's path has one endpoint whose ticket reads its rows (`SELECT *`).
 //! - DoPut to a topic's path appends each batch the client sends, atomically, and answers each
 //!   with a `PutResult` once it is durable: `{"rows": n, "placements": [[partition, first
-//!   offset, rows], …]}` in `app_metadata`. A schema that does not fit the topic is refused
-//!   before anything is appended.
+//!   offset, rows], …]}` in `app_metadata`, in the order sent. A schema that does not fit the
+//!   topic is refused before anything is appended. Batches are handed to the log as they come,
+//!   up to `do_put_appends_in_flight` of them waiting for their fsync at once (they share it).
 //! - Flight SQL's bulk ingest (`CommandStatementIngest`, ADBC's `adbc_ingest`) appends a whole
 //!   stream atomically, creating the topic from the stream's schema when asked.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
@@ -22,10 +26,11 @@ use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExist
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, PutResult, SchemaAsIpc, Ticket};
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
 use arrow_ipc::CompressionType;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use streamhouse_engine::arrow::array::RecordBatch;
 use streamhouse_engine::arrow::datatypes::{Schema, SchemaRef};
-use streamhouse_engine::bulk::{Relation, RelationKind, StoredPiece};
+use streamhouse_engine::bulk::{Placements, Relation, RelationKind, StoredPiece};
 use streamhouse_engine::EngineError;
 use tonic::{Request, Response, Status};
 
@@ -228,32 +233,88 @@ pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlight
         Some(Err(error)) => return Err(error),
         None => return Err(Status::invalid_argument("DoPut without a schema")),
     }
-    let (shared, topic) = (shared.clone(), relation.name);
-    let results = futures::stream::unfold(Some(messages), move |messages| {
-        let (shared, topic) = (shared.clone(), topic.clone());
-        async move {
-            let mut messages = messages?;
-            loop {
-                let batch = match messages.next().await? {
-                    Ok(DecodedPayload::RecordBatch(batch)) => batch,
-                    Ok(DecodedPayload::None) => continue, // metadata only
-                    Ok(DecodedPayload::Schema(_)) => return Some((Err(Status::invalid_argument("a DoPut stream has one schema")), None)),
-                    Err(error) => return Some((Err(error), None)),
-                };
-                let rows = batch.num_rows() as u64;
-                return match shared.engine.append_batches(&topic, vec![batch]).await {
-                    Ok(placements) => {
-                        shared.metrics.rows_received.add(rows);
-                        let acknowledgement = serde_json::json!({ "rows": rows, "placements": placements });
-                        Some((Ok(PutResult { app_metadata: acknowledgement.to_string().into() }), Some(messages)))
-                    }
-                    Err(error) => Some((Err(status(error)), None)),
-                };
-            }
-        }
+    let put = Put { shared: shared.clone(), topic: relation.name, messages, pending: VecDeque::new(), failed: None, input_done: false };
+    let results = futures::stream::unfold(Some(put), |put| async move {
+        let mut put = put?;
+        let answer = put.next_answer().await?;
+        let more = answer.is_ok();
+        Some((answer, more.then_some(put)))
     });
     Ok(Response::new(Box::pin(results)))
 }
+
+/// A DoPut under way. Each batch is handed to the log as it arrives and acknowledged, in
+/// order, once its fsync is done; up to `do_put_appends_in_flight` appends wait for theirs at
+/// once, so consecutive batches share fsyncs.
+struct Put {
+    shared: Arc<Shared>,
+    topic: String,
+    messages: Pin<Box<dyn Stream<Item = Result<DecodedPayload, Status>> + Send>>,
+    /// Appends begun, oldest first: their rows, and their durability to await.
+    pending: VecDeque<(u64, BoxFuture<'static, streamhouse_engine::Result<Placements>>)>,
+    /// What ended the input with an error: answered once every begun append is.
+    failed: Option<Status>,
+    input_done: bool,
+}
+
+impl Put {
+    /// The next answer: the oldest append's acknowledgement, or the error that ends the stream;
+    /// `None` once every batch is acknowledged.
+    async fn next_answer(&mut self) -> Option<Result<PutResult, Status>> {
+        loop {
+            if self.pending.is_empty() && (self.input_done || self.failed.is_some()) {
+                return self.failed.take().map(Err);
+            }
+            let reading = !self.input_done && self.failed.is_none() && self.pending.len() < self.shared.config.do_put_appends_in_flight.max(1);
+            // The oldest append's fsync first; otherwise the next message, while there is room.
+            let next = std::future::poll_fn(|cx| {
+                if let Some((_, durable)) = self.pending.front_mut() {
+                    if let Poll::Ready(durable) = durable.as_mut().poll(cx) {
+                        return Poll::Ready(Next::Durable(durable));
+                    }
+                }
+                match reading {
+                    true => self.messages.as_mut().poll_next(cx).map(Next::Message),
+                    false => Poll::Pending,
+                }
+            })
+            .await;
+            match next {
+                Next::Durable(durable) => {
+                    let (rows, _) = self.pending.pop_front()?;
+                    return Some(match durable {
+                        Ok(placements) => {
+                            self.shared.metrics.rows_received.add(rows);
+                            let acknowledgement = serde_json::json!({ "rows": rows, "placements": placements });
+                            Ok(PutResult { app_metadata: acknowledgement.to_string().into() })
+                        }
+                        Err(error) => Err(status(error)),
+                    });
+                }
+                Next::Message(message) => match message {
+                    None => self.input_done = true,
+                    Some(Ok(DecodedPayload::RecordBatch(batch))) => {
+                        let rows = batch.num_rows() as u64;
+                        match self.shared.engine.begin_append_batches(&self.topic, vec![batch]).await {
+                            Ok(append) => self.pending.push_back((rows, Box::pin(append.durable()))),
+                            Err(error) => self.failed = Some(status(error)),
+                        }
+                    }
+                    Some(Ok(DecodedPayload::None)) => {} // metadata only
+                    Some(Ok(DecodedPayload::Schema(_))) => self.failed = Some(Status::invalid_argument("a DoPut stream has one schema")),
+                    Some(Err(error)) => self.failed = Some(error),
+                },
+            }
+        }
+    }
+}
+
+/// What a DoPut waits for next.
+enum Next {
+    Durable(streamhouse_engine::Result<Placements>),
+    Message(Option<Result<DecodedPayload, Status>>),
+}
+
 
 /// Flight SQL bulk ingest: the whole stream appended atomically to a topic, created first from
 /// the stream's schema if the options ask for it.

@@ -222,6 +222,25 @@ fn split_last(pieces: &mut Vec<Piece>) -> Result<Option<Piece>> {
     Ok(pieces.pop())
 }
 
+/// A write [`Storage::append_begin`] handed to the WAL, its fsync still to come.
+#[must_use = "a begun write is acknowledged only once its fsync is awaited"]
+pub struct BegunAppend {
+    storage: Storage,
+    outcome: AppendOutcome,
+    /// The WAL's answer after the fsync; `None` for a write already durable.
+    acknowledged: Option<oneshot::Receiver<Result<()>>>,
+}
+
+impl BegunAppend {
+    /// Waits until the write is durable; returns where its rows went.
+    pub async fn acknowledged(self, topic: &TopicLog) -> Result<AppendOutcome> {
+        match self.acknowledged {
+            Some(acknowledged) => self.storage.acknowledged(topic, acknowledged, self.outcome).await,
+            None => Ok(self.outcome),
+        }
+    }
+}
+
 impl Storage {
     /// Appends batches to a topic atomically: either every row is durable and visible when this
     /// returns `Ok`, or none will ever be. Batches must match the topic schema. On a keyed table
@@ -237,6 +256,35 @@ impl Storage {
         let encoded = encode_pieces(pieces)?;
         let _guard = lock_if_keyed(topic).await;
         self.append_entries(topic, encoded, last).await
+    }
+
+    /// [`Self::append`] in two steps, for a writer that sends its next write while this one's
+    /// fsync is under way (a Flight DoPut): returns once the write has its offsets and is queued
+    /// to the WAL, so writes begun one after another enter the log in that order; then
+    /// [`BegunAppend::acknowledged`] waits for its fsync. Until then nothing of it is visible or
+    /// acknowledged, and a write that fails there (the WAL failing) fails every write begun
+    /// after it too. A write to a keyed table (which holds the table's write lock until it is
+    /// durable) or one small enough to be combined with others is appended whole here instead.
+    pub async fn append_begin(&self, topic: &TopicLog, batches: Vec<RecordBatch>) -> Result<BegunAppend> {
+        if topic.is_keyed() {
+            return Ok(BegunAppend { storage: self.clone(), outcome: self.append(topic, batches).await?, acknowledged: None });
+        }
+        let pieces = cut_log(topic, log_batches(topic, batches)?)?;
+        if crate::combine::combines(topic, &pieces) {
+            return Ok(BegunAppend { storage: self.clone(), outcome: self.append_combined(topic, pieces).await?, acknowledged: None });
+        }
+        // Encoded here, whole, not cut for the encoder thread: the writer overlaps this write's
+        // encoding with the previous one's fsync instead, and writes of one frame each share
+        // fsyncs (the WAL commits a pipelined write on its own).
+        let encoded = encode_pieces(pieces)?;
+        if encoded.is_empty() {
+            if topic.is_dropped() {
+                return Err(StorageError::TopicNotFound(topic.name().to_string()));
+            }
+            return Ok(BegunAppend { storage: self.clone(), outcome: AppendOutcome::default(), acknowledged: None });
+        }
+        let (outcome, acknowledged) = self.hand_over(topic, encoded, None).await?;
+        Ok(BegunAppend { storage: self.clone(), outcome, acknowledged: Some(acknowledged) })
     }
 
     /// Appends a write [`prepare`]d for this topic, as [`Self::append`] does.

@@ -316,14 +316,49 @@ pub(crate) fn message_rows(metadata: &[u8]) -> Result<u64> {
     u64::try_from(batch.length()).map_err(|_| invalid("negative row count"))
 }
 
+/// The `_partition` column's part of a message body (an empty validity buffer, then the
+/// partition in every row, compressed or not), encoded once and reused for each message of as
+/// many rows: a segment's batches mostly have the same count.
+#[derive(Default)]
+pub(crate) struct PartitionColumn {
+    /// For which partition, row count and compression `bytes` was encoded, and its buffers
+    /// (offsets from the start of `bytes`).
+    encoded: Option<((i32, usize, bool), [arrow_ipc::Buffer; 2])>,
+    bytes: Vec<u8>,
+}
+
+impl PartitionColumn {
+    fn encode(&mut self, partition: i32, rows: usize, compress: bool) -> Result<[arrow_ipc::Buffer; 2]> {
+        let key = (partition, rows, compress);
+        match self.encoded {
+            Some((encoded, buffers)) if encoded == key => Ok(buffers),
+            _ => {
+                self.bytes.clear();
+                let validity = push_buffer(&mut self.bytes, &[], compress)?;
+                let values: Vec<u8> = std::iter::repeat_n(partition.to_le_bytes(), rows).flatten().collect();
+                let values = push_buffer(&mut self.bytes, &values, compress)?;
+                self.encoded = Some((key, [validity, values]));
+                Ok([validity, values])
+            }
+        }
+    }
+}
+
 /// A segment file's record batch message (the user columns, `_deleted` for a keyed table,
 /// `_offset`, `_timestamp`) made into one of the topic's full schema (the user columns,
 /// `_partition`, `_offset`, `_timestamp`, then `_deleted` for a keyed table). The stored buffers
 /// are kept as they are, compressed, in a copy of the body; only the metadata is new, listing
-/// them in the new column order, and `_partition`'s values (`partition` in every row,
-/// compressed as the rest) are added at the body's end. Every system column has one field node
-/// and two buffers, so the user columns are whatever comes before the last two or three.
-pub(crate) fn with_partition_column(metadata: &[u8], body: &[u8], partition: i32, keyed: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+/// them in the new column order, and `_partition`'s buffers (`partition` in every row,
+/// compressed as the rest, from `column`) are added at the body's end. Every system column has
+/// one field node and two buffers, so the user columns are whatever comes before the last two
+/// or three.
+pub(crate) fn with_partition_column(
+    metadata: &[u8],
+    body: &[u8],
+    partition: i32,
+    keyed: bool,
+    column: &mut PartitionColumn,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let (message, batch) = parse_metadata(metadata)?;
     let rows = usize::try_from(batch.length()).map_err(|_| invalid("negative row count"))?;
     let compress = stored_compression(&batch)?;
@@ -335,12 +370,14 @@ pub(crate) fn with_partition_column(metadata: &[u8], body: &[u8], partition: i32
     }
     let (user_nodes, system_nodes) = nodes.split_at(nodes.len() - system);
     let (user_buffers, system_buffers) = buffers.split_at(buffers.len() - 2 * system);
-    let mut out = Vec::with_capacity(body.len() + 2 * ALIGNMENT + rows / 64);
+    let partition_buffers = column.encode(partition, rows, compress)?;
+    let mut out = Vec::with_capacity(body.len() + ALIGNMENT + column.bytes.len());
     out.extend_from_slice(body);
     out.resize(out.len() + padding(out.len()), 0);
-    let validity = push_buffer(&mut out, &[], compress)?;
-    let values: Vec<u8> = std::iter::repeat_n(partition.to_le_bytes(), rows).flatten().collect();
-    let values = push_buffer(&mut out, &values, compress)?;
+    // Aligned here, so the column's own padding stays right.
+    let shift = out.len() as i64;
+    out.extend_from_slice(&column.bytes);
+    let [validity, values] = partition_buffers.map(|b| arrow_ipc::Buffer::new(b.offset() + shift, b.length()));
     // The file's order of system columns, and the full schema's.
     let (stored_nodes, stored_buffers) = if keyed {
         let order = [1, 2, 0]; // _offset, _timestamp, _deleted
@@ -517,6 +554,8 @@ mod tests {
             let file = bytes::Bytes::from(file.finish());
             let messages = file_messages(&file).unwrap();
             assert_eq!(messages.len(), 2);
+            // Reused across messages: the second has other rows, so it is encoded again.
+            let mut column = PartitionColumn::default();
             let mut fields: Vec<Field> = user.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.push(Field::new("_partition", DataType::Int32, false));
             fields.extend(crate::segment::segment_schema(&Schema::empty()).fields().iter().map(|f| f.as_ref().clone()));
@@ -526,7 +565,11 @@ mod tests {
             let full = Arc::new(Schema::new(fields));
             for ((metadata, body), (start, len, base_offset, timestamp_us)) in messages.iter().zip([(0, 3000, 100, 7), (10, 5, 3100, 8)]) {
                 assert_eq!(message_rows(metadata).unwrap(), len as u64);
-                let (metadata, body) = with_partition_column(metadata, body, 4, keyed).unwrap();
+                let rewritten = with_partition_column(metadata, body, 4, keyed, &mut column).unwrap();
+                // The encoded column, reused, gives the same message; a fresh one as well.
+                assert_eq!(with_partition_column(metadata, body, 4, keyed, &mut column).unwrap(), rewritten);
+                assert_eq!(with_partition_column(metadata, body, 4, keyed, &mut PartitionColumn::default()).unwrap(), rewritten);
+                let (metadata, body) = rewritten;
                 let stored_body = body.len();
                 let decoded = decode_message(&metadata, body, &full).unwrap();
                 let system = system_batch(len, base_offset, timestamp_us);

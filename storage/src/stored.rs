@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array};
 use arrow::record_batch::RecordBatch;
+use streamhouse_catalog::SegmentMeta;
 use tokio::sync::mpsc;
 
 use crate::scan::{PruneBounds, ScanProjection};
@@ -96,8 +97,18 @@ impl StoredRead<'_> {
             return Ok(());
         }
         let bounds = PruneBounds { offset: Some((start, end - 1)), ..Default::default() };
-        for segment in snapshot.segments.iter().filter(|s| bounds.keeps_segment(s)) {
-            let file = self.storage.segment_object(segment).await?;
+        let mut partition_column = ipc::PartitionColumn::default();
+        let segments: Vec<&SegmentMeta> = snapshot.segments.iter().filter(|s| bounds.keeps_segment(s)).collect();
+        // The next segment's object is read while this one's messages go out.
+        let read = |segment: &SegmentMeta| {
+            let (storage, segment) = (self.storage.clone(), segment.clone());
+            tokio::spawn(async move { storage.segment_object(&segment).await })
+        };
+        let mut next = segments.first().map(|s| read(s));
+        for (index, segment) in segments.iter().enumerate() {
+            let Some(reading) = next.take() else { break };
+            let file = reading.await.map_err(|source| object_store::Error::JoinError { source })??;
+            next = segments.get(index + 1).map(|s| read(s));
             // A compacted segment has gaps: its batches' offsets are known only once decoded.
             let dense = segment.last_offset.checked_sub(segment.base_offset).map(|span| span + 1) == Some(segment.row_count);
             let mut base = segment.base_offset;
@@ -108,7 +119,7 @@ impl StoredRead<'_> {
                 if dense && (first + rows <= start || first >= end) {
                     continue;
                 }
-                let (metadata, body) = ipc::with_partition_column(&metadata, &body, partition, keyed)?;
+                let (metadata, body) = ipc::with_partition_column(&metadata, &body, partition, keyed, &mut partition_column)?;
                 let whole = dense && first >= start && first + rows <= end;
                 let piece = if whole && metadata.len() + body.len() <= self.message_bytes_max {
                     StoredPiece::Message { metadata, body, rows }

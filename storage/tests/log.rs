@@ -95,6 +95,38 @@ async fn rows_survive_sealing_and_restart() {
     assert_eq!(outcome.placements, vec![(0, 15, 1)]);
 }
 
+/// Writes begun one after another before any is durable enter the log in that order, each at
+/// the offsets it was given, and survive a restart; small (combined) and large (pipelined)
+/// writes mixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_begun_before_earlier_ones_are_durable_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [5000, 10, 8192, 700, 9000, 1];
+    let mut expected = Vec::new();
+    {
+        let storage = open(dir.path()).await;
+        let topic = storage.create_topic(&definition("b", 1, false)).unwrap();
+        let mut begun = Vec::new();
+        let mut next = 0i64;
+        for rows in sizes {
+            begun.push((next, storage.append_begin(&topic, vec![batch(next..next + rows)]).await.unwrap()));
+            next += rows;
+        }
+        for (first, append) in begun {
+            let outcome = append.acknowledged(&topic).await.unwrap();
+            assert_eq!(outcome.placements.len(), 1);
+            let (partition, offset, rows) = outcome.placements[0];
+            // The ids were given in order, so each write's first offset is its first id.
+            assert_eq!((partition, offset as i64), (0, first));
+            expected.extend((first..first + rows as i64).map(|id| (0, id, id)));
+        }
+        assert_eq!(read_all(&storage, "b").await, expected);
+        storage.stop_without_sealing().await;
+    }
+    let storage = open(dir.path()).await;
+    assert_eq!(read_all(&storage, "b").await, expected, "replayed from the WAL");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_partitioning_is_stable_and_complete() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,12 +5,15 @@
 //! *snapshot* loads the events into the `person`, `auction` and `bid` topics first and times the
 //! view's backfill; *upstream* creates the view over empty topics in a fresh engine, then appends
 //! the events and times them through to FLUSH (ingest alone, measured once, is subtracted from
-//! the CPU time). Queries the engine refuses are listed as unsupported with the reason — none is
+//! the CPU time). Events are appended straight to storage in this process (`--load direct`, the
+//! default) or through a Flight server on a loopback port, one DoPut per stream of 8192-row
+//! batches each acknowledged after its fsync (`--load flight`), as a loading client would.
+//! Queries the engine refuses are listed as unsupported with the reason — none is
 //! hidden. With `--oracle-dir DIR` the events and every view's rows are written there for the
 //! DuckDB oracle (`benches/oracle/nexmark_duckdb.py DIR`).
 //!
 //! `cargo run --release -p streamhouse-benches --bin nexmark -- [--events N] [--queries q0,q5|all]
-//! [--mode snapshot|upstream|both] [--json FILE] [--oracle-dir DIR] [--repeat N]`; with
+//! [--mode snapshot|upstream|both] [--load direct|flight] [--json FILE] [--oracle-dir DIR] [--repeat N]`; with
 //! `--repeat N` each query runs N times in each mode and the median run is reported.
 
 use std::path::PathBuf;
@@ -22,7 +25,9 @@ use arrow::datatypes::{DataType, Float64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::{FlightClient, FlightDescriptor};
+use futures::{StreamExt, TryStreamExt};
 use streamhouse_benches::nexmark::{self, NexmarkEvents};
 use streamhouse_benches::{oracle, runtime, scratch_dir};
 use streamhouse_engine::{Engine, EngineConfig, QueryOutput, Session, StorageConfig};
@@ -41,9 +46,11 @@ struct Args {
     /// Runs of each query in each mode; the run with the median CPU time is reported (a run
     /// whose check fails is reported instead, so no failure hides behind the median).
     repeat: usize,
+    /// Events appended through DoPut to a Flight server on loopback, not straight to storage.
+    flight: bool,
 }
 
-const USAGE: &str = "usage: nexmark [--events N] [--queries q0,q1|all] [--mode snapshot|upstream|both] [--json FILE] \
+const USAGE: &str = "usage: nexmark [--events N] [--queries q0,q1|all] [--mode snapshot|upstream|both] [--load direct|flight] [--json FILE] \
                      [--oracle-dir DIR] [--latency ROWS_PER_SECOND] [--latency-seconds S] [--repeat N]";
 
 fn parse_args() -> Args {
@@ -57,6 +64,7 @@ fn parse_args() -> Args {
         latency_rate: None,
         latency_seconds: 2.0,
         repeat: 1,
+        flight: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
@@ -73,6 +81,11 @@ fn parse_args() -> Args {
                 Some("upstream") => (args.snapshot, args.upstream) = (false, true),
                 Some("both") => (args.snapshot, args.upstream) = (true, true),
                 other => panic!("--mode snapshot|upstream|both, not {other:?}"),
+            },
+            "--load" => match iter.next().as_deref() {
+                Some("direct") => args.flight = false,
+                Some("flight") => args.flight = true,
+                other => panic!("--load direct|flight, not {other:?}"),
             },
             "--json" => args.json = Some(PathBuf::from(iter.next().expect("--json FILE"))),
             "--oracle-dir" => args.oracle_dir = Some(PathBuf::from(iter.next().expect("--oracle-dir DIR"))),
@@ -158,6 +171,9 @@ struct Run {
     state_bytes: u64,
     /// The process's peak resident memory while the view was created and caught up.
     peak_rss_bytes: u64,
+    /// Upstream: CPU seconds of loading the events alone (measured once), which `cpu_seconds`
+    /// leaves out.
+    ingest_cpu_seconds: f64,
 }
 
 /// Resets the process's peak resident set size (Linux: `5` to /proc/self/clear_refs).
@@ -247,12 +263,51 @@ async fn fresh_engine() -> (tempfile::TempDir, Arc<Engine>, Session) {
     (dir, engine, session)
 }
 
-/// Appends every event, in batches of 8.
-async fn load(engine: &Engine, events: &NexmarkEvents) {
-    for (name, batches) in [("person", &events.person), ("auction", &events.auction), ("bid", &events.bid)] {
-        let topic = engine.storage().topic(name).expect("topic");
-        for chunk in batches.chunks(8) {
-            engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+/// How events reach an engine's topics.
+enum Loader {
+    /// Appended straight to storage, eight batches per append.
+    Direct(Arc<Engine>),
+    /// Through a Flight server on a loopback port, one DoPut per stream; the server stops when
+    /// `_stop` is dropped.
+    Flight { client: FlightClient, _stop: tokio::sync::watch::Sender<bool> },
+}
+
+impl Loader {
+    async fn new(engine: &Arc<Engine>, flight: bool) -> Loader {
+        if !flight {
+            return Loader::Direct(engine.clone());
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let metrics = Arc::new(streamhouse_flight::FlightMetrics::default());
+        tokio::spawn(streamhouse_flight::serve(listener, engine.clone(), streamhouse_flight::FlightConfig::default(), metrics, shutdown));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
+        Loader::Flight { client: FlightClient::new(channel), _stop: stop }
+    }
+
+    /// Appends every event, stream by stream; returns once all are durable.
+    async fn load(&mut self, events: &NexmarkEvents) {
+        for (name, batches) in [("person", &events.person), ("auction", &events.auction), ("bid", &events.bid)] {
+            match self {
+                Loader::Direct(engine) => {
+                    let topic = engine.storage().topic(name).expect("topic");
+                    for chunk in batches.chunks(8) {
+                        engine.storage().append(&topic, chunk.to_vec()).await.expect("append");
+                    }
+                }
+                Loader::Flight { client, .. } => {
+                    let data = FlightDataEncoderBuilder::new()
+                        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![name.to_string()])))
+                        .build(futures::stream::iter(batches.to_vec().into_iter().map(Ok)));
+                    let acknowledged: Vec<arrow_flight::PutResult> = client.do_put(data).await.expect("do_put").try_collect().await.expect("acknowledgements");
+                    let rows: u64 = acknowledged
+                        .iter()
+                        .map(|ack| serde_json::from_slice::<serde_json::Value>(&ack.app_metadata).ok().and_then(|v| v["rows"].as_u64()).expect("rows acknowledged"))
+                        .sum();
+                    assert_eq!(rows, batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(), "every {name} row acknowledged");
+                }
+            }
         }
     }
 }
@@ -334,15 +389,17 @@ fn main() {
         }
         // Ingest alone: what upstream runs subtract.
         let (ingest_dir, ingest_engine, _) = fresh_engine().await;
+        let mut loader = Loader::new(&ingest_engine, args.flight).await;
         let (wall, cpu) = (Instant::now(), cpu_time());
-        load(&ingest_engine, &events).await;
+        loader.load(&events).await;
         let ingest_cpu = cpu_time() - cpu;
-        println!("ingest (durable append): {:?}, {:?} CPU", wall.elapsed(), ingest_cpu);
+        println!("ingest (durable append{}): {:?}, {:?} CPU", if args.flight { " through Flight DoPut" } else { "" }, wall.elapsed(), ingest_cpu);
+        drop(loader);
         ingest_engine.shutdown().await;
         drop(ingest_dir);
         let (_dir, engine, mut session) = fresh_engine().await;
         if args.snapshot {
-            load(&engine, &events).await;
+            Loader::new(&engine, args.flight).await.load(&events).await;
             engine.storage().seal_all().await.expect("seal");
         }
         let mut outcomes = Vec::new();
@@ -393,16 +450,19 @@ fn main() {
                     refused = Some(error);
                     break;
                 }
+                let mut loader = Loader::new(&upstream, args.flight).await;
                 let mut measured = Run::default();
                 reset_peak_rss();
                 let (wall, cpu) = (Instant::now(), cpu_time());
-                load(&upstream, &events).await;
+                loader.load(&events).await;
                 run(&mut upstream_session, "FLUSH").await.expect("flush");
                 measured.seconds = wall.elapsed().as_secs_f64();
                 measured.cpu_seconds = (cpu_time() - cpu).saturating_sub(ingest_cpu).as_secs_f64();
+                measured.ingest_cpu_seconds = ingest_cpu.as_secs_f64();
                 measured.peak_rss_bytes = peak_rss();
                 measured.state_bytes = state_bytes(&upstream, &query);
                 finish(&mut upstream_session, &query, "upstream", &batch, args.oracle_dir.as_ref(), &mut measured).await;
+                drop(loader);
                 upstream.shutdown().await;
                 upstream_runs.push(measured);
             }
@@ -471,7 +531,7 @@ fn report(outcomes: &[Outcome], args: &Args) {
         r.as_ref().map(|r| {
             serde_json::json!({
                 "seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "result_rows": r.result_rows, "check": r.check,
-                "state_bytes": r.state_bytes, "peak_rss_bytes": r.peak_rss_bytes,
+                "state_bytes": r.state_bytes, "peak_rss_bytes": r.peak_rss_bytes, "ingest_cpu_seconds": r.ingest_cpu_seconds,
             })
         })
     };

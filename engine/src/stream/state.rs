@@ -239,19 +239,12 @@ impl StateStore {
     /// one consistent snapshot. Runs `each` for every row until it returns false or fails.
     /// Returns the view's progress record of the same snapshot.
     pub fn scan_results(&self, view: u64, mut each: impl FnMut(&[u8], i64) -> Result<bool>) -> Result<Option<Vec<u8>>> {
-        let prefix = result_prefix(view);
         let snapshot = self.db.snapshot();
         let meta = snapshot.get(meta_key(view)).map_err(state_error)?;
-        for item in snapshot.iterator(rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
-            let (key, value) = item.map_err(state_error)?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let count = count_of(&value);
-            if count > 0 && !each(&key[prefix.len()..], count)? {
-                break;
-            }
-        }
+        scan_prefix(&snapshot, &result_prefix(view), |row, value| {
+            let count = count_of(value);
+            Ok(count <= 0 || each(row, count)?)
+        })?;
         Ok(meta)
     }
 
@@ -332,15 +325,39 @@ impl StateStore {
 
 /// An operator's state entries in `snapshot` (keys after the operator prefix), in key order,
 /// until `each` returns false or fails.
-fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
-    let start = state_key(view, operator, &[]);
-    for item in snapshot.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
-        let (key, value) = item.map_err(state_error)?;
-        if !key.starts_with(&start) || !each(&key[start.len()..], &value)? {
-            break;
+fn scan_operator(snapshot: &rocksdb::Snapshot<'_>, view: u64, operator: u16, each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    scan_prefix(snapshot, &state_key(view, operator, &[]), each)
+}
+
+/// The entries of `snapshot` whose keys start with `prefix` (keys after it), in key order, until
+/// `each` returns false or fails. Keys and values are lent, not copied, and the iterator stops
+/// at the prefix's end rather than at the first key past it.
+fn scan_prefix(snapshot: &rocksdb::Snapshot<'_>, prefix: &[u8], mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    let mut options = rocksdb::ReadOptions::default();
+    if let Some(end) = prefix_end(prefix) {
+        options.set_iterate_upper_bound(end);
+    }
+    let mut iterator = snapshot.raw_iterator_opt(options);
+    iterator.seek(prefix);
+    while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+        if !key.starts_with(prefix) || !each(&key[prefix.len()..], value)? {
+            return Ok(());
+        }
+        iterator.next();
+    }
+    iterator.status().map_err(state_error)
+}
+
+/// The least key above every key that starts with `prefix`; `None` if there is none (all 0xff).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
         }
     }
-    Ok(())
+    None
 }
 
 /// The most an epoch's write batch reserves up front (see [`EpochWriter::with_capacity`]).

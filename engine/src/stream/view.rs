@@ -381,22 +381,27 @@ impl ViewHandle {
         }
         let converter = self.row_converter()?;
         let parser = converter.parser();
-        let mut pending: Vec<Vec<u8>> = Vec::with_capacity(READ_BATCH_ROWS);
+        // Rows of the next batch, one after another in `bytes`, each ending where `ends` says.
+        let (mut bytes, mut ends): (Vec<u8>, Vec<usize>) = (Vec::new(), Vec::with_capacity(READ_BATCH_ROWS));
         // Whether the reader wants more batches.
         let mut more = true;
-        let mut flush = |pending: &mut Vec<Vec<u8>>| -> Result<bool> {
-            if pending.is_empty() {
+        let mut flush = |bytes: &mut Vec<u8>, ends: &mut Vec<usize>| -> Result<bool> {
+            if ends.is_empty() {
                 return Ok(true);
             }
-            let columns = converter.convert_rows(pending.iter().map(|row| parser.parse(row)))?;
-            pending.clear();
+            let mut start = 0;
+            let rows = ends.iter().map(|&end| parser.parse(&bytes[std::mem::replace(&mut start, end)..end]));
+            let columns = converter.convert_rows(rows)?;
+            bytes.clear();
+            ends.clear();
             emit(RecordBatch::try_new(self.schema.clone(), columns)?)
         };
         let meta = self.store.scan_results(self.meta.id, |row, count| {
             for _ in 0..count {
-                pending.push(row.to_vec());
-                if pending.len() == READ_BATCH_ROWS {
-                    more = flush(&mut pending)?;
+                bytes.extend_from_slice(row);
+                ends.push(bytes.len());
+                if ends.len() == READ_BATCH_ROWS {
+                    more = flush(&mut bytes, &mut ends)?;
                     if !more {
                         return Ok(false);
                     }
@@ -405,7 +410,7 @@ impl ViewHandle {
             Ok(true)
         })?;
         if more {
-            flush(&mut pending)?;
+            flush(&mut bytes, &mut ends)?;
         }
         committed_epoch(meta)
     }
