@@ -366,6 +366,41 @@ async fn a_do_put_cut_off_mid_stream_keeps_what_it_acknowledged() {
     assert_eq!(stored, vec![(1_000_000_000, 500), (1_000_001_000, 500)], "the two acknowledged batches, nothing of the third");
 }
 
+/// A client that streams its batches without waiting gets one answer per batch, in the order
+/// sent, each naming the offsets its rows took; a batch the topic refuses (a NULL in a NOT NULL
+/// column) is answered with the error after the batches before it, and nothing after it is
+/// appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_do_put_is_answered_in_order_up_to_a_refused_batch() {
+    const ROWS: i64 = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let pg = connect(&server).await;
+    pg.batch_execute("CREATE TOPIC streamed (id BIGINT NOT NULL, name TEXT)").await.unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));
+    let batch = |n: i64| {
+        // Batch 12 holds a NULL id.
+        let ids = Int64Array::from_iter((n * ROWS..(n + 1) * ROWS).map(|id| (n != 12 || id % ROWS != 7).then_some(id)));
+        let names = StringArray::from_iter_values((n * ROWS..(n + 1) * ROWS).map(|id| format!("row-{id}")));
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(names)]).unwrap()
+    };
+    let data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["streamed".into()])))
+        .build(futures::stream::iter((0..20).map(batch).map(Ok).collect::<Vec<_>>()));
+    let mut answers = FlightClient::new(channel(&server).await).do_put(data).await.unwrap();
+    for n in 0..12 {
+        let ack = answers.next().await.expect("an answer").unwrap_or_else(|e| panic!("batch {n} refused: {e}"));
+        let ack: serde_json::Value = serde_json::from_slice(&ack.app_metadata).unwrap();
+        assert_eq!(ack["rows"], ROWS, "{ack}");
+        assert_eq!(ack["placements"], serde_json::json!([[0, n * ROWS, ROWS]]), "batch {n}: {ack}");
+    }
+    let error = answers.next().await.expect("the refusal").expect_err("batch 12 has a NULL id");
+    assert!(error.to_string().contains("23502"), "{error}");
+    assert!(answers.next().await.is_none(), "the stream ends at the refusal");
+    let row = pg.query_one("SELECT count(*), max(id) FROM streamed", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (12 * ROWS, 12 * ROWS - 1));
+}
+
 fn metric(server: &TestServer, name: &str) -> u64 {
     let metrics = streamhouse_sql_tests::http_get(server.http_port, "/metrics");
     let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap_or_else(|| panic!("{name} in {metrics}"));
