@@ -96,7 +96,7 @@ async fn rows_survive_sealing_and_restart() {
 }
 
 /// Writes begun one after another before any is durable enter the log in that order, each at
-/// the offsets it was given, and survive a restart; small (combined) and large (pipelined)
+/// the offsets it was given, and survive a restart; small (combined) and large (encoded whole)
 /// writes mixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_begun_before_earlier_ones_are_durable_keep_their_order() {
