@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Concurrent Flight requests on one client connection.
     #[arg(long, env = "STREAMHOUSE_FLIGHT_STREAMS_PER_CONNECTION_MAX")]
     pub flight_streams_per_connection_max: Option<u64>,
+    /// Bytes a Flight client may send on one request before the server acknowledges them
+    /// (the HTTP/2 receive window; twice this per connection).
+    #[arg(long, env = "STREAMHOUSE_FLIGHT_RECEIVE_WINDOW_BYTES")]
+    pub flight_receive_window_bytes: Option<u64>,
     /// Seal a partition's open segment at this many bytes.
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES_MAX")]
     pub segment_bytes_max: Option<u64>,
@@ -107,6 +111,7 @@ struct FileConfig {
     flight_listen: Option<String>,
     flight_message_bytes_max: Option<u64>,
     flight_streams_per_connection_max: Option<u64>,
+    flight_receive_window_bytes: Option<u64>,
     segment_bytes_max: Option<u64>,
     segment_age_max_ms: Option<u64>,
     segment_cache_bytes_max: Option<u64>,
@@ -238,6 +243,15 @@ impl ServerConfig {
             u64::from(flight.streams_per_connection_max),
         )?)
         .context("flight_streams_per_connection_max is too large")?;
+        // HTTP/2 windows are at most 2^31 - 1 bytes.
+        flight.receive_window_bytes = u32::try_from(positive(
+            "flight_receive_window_bytes",
+            args.flight_receive_window_bytes.or(file.flight_receive_window_bytes),
+            u64::from(flight.receive_window_bytes),
+        )?)
+        .ok()
+        .filter(|&bytes| bytes <= (1 << 30))
+        .context("flight_receive_window_bytes must be at most 1073741824")?;
         Ok(Self {
             storage,
             flight,

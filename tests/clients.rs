@@ -20,6 +20,7 @@ fn run_client(name: &str, command: &mut Command) -> String {
     let output = command
         .env("STREAMHOUSE_PG_PORT", server.pg_port.to_string())
         .env("STREAMHOUSE_FLIGHT_PORT", server.flight_port.to_string())
+        .env("STREAMHOUSE_HTTP_PORT", server.http_port.to_string())
         .env("PGPASSWORD", "unused")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the {name} client (run scripts/test.sh to install it): {e}"));

@@ -11,6 +11,8 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetTables, SqlInfo};
 use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightClient, FlightDescriptor, FlightInfo};
+use arrow_ipc::writer::IpcWriteOptions;
+use arrow_ipc::CompressionType;
 use futures::{StreamExt, TryStreamExt};
 use streamhouse_engine::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use streamhouse_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
@@ -144,12 +146,19 @@ async fn cancel_flight_info_stops_a_running_query() {
     assert_eq!(count, 2);
 }
 
-/// Writer `w`'s batch `n`: 500 rows whose `id` is `w * 1_000_000_000 + n * 1000 + row`.
+/// Rows in each batch of writer `w`: odd writers send batches large enough to be stored as
+/// sent (LZ4-compressed), even ones small batches that are combined with other writes.
+fn writer_rows(w: u64) -> i64 {
+    if w % 2 == 1 { 1500 } else { 500 }
+}
+
+/// Writer `w`'s batch `n`: [`writer_rows`] rows whose `id` is `w * 1_000_000_000 + n * 10_000 + row`.
 fn writer_batch(w: u64, n: u64) -> RecordBatch {
-    let base = (w * 1_000_000_000 + n * 1000) as i64;
+    let base = (w * 1_000_000_000 + n * 10_000) as i64;
+    let rows = writer_rows(w);
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("batch", DataType::Int64, false)]));
-    let ids: Vec<i64> = (0..500).map(|row| base + row).collect();
-    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), Arc::new(Int64Array::from(vec![base; 500]))]).unwrap()
+    let ids: Vec<i64> = (0..rows).map(|row| base + row).collect();
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), Arc::new(Int64Array::from(vec![base; rows as usize]))]).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,16 +179,21 @@ async fn acknowledged_do_put_batches_survive_kill_9() {
                     let mut client = FlightClient::new(channel);
                     let writer = round * 10 + w;
                     let batches = futures::stream::iter((0..).map(move |n| Ok(writer_batch(writer, n))));
+                    let options = match writer % 2 {
+                        1 => IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).unwrap(),
+                        _ => IpcWriteOptions::default(),
+                    };
                     let data = FlightDataEncoderBuilder::new()
+                        .with_options(options)
                         .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["puts".into()])))
                         .build(batches);
                     let Ok(mut results) = client.do_put(data).await else { return };
                     let mut n = 0u64;
                     while let Some(Ok(result)) = results.next().await {
                         let ack: serde_json::Value = serde_json::from_slice(&result.app_metadata).expect("acknowledgement JSON");
-                        assert_eq!(ack["rows"], 500);
-                        let base = (writer * 1_000_000_000 + n * 1000) as i64;
-                        acknowledged.lock().unwrap().insert(base, 500);
+                        assert_eq!(ack["rows"], writer_rows(writer));
+                        let base = (writer * 1_000_000_000 + n * 10_000) as i64;
+                        acknowledged.lock().unwrap().insert(base, writer_rows(writer) as u64);
                         n += 1;
                         if acks.fetch_add(1, Ordering::SeqCst) + 1 == 40 {
                             reached.notify_one();
@@ -200,12 +214,16 @@ async fn acknowledged_do_put_batches_survive_kill_9() {
     let stored: BTreeMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 120, "{} acknowledged", acknowledged.len());
-    for base in acknowledged.keys() {
-        assert_eq!(stored.get(base), Some(&500), "acknowledged batch {base} is whole in the log");
+    for (base, rows) in &acknowledged {
+        assert_eq!(stored.get(base), Some(&(*rows as i64)), "acknowledged batch {base} is whole in the log");
     }
     for (base, count) in &stored {
-        assert_eq!(*count, 500, "batch {base} is whole or absent, never in part");
+        assert_eq!(*count, writer_rows(*base as u64 / 1_000_000_000), "batch {base} is whole or absent, never in part");
     }
+    assert!(
+        acknowledged.keys().any(|base| writer_rows(*base as u64 / 1_000_000_000) == 1500),
+        "LZ4 batches stored as sent were acknowledged too"
+    );
     let distinct: i64 = pg.query_one("SELECT count(DISTINCT id) - count(*) FROM puts", &[]).await.unwrap().get(0);
     assert_eq!(distinct, 0, "no batch appended twice");
 }
@@ -469,6 +487,83 @@ async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
     assert_eq!(metric(&server, "streamhouse_flight_stored_batches_sent_total"), 4);
     let missing = flight.do_get(arrow_flight::Ticket::new(r#"{"topic": "nope", "partition": 0, "compression": "lz4_frame"}"#)).await;
     assert!(matches!(missing, Err(arrow_flight::error::FlightError::Tonic(status)) if status.code() == tonic::Code::NotFound));
+}
+
+/// Checks that topic `y` holds exactly these rows, read over pgwire in id order.
+async fn read_y(server: &TestServer, ids: &[i64], names: &[Option<String>]) {
+    let rows = connect(server).await.query("SELECT id, name FROM y ORDER BY id", &[]).await.unwrap();
+    let read_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let read_names: Vec<Option<String>> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(read_ids, ids);
+    assert_eq!(read_names, names);
+}
+
+/// A DoPut of LZ4-compressed IPC stores each large batch as the client sent it (not encoded a
+/// second time): the rows read back the same over SQL after a kill -9 (from the WAL) and over
+/// DoGet as stored after a graceful stop (from segments); small batches are appended as their
+/// decoded rows; a NULL in a NOT NULL column is refused as in any append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lz4_do_put_batches_are_stored_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(&dir.path().join("data"), &[]);
+    connect(&server).await.batch_execute("CREATE TOPIC y (id BIGINT NOT NULL, name TEXT) WITH (partitions = 2)").await.unwrap();
+    let put = |server: &TestServer, batches: Vec<RecordBatch>| {
+        let port = server.flight_port;
+        async move {
+            let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+            let lz4 = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).unwrap();
+            let data = FlightDataEncoderBuilder::new()
+                .with_options(lz4)
+                .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["y".into()])))
+                .build(futures::stream::iter(batches.into_iter().map(Ok)));
+            let answers: Vec<_> = FlightClient::new(channel).do_put(data).await.unwrap().collect().await;
+            answers
+        }
+    };
+    let sent = [0..3000, 3000..6000, 6000..6100, 6100..9100];
+    let answers = put(&server, sent.iter().cloned().map(named_rows).collect()).await;
+    let mut placed = Vec::new();
+    for (answer, ids) in answers.iter().zip(&sent) {
+        let ack: serde_json::Value = serde_json::from_slice(&answer.as_ref().expect("acknowledged").app_metadata).unwrap();
+        assert_eq!(ack["rows"], ids.end - ids.start, "{ack}");
+        placed.push(ack["placements"][0][0].as_i64().unwrap());
+    }
+    assert_eq!(answers.len(), 4);
+    // Whole batches go round-robin over the two partitions.
+    assert_eq!(placed.iter().filter(|&&p| p == 0).count(), 2, "{placed:?}");
+    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_received_total"), 3, "the three large batches were stored as sent");
+
+    let expected = named_rows(0..9100);
+    let expected_ids: Vec<i64> = (0..9100).collect();
+    let expected_names: Vec<Option<String>> = expected.column(1).as_string::<i32>().iter().map(|n| n.map(str::to_string)).collect();
+    read_y(&server, &expected_ids, &expected_names).await;
+    // From the WAL.
+    server.kill();
+    server.restart();
+    read_y(&server, &expected_ids, &expected_names).await;
+    // From segments (a graceful stop seals), read as stored.
+    assert_eq!(server.stop(), Some(0));
+    server.restart();
+    let mut batches = Vec::new();
+    for partition in 0..2 {
+        let ticket = format!(r#"{{"topic": "y", "partition": {partition}, "compression": "lz4_frame"}}"#);
+        let mut client = FlightClient::new(channel(&server).await);
+        let read: Vec<RecordBatch> = client.do_get(arrow_flight::Ticket::new(ticket)).await.unwrap().try_collect().await.unwrap();
+        batches.extend(read.into_iter().map(|b| b.project(&[0, 1]).unwrap()));
+    }
+    let all = streamhouse_engine::arrow::compute::concat_batches(&expected.schema(), &batches).unwrap();
+    let order = streamhouse_engine::arrow::compute::sort_to_indices(all.column(0), None, None).unwrap();
+    assert_eq!(streamhouse_engine::arrow::compute::take_record_batch(&all, &order).unwrap(), expected);
+    assert!(metric(&server, "streamhouse_flight_stored_batches_sent_total") >= 3, "the sealed batches went back as stored");
+
+    // A NULL id in a batch stored as sent: refused with the not-null violation, nothing appended.
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));
+    let ids = Int64Array::from_iter((0..2000).map(|i| (i != 1234).then_some(100_000 + i)));
+    let nulls = RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(StringArray::from_iter_values((0..2000).map(|i| format!("n{i}"))))]).unwrap();
+    let answers = put(&server, vec![nulls]).await;
+    let error = answers[0].as_ref().expect_err("a NULL id is refused");
+    assert!(error.to_string().contains("23502"), "{error}");
+    read_y(&server, &expected_ids, &expected_names).await;
 }
 
 /// The receiving end of a channel as a stream of FlightData for a DoPut.

@@ -2,7 +2,9 @@
 //! batches:
 //! - DoPut of 8192-row batches to a topic (each acknowledged after its WAL fsync) against
 //!   encoding the same batches as Arrow IPC with LZ4 and nothing else (the storage target,
-//!   ≥ 0.6×);
+//!   ≥ 0.6×): sent as plain IPC (`do_put`: the server encodes them for the log) and as
+//!   LZ4-compressed IPC (`do_put_lz4`: the client encodes them, the server decodes them to
+//!   validate and stores the client's buffers);
 //! - DoGet of a 10 M-row topic's sealed segments (warm), every partition, against decoding the
 //!   same segments' Arrow IPC files locally (≥ 0.8×), and against the same rows as
 //!   `COPY … TO STDOUT` text made by the engine (the work a pgwire COPY does before its socket;
@@ -91,23 +93,32 @@ fn flight(c: &mut Criterion) {
             record("encode_ipc_lz4", started.elapsed(), iterations)
         })
     });
-    group.bench_function("do_put", |b| {
-        b.to_async(&runtime).iter_custom(|iterations| {
-            let batches = put_batches.clone();
-            let mut client = FlightClient::new(channel.clone());
-            async move {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    let data = FlightDataEncoderBuilder::new()
-                        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["bids".into()])))
-                        .build(futures::stream::iter(batches.clone().into_iter().map(Ok)));
-                    let acknowledged: Vec<_> = client.do_put(data).await.expect("do_put").try_collect().await.expect("acks");
-                    assert_eq!(acknowledged.len(), PUT_BATCHES);
+    // The client sends plain IPC (the server encodes it for the log), or LZ4-compressed IPC
+    // (the client encodes; the server decodes to validate and stores the buffers as sent).
+    for (name, lz4) in [("do_put", false), ("do_put_lz4", true)] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let batches = put_batches.clone();
+                let mut client = FlightClient::new(channel.clone());
+                async move {
+                    let options = match lz4 {
+                        true => IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).expect("lz4 enabled"),
+                        false => IpcWriteOptions::default(),
+                    };
+                    let started = Instant::now();
+                    for _ in 0..iterations {
+                        let data = FlightDataEncoderBuilder::new()
+                            .with_options(options.clone())
+                            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["bids".into()])))
+                            .build(futures::stream::iter(batches.clone().into_iter().map(Ok)));
+                        let acknowledged: Vec<_> = client.do_put(data).await.expect("do_put").try_collect().await.expect("acks");
+                        assert_eq!(acknowledged.len(), PUT_BATCHES);
+                    }
+                    record(name, started.elapsed(), iterations)
                 }
-                record("do_put", started.elapsed(), iterations)
-            }
-        })
-    });
+            })
+        });
+    }
 
     // A topic of sealed segments for the reads, its segments' files found in the data directory.
     runtime.block_on(async {
@@ -182,6 +193,7 @@ fn flight(c: &mut Criterion) {
     });
     group.finish();
     print_ratio("do_put", "encode_ipc_lz4", 0.6);
+    print_ratio("do_put_lz4", "encode_ipc_lz4", 0.6);
     print_ratio("do_get_stored", "decode_segments_locally", 0.8);
     print_ratio("do_get_stored", "copy_to_stdout_text", 10.0);
     print_ratio("do_get", "decode_segments_locally", 0.8);

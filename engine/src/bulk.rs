@@ -252,6 +252,31 @@ impl Engine {
         Ok(PendingAppend { topic, begun })
     }
 
+    /// Whether a client's batches of `schema` can be handed to [`Self::begin_append_message`]
+    /// as encoded: `schema` has the topic's columns with the topic's types, so they need no
+    /// conversion.
+    pub fn appends_messages_as_sent(&self, topic: &str, schema: &Schema) -> Result<bool> {
+        let topic = self.topic_named(topic)?;
+        let expected = topic.schema();
+        Ok(schema.fields().len() == expected.fields().len()
+            && schema.fields().iter().zip(expected.fields()).all(|(given, field)| given.data_type() == field.data_type()))
+    }
+
+    /// [`Self::begin_append_batches`] of one record batch message as a client encoded it, in the
+    /// topic's types (see [`Self::appends_messages_as_sent`]): decoded and validated, and stored
+    /// as sent when its buffers are LZ4-compressed as the log stores them, instead of encoded
+    /// again (`streamhouse_storage::SentBatch`). Also returns its rows and whether it was
+    /// stored as sent.
+    pub async fn begin_append_message(&self, topic: &str, metadata: &[u8], body: bytes::Bytes) -> Result<(PendingAppend, u64, bool)> {
+        let topic = self.topic_named(topic)?;
+        let sent = streamhouse_storage::decode_sent(&topic, metadata, body)?;
+        // The NOT NULL check and its error, as for any append; the types are the topic's.
+        crate::provider::conform_batch(&topic, sent.batch())?;
+        let rows = sent.batch().num_rows() as u64;
+        let (begun, stored) = self.storage.append_begin_sent(&topic, sent).await?;
+        Ok((PendingAppend { topic, begun: Some(begun) }, rows, stored))
+    }
+
     /// The topic named, and the non-empty ones of `batches` in its log's types.
     fn conformed(&self, topic: &str, batches: &[RecordBatch]) -> Result<(Arc<TopicLog>, Vec<RecordBatch>)> {
         let topic = self.topic_named(topic)?;

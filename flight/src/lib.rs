@@ -36,6 +36,10 @@ pub struct FlightConfig {
     pub flight_data_bytes_max: usize,
     /// Concurrent requests (HTTP/2 streams) on one client connection.
     pub streams_per_connection_max: u32,
+    /// Bytes a client may send on one request (HTTP/2 stream), and on its connection, before the
+    /// server acknowledges them. HTTP/2's default of 64 KiB makes a DoPut of 1 MiB batches wait
+    /// on round trips; see docs/benchmarks.md.
+    pub receive_window_bytes: u32,
     /// A DoPut's batches handed to the log and waiting for their fsync at once (they share
     /// it); each is acknowledged, in order, once durable.
     pub do_put_appends_in_flight: usize,
@@ -52,6 +56,7 @@ impl Default for FlightConfig {
             message_bytes_max: 64 * 1024 * 1024,
             flight_data_bytes_max: 4 * 1024 * 1024,
             streams_per_connection_max: 100,
+            receive_window_bytes: 8 * 1024 * 1024,
             do_put_appends_in_flight: 4,
             prepared_statements_max: 4096,
             cancellable_queries_max: 16384,
@@ -68,6 +73,8 @@ pub struct FlightMetrics {
     /// Segment batches sent as stored: compressed IPC not decoded on the way.
     pub stored_batches_sent: Counter,
     pub rows_received: Counter,
+    /// DoPut batches stored as the client sent them (LZ4-compressed IPC, not encoded again).
+    pub stored_batches_received: Counter,
 }
 
 impl FlightMetrics {
@@ -84,6 +91,11 @@ impl FlightMetrics {
                 self.stored_batches_sent.get(),
             ),
             ("streamhouse_flight_rows_received_total", "Rows appended from Flight clients.", self.rows_received.get()),
+            (
+                "streamhouse_flight_stored_batches_received_total",
+                "DoPut batches stored as the client sent them (LZ4-compressed IPC, not encoded again).",
+                self.stored_batches_received.get(),
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
@@ -126,6 +138,8 @@ pub async fn serve(
     let mut stop = shutdown;
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.streams_per_connection_max))
+        .initial_stream_window_size(Some(config.receive_window_bytes))
+        .initial_connection_window_size(Some(config.receive_window_bytes.saturating_mul(2)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|stopping| *stopping).await;

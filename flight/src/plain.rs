@@ -206,11 +206,45 @@ fn encode_to_fit(batch: &RecordBatch, options: &IpcWriteOptions, limit: usize) -
     Ok(messages)
 }
 
-/// A DoPut's decoded messages, client stream errors as statuses.
-fn decoded(stream: PeekableFlightDataStream) -> impl Stream<Item = Result<DecodedPayload, Status>> + Send {
-    FlightDataDecoder::new(crate::sql::ipc_messages(stream))
-        .map_ok(|data| data.payload)
-        .map_err(crate::status::flight_status)
+/// A message of a DoPut stream after its schema.
+enum Incoming {
+    /// A record batch message as the client encoded it, in the topic's types: the engine
+    /// decodes it, and stores it as sent when it can ([`streamhouse_engine::Engine::begin_append_message`]).
+    Message { metadata: bytes::Bytes, body: bytes::Bytes },
+    /// A batch decoded here (its types are converted to the topic's).
+    Batch(RecordBatch),
+    /// Another schema: refused.
+    Schema,
+    /// Nothing to append (application metadata only).
+    Nothing,
+}
+
+/// The messages of a DoPut stream after its schema: record batch messages as they came when the
+/// schema has the topic's types, otherwise decoded here.
+fn incoming(
+    first: arrow_flight::FlightData,
+    rest: impl Stream<Item = Result<arrow_flight::FlightData, FlightError>> + Send + 'static,
+    as_sent: bool,
+) -> Pin<Box<dyn Stream<Item = Result<Incoming, Status>> + Send>> {
+    if as_sent {
+        return Box::pin(rest.map_err(crate::status::flight_status).and_then(|data| async move {
+            let message = arrow_ipc::root_as_message(&data.data_header).map_err(|e| Status::invalid_argument(format!("a DoPut message is not an IPC message: {e}")))?;
+            match message.header_type() {
+                arrow_ipc::MessageHeader::RecordBatch => Ok(Incoming::Message { metadata: data.data_header, body: data.data_body }),
+                arrow_ipc::MessageHeader::Schema => Ok(Incoming::Schema),
+                arrow_ipc::MessageHeader::DictionaryBatch => {
+                    Err(Status::invalid_argument("a dictionary batch in a DoPut stream whose schema has no dictionary-encoded column"))
+                }
+                other => Err(Status::invalid_argument(format!("an IPC message of type {other:?} in a DoPut stream"))),
+            }
+        }));
+    }
+    let decoded = FlightDataDecoder::new(futures::stream::once(async move { Ok(first) }).chain(rest)).skip(1);
+    Box::pin(decoded.map_err(crate::status::flight_status).map_ok(|data| match data.payload {
+        DecodedPayload::RecordBatch(batch) => Incoming::Batch(batch),
+        DecodedPayload::Schema(_) => Incoming::Schema,
+        DecodedPayload::None => Incoming::Nothing,
+    }))
 }
 
 /// `DoPut` to a topic's path: each batch appended and acknowledged on its own.
@@ -225,14 +259,17 @@ pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlight
     if relation.kind == RelationKind::MaterializedView {
         return Err(Status::invalid_argument(format!("\"{}\" is a materialized view: only topics and tables take DoPut", relation.name)));
     }
-    let mut messages = Box::pin(decoded(stream));
+    let mut messages = Box::pin(crate::sql::ipc_messages(stream));
     // The schema comes first: refuse a mismatch before anything is appended.
-    match messages.next().await {
-        Some(Ok(DecodedPayload::Schema(schema))) => shared.engine.check_append_schema(&relation.name, &schema).map_err(status)?,
-        Some(Ok(_)) => return Err(Status::invalid_argument("a DoPut stream starts with its schema")),
-        Some(Err(error)) => return Err(error),
+    let first = match messages.next().await {
+        Some(Ok(first)) => first,
+        Some(Err(error)) => return Err(crate::status::flight_status(error)),
         None => return Err(Status::invalid_argument("DoPut without a schema")),
-    }
+    };
+    let schema = Schema::try_from(&first).map_err(|_| Status::invalid_argument("a DoPut stream starts with its schema"))?;
+    shared.engine.check_append_schema(&relation.name, &schema).map_err(status)?;
+    let as_sent = shared.engine.appends_messages_as_sent(&relation.name, &schema).map_err(status)?;
+    let messages = incoming(first, messages, as_sent);
     let put = Put { shared: shared.clone(), topic: relation.name, messages, pending: VecDeque::new(), failed: None, input_done: false };
     let results = futures::stream::unfold(Some(put), |put| async move {
         let mut put = put?;
@@ -249,7 +286,7 @@ pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlight
 struct Put {
     shared: Arc<Shared>,
     topic: String,
-    messages: Pin<Box<dyn Stream<Item = Result<DecodedPayload, Status>> + Send>>,
+    messages: Pin<Box<dyn Stream<Item = Result<Incoming, Status>> + Send>>,
     /// Appends begun, oldest first: their rows, and their durability to await.
     pending: VecDeque<(u64, BoxFuture<'static, streamhouse_engine::Result<Placements>>)>,
     /// What ended the input with an error: answered once every begun append is.
@@ -293,15 +330,26 @@ impl Put {
                 }
                 Next::Message(message) => match message {
                     None => self.input_done = true,
-                    Some(Ok(DecodedPayload::RecordBatch(batch))) => {
+                    Some(Ok(Incoming::Batch(batch))) => {
                         let rows = batch.num_rows() as u64;
                         match self.shared.engine.begin_append_batches(&self.topic, vec![batch]).await {
                             Ok(append) => self.pending.push_back((rows, Box::pin(append.durable()))),
                             Err(error) => self.failed = Some(status(error)),
                         }
                     }
-                    Some(Ok(DecodedPayload::None)) => {} // metadata only
-                    Some(Ok(DecodedPayload::Schema(_))) => self.failed = Some(Status::invalid_argument("a DoPut stream has one schema")),
+                    Some(Ok(Incoming::Message { metadata, body })) => {
+                        match self.shared.engine.begin_append_message(&self.topic, &metadata, body).await {
+                            Ok((append, rows, stored)) => {
+                                if stored {
+                                    self.shared.metrics.stored_batches_received.add(1);
+                                }
+                                self.pending.push_back((rows, Box::pin(append.durable())));
+                            }
+                            Err(error) => self.failed = Some(status(error)),
+                        }
+                    }
+                    Some(Ok(Incoming::Nothing)) => {}
+                    Some(Ok(Incoming::Schema)) => self.failed = Some(Status::invalid_argument("a DoPut stream has one schema")),
                     Some(Err(error)) => self.failed = Some(error),
                 },
             }
@@ -312,9 +360,8 @@ impl Put {
 /// What a DoPut waits for next.
 enum Next {
     Durable(streamhouse_engine::Result<Placements>),
-    Message(Option<Result<DecodedPayload, Status>>),
+    Message(Option<Result<Incoming, Status>>),
 }
-
 
 /// Flight SQL bulk ingest: the whole stream appended atomically to a topic, created first from
 /// the stream's schema if the options ask for it.

@@ -222,6 +222,32 @@ fn split_last(pieces: &mut Vec<Piece>) -> Result<Option<Piece>> {
     Ok(pieces.pop())
 }
 
+/// A record batch message in a topic's schema, encoded by a client (a Flight DoPut) and decoded
+/// and validated by [`decode_sent`]. When its buffers are LZ4_FRAME-compressed as segments
+/// store them, [`Storage::append_begin_sent`] stores the client's buffers as they are instead
+/// of encoding the rows again, unless the batch goes elsewhere than one partition whole (a
+/// keyed table, a topic partitioned by key) or is small enough to be combined with other writes.
+#[derive(Debug)]
+pub struct SentBatch {
+    topic_id: u64,
+    batch: RecordBatch,
+    stored: Option<ipc::EncodedBatch>,
+}
+
+impl SentBatch {
+    /// The rows.
+    pub fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+}
+
+/// Decodes a record batch message a client encoded in `topic`'s schema (the caller has checked
+/// that the client's schema has the topic's types), validating its rows as arrow-rs does.
+pub fn decode_sent(topic: &TopicLog, metadata: &[u8], body: bytes::Bytes) -> Result<SentBatch> {
+    let (batch, stored) = ipc::decode_sent(metadata, body, topic.schema())?;
+    Ok(SentBatch { topic_id: topic.id(), batch, stored })
+}
+
 /// A write [`Storage::append_begin`] handed to the WAL, its fsync still to come.
 #[must_use = "a begun write is acknowledged only once its fsync is awaited"]
 pub struct BegunAppend {
@@ -285,6 +311,24 @@ impl Storage {
         }
         let (outcome, acknowledged) = self.hand_over(topic, encoded, None).await?;
         Ok(BegunAppend { storage: self.clone(), outcome, acknowledged: Some(acknowledged) })
+    }
+
+    /// [`Self::append_begin`] of a client's record batch message ([`decode_sent`]): stored as
+    /// the client sent it when it can be (see [`SentBatch`]), otherwise as its decoded rows.
+    /// The second value says whether it was stored as sent.
+    pub async fn append_begin_sent(&self, topic: &TopicLog, sent: SentBatch) -> Result<(BegunAppend, bool)> {
+        let SentBatch { batch, stored, topic_id } = sent;
+        if topic_id != topic.id() {
+            return Err(StorageError::InvalidBatch { topic: topic.name().to_string(), reason: "the message was decoded for another topic".into() });
+        }
+        let whole = !topic.is_keyed() && topic.routes_whole_batches() && batch.num_rows() >= crate::combine::COMBINED_WRITE_ROWS_MAX;
+        let Some(encoded) = stored.filter(|_| whole) else {
+            return Ok((self.append_begin(topic, vec![batch]).await?, false));
+        };
+        topic.validate(&batch)?;
+        let piece = (topic.next_round_robin(), batch, Arc::new(encoded));
+        let (outcome, acknowledged) = self.hand_over(topic, vec![piece], None).await?;
+        Ok((BegunAppend { storage: self.clone(), outcome, acknowledged: Some(acknowledged) }, true))
     }
 
     /// Appends a write [`prepare`]d for this topic, as [`Self::append`] does.

@@ -401,9 +401,73 @@ pub(crate) fn with_partition_column(
 
 /// Decodes a record batch message of `schema`.
 pub(crate) fn decode_message(metadata: &[u8], body: Vec<u8>, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
+    decode_message_buffer(metadata, &arrow::buffer::Buffer::from_vec(body), schema)
+}
+
+/// [`decode_message`] of a body held in an Arrow buffer. The rows are validated as arrow-rs
+/// validates them (offsets, UTF-8, null counts against validity bits).
+fn decode_message_buffer(metadata: &[u8], body: &arrow::buffer::Buffer, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
     let (message, batch) = parse_metadata(metadata)?;
-    let body = arrow::buffer::Buffer::from_vec(body);
-    Ok(arrow_ipc::reader::read_record_batch(&body, batch, schema.clone(), &Default::default(), None, &message.version())?)
+    Ok(arrow_ipc::reader::read_record_batch(body, batch, schema.clone(), &Default::default(), None, &message.version())?)
+}
+
+/// A record batch message of `schema` encoded elsewhere (by a Flight client), decoded, and kept
+/// as the batch's stored encoding when its buffers are LZ4_FRAME-compressed one by one as
+/// [`encode`] compresses them: the metadata rebuilt from what it lists (a client's custom
+/// metadata is not kept) and the body copied, padded to [`ALIGNMENT`]. The encoding is `None`
+/// for a message compressed otherwise or not at all. What is stored is exactly what was
+/// decoded and validated, so a reader of the log gets these rows back.
+pub(crate) fn decode_sent(
+    metadata: &[u8],
+    body: bytes::Bytes,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<(RecordBatch, Option<EncodedBatch>)> {
+    let (message, batch) = parse_metadata(metadata)?;
+    let lz4 = batch.compression().is_some_and(|c| {
+        c.codec() == arrow_ipc::CompressionType::LZ4_FRAME && c.method() == arrow_ipc::BodyCompressionMethod::BUFFER
+    });
+    let stored = lz4.then(|| {
+        let layout = BatchLayout {
+            version: message.version(),
+            length: batch.length(),
+            nodes: batch.nodes().into_iter().flatten().copied().collect(),
+            buffers: batch.buffers().into_iter().flatten().copied().collect(),
+            variadic: batch.variadicBufferCounts().into_iter().flatten().collect(),
+            compression: Some((arrow_ipc::CompressionType::LZ4_FRAME, arrow_ipc::BodyCompressionMethod::BUFFER)),
+        };
+        let mut padded = Vec::with_capacity(body.len() + ALIGNMENT);
+        padded.extend_from_slice(&body);
+        padded.resize(padded.len() + padding(padded.len()), 0);
+        EncodedBatch { metadata: layout.metadata(padded.len()), body: padded }
+    });
+    let decoded = decode_message_buffer(metadata, &arrow::buffer::Buffer::from(body), schema)?;
+    if let Some(stored) = &stored {
+        // The reader takes the field nodes and buffers it needs from the front; anything listed
+        // after them would be taken for the system columns a segment appends.
+        let (mut nodes, mut buffers) = (0, 0);
+        for column in decoded.columns() {
+            count_layout(&column.to_data(), &mut nodes, &mut buffers);
+        }
+        let (_, listed) = parse(stored)?;
+        let listed_nodes = listed.nodes().map_or(0, |n| n.len());
+        let listed_buffers = listed.buffers().map_or(0, |b| b.len());
+        if (listed_nodes, listed_buffers) != (nodes, buffers) || listed.variadicBufferCounts().is_some_and(|v| !v.is_empty()) {
+            return Err(invalid(format!(
+                "the record batch message lists {listed_nodes} field nodes and {listed_buffers} buffers; its schema has {nodes} and {buffers}"
+            )));
+        }
+    }
+    Ok((decoded, stored))
+}
+
+/// The field nodes and buffers an IPC record batch message lists for an array: one node, a
+/// validity buffer and the array's own buffers, then its children's.
+fn count_layout(data: &arrow::array::ArrayData, nodes: &mut usize, buffers: &mut usize) {
+    *nodes += 1;
+    *buffers += 1 + data.buffers().len();
+    for child in data.child_data() {
+        count_layout(child, nodes, buffers);
+    }
 }
 
 /// An IPC file assembled from encoded messages.

@@ -41,7 +41,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use streamhouse_catalog::{Catalog, PartitionState, SegmentMeta, TopicDefinition};
 use tokio::sync::Notify;
 
-pub use append::{prepare, BegunAppend, PreparedAppend};
+pub use append::{decode_sent, prepare, BegunAppend, PreparedAppend, SentBatch};
 pub use compaction::CompactionFloor;
 pub use config::StorageConfig;
 pub use error::{Result, StorageError};

@@ -259,6 +259,16 @@ impl TopicLog {
         Ok(())
     }
 
+    /// Whether a batch goes to one partition whole (round-robin), not cut by a key's hash.
+    pub(crate) fn routes_whole_batches(&self) -> bool {
+        self.key_columns.is_empty() || self.partitions.len() == 1
+    }
+
+    /// The partition the next whole batch goes to (see [`Self::routes_whole_batches`]).
+    pub(crate) fn next_round_robin(&self) -> u32 {
+        (self.round_robin.fetch_add(1, Ordering::Relaxed) % self.partitions.len() as u64) as u32
+    }
+
     /// Splits batches by partition: by hash of the key columns, or whole batches round-robin.
     pub(crate) fn partition_batches(&self, batches: Vec<RecordBatch>) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
         let count = self.partitions.len();
@@ -267,9 +277,8 @@ impl TopicLog {
             if batch.num_rows() == 0 {
                 continue;
             }
-            if self.key_columns.is_empty() || count == 1 {
-                let next = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % count;
-                by_partition[next].push(batch);
+            if self.routes_whole_batches() {
+                by_partition[self.next_round_robin() as usize].push(batch);
                 continue;
             }
             let key_arrays: Vec<_> = self.key_columns.iter().map(|&i| batch.column(i).clone()).collect();
