@@ -244,7 +244,11 @@ impl SentBatch {
 /// Decodes a record batch message a client encoded in `topic`'s schema (the caller has checked
 /// that the client's schema has the topic's types), validating its rows as arrow-rs does.
 pub fn decode_sent(topic: &TopicLog, metadata: &[u8], body: bytes::Bytes) -> Result<SentBatch> {
-    let (batch, stored) = ipc::decode_sent(metadata, body, topic.schema())?;
+    // Decoded with every column nullable, so that a NULL in a NOT NULL column is found by the
+    // caller's check (and refused with its own error), not by the decoder.
+    let fields: Vec<arrow::datatypes::Field> = topic.schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let (batch, stored) = ipc::decode_sent(metadata, body, &schema)?;
     Ok(SentBatch { topic_id: topic.id(), batch, stored })
 }
 
@@ -321,11 +325,13 @@ impl Storage {
         if topic_id != topic.id() {
             return Err(StorageError::InvalidBatch { topic: topic.name().to_string(), reason: "the message was decoded for another topic".into() });
         }
+        // In the topic's schema (its NOT NULL columns checked first), as every appended batch is.
+        topic.validate(&batch)?;
+        let batch = RecordBatch::try_new(topic.schema().clone(), batch.columns().to_vec())?;
         let whole = !topic.is_keyed() && topic.routes_whole_batches() && batch.num_rows() >= crate::combine::COMBINED_WRITE_ROWS_MAX;
         let Some(encoded) = stored.filter(|_| whole) else {
             return Ok((self.append_begin(topic, vec![batch]).await?, false));
         };
-        topic.validate(&batch)?;
         let piece = (topic.next_round_robin(), batch, Arc::new(encoded));
         let (outcome, acknowledged) = self.hand_over(topic, vec![piece], None).await?;
         Ok((BegunAppend { storage: self.clone(), outcome, acknowledged: Some(acknowledged) }, true))
