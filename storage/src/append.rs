@@ -248,7 +248,12 @@ pub fn decode_sent(topic: &TopicLog, metadata: &[u8], body: bytes::Bytes) -> Res
     // caller's check (and refused with its own error), not by the decoder.
     let fields: Vec<arrow::datatypes::Field> = topic.schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
     let schema = Arc::new(arrow::datatypes::Schema::new(fields));
-    let (batch, stored) = ipc::decode_sent(metadata, body, &schema)?;
+    // Kept as sent only where it goes to one partition whole and is not combined with other
+    // writes; otherwise its encoding is not made at all.
+    let whole = !topic.is_keyed()
+        && topic.routes_whole_batches()
+        && ipc::message_rows(metadata)? >= crate::combine::COMBINED_WRITE_ROWS_MAX as u64;
+    let (batch, stored) = ipc::decode_sent(metadata, body, &schema, whole)?;
     Ok(SentBatch { topic_id: topic.id(), batch, stored })
 }
 
@@ -328,8 +333,7 @@ impl Storage {
         // In the topic's schema (its NOT NULL columns checked first), as every appended batch is.
         topic.validate(&batch)?;
         let batch = RecordBatch::try_new(topic.schema().clone(), batch.columns().to_vec())?;
-        let whole = !topic.is_keyed() && topic.routes_whole_batches() && batch.num_rows() >= crate::combine::COMBINED_WRITE_ROWS_MAX;
-        let Some(encoded) = stored.filter(|_| whole) else {
+        let Some(encoded) = stored else {
             return Ok((self.append_begin(topic, vec![batch]).await?, false));
         };
         let piece = (topic.next_round_robin(), batch, Arc::new(encoded));

@@ -415,18 +415,20 @@ fn decode_message_buffer(metadata: &[u8], body: &arrow::buffer::Buffer, schema: 
 /// as the batch's stored encoding when its buffers are LZ4_FRAME-compressed one by one as
 /// [`encode`] compresses them: the metadata rebuilt from what it lists (a client's custom
 /// metadata is not kept) and the body copied, padded to [`ALIGNMENT`]. The encoding is `None`
-/// for a message compressed otherwise or not at all. What is stored is exactly what was
-/// decoded and validated, so a reader of the log gets these rows back.
+/// for a message compressed otherwise or not at all, or when the caller will not `keep` it.
+/// What is stored is exactly what was decoded and validated, so a reader of the log gets these
+/// rows back.
 pub(crate) fn decode_sent(
     metadata: &[u8],
     body: bytes::Bytes,
     schema: &arrow::datatypes::SchemaRef,
+    keep: bool,
 ) -> Result<(RecordBatch, Option<EncodedBatch>)> {
     let (message, batch) = parse_metadata(metadata)?;
     let lz4 = batch.compression().is_some_and(|c| {
         c.codec() == arrow_ipc::CompressionType::LZ4_FRAME && c.method() == arrow_ipc::BodyCompressionMethod::BUFFER
     });
-    let stored = lz4.then(|| {
+    let stored = (keep && lz4).then(|| {
         let layout = BatchLayout {
             version: message.version(),
             length: batch.length(),
