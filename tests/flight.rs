@@ -353,7 +353,7 @@ async fn a_do_put_cut_off_mid_stream_keeps_what_it_acknowledged() {
     connect(&server).await.batch_execute("CREATE TOPIC puts (id BIGINT NOT NULL, batch BIGINT NOT NULL)").await.unwrap();
     let mut messages: Vec<FlightData> = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["puts".into()])))
-        .build(futures::stream::iter((0..3).map(|n| Ok(writer_batch(1, n)))))
+        .build(futures::stream::iter((0..3).map(|n| Ok(writer_batch(2, n)))))
         .try_collect()
         .await
         .unwrap();
@@ -381,7 +381,7 @@ async fn a_do_put_cut_off_mid_stream_keeps_what_it_acknowledged() {
     let pg = connect(&server).await;
     let rows = pg.query("SELECT batch, count(*) FROM puts GROUP BY batch ORDER BY batch", &[]).await.unwrap();
     let stored: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(stored, vec![(1_000_000_000, 500), (1_000_001_000, 500)], "the two acknowledged batches, nothing of the third");
+    assert_eq!(stored, vec![(2_000_000_000, 500), (2_000_010_000, 500)], "the two acknowledged batches, nothing of the third");
 }
 
 /// A client that streams its batches without waiting gets one answer per batch, in the order
