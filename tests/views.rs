@@ -22,6 +22,12 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     ("sevens", "SELECT k, v, ts FROM events WHERE v % 7 = 0"),
     ("totals", "SELECT count(*) AS n, count(DISTINCT k) AS keys, sum(v) AS s, bool_or(v > 990) AS high FROM events"),
+    // Over 32 distinct values a group's set is stored a value per state entry.
+    ("distinct_v", "SELECT k % 5 AS g, count(DISTINCT v) AS vs, count(*) AS n FROM events GROUP BY k % 5"),
+    (
+        "window_distinct",
+        "SELECT window_start, count(DISTINCT v) AS vs, count(*) AS n FROM TUMBLE(events, ts, INTERVAL '1 second') GROUP BY window_start",
+    ),
     ("busy_keys", "SELECT k, count(*) AS n FROM events GROUP BY k HAVING count(*) > 40"),
     ("first_last", "SELECT k, first_value(v ORDER BY ts) AS first_v, last_value(v ORDER BY ts DESC) AS earliest_last FROM events GROUP BY k"),
     (

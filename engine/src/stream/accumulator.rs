@@ -1,7 +1,14 @@
 //! A group's accumulators: what each aggregate keeps per group, how a row updates it, and how
 //! it is stored (the state value of a group in RocksDB).
+//!
+//! A multiset of values (min/max over retracting input, count(DISTINCT), string_agg,
+//! first/last_value) is kept inside the group's state value while it is small. Once it holds more
+//! than [`INLINE_VALUES_MAX`] values it is stored one state entry per value instead, under the
+//! operator's value space ([`ValueSet`]): an epoch then writes only the values whose counts
+//! changed, not the whole set again (a count(DISTINCT) over 100 000 bidders re-encoded its set on
+//! every epoch).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::row::Rows;
@@ -20,9 +27,138 @@ pub(super) enum Acc {
     SumFloat { sum: f64, count: i64 },
     Bools { trues: i64, falses: i64 },
     /// A multiset of values (arrow-row bytes → count).
-    Values(BTreeMap<Vec<u8>, i64>),
+    Values(ValueSet),
     /// The extreme value so far (append-only input).
     Extreme(Option<Vec<u8>>),
+}
+
+/// Largest multiset kept inline in its group's state value.
+pub(super) const INLINE_VALUES_MAX: usize = 32;
+
+/// A multiset of values: arrow-row bytes → count, in byte order (so the smallest and largest are
+/// the first and last), with the number of values present kept as it changes.
+///
+/// Small sets are encoded inline in the group's state. A set that has grown past
+/// [`INLINE_VALUES_MAX`] is *keyed*: each value is its own state entry (value → count, see
+/// [`value_key`]), the group's state records only that it is keyed, and the values whose counts
+/// changed since the last write are remembered so that a write touches just them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ValueSet {
+    counts: BTreeMap<Vec<u8>, i64>,
+    /// Values whose count is above zero.
+    present: usize,
+    keyed: bool,
+    /// Keyed: every value must be written (the set has just become keyed).
+    write_all: bool,
+    /// Keyed: values whose count changed since the last write.
+    changed: HashSet<Vec<u8>, foldhash::fast::RandomState>,
+}
+
+/// Sets are equal when their values and counts are: how they are stored does not matter.
+impl PartialEq for ValueSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts == other.counts
+    }
+}
+
+impl ValueSet {
+    /// A keyed set whose values are still to be read from the store.
+    pub(super) fn keyed() -> Self {
+        Self { keyed: true, ..Self::default() }
+    }
+
+    pub(super) fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// Values with their counts, in byte order (counts may be below zero while a retraction is
+    /// ahead of its insertion).
+    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = (&Vec<u8>, i64)> {
+        self.counts.iter().map(|(v, c)| (v, *c))
+    }
+
+    /// How many values are present (count above zero).
+    pub(super) fn present(&self) -> usize {
+        self.present
+    }
+
+    /// Adds a value read back from the store (a keyed set being loaded).
+    pub(super) fn load(&mut self, value: &[u8], count: i64) {
+        if count > 0 {
+            self.present += 1;
+        }
+        self.counts.insert(value.to_vec(), count);
+    }
+
+    /// Adds `sign` occurrences of `value`; returns the change in the set's heap bytes.
+    fn add(&mut self, value: &[u8], sign: i64) -> isize {
+        let entry_bytes = counted_entry_bytes(value.len()) as isize;
+        let (before, after, mut grown) = match self.counts.get_mut(value) {
+            Some(count) => {
+                let before = *count;
+                *count += sign;
+                let after = *count;
+                if after == 0 {
+                    self.counts.remove(value);
+                    (before, after, -entry_bytes)
+                } else {
+                    (before, after, 0)
+                }
+            }
+            None => {
+                self.counts.insert(value.to_vec(), sign);
+                (0, sign, entry_bytes)
+            }
+        };
+        self.present = self.present + usize::from(after > 0) - usize::from(before > 0);
+        if !self.keyed && self.counts.len() > INLINE_VALUES_MAX {
+            self.keyed = true;
+            self.write_all = true;
+        } else if self.keyed && !self.write_all && !self.changed.contains(value) {
+            self.changed.insert(value.to_vec());
+            grown += entry_bytes;
+        }
+        grown
+    }
+
+    /// Writes what changed of a keyed set since its last write: `write(value, Some(count))`
+    /// for each value in it, `write(value, None)` for each value no longer in it. Returns the
+    /// heap bytes freed.
+    pub(super) fn write_changes(&mut self, mut write: impl FnMut(&[u8], Option<i64>)) -> usize {
+        if std::mem::take(&mut self.write_all) {
+            for (value, count) in &self.counts {
+                write(value, Some(*count));
+            }
+        }
+        let freed = self.changed.iter().map(|v| counted_entry_bytes(v.len())).sum();
+        for value in self.changed.drain() {
+            write(&value, self.counts.get(&value).copied());
+        }
+        freed
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.counts.keys().chain(&self.changed).map(|k| counted_entry_bytes(k.len())).sum()
+    }
+}
+
+/// The key, within an aggregate's value space, of one value of a keyed set: the group's key,
+/// the aggregate's position, then the value. Group keys are arrow-row bytes (a window's end
+/// first, 8 bytes): no group's key is a prefix of another's, so a group's values are exactly the
+/// entries under [`value_prefix`].
+pub(super) fn value_key(out: &mut Vec<u8>, group: &[u8], acc: usize, value: &[u8]) {
+    out.clear();
+    out.extend_from_slice(group);
+    out.extend_from_slice(&(acc as u16).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Splits an entry's key under a group's prefix into the aggregate's position and the value.
+pub(super) fn split_value_key(rest: &[u8]) -> Result<(usize, &[u8])> {
+    match rest {
+        [high, low, value @ ..] => Ok((u16::from_be_bytes([*high, *low]) as usize, value)),
+        _ => Err(EngineError::Internal("state store holds a value key without its aggregate".into())),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +173,7 @@ const TAG_SUM_FLOAT: u8 = 3;
 const TAG_BOOLS: u8 = 4;
 const TAG_VALUES: u8 = 5;
 const TAG_EXTREME: u8 = 6;
+const TAG_VALUES_KEYED: u8 = 7;
 
 impl GroupState {
     pub(super) fn encode(&self) -> Vec<u8> {
@@ -63,10 +200,11 @@ impl GroupState {
                     out.i64(*trues);
                     out.i64(*falses);
                 }
+                Acc::Values(values) if values.keyed => out.u8(TAG_VALUES_KEYED),
                 Acc::Values(values) => {
                     out.u8(TAG_VALUES);
-                    out.u64(values.len() as u64);
-                    for (value, count) in values {
+                    out.u64(values.counts.len() as u64);
+                    for (value, count) in &values.counts {
                         out.bytes(value);
                         out.i64(*count);
                     }
@@ -86,6 +224,8 @@ impl GroupState {
         out.0
     }
 
+    /// Decodes a state value. A keyed set comes back empty: its values are read separately
+    /// (see [`Self::has_keyed_values`]).
     pub(super) fn decode(bytes: &[u8], accs: usize) -> Result<Self> {
         let mut input = Decoder(bytes);
         let rows = input.i64()?;
@@ -98,13 +238,14 @@ impl GroupState {
                 TAG_BOOLS => Acc::Bools { trues: input.i64()?, falses: input.i64()? },
                 TAG_VALUES => {
                     let n = input.u64()?;
-                    let mut values = BTreeMap::new();
+                    let mut values = ValueSet::default();
                     for _ in 0..n {
-                        let value = input.bytes()?.to_vec();
-                        values.insert(value, input.i64()?);
+                        let value = input.bytes()?;
+                        values.load(value, input.i64()?);
                     }
                     Acc::Values(values)
                 }
+                TAG_VALUES_KEYED => Acc::Values(ValueSet::keyed()),
                 TAG_EXTREME => match input.u8()? {
                     0 => Acc::Extreme(None),
                     _ => Acc::Extreme(Some(input.bytes()?.to_vec())),
@@ -115,6 +256,10 @@ impl GroupState {
         Ok(Self { rows, accs: out })
     }
 
+    pub(super) fn has_keyed_values(&self) -> bool {
+        self.accs.iter().any(|acc| matches!(acc, Acc::Values(values) if values.keyed))
+    }
+
     /// Bytes the state's accumulators take on the heap, approximately.
     pub(super) fn heap_bytes(&self) -> usize {
         allocation_bytes(self.accs.len() * std::mem::size_of::<Acc>())
@@ -122,7 +267,7 @@ impl GroupState {
                 .accs
                 .iter()
                 .map(|a| match a {
-                    Acc::Values(v) => v.keys().map(|k| counted_entry_bytes(k.len())).sum::<usize>(),
+                    Acc::Values(v) => v.heap_bytes(),
                     Acc::Extreme(Some(v)) => allocation_bytes(v.len()),
                     _ => 0,
                 })
@@ -161,25 +306,6 @@ impl IntColumn {
 
 pub(super) fn out_of_range(type_name: &str) -> EngineError {
     EngineError::NumericOutOfRange(format!("{type_name} out of range"))
-}
-
-/// Adds `sign` occurrences of `value`; returns the change in the multiset's heap bytes.
-fn add_value(values: &mut BTreeMap<Vec<u8>, i64>, value: &[u8], sign: i64) -> isize {
-    let entry_bytes = counted_entry_bytes(value.len()) as isize;
-    match values.get_mut(value) {
-        Some(count) => {
-            *count += sign;
-            if *count == 0 {
-                values.remove(value);
-                return -entry_bytes;
-            }
-            0
-        }
-        None => {
-            values.insert(value.to_vec(), sign);
-            entry_bytes
-        }
-    }
 }
 
 /// Keeps `value` if it beats the current extreme (`smaller`: the smallest wins); returns the
@@ -228,10 +354,10 @@ pub(super) fn update(acc: &mut Acc, func: AggFunc, column: &ArgColumn, row: usiz
         // NULL is never a min, max or distinct value.
         (Acc::Values(values), ArgColumn::Values(rows, array)) => {
             if array.is_valid(row) {
-                return Ok(add_value(values, rows.row(row).as_ref(), sign));
+                return Ok(values.add(rows.row(row).as_ref(), sign));
             }
         }
-        (Acc::Values(values), ArgColumn::Ordered(rows)) => return Ok(add_value(values, rows.row(row).as_ref(), sign)),
+        (Acc::Values(values), ArgColumn::Ordered(rows)) => return Ok(values.add(rows.row(row).as_ref(), sign)),
         (Acc::Extreme(current), ArgColumn::Ordered(rows)) => {
             return Ok(keep_extreme(current, rows.row(row).as_ref(), func == AggFunc::FirstValue));
         }

@@ -5,11 +5,11 @@
 //! cached in memory. Every accumulator can retract: count and sum keep counts, min/max and
 //! count(DISTINCT) keep a multiset of values (ordered by their arrow-row bytes, so the smallest
 //! and largest are the first and last keys) — unless the input is append-only, where min/max keep
-//! just the extreme value. At the end of an epoch each touched group whose output changed emits
+//! just the extreme value. A multiset that grows large is stored one state entry per value, in
+//! the aggregate's value space, so that an epoch writes only the values it changed (see
+//! `accumulator`). At the end of an epoch each touched group whose output changed emits
 //! a retraction of its old row and its new row; a group whose rows were all retracted emits only
 //! the retraction and its state is deleted.
-
-use std::collections::BTreeMap;
 
 /// Group lookups run once per input row: a fast hasher matters.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -22,9 +22,9 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::accumulator::{out_of_range, update, Acc, ArgColumn, GroupState, IntColumn};
+use super::accumulator::{out_of_range, split_value_key, update, value_key, Acc, ArgColumn, GroupState, IntColumn, ValueSet};
 use super::changes::{allocation_bytes, table_bytes, Changes, EpochContext, Operator};
-use super::state::state_key;
+use super::state::{state_key, EpochWriter, StateStore};
 use super::view::READ_BATCH_ROWS;
 use crate::{EngineError, Result};
 
@@ -160,6 +160,10 @@ pub struct WindowKey {
     pub end_offset_us: i64,
 }
 
+/// An aggregate's keyed value sets live under its operator id with this bit set (its value
+/// space): `[group key][aggregate u16][value] → count`.
+const VALUE_SPACE: u16 = 0x8000;
+
 /// Bytes of the window-end prefix of a windowed group's key.
 const WINDOW_PREFIX: usize = 8;
 
@@ -215,6 +219,9 @@ impl AggregateOp {
         window: Option<WindowKey>,
         emit_on_close: bool,
     ) -> Result<Self> {
+        if id >= VALUE_SPACE {
+            return Err(EngineError::NotSupported("a materialized view with this many operators".into()));
+        }
         let groups = RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
         Ok(Self {
             id,
@@ -266,7 +273,7 @@ impl AggregateOp {
                 | AggFunc::CountDistinct
                 | AggFunc::StringAgg
                 | AggFunc::FirstValue
-                | AggFunc::LastValue => Acc::Values(BTreeMap::new()),
+                | AggFunc::LastValue => Acc::Values(ValueSet::default()),
             })
             .collect();
         GroupState { rows: 0, accs }
@@ -283,7 +290,7 @@ impl AggregateOp {
             if !self.cache.contains_key(key) {
                 let stored = context.store.get(&state_key(self.view, self.id, key))?;
                 let state = match stored {
-                    Some(bytes) => GroupState::decode(&bytes, self.calls.len())?,
+                    Some(bytes) => self.stored_state(context.store, key, &bytes)?,
                     None => self.empty_state(),
                 };
                 self.cache_bytes += allocation_bytes(key.len()) + state.heap_bytes();
@@ -306,6 +313,23 @@ impl AggregateOp {
             self.touched.insert(key.to_vec(), before);
         }
         self.cache.get_mut(key).ok_or_else(|| EngineError::Internal("aggregate group vanished from its cache".into()))
+    }
+
+    /// A group's state as stored under `key`, with the values of its keyed sets read back.
+    fn stored_state(&self, store: &StateStore, key: &[u8], bytes: &[u8]) -> Result<GroupState> {
+        let mut state = GroupState::decode(bytes, self.calls.len())?;
+        if state.has_keyed_values() {
+            store.scan_state_prefix(self.view, self.id | VALUE_SPACE, key, |rest, count| {
+                let (acc, value) = split_value_key(rest)?;
+                let count = count.try_into().map(i64::from_le_bytes).map_err(|_| EngineError::Internal("state store holds a value count that cannot be decoded".into()))?;
+                match state.accs.get_mut(acc) {
+                    Some(Acc::Values(set)) if set.is_keyed() => set.load(value, count),
+                    _ => return Err(EngineError::Internal("state store holds a value of an aggregate that keeps none".into())),
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(state)
     }
 
     fn arg_column(call: &AggCall, batch: &RecordBatch) -> Result<ArgColumn> {
@@ -347,9 +371,7 @@ impl AggregateOp {
         let null = || ScalarValue::try_from(&call.output_type);
         let value = match (call.func, acc) {
             (AggFunc::Count, Acc::Count(n)) => ScalarValue::Int64(Some(*n)),
-            (AggFunc::CountDistinct, Acc::Values(values)) => {
-                ScalarValue::Int64(Some(values.values().filter(|c| **c > 0).count() as i64))
-            }
+            (AggFunc::CountDistinct, Acc::Values(values)) => ScalarValue::Int64(Some(values.present() as i64)),
             (AggFunc::Sum, Acc::SumInt { count: 0, .. } | Acc::SumFloat { count: 0, .. }) => null()?,
             (AggFunc::Sum, Acc::SumInt { sum, .. }) => match &call.output_type {
                 DataType::Int64 => ScalarValue::Int64(Some(i64::try_from(*sum).map_err(|_| out_of_range("bigint"))?)),
@@ -371,16 +393,16 @@ impl AggregateOp {
                     None => null()?,
                 }
             }
-            (AggFunc::Min | AggFunc::FirstValue, Acc::Values(values)) => match values.iter().find(|(_, c)| **c > 0) {
+            (AggFunc::Min | AggFunc::FirstValue, Acc::Values(values)) => match values.iter().find(|(_, c)| *c > 0) {
                 Some((bytes, _)) => decode_value(call, bytes)?,
                 None => null()?,
             },
-            (AggFunc::Max | AggFunc::LastValue, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| **c > 0) {
+            (AggFunc::Max | AggFunc::LastValue, Acc::Values(values)) => match values.iter().rev().find(|(_, c)| *c > 0) {
                 Some((bytes, _)) => decode_value(call, bytes)?,
                 None => null()?,
             },
             (AggFunc::StringAgg, Acc::Values(values)) => {
-                let present: Vec<(&Vec<u8>, i64)> = values.iter().filter(|(_, c)| **c > 0).map(|(v, c)| (v, *c)).collect();
+                let present: Vec<(&Vec<u8>, i64)> = values.iter().filter(|(_, c)| *c > 0).collect();
                 if present.is_empty() {
                     null()?
                 } else {
@@ -473,6 +495,27 @@ impl AggregateOp {
 }
 
 
+/// Writes the changed values of a group's keyed sets to the value space `space`; returns the
+/// heap bytes freed.
+fn write_keyed_values(space: u16, group: &[u8], state: &mut GroupState, writer: &mut EpochWriter) -> usize {
+    let mut key = Vec::new();
+    let mut freed = 0;
+    for (index, acc) in state.accs.iter_mut().enumerate() {
+        let Acc::Values(set) = acc else { continue };
+        if !set.is_keyed() {
+            continue;
+        }
+        freed += set.write_changes(|value, count| {
+            value_key(&mut key, group, index, value);
+            match count {
+                Some(count) => writer.put_state(space, &key, &count.to_le_bytes()),
+                None => writer.delete_state(space, &key),
+            }
+        });
+    }
+    freed
+}
+
 fn decode_value(call: &AggCall, bytes: &[u8]) -> Result<ScalarValue> {
     let converter = call.values.as_ref().ok_or_else(|| EngineError::Internal("value encoder missing".into()))?;
     let parser = converter.parser();
@@ -500,7 +543,7 @@ impl AggregateOp {
             // The cache holds this epoch's changes; the store holds the last commit.
             let state = match self.cache.get(&key) {
                 Some(state) => state.clone(),
-                None => GroupState::decode(&value, self.calls.len())?,
+                None => self.stored_state(context.store, &key, &value)?,
             };
             closed.insert(key, state);
         }
@@ -508,6 +551,10 @@ impl AggregateOp {
             if let Some(state) = self.cache.get(&key) {
                 closed.insert(key, state.clone());
             }
+        }
+        if !closed.is_empty() && self.calls.iter().any(|c| c.values.is_some()) {
+            // The closed windows' keyed values: every key of the value space below the bound.
+            context.writer.delete_state_range(self.id | VALUE_SPACE, &[], &bound);
         }
         for key in closed.keys() {
             context.writer.delete_state(self.id, key);
@@ -593,14 +640,21 @@ impl Operator for AggregateOp {
         let mut inserted: Vec<(Vec<u8>, Vec<ScalarValue>)> = Vec::new();
         let mut touched_keys: Vec<Vec<u8>> = Vec::new();
         let mut output = Vec::new();
+        let global = self.global();
         for (key, before) in touched {
-            // A touched group had rows this epoch: its state is written (or deleted) as it is.
-            let exists = match self.cache.get(&key) {
-                Some(state) if self.exists(state) => {
-                    context.writer.put_state(self.id, &key, &state.encode());
-                    true
+            // A touched group had rows this epoch: its state is written (or deleted) as it is,
+            // and its keyed sets' changed values.
+            let exists = match self.cache.get_mut(&key) {
+                Some(state) => {
+                    let freed = write_keyed_values(self.id | VALUE_SPACE, &key, state, context.writer);
+                    self.cache_bytes = self.cache_bytes.saturating_sub(freed);
+                    let exists = global || state.rows > 0;
+                    if exists {
+                        context.writer.put_state(self.id, &key, &state.encode());
+                    }
+                    exists
                 }
-                _ => false,
+                None => false,
             };
             if !exists {
                 context.writer.delete_state(self.id, &key);
@@ -684,4 +738,159 @@ impl Operator for AggregateOp {
             format!("Aggregate: group by [{}], [{}] ({mode})", self.group_texts.join(", "), calls.join(", "))
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    /// count(DISTINCT v), min(v), max(v) and string_agg(v) grouped by g, over inserts and
+    /// retractions that grow sets past the inline limit and shrink them to nothing, with the
+    /// cache dropped (state read back from the store) now and then: after every epoch the
+    /// emitted results equal the aggregates recomputed from the live rows, and once every row is
+    /// retracted no state is left.
+    #[test]
+    fn value_sets_stored_per_value_follow_inserts_and_retractions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path(), 8 << 20).unwrap();
+        let input = Arc::new(Schema::new(vec![Field::new("g", DataType::Int64, false), Field::new("v", DataType::Int64, false)]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new("vs", DataType::Int64, true),
+            Field::new("lo", DataType::Int64, true),
+            Field::new("hi", DataType::Int64, true),
+            Field::new("all", DataType::Utf8, true),
+        ]));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
+        let call = |func, output: DataType| AggCall::new(func, v.clone(), &DataType::Int64, None, output, format!("{func:?}")).unwrap();
+        let calls = vec![
+            call(AggFunc::CountDistinct, DataType::Int64),
+            call(AggFunc::Min, DataType::Int64),
+            call(AggFunc::Max, DataType::Int64),
+            AggCall::string_agg(v.clone(), &DataType::Int64, ",".into(), None, DataType::Utf8, "string_agg".into()).unwrap(),
+        ];
+        let mut op = AggregateOp::new(
+            3,
+            7,
+            vec![Arc::new(Column::new("g", 0))],
+            vec!["g".into()],
+            vec![DataType::Int64],
+            calls,
+            output,
+            false,
+            None,
+            false,
+        )
+        .unwrap();
+
+        // Live rows (g, v) with their multiplicity, and the view's rows as emitted.
+        let mut live: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut emitted: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let epochs = 40;
+        for epoch in 0..epochs {
+            // Growing for the first half (values 0..200 in three groups), shrinking after; the
+            // last epoch retracts whatever is left.
+            let mut rows: Vec<(i64, i64, bool)> = Vec::new();
+            let mut pending = live.clone();
+            for _ in 0..60 {
+                let retract = if epoch < epochs / 2 { next(4) == 0 } else { next(4) != 0 };
+                if retract && !pending.is_empty() {
+                    let at = next(pending.len() as u64) as usize;
+                    let (&(g, value), _) = pending.iter().nth(at).unwrap();
+                    let count = pending.get_mut(&(g, value)).unwrap();
+                    *count -= 1;
+                    if *count == 0 {
+                        pending.remove(&(g, value));
+                    }
+                    rows.push((g, value, true));
+                } else if !retract {
+                    let (g, value) = (next(3) as i64, next(200) as i64);
+                    *pending.entry((g, value)).or_default() += 1;
+                    rows.push((g, value, false));
+                }
+            }
+            if epoch == epochs - 1 {
+                for (&(g, value), &count) in &pending {
+                    rows.extend(std::iter::repeat_n((g, value, true), count as usize));
+                }
+                pending.clear();
+            }
+            live = pending;
+            let batch = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                ],
+            )
+            .unwrap();
+            let changes = Changes { batch, retract: Some(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))) };
+            let mut writer = EpochWriter::new(7);
+            let mut context = EpochContext { store: &store, writer: &mut writer, watermark: None, log_changes: false, rows_delta: 0 };
+            let mut out = op.process(changes, &mut context).unwrap();
+            out.extend(op.finish_epoch(&mut context).unwrap());
+            store.commit(writer.batch).unwrap();
+            if epoch % 3 == 2 {
+                op.drop_cache();
+            }
+            for change in out {
+                let texts: Vec<ArrayRef> = change.batch.columns().iter().map(|c| cast(c, &DataType::Utf8).unwrap()).collect();
+                for row in 0..change.batch.num_rows() {
+                    let values: Vec<Option<String>> = texts.iter().map(|c| c.as_string::<i32>().is_valid(row).then(|| c.as_string::<i32>().value(row).to_string())).collect();
+                    let g: i64 = values[0].as_ref().unwrap().parse().unwrap();
+                    if change.is_retract(row) {
+                        assert_eq!(emitted.remove(&g).as_ref(), Some(&values), "epoch {epoch}: the retracted row was the group's row");
+                    } else {
+                        assert!(emitted.insert(g, values).is_none(), "epoch {epoch}: group {g} inserted twice");
+                    }
+                }
+            }
+            // What the live rows give, worked out here.
+            let mut expected: BTreeMap<i64, Vec<Option<String>>> = BTreeMap::new();
+            for g in 0..3 {
+                let values: Vec<(i64, i64)> = live.iter().filter(|((lg, _), _)| *lg == g).map(|((_, v), c)| (*v, *c)).collect();
+                if values.is_empty() {
+                    continue;
+                }
+                let all: Vec<String> = values.iter().flat_map(|(v, c)| std::iter::repeat_n(v.to_string(), *c as usize)).collect();
+                expected.insert(
+                    g,
+                    vec![
+                        Some(g.to_string()),
+                        Some(values.len().to_string()),
+                        Some(values[0].0.to_string()),
+                        Some(values[values.len() - 1].0.to_string()),
+                        Some(all.join(",")),
+                    ],
+                );
+            }
+            assert_eq!(emitted, expected, "epoch {epoch}");
+            if epoch == epochs / 2 {
+                // The sets are large by now: their values are stored one per entry.
+                let mut entries = 0;
+                store.scan_state_prefix(7, 3 | VALUE_SPACE, &[], |_, _| { entries += 1; Ok(true) }).unwrap();
+                assert!(entries > 3 * INLINE, "{entries} value entries");
+            }
+        }
+        assert!(emitted.is_empty());
+        let mut left = 0;
+        store.scan_state_prefix(7, 3, &[], |_, _| { left += 1; Ok(true) }).unwrap();
+        store.scan_state_prefix(7, 3 | VALUE_SPACE, &[], |_, _| { left += 1; Ok(true) }).unwrap();
+        assert_eq!(left, 0, "state left after every row was retracted");
+    }
+
+    const INLINE: usize = super::super::accumulator::INLINE_VALUES_MAX;
 }

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! [view][META]                    progress: epoch, source offsets, row counts (one value)
-//! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key)
+//! [view][STATE][operator u16][k]  operator state under key k (e.g. an aggregate's group key;
+//!                                 an aggregate's large multisets under its id | 0x8000)
 //! [view][RESULT][row]             result rows as a multiset: row (arrow-row bytes) → count (i64)
 //!                                 (none when a top-N's state holds the results, see below)
 //! [view][CHANGES][epoch u64]      the result changes an epoch committed: (row, signed count)*
@@ -312,6 +313,12 @@ impl StateStore {
 
     /// Committed state entries of one operator whose key (after the operator prefix) sorts
     /// below `below`, in key order, from one consistent snapshot.
+    /// An operator's state entries whose keys start with `prefix` (keys after the prefix), in
+    /// key order, until `each` returns false or fails.
+    pub fn scan_state_prefix(&self, view: u64, operator: u16, prefix: &[u8], each: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        scan_prefix(&self.db.snapshot(), &state_key(view, operator, prefix), each)
+    }
+
     pub fn scan_state(&self, view: u64, operator: u16, below: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
         scan_operator(&self.db.snapshot(), view, operator, |key, value| {
             if key >= below {
@@ -398,6 +405,11 @@ impl EpochWriter {
         self.key.clear();
         write_state_key(&mut self.key, self.view, operator, key);
         self.batch.delete(&self.key);
+    }
+
+    /// Deletes an operator's state entries with keys from `from` (inclusive) to `to`.
+    pub fn delete_state_range(&mut self, operator: u16, from: &[u8], to: &[u8]) {
+        self.batch.delete_range(state_key(self.view, operator, from), state_key(self.view, operator, to));
     }
 
     pub fn add_result(&mut self, row: &[u8], delta: i64) {
