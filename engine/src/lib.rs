@@ -17,6 +17,7 @@ mod show;
 pub mod sql;
 pub mod stream;
 pub mod text;
+mod to_char;
 
 use std::sync::Arc;
 

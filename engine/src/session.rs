@@ -120,6 +120,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         Volatility::Immutable,
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
     ));
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
     for hop in [false, true] {
         let function = WindowFunction {
             storage: engine.storage().clone(),
