@@ -402,7 +402,7 @@ impl AggregateOp {
                 None => null()?,
             },
             (AggFunc::StringAgg, Acc::Values(values)) => {
-                let present: Vec<(&Vec<u8>, i64)> = values.iter().filter(|(_, c)| *c > 0).collect();
+                let present: Vec<(&[u8], i64)> = values.iter().filter(|(_, c)| *c > 0).collect();
                 if present.is_empty() {
                     null()?
                 } else {
