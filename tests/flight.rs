@@ -442,22 +442,13 @@ async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(&dir.path().join("data"), &[]);
     connect(&server).await.batch_execute("CREATE TOPIC z (id BIGINT NOT NULL, name TEXT) WITH (partitions = 1)").await.unwrap();
-    let put = |server: &TestServer, batches: Vec<RecordBatch>| {
-        let port = server.flight_port;
-        async move {
-            let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
-            let data = FlightDataEncoderBuilder::new()
-                .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["z".into()])))
-                .build(futures::stream::iter(batches.into_iter().map(Ok)));
-            let acks: Vec<_> = FlightClient::new(channel).do_put(data).await.unwrap().try_collect().await.unwrap();
-            acks.len()
-        }
-    };
-    assert_eq!(put(&server, vec![named_rows(0..1000), named_rows(1000..3000), named_rows(3000..6000)]).await, 3);
+    let acknowledged = |answers: Vec<Result<arrow_flight::PutResult, _>>| answers.into_iter().map(|answer| answer.expect("acknowledged")).count();
+    let batches = vec![named_rows(0..1000), named_rows(1000..3000), named_rows(3000..6000)];
+    assert_eq!(acknowledged(put_batches(&server, "z", batches, IpcWriteOptions::default()).await), 3);
     // A graceful stop seals every partition: three batches in segments. Then a tail batch.
     assert_eq!(server.stop(), Some(0));
     server.restart();
-    assert_eq!(put(&server, vec![named_rows(6000..6500)]).await, 1);
+    assert_eq!(acknowledged(put_batches(&server, "z", vec![named_rows(6000..6500)], IpcWriteOptions::default()).await), 1);
 
     let mut flight = FlightClient::new(channel(&server).await);
     let read = |ticket: String| {
@@ -489,6 +480,20 @@ async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
     assert!(matches!(missing, Err(arrow_flight::error::FlightError::Tonic(status)) if status.code() == tonic::Code::NotFound));
 }
 
+/// One DoPut of `batches` to `topic`, encoded with `options`: the server's answer to each batch.
+async fn put_batches(
+    server: &TestServer,
+    topic: &str,
+    batches: Vec<RecordBatch>,
+    options: IpcWriteOptions,
+) -> Vec<Result<arrow_flight::PutResult, arrow_flight::error::FlightError>> {
+    let data = FlightDataEncoderBuilder::new()
+        .with_options(options)
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![topic.into()])))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+    FlightClient::new(channel(server).await).do_put(data).await.unwrap().collect().await
+}
+
 /// Checks that topic `y` holds exactly these rows, read over pgwire in id order.
 async fn read_y(server: &TestServer, ids: &[i64], names: &[Option<String>]) {
     let rows = connect(server).await.query("SELECT id, name FROM y ORDER BY id", &[]).await.unwrap();
@@ -507,21 +512,9 @@ async fn lz4_do_put_batches_are_stored_as_sent() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(&dir.path().join("data"), &[]);
     connect(&server).await.batch_execute("CREATE TOPIC y (id BIGINT NOT NULL, name TEXT) WITH (partitions = 2)").await.unwrap();
-    let put = |server: &TestServer, batches: Vec<RecordBatch>| {
-        let port = server.flight_port;
-        async move {
-            let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
-            let lz4 = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).unwrap();
-            let data = FlightDataEncoderBuilder::new()
-                .with_options(lz4)
-                .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["y".into()])))
-                .build(futures::stream::iter(batches.into_iter().map(Ok)));
-            let answers: Vec<_> = FlightClient::new(channel).do_put(data).await.unwrap().collect().await;
-            answers
-        }
-    };
+    let lz4 = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).unwrap();
     let sent = [0..3000, 3000..6000, 6000..6100, 6100..9100];
-    let answers = put(&server, sent.iter().cloned().map(named_rows).collect()).await;
+    let answers = put_batches(&server, "y", sent.iter().cloned().map(named_rows).collect(), lz4.clone()).await;
     let mut placed = Vec::new();
     for (answer, ids) in answers.iter().zip(&sent) {
         let ack: serde_json::Value = serde_json::from_slice(&answer.as_ref().expect("acknowledged").app_metadata).unwrap();
@@ -560,7 +553,7 @@ async fn lz4_do_put_batches_are_stored_as_sent() {
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));
     let ids = Int64Array::from_iter((0..2000).map(|i| (i != 1234).then_some(100_000 + i)));
     let nulls = RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(StringArray::from_iter_values((0..2000).map(|i| format!("n{i}"))))]).unwrap();
-    let answers = put(&server, vec![nulls]).await;
+    let answers = put_batches(&server, "y", vec![nulls], lz4).await;
     let error = answers[0].as_ref().expect_err("a NULL id is refused");
     assert!(error.to_string().contains("23502"), "{error}");
     read_y(&server, &expected_ids, &expected_names).await;

@@ -215,7 +215,7 @@ impl ValueSet {
 /// The key, within an aggregate's value space, of one value of a keyed set: the group's key,
 /// the aggregate's position, then the value. Group keys are arrow-row bytes (a window's end
 /// first, 8 bytes): no group's key is a prefix of another's, so a group's values are exactly the
-/// entries under [`value_prefix`].
+/// entries whose keys start with the group's key.
 pub(super) fn value_key(out: &mut Vec<u8>, group: &[u8], acc: usize, value: &[u8]) {
     out.clear();
     out.extend_from_slice(group);

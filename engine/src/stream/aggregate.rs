@@ -281,7 +281,7 @@ impl AggregateOp {
 
     /// Whether a group with this state has an output row.
     fn exists(&self, state: &GroupState) -> bool {
-        self.global() || state.rows > 0
+        group_exists(self.global(), state)
     }
 
     /// The group's state, loaded into the cache (and noted as touched) on first use this epoch.
@@ -495,6 +495,13 @@ impl AggregateOp {
 }
 
 
+/// Whether a group has an output row: it has rows, or it is the one group of a global
+/// aggregate (which always has one). `AggregateOp::exists` asks this; `finish_epoch` asks it
+/// directly while it holds the cache borrowed mutably.
+fn group_exists(global: bool, state: &GroupState) -> bool {
+    global || state.rows > 0
+}
+
 /// Writes the changed values of a group's keyed sets to the value space `space`; returns the
 /// heap bytes freed.
 fn write_keyed_values(space: u16, group: &[u8], state: &mut GroupState, writer: &mut EpochWriter) -> usize {
@@ -648,7 +655,7 @@ impl Operator for AggregateOp {
                 Some(state) => {
                     let freed = write_keyed_values(self.id | VALUE_SPACE, &key, state, context.writer);
                     self.cache_bytes = self.cache_bytes.saturating_sub(freed);
-                    let exists = global || state.rows > 0;
+                    let exists = group_exists(global, state);
                     if exists {
                         context.writer.put_state(self.id, &key, &state.encode());
                     }
