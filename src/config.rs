@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// with the memtables charged to it (bytes).
     #[arg(long, env = "STREAMHOUSE_STATE_BLOCK_CACHE_BYTES")]
     pub state_block_cache_bytes: Option<u64>,
+    /// Memory for complete reads of views, kept until each view's next commit and shared by
+    /// every view; 0 turns the cache off (bytes).
+    #[arg(long, env = "STREAMHOUSE_VIEW_READ_CACHE_BYTES")]
+    pub view_read_cache_bytes: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -130,6 +134,7 @@ struct FileConfig {
     watermark_idle_timeout_ms: Option<u64>,
     state_cache_bytes_max: Option<u64>,
     state_block_cache_bytes: Option<u64>,
+    view_read_cache_bytes: Option<u64>,
     log: Option<String>,
 }
 
@@ -226,6 +231,8 @@ impl ServerConfig {
             args.state_block_cache_bytes.or(file.state_block_cache_bytes),
             engine.state_block_cache_bytes,
         )?;
+        // 0 is allowed: no cache.
+        engine.view_read_cache_bytes = args.view_read_cache_bytes.or(file.view_read_cache_bytes).unwrap_or(engine.view_read_cache_bytes);
         let message_bytes_max = positive(
             "message_bytes_max",
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),

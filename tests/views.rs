@@ -328,3 +328,55 @@ async fn copy_of_a_subscription_streams_csv_lines() {
     };
     assert_eq!(ended.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{ended}");
 }
+
+fn metric(server: &TestServer, name: &str) -> u64 {
+    let metrics = http_get(server.http_port, "/metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{metrics}"))
+}
+
+/// Reads of a view between two commits are answered from the read cache; every commit makes
+/// the next read go to the state store, so a read after a FLUSH always has the FLUSHed rows
+/// (for each kind of result store: a multiset, an append-only log, a top-N's state). With the
+/// cache off, every read goes to the state store and answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_an_unchanged_view_come_from_the_cache_and_never_lag_a_commit() {
+    const VIEWS: [(&str, &str); 3] = [
+        ("per_k", "SELECT k, count(*) AS n, sum(v) AS s FROM events GROUP BY k"),
+        ("odd", "SELECT k, v FROM events WHERE v % 2 = 1"),
+        ("top2", "SELECT * FROM (SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM events) WHERE rn <= 2"),
+    ];
+    for cache_bytes in ["268435456", "0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("data"), &["--view-read-cache-bytes", cache_bytes]);
+        let cached = cache_bytes != "0";
+        let client = connect(&server).await;
+        client.batch_execute("CREATE TOPIC events (k BIGINT, v BIGINT, ts TIMESTAMP)").await.unwrap();
+        for (name, query) in VIEWS {
+            client.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
+        }
+        for round in 0..6u64 {
+            let values: Vec<String> =
+                (0..50).map(|i| format!("({}, {}, TIMESTAMP '2024-01-01 00:00:00')", (round * 50 + i) % 7, (round * 50 + i) * 37 % 101)).collect();
+            client.batch_execute(&format!("INSERT INTO events VALUES {}; FLUSH", values.join(", "))).await.unwrap();
+            for (name, query) in VIEWS {
+                let expected = rows(&client, &format!("SELECT * FROM ({query})")).await;
+                let (hits, misses) = (metric(&server, "streamhouse_view_read_cache_hits_total"), metric(&server, "streamhouse_view_read_cache_misses_total"));
+                // The first read after the commit goes to the state store, the second (no commit
+                // in between: nothing was written) to the cache when it is on.
+                assert_eq!(rows(&client, &format!("SELECT * FROM {name}")).await, expected, "{name}, round {round}, first read");
+                assert_eq!(rows(&client, &format!("SELECT * FROM {name}")).await, expected, "{name}, round {round}, second read");
+                let (hits_after, misses_after) = (metric(&server, "streamhouse_view_read_cache_hits_total"), metric(&server, "streamhouse_view_read_cache_misses_total"));
+                assert_eq!((hits_after - hits, misses_after - misses), if cached { (1, 1) } else { (0, 2) }, "{name}, round {round}");
+            }
+        }
+        assert_eq!(metric(&server, "streamhouse_view_read_cache_bytes") > 0, cached);
+        // A dropped view's read leaves the cache.
+        let held = metric(&server, "streamhouse_view_read_cache_bytes");
+        client.batch_execute("DROP MATERIALIZED VIEW per_k").await.unwrap();
+        assert_eq!(metric(&server, "streamhouse_view_read_cache_bytes") < held, cached);
+    }
+}

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     /// RocksDB's memory for the state store, shared by every view: its block cache
     /// (uncompressed blocks, index and filter blocks) with the memtables charged to it.
     pub state_block_cache_bytes: u64,
+    /// Memory for complete reads of views kept until the view's next commit, shared by every
+    /// view (0: none): a view read again before it changes is not read from RocksDB again.
+    pub view_read_cache_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +74,7 @@ impl Default for EngineConfig {
             idle_timeout: std::time::Duration::from_secs(5),
             state_cache_bytes_max: 64 * 1024 * 1024,
             state_block_cache_bytes: 256 * 1024 * 1024,
+            view_read_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -104,7 +108,7 @@ impl Engine {
         let state_dir = storage_config.data_dir.join("state");
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
         let timing = stream::EpochTiming { epoch_interval: config.epoch_interval, idle_timeout: config.idle_timeout };
-        let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval, usize::try_from(config.state_block_cache_bytes).unwrap_or(usize::MAX))?);
+        let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval, usize::try_from(config.state_block_cache_bytes).unwrap_or(usize::MAX), usize::try_from(config.view_read_cache_bytes).unwrap_or(usize::MAX))?);
         let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
         tokio::spawn(views.clone().checkpoint(shutdown_receiver));
         let (readers, catalog) = (views.clone(), storage.catalog().clone());

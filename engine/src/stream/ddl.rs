@@ -102,7 +102,7 @@ pub(crate) async fn create_view(
     views.insert_meta(meta.clone());
     let started = async {
         let plan = plan_view(engine, state, query, meta.id, emit).await?;
-        view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh)
+        view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh, views.read_cache().clone())
     }
     .await;
     let handle = match started {
@@ -142,6 +142,8 @@ pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool,
         handle.stop().await;
     }
     views.remove_broken(name);
+    // (A read still running may put the view back; the cache's bound evicts it like any other.)
+    views.read_cache().remove(meta.id);
     views.store().delete_view(meta.id)
 }
 
@@ -234,7 +236,7 @@ pub(crate) async fn start_views(engine: &Arc<Engine>) -> Result<()> {
             let query = Parser::new(&PostgreSqlDialect {}).try_with_sql(&meta.query)?.parse_query()?;
             let plan = plan_view(engine, &state, &query, meta.id, emits_on_window_close(&meta.options)).await?;
             let refresh = refresh_mode(&meta.options)?;
-            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh)
+            view::start(meta.clone(), plan, engine.storage().clone(), views.store().clone(), views.timing, changes_needed(engine, meta.id), refresh, views.read_cache().clone())
         }
         .await;
         match started {

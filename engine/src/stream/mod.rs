@@ -14,6 +14,7 @@ pub(crate) mod ddl;
 pub mod epoch;
 pub mod keyed;
 pub mod plan;
+pub mod read_cache;
 mod result_log;
 pub mod session;
 pub mod state;
@@ -45,6 +46,8 @@ pub struct Views {
     metas: RwLock<BTreeMap<u64, ViewMeta>>,
     pub timing: EpochTiming,
     checkpoint_interval: Duration,
+    /// Complete reads of views, kept until their next commit (see [`read_cache`]).
+    read_cache: Arc<read_cache::ReadCache>,
 }
 
 impl std::fmt::Debug for Views {
@@ -54,9 +57,11 @@ impl std::fmt::Debug for Views {
 }
 
 impl Views {
-    /// Opens the state store under `dir` with a block cache of `block_cache_bytes`.
-    pub fn open(dir: &Path, timing: EpochTiming, checkpoint_interval: Duration, block_cache_bytes: usize) -> Result<Self> {
+    /// Opens the state store under `dir` with a block cache of `block_cache_bytes`; views' reads
+    /// are cached up to `read_cache_bytes`.
+    pub fn open(dir: &Path, timing: EpochTiming, checkpoint_interval: Duration, block_cache_bytes: usize, read_cache_bytes: usize) -> Result<Self> {
         Ok(Self {
+            read_cache: Arc::new(read_cache::ReadCache::new(read_cache_bytes)),
             store: StateStore::open(dir, block_cache_bytes)?,
             views: RwLock::new(BTreeMap::new()),
             broken: RwLock::new(BTreeMap::new()),
@@ -64,6 +69,10 @@ impl Views {
             timing,
             checkpoint_interval,
         })
+    }
+
+    pub(crate) fn read_cache(&self) -> &Arc<read_cache::ReadCache> {
+        &self.read_cache
     }
 
     pub fn store(&self) -> &StateStore {
@@ -232,5 +241,16 @@ pub fn render_metrics(views: &Views, out: &mut String) {
             let label = view.meta.name.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(out, "{name}{{view=\"{label}\"}} {}", value(view, &progress));
         }
+    }
+    let cache = &views.read_cache;
+    let counters = &cache.counters;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, kind, help, value) in [
+        ("streamhouse_view_read_cache_hits_total", "counter", "View reads answered from the read cache.", load(&counters.hits)),
+        ("streamhouse_view_read_cache_misses_total", "counter", "View reads that went to the state store.", load(&counters.misses)),
+        ("streamhouse_view_read_cache_evictions_total", "counter", "Cached view reads evicted to make room.", load(&counters.evictions)),
+        ("streamhouse_view_read_cache_bytes", "gauge", "Bytes of view reads the read cache holds.", cache.bytes() as u64),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 pub use super::epoch::{ChangesNeeded, EpochTiming};
 use super::epoch::Runtime;
 use super::plan::{Sources, StreamPlan};
+use super::read_cache::{Collector, ReadCache};
 use super::topn::StateResults;
 use super::state::{meta_key, Decoder, Encoder, StateStore};
 use crate::{EngineError, Result};
@@ -228,6 +229,8 @@ pub struct ViewHandle {
     pub changelog: super::changelog::ChangelogGate,
     /// How to read the results when a top-N's state holds them.
     state_results: Option<StateResults>,
+    /// The node's cache of complete reads.
+    read_cache: Arc<ReadCache>,
 }
 
 impl std::fmt::Debug for ViewHandle {
@@ -368,8 +371,35 @@ impl ViewHandle {
     }
 
     /// [`Self::snapshot`] batch by batch (of about [`READ_BATCH_ROWS`] rows) to `emit`, until it
-    /// returns false: the view's rows are never all in memory at once.
+    /// returns false: the rows of the committed epoch from the node's read cache if it holds
+    /// them (see [`super::read_cache`]), else from the state store, never all in memory at once
+    /// (but for what the cache keeps of a complete read).
     pub fn snapshot_each(&self, emit: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
+        let epoch = self.progress.borrow().epoch;
+        if let Some(batches) = self.read_cache.get(self.meta.id, epoch) {
+            for batch in batches.iter() {
+                if !emit(batch.clone())? {
+                    break;
+                }
+            }
+            return Ok(epoch);
+        }
+        let mut collector = Collector::new(&self.read_cache);
+        let mut complete = true;
+        let epoch = self.read_stored(&mut |batch| {
+            collector.push(&batch);
+            let more = emit(batch)?;
+            complete &= more;
+            Ok(more)
+        })?;
+        if complete {
+            collector.finish(&self.read_cache, self.meta.id, epoch);
+        }
+        Ok(epoch)
+    }
+
+    /// The committed rows as [`Self::snapshot_each`] reads them from one state store snapshot.
+    fn read_stored(&self, emit: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
         let results = self.progress.borrow().results;
         match (results, &self.state_results) {
             (ResultStore::Log, _) => {
@@ -437,6 +467,7 @@ pub(crate) fn start(
     timing: EpochTiming,
     changes_needed: ChangesNeeded,
     refresh: RefreshMode,
+    read_cache: Arc<ReadCache>,
 ) -> Result<Arc<ViewHandle>> {
     let source = plan.sources.clone();
     let partitions = source.targets().len();
@@ -527,6 +558,7 @@ pub(crate) fn start(
         store,
         changelog,
         state_results,
+        read_cache,
     }))
 }
 
