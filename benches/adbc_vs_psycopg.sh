@@ -6,7 +6,7 @@
 # the first read goes to the state store ("cold"), the second is answered from the server's view
 # read cache ("warm", the view has not committed since). Reports the median wall times of both
 # and the ratios (target: ADBC >= 5 x psycopg). Every read is checked to return the view's every
-# row (count and sum of the key).
+# row of the last commit (count, sum of the key, sum of the bids counted).
 #
 #   benches/adbc_vs_psycopg.sh [ROWS] [ROUNDS]
 set -euo pipefail
@@ -32,11 +32,12 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 pg_port=$(free_port)
 flight_port=$(free_port)
+http_port=$(free_port)
 "$binary" serve --data-dir "$work/sh" --pg-listen "127.0.0.1:$pg_port" \
-  --http-listen "127.0.0.1:$(free_port)" --flight-listen "127.0.0.1:$flight_port" > "$work/sh.log" 2>&1 &
+  --http-listen "127.0.0.1:$http_port" --flight-listen "127.0.0.1:$flight_port" > "$work/sh.log" 2>&1 &
 sh_pid=$!
 
-python3 - "$rows" "$rounds" "$pg_port" "$flight_port" <<'EOF'
+python3 - "$rows" "$rounds" "$pg_port" "$flight_port" "$http_port" <<'EOF'
 import statistics
 import sys
 import time
@@ -45,7 +46,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import psycopg
 import pyarrow.compute as pc
 
-rows, rounds, pg_port, flight_port = (int(a) for a in sys.argv[1:])
+rows, rounds, pg_port, flight_port, http_port = (int(a) for a in sys.argv[1:])
 for _ in range(300):
     try:
         pg = psycopg.connect(host="127.0.0.1", port=pg_port, user="bench", dbname="streamhouse", autocommit=True)
@@ -68,17 +69,23 @@ pg.execute("FLUSH")
 expected = (rows, rows * (rows - 1) // 2)
 
 
+bids_loaded = rows * 2
+
+
 def timed(read):
+    global bids_loaded
     cold, warm = [], []
     for _ in range(rounds):
-        # A change the view commits (auction 0 gains a bid: same rows, same keys).
+        # A change the view commits (auction 0 gains a bid: same rows, same keys, one more bid).
         pg.execute("INSERT INTO bids VALUES (0, 1, 1, 'Google')")
         pg.execute("FLUSH")
+        bids_loaded += 1
         for times in (cold, warm):
             started = time.perf_counter()
-            count, key_sum = read()
+            got = read()
             times.append(time.perf_counter() - started)
-            assert (count, key_sum) == expected, (count, key_sum, expected)
+            assert got == expected + (bids_loaded,), (got, expected, bids_loaded)
+    print(f"{read.__name__}: cold {[round(t * 1000) for t in cold]} ms, warm {[round(t * 1000) for t in warm]} ms", file=sys.stderr)
     return statistics.median(cold), statistics.median(warm)
 
 
@@ -86,7 +93,7 @@ def psycopg_read():
     with pg.cursor() as cur:
         cur.execute("SELECT * FROM per_auction")
         result = cur.fetchall()
-    return len(result), sum(r[0] for r in result)
+    return len(result), sum(r[0] for r in result), sum(r[1] for r in result)
 
 
 adbc = flightsql.connect(f"grpc://127.0.0.1:{flight_port}", autocommit=True)
@@ -96,11 +103,14 @@ def adbc_read():
     with adbc.cursor() as cur:
         cur.execute("SELECT * FROM per_auction")
         table = cur.fetch_arrow_table()
-    return table.num_rows, pc.sum(table.column("auction")).as_py()
+    return table.num_rows, pc.sum(table.column("auction")).as_py(), pc.sum(table.column("bids")).as_py()
 
 
 psycopg_cold, psycopg_warm = timed(psycopg_read)
 adbc_cold, adbc_warm = timed(adbc_read)
+import urllib.request
+metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
+print(" ".join(line for line in metrics.splitlines() if line.startswith("streamhouse_view_read_cache")), file=sys.stderr)
 print(f"a view of {rows} rows (5 columns) read whole, median of {rounds} reads each")
 for label, psycopg_s, adbc_s in (("cold (first read after a commit)", psycopg_cold, adbc_cold),
                                  ("warm (read cache, no commit since)", psycopg_warm, adbc_warm)):

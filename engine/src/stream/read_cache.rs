@@ -86,7 +86,7 @@ impl ReadCache {
         entries.clock += 1;
         let now = entries.clock;
         let found = match entries.by_view.get_mut(&view) {
-            Some(entry) if entry.epoch <= epoch => {
+            Some(entry) if entry.epoch == epoch => {
                 entry.used = now;
                 Some(entry.batches.clone())
             }
