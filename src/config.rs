@@ -99,6 +99,13 @@ pub struct ServeArgs {
     /// every view; 0 turns the cache off (bytes).
     #[arg(long, env = "STREAMHOUSE_VIEW_READ_CACHE_BYTES")]
     pub view_read_cache_bytes: Option<u64>,
+    /// Deepest nesting a statement may have (operators in a chain, parentheses, query blocks);
+    /// deeper ones are refused with 54001.
+    #[arg(long, env = "STREAMHOUSE_STATEMENT_DEPTH_MAX")]
+    pub statement_depth_max: Option<u64>,
+    /// Stack of each server thread, where statements are planned and run (bytes).
+    #[arg(long, env = "STREAMHOUSE_THREAD_STACK_BYTES")]
+    pub thread_stack_bytes: Option<u64>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -135,6 +142,8 @@ struct FileConfig {
     state_cache_bytes_max: Option<u64>,
     state_block_cache_bytes: Option<u64>,
     view_read_cache_bytes: Option<u64>,
+    statement_depth_max: Option<u64>,
+    thread_stack_bytes: Option<u64>,
     log: Option<String>,
 }
 
@@ -148,6 +157,8 @@ pub struct ServerConfig {
     pub flight_listen: String,
     pub flight: streamhouse_flight::FlightConfig,
     pub message_bytes_max: usize,
+    /// Stack of each runtime thread (workers and the blocking pool).
+    pub thread_stack_bytes: usize,
     pub log: String,
 }
 
@@ -231,6 +242,18 @@ impl ServerConfig {
             args.state_block_cache_bytes.or(file.state_block_cache_bytes),
             engine.state_block_cache_bytes,
         )?;
+        engine.statement_depth_max = positive(
+            "statement_depth_max",
+            args.statement_depth_max.or(file.statement_depth_max),
+            engine.statement_depth_max as u64,
+        )? as usize;
+        let thread_stack_bytes = positive(
+            "thread_stack_bytes",
+            args.thread_stack_bytes.or(file.thread_stack_bytes),
+            streamhouse_engine::THREAD_STACK_BYTES_DEFAULT as u64,
+        )?;
+        anyhow::ensure!(thread_stack_bytes >= 1 << 20, "thread_stack_bytes must be at least 1048576");
+        let thread_stack_bytes = usize::try_from(thread_stack_bytes).context("thread_stack_bytes is too large")?;
         // 0 is allowed: no cache.
         engine.view_read_cache_bytes = args.view_read_cache_bytes.or(file.view_read_cache_bytes).unwrap_or(engine.view_read_cache_bytes);
         let message_bytes_max = positive(
@@ -267,6 +290,7 @@ impl ServerConfig {
             pg_listen: args.pg_listen.or(file.pg_listen).unwrap_or_else(|| "127.0.0.1:5433".into()),
             http_listen: args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             message_bytes_max,
+            thread_stack_bytes,
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         })
     }

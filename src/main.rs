@@ -52,7 +52,11 @@ fn main() {
         }
     };
     init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("streamhouse").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("streamhouse")
+        .thread_stack_size(config.thread_stack_bytes)
+        .build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("streamhouse: cannot start the runtime: {error}");

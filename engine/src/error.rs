@@ -31,6 +31,9 @@ pub enum EngineError {
     DataException(String),
     #[error("{0}")]
     ProgramLimitExceeded(String),
+    /// A statement nested deeper than the server's threads can plan (PostgreSQL's `54001`).
+    #[error("{0}")]
+    StackDepthExceeded(String),
     #[error("{0}")]
     PlanError(String),
     #[error("canceling statement due to user request")]
@@ -63,6 +66,7 @@ impl EngineError {
             EngineError::NumericOutOfRange(_) => "22003",
             EngineError::DataException(_) => "22000",
             EngineError::ProgramLimitExceeded(_) => "54000",
+            EngineError::StackDepthExceeded(_) => "54001",
             EngineError::PlanError(_) => "42000",
             EngineError::Canceled => "57014",
             EngineError::Storage(error) => match error {
@@ -94,6 +98,12 @@ impl From<arrow::error::ArrowError> for EngineError {
 
 impl From<datafusion::sql::sqlparser::parser::ParserError> for EngineError {
     fn from(error: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        use datafusion::sql::sqlparser::parser::ParserError;
+        if matches!(error, ParserError::RecursionLimitExceeded) {
+            return EngineError::StackDepthExceeded(
+                "stack depth limit exceeded: the statement nests more than 50 levels deep (parentheses, subqueries or prefix operators)".into(),
+            );
+        }
         EngineError::Syntax(error.to_string().trim_start_matches("sql parser error: ").to_string())
     }
 }

@@ -61,6 +61,10 @@ pub struct EngineConfig {
     /// Memory for complete reads of views kept until the view's next commit, shared by every
     /// view (0: none): a view read again before it changes is not read from RocksDB again.
     pub view_read_cache_bytes: u64,
+    /// Deepest nesting a statement may have (operators in a chain, parentheses, query blocks;
+    /// see [`sql::depth`]): deeper ones are refused with `54001` before planning, so that
+    /// planning stays within the threads' stack.
+    pub statement_depth_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -75,9 +79,18 @@ impl Default for EngineConfig {
             state_cache_bytes_max: 64 * 1024 * 1024,
             state_block_cache_bytes: 256 * 1024 * 1024,
             view_read_cache_bytes: 256 * 1024 * 1024,
+            statement_depth_max: STATEMENT_DEPTH_MAX_DEFAULT,
         }
     }
 }
+
+/// The default of [`EngineConfig::statement_depth_max`]: what the default thread stack
+/// ([`THREAD_STACK_BYTES_DEFAULT`]) plans with a wide margin, measured in `tests/hostile.rs`.
+pub const STATEMENT_DEPTH_MAX_DEFAULT: usize = 1000;
+
+/// The default stack of the server's threads (runtime workers and the blocking pool), where
+/// statements are planned and run.
+pub const THREAD_STACK_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 
 /// The engine: storage plus what sessions share.
 pub struct Engine {

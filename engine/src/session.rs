@@ -421,6 +421,7 @@ impl Session {
                 kind: PreparedKind::TypeLookup,
             });
         }
+        crate::sql::depth::check(sql, self.engine.config().statement_depth_max)?;
         let mut statement = parse_statement(sql)?;
         if let Statement::Query(query) = &mut statement {
             crate::pg_types::inline_current_setting(query.as_mut(), &self.settings)?;

@@ -1,6 +1,7 @@
 //! SQL front matter: parsing our statements, column types, durations, parameter types, and the
 //! rewrite that hides system columns from `*`.
 
+pub mod depth;
 pub mod duration;
 pub mod literal_insert;
 pub mod parameters;

@@ -77,7 +77,7 @@ pub enum TransactionCommand {
     Rollback,
 }
 
-fn tokenize(sql: &str) -> Result<Vec<Token>> {
+pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>> {
     Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize()
         .map_err(|e| EngineError::Syntax(e.to_string()))

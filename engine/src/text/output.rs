@@ -201,13 +201,22 @@ fn write_bytea(bytes: &[u8], out: &mut String) {
     }
 }
 
-/// `{1,2,NULL,"a b"}`: Postgres array literal syntax.
+/// `{1,2,NULL,"a b"}`: Postgres array literal syntax; an array of arrays as PostgreSQL writes a
+/// multidimensional one, `{{1,2},{3,4}}` (inner arrays are not quoted: quoting them would double
+/// the escapes at every level, exponential in the depth).
 fn write_array(values: &ArrayRef, out: &mut String) -> Result<()> {
     out.push('{');
+    let nested = matches!(values.data_type(), DataType::List(_) | DataType::LargeList(_));
     let mut element = String::new();
     for index in 0..values.len() {
         if index > 0 {
             out.push(',');
+        }
+        if nested {
+            if !write_text(values, index, out)? {
+                out.push_str("NULL");
+            }
+            continue;
         }
         element.clear();
         if !write_text(values, index, &mut element)? {
@@ -265,5 +274,10 @@ mod tests {
         assert_eq!(text(interval, 0).as_deref(), Some("1 year 2 mons 3 days 04:00:00.5"));
         let list = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1), None, Some(3)])]));
         assert_eq!(text(list, 0).as_deref(), Some("{1,NULL,3}"));
+        // Arrays of arrays as PostgreSQL prints `ARRAY[ARRAY[1, 2], ARRAY[3, NULL]]`.
+        let inner = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1), Some(2)]), Some(vec![Some(3), None])]);
+        let field = Arc::new(arrow::datatypes::Field::new_list_field(inner.data_type().clone(), true));
+        let outer = Arc::new(ListArray::new(field, arrow::buffer::OffsetBuffer::from_lengths([2]), Arc::new(inner), None));
+        assert_eq!(text(outer, 0).as_deref(), Some("{{1,2},{3,NULL}}"));
     }
 }

@@ -1,0 +1,133 @@
+//! Statements written to exhaust the server's stack get an error or an answer, never an abort:
+//! every shape of deep nesting (operator chains, unions, chains of CTEs, parentheses, function
+//! calls, subqueries, prefix operators, arrays of arrays) over the simple and the extended
+//! protocol, at the default depth limit, past it, and as a 1 MB statement. After each one the
+//! same server (same process) answers a normal query.
+//!
+//! The server runs with a quarter of the default thread stack, so statements at the default
+//! `statement_depth_max` planning here shows the default has at least that margin (in a debug
+//! build, whose frames are larger than a release build's).
+
+use streamhouse_engine::{STATEMENT_DEPTH_MAX_DEFAULT, THREAD_STACK_BYTES_DEFAULT};
+use streamhouse_sql_tests::{connect, TestServer};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// The first column of the single row of `sql` as text, over the simple protocol, or the
+/// error's SQLSTATE.
+async fn simple(client: &Client, sql: &str) -> Result<String, String> {
+    match client.simple_query(sql).await {
+        Ok(messages) => Ok(messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_string()),
+                _ => None,
+            })
+            .expect("a row")),
+        Err(error) => Err(error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"))),
+    }
+}
+
+/// The same over the extended protocol (Parse, Bind, Execute; binary results), the column as
+/// text.
+async fn extended(client: &Client, sql: &str) -> Result<String, String> {
+    match client.query(sql, &[]).await {
+        Ok(rows) => {
+            let row = rows.first().expect("a row");
+            let text = row
+                .try_get::<_, i64>(0)
+                .map(|v| v.to_string())
+                .or_else(|_| row.try_get::<_, i32>(0).map(|v| v.to_string()))
+                .or_else(|_| row.try_get::<_, bool>(0).map(|v| if v { "t" } else { "f" }.to_string()))
+                .or_else(|_| row.try_get::<_, String>(0))
+                .unwrap_or_else(|e| panic!("a column of {:?}: {e}", row.columns()[0].type_()));
+            Ok(text)
+        }
+        Err(error) => Err(error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"))),
+    }
+}
+
+fn chain(n: usize, term: &str, op: &str) -> String {
+    vec![term; n].join(op)
+}
+
+/// `n` common table expressions, each reading the one before and adding one.
+fn ctes(n: usize) -> String {
+    let defs: Vec<String> =
+        (0..n).map(|i| if i == 0 { "c0 AS (SELECT 1 AS x)".to_string() } else { format!("c{i} AS (SELECT x + 1 AS x FROM c{})", i - 1) }).collect();
+    format!("WITH {} SELECT x FROM c{}", defs.join(", "), n - 1)
+}
+
+fn nested(n: usize, open: &str, inner: &str, close: &str) -> String {
+    format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+}
+
+async fn still_serving(server: &TestServer, pid: Option<u32>, client: &Client, after: &str) {
+    assert_eq!(simple(client, "SELECT 41 + 1").await, Ok("42".into()), "the connection after {after}");
+    let other = connect(server).await;
+    assert_eq!(simple(&other, "SELECT 1").await, Ok("1".into()), "a new connection after {after}");
+    assert_eq!(server.pid(), pid, "the same server process after {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_statements_get_an_error_or_an_answer_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = (THREAD_STACK_BYTES_DEFAULT / 4).to_string();
+    let server = TestServer::start(&dir.path().join("data"), &["--thread-stack-bytes", &stack]);
+    let pid = server.pid();
+    let client = connect(&server).await;
+    let limit = STATEMENT_DEPTH_MAX_DEFAULT;
+
+    // At the limit: answered, with the value worked out here. (`SELECT` counts as one level.)
+    let n = limit - 1;
+    let at_limit: Vec<(&str, String, String)> = vec![
+        ("a chain of +", format!("SELECT {}", chain(n, "1", " + ")), n.to_string()),
+        ("a chain of AND", format!("SELECT {}", chain(n / 2, "true", " AND ")), "t".into()),
+        ("a chain of ||", format!("SELECT {}", chain(n, "'a'", " || ")), "a".repeat(n)),
+        ("a chain of OR in WHERE", format!("SELECT count(*) FROM generate_series(1, 10) AS g(v) WHERE {}", chain(n / 4, "v = 3", " OR ")), "1".into()),
+        ("a UNION ALL of query blocks", (0..limit / 2).map(|i| format!("SELECT {i}")).collect::<Vec<_>>().join(" UNION ALL "), "".into()),
+        // Each CTE is a query block, and so is the final SELECT.
+        ("a chain of CTEs", ctes(n), n.to_string()),
+    ];
+    for (what, sql, expected) in &at_limit {
+        for (protocol, answer) in [("simple", simple(&client, sql).await), ("extended", extended(&client, sql).await)] {
+            match answer {
+                // The union's rows come in any order: any of its values will do.
+                Ok(value) if expected.is_empty() => assert!(value.parse::<usize>().unwrap() < limit / 2, "{what}: {value}"),
+                Ok(value) => assert_eq!(&value, expected, "{what} over the {protocol} protocol"),
+                Err(code) => panic!("{what} over the {protocol} protocol: {code}"),
+            }
+            still_serving(&server, pid, &client, what).await;
+        }
+    }
+
+    // Past the limit, and 1 MB statements of the same shapes: 54001 before planning.
+    let megabyte = 1 << 20;
+    let past_limit: Vec<(&str, String)> = vec![
+        ("a chain of + past the limit", format!("SELECT {}", chain(limit + 1, "1", " + "))),
+        ("a UNION past the limit", (0..limit).map(|i| format!("SELECT {i}")).collect::<Vec<_>>().join(" UNION ")),
+        ("a chain of CTEs past the limit", ctes(limit)),
+        ("1 MB of +", format!("SELECT {}", chain(megabyte / 4, "1", " + "))),
+        ("1 MB of AND", format!("SELECT {}", chain(megabyte / 9, "true", " AND "))),
+        ("1 MB of UNION", (0..megabyte / 20).map(|i| format!("SELECT {i}")).collect::<Vec<_>>().join(" UNION ")),
+        ("1 MB of CTEs", ctes(megabyte / 40)),
+        // Recursion in the parser itself: sqlparser's recursion limit.
+        ("parentheses", format!("SELECT {}", nested(100, "(", "1", ")"))),
+        ("1 MB of parentheses", format!("SELECT {}", nested(megabyte / 2, "(", "1", ")"))),
+        ("function calls", format!("SELECT {}", nested(100, "abs(", "1", ")"))),
+        ("subqueries", format!("SELECT * FROM {}", nested(100, "(SELECT * FROM ", "(SELECT 1 AS x) AS t", ") AS t"))),
+        ("prefix minus", format!("SELECT {}1", "- ".repeat(megabyte / 2))),
+        ("NOT", format!("SELECT {}true", "NOT ".repeat(1000))),
+    ];
+    for (what, sql) in &past_limit {
+        for (protocol, answer) in [("simple", simple(&client, sql).await), ("extended", extended(&client, sql).await)] {
+            assert_eq!(answer, Err("54001".to_string()), "{what} over the {protocol} protocol");
+            still_serving(&server, pid, &client, what).await;
+        }
+    }
+
+    // Arrays of arrays 40 deep (once exponential in their text): printed as PostgreSQL prints a
+    // multidimensional array.
+    let array = format!("SELECT {}", nested(40, "ARRAY[", "1", "]"));
+    assert_eq!(simple(&client, &array).await, Ok(nested(40, "{", "1", "}")));
+    still_serving(&server, pid, &client, "arrays of arrays").await;
+}
