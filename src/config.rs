@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// Largest Postgres protocol message accepted.
     #[arg(long, env = "STREAMHOUSE_MESSAGE_BYTES_MAX")]
     pub message_bytes_max: Option<usize>,
+    /// Most Postgres connections at once; one more is refused with 53300.
+    #[arg(long, env = "STREAMHOUSE_PG_CONNECTIONS_MAX")]
+    pub pg_connections_max: Option<u64>,
+    /// How long a Postgres connection may take to send its startup packet (ms).
+    #[arg(long, env = "STREAMHOUSE_PG_STARTUP_TIMEOUT_MS")]
+    pub pg_startup_timeout_ms: Option<u64>,
     /// Largest INSERT (bytes of Arrow data), appended atomically.
     #[arg(long, env = "STREAMHOUSE_STATEMENT_BYTES_MAX")]
     pub statement_bytes_max: Option<u64>,
@@ -134,6 +140,8 @@ struct FileConfig {
     partition_tail_bytes_max: Option<u64>,
     append_wait_ms_max: Option<u64>,
     message_bytes_max: Option<usize>,
+    pg_connections_max: Option<u64>,
+    pg_startup_timeout_ms: Option<u64>,
     statement_bytes_max: Option<u64>,
     copy_bytes_max: Option<u64>,
     epoch_interval_ms: Option<u64>,
@@ -156,7 +164,8 @@ pub struct ServerConfig {
     pub http_listen: String,
     pub flight_listen: String,
     pub flight: streamhouse_flight::FlightConfig,
-    pub message_bytes_max: usize,
+    /// Limits of the Postgres front end.
+    pub pg: streamhouse_pgwire::PgServerConfig,
     /// Stack of each runtime thread (workers and the blocking pool).
     pub thread_stack_bytes: usize,
     pub log: String,
@@ -261,6 +270,13 @@ impl ServerConfig {
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),
             64 * 1024 * 1024,
         )? as usize;
+        let mut pg = streamhouse_pgwire::PgServerConfig { message_bytes_max, ..Default::default() };
+        pg.connections_max = positive("pg_connections_max", args.pg_connections_max.or(file.pg_connections_max), pg.connections_max as u64)? as usize;
+        pg.startup_timeout = Duration::from_millis(positive(
+            "pg_startup_timeout_ms",
+            args.pg_startup_timeout_ms.or(file.pg_startup_timeout_ms),
+            pg.startup_timeout.as_millis() as u64,
+        )?);
         let mut flight = streamhouse_flight::FlightConfig::default();
         flight.message_bytes_max = positive(
             "flight_message_bytes_max",
@@ -289,7 +305,7 @@ impl ServerConfig {
             engine,
             pg_listen: args.pg_listen.or(file.pg_listen).unwrap_or_else(|| "127.0.0.1:5433".into()),
             http_listen: args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
-            message_bytes_max,
+            pg,
             thread_stack_bytes,
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         })

@@ -71,6 +71,12 @@ async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>, 
                 "# HELP streamhouse_active_connections Open Postgres connections.\n# TYPE streamhouse_active_connections gauge\nstreamhouse_active_connections {}",
                 pg.connections.get()
             );
+            let _ = writeln!(
+                body,
+                "# HELP streamhouse_pg_connections_refused_total Postgres connections refused at pg_connections_max.\n# TYPE streamhouse_pg_connections_refused_total counter\nstreamhouse_pg_connections_refused_total {}\n# HELP streamhouse_pg_startups_timed_out_total Postgres connections closed for not completing startup within pg_startup_timeout_ms.\n# TYPE streamhouse_pg_startups_timed_out_total counter\nstreamhouse_pg_startups_timed_out_total {}",
+                pg.connections_refused.get(),
+                pg.startups_timed_out.get()
+            );
             flight.render(&mut body);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }

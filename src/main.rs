@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use streamhouse_engine::Engine;
-use streamhouse_pgwire::{PgMetrics, PgServerConfig};
+use streamhouse_pgwire::PgMetrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -116,7 +116,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let pg_task = tokio::spawn(streamhouse_pgwire::serve(
         pg_listener,
         engine.clone(),
-        PgServerConfig { message_bytes_max: config.message_bytes_max, ..PgServerConfig::default() },
+        config.pg.clone(),
         pg_metrics.clone(),
         shutdown.clone(),
     ));

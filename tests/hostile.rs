@@ -125,9 +125,73 @@ async fn deep_statements_get_an_error_or_an_answer_and_the_server_goes_on() {
         }
     }
 
+    // A value over PostgreSQL's 1 GB field limit (its length once wrapped around in the row
+    // message, desynchronizing the protocol): 54000, like PostgreSQL's "requested length too
+    // large", in both formats; the connection goes on.
+    // (Over a topic's row: a constant would be folded by the optimizer, copying its gigabyte
+    // many times over in a debug build.)
+    client.batch_execute("CREATE TOPIC one (x TEXT); INSERT INTO one VALUES ('x')").await.unwrap();
+    let huge = "SELECT repeat(x, 1073741824) AS big FROM one";
+    assert_eq!(simple(&client, huge).await, Err("54000".to_string()));
+    assert_eq!(extended(&client, huge).await, Err("54000".to_string()));
+    still_serving(&server, pid, &client, "a value over 1 GB").await;
+
     // Arrays of arrays 40 deep (once exponential in their text): printed as PostgreSQL prints a
     // multidimensional array.
     let array = format!("SELECT {}", nested(40, "ARRAY[", "1", "]"));
     assert_eq!(simple(&client, &array).await, Ok(nested(40, "{", "1", "}")));
     still_serving(&server, pid, &client, "arrays of arrays").await;
+}
+
+/// Connections past `pg_connections_max` are refused with 53300 (those still in their startup
+/// count), half-open ones are closed after `pg_startup_timeout_ms` and free their slot, and a
+/// cancel request is served even when every slot is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_bounded_and_half_open_ones_time_out() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--pg-connections-max", "3", "--pg-startup-timeout-ms", "3000"]);
+    let refused = async || {
+        let error = tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls).await.err().expect("refused");
+        error.code().map(|c| c.code().to_string())
+    };
+    // Two sessions and one connection that never says anything take the three slots.
+    let first = connect(&server).await;
+    let second = connect(&server).await;
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+    // The silent connection holds its slot until the server gives up on it: until then, a
+    // fourth is refused. (The refusal is checked right away: well within the timeout.)
+    assert_eq!(refused().await.as_deref(), Some("53300"));
+    // A cancel request needs no slot: it cancels the first session's query.
+    let cancel = first.cancel_token();
+    // (The task hands the session back: its slot stays taken.)
+    let running = tokio::spawn(async move {
+        let code = first.simple_query("SELECT count(*) FROM generate_series(1, 100000000000)").await.err().and_then(|e| e.code().map(|c| c.code().to_string()));
+        (first, code)
+    });
+    // (Cancel until the query is running: a cancel that arrives first cancels nothing.)
+    let canceled = loop {
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        if running.is_finished() {
+            let (first, code) = running.await.unwrap();
+            break (first, code);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let (first, canceled) = canceled;
+    assert_eq!(canceled.as_deref(), Some("57014"));
+    // The server closes the silent connection at the timeout (EOF on our side)...
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    assert_eq!(silent.read(&mut [0u8; 16]).unwrap(), 0, "closed without a byte");
+    // ... and its slot takes a new session (the first one's slot is still held).
+    let third = connect(&server).await;
+    assert_eq!(simple(&third, "SELECT 7").await, Ok("7".into()));
+    assert_eq!(simple(&second, "SELECT 8").await, Ok("8".into()));
+    assert_eq!(simple(&first, "SELECT 9").await, Ok("9".into()));
+    // All three slots are sessions now.
+    assert_eq!(refused().await.as_deref(), Some("53300"));
+    let metrics = streamhouse_sql_tests::http_get(server.http_port, "/metrics");
+    for (name, value) in [("streamhouse_pg_connections_refused_total", 2), ("streamhouse_pg_startups_timed_out_total", 1)] {
+        assert!(metrics.lines().any(|l| l == format!("{name} {value}")), "{name} {value} in {metrics}");
+    }
 }

@@ -97,15 +97,23 @@ struct Connection {
 }
 
 /// Serves one TCP connection to its end.
-pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let mut writer = write_half;
-    let startup = match startup(&mut reader, &mut writer, &shared).await {
-        Ok(Some(startup)) => startup,
-        Ok(None) => return,
-        Err(error) => {
+    let started = tokio::time::timeout(shared.config.startup_timeout, startup(&mut reader, &mut writer, &shared, slot.is_some())).await;
+    let startup = match started {
+        Err(_) => {
+            shared.metrics.startups_timed_out.add(1);
+            return;
+        }
+        Ok(Ok(Some(startup))) => startup,
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => {
+            if error.sqlstate() == TOO_MANY_CONNECTIONS {
+                shared.metrics.connections_refused.add(1);
+            }
             let mut out = Output::default();
             out.error("FATAL", error.sqlstate(), &error.to_string());
             let _ = writer.write_all(&out.buffer).await;
@@ -129,16 +137,43 @@ pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     connection.run().await;
     shared.metrics.connections.decrement();
     shared.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    drop(slot);
 }
+
+/// The bytes a string or binary value holds (0 for other types): what its text or binary form
+/// is at least.
+fn stored_bytes(column: &dyn streamhouse_engine::arrow::array::Array, row: usize) -> usize {
+    use streamhouse_engine::arrow::array::AsArray;
+    use streamhouse_engine::arrow::datatypes::DataType;
+    match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().value(row).len(),
+        DataType::LargeUtf8 => column.as_string::<i64>().value(row).len(),
+        DataType::Utf8View => column.as_string_view().value(row).len(),
+        DataType::Binary => column.as_binary::<i32>().value(row).len(),
+        DataType::LargeBinary => column.as_binary::<i64>().value(row).len(),
+        DataType::BinaryView => column.as_binary_view().value(row).len(),
+        _ => 0,
+    }
+}
+
+/// Largest value in a row (PostgreSQL's limit of a field, 1 GB).
+const FIELD_BYTES_MAX: usize = (1 << 30) - 1;
+
+/// Largest DataRow message: its length is an i32 (PostgreSQL's own rows stay under 1 GB).
+const ROW_BYTES_MAX: usize = FIELD_BYTES_MAX;
+
+/// PostgreSQL's SQLSTATE for a connection past `max_connections`.
+const TOO_MANY_CONNECTIONS: &str = "53300";
 
 type Startup = (Session, (i32, i32), watch::Receiver<u64>);
 
 /// Negotiates the startup phase. `Ok(None)` means the connection is done (a cancel request, or
-/// the peer went away).
+/// the peer went away). Without a slot (`has_slot` false), a session is refused with `53300`.
 async fn startup(
     reader: &mut BufReader<OwnedReadHalf>,
     writer: &mut OwnedWriteHalf,
     shared: &Arc<Shared>,
+    has_slot: bool,
 ) -> Result<Option<Startup>, EngineError> {
     let fatal = |message: &str| EngineError::Internal(message.to_string());
     loop {
@@ -163,6 +198,9 @@ async fn startup(
                     sender.send_modify(|generation| *generation += 1);
                 }
                 return Ok(None);
+            }
+            PROTOCOL_VERSION_3 if !has_slot => {
+                return Err(EngineError::Sqlstate { code: TOO_MANY_CONNECTIONS, message: "sorry, too many clients already".into() })
             }
             PROTOCOL_VERSION_3 => {}
             other => {
@@ -516,17 +554,33 @@ impl Connection {
                         self.out.null_field();
                         continue;
                     }
-                    if format_for(formats, index) == 1 {
+                    // A string's size is known before it is written (and writing 1 GB first
+                    // would take long).
+                    let stored = stored_bytes(column, row);
+                    let value: &[u8] = if stored > FIELD_BYTES_MAX {
+                        &[0u8; 0][..]
+                    } else if format_for(formats, index) == 1 {
                         binary.clear();
                         write_binary(&fields[index], column, row, &mut binary)?;
-                        self.out.buffer.put_i32(binary.len() as i32);
-                        self.out.buffer.put_slice(&binary);
+                        &binary
                     } else {
                         text.clear();
                         write_text(column, row, &mut text)?;
-                        self.out.buffer.put_i32(text.len() as i32);
-                        self.out.buffer.put_slice(text.as_bytes());
+                        text.as_bytes()
+                    };
+                    if stored > FIELD_BYTES_MAX || value.len() > FIELD_BYTES_MAX || self.out.buffer.len() - at + 4 + value.len() > ROW_BYTES_MAX {
+                        // The row's length could not be told in the message's i32: the row is
+                        // taken back and the statement fails (rows before it went out).
+                        self.out.buffer.truncate(at - 1);
+                        return Err(EngineError::ProgramLimitExceeded(format!(
+                            "a row of this result is larger than the {FIELD_BYTES_MAX} bytes PostgreSQL's protocol allows (column \"{}\": {} bytes)",
+                            fields[index].name(),
+                            value.len().max(stored)
+                        ))
+                        .into());
                     }
+                    self.out.buffer.put_i32(value.len() as i32);
+                    self.out.buffer.put_slice(value);
                 }
                 self.out.end_row(at);
                 sent_now += 1;

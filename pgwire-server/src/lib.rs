@@ -26,11 +26,23 @@ pub struct PgServerConfig {
     /// Output is written to the socket once this much is buffered, so a slow client slows the
     /// query down instead of growing memory.
     pub output_flush_bytes: usize,
+    /// Most connections at once, those still in their startup phase included (PostgreSQL's
+    /// `max_connections`); one more is refused with `53300` once it has said who it is (a
+    /// cancel request is still served).
+    pub connections_max: usize,
+    /// How long a connection may take to send its startup packet (PostgreSQL's
+    /// `authentication_timeout`): one that sends nothing is closed then, and its slot freed.
+    pub startup_timeout: std::time::Duration,
 }
 
 impl Default for PgServerConfig {
     fn default() -> Self {
-        Self { message_bytes_max: 64 * 1024 * 1024, output_flush_bytes: 64 * 1024 }
+        Self {
+            message_bytes_max: 64 * 1024 * 1024,
+            output_flush_bytes: 64 * 1024,
+            connections_max: 100,
+            startup_timeout: std::time::Duration::from_secs(60),
+        }
     }
 }
 
@@ -38,6 +50,10 @@ impl Default for PgServerConfig {
 #[derive(Debug, Default)]
 pub struct PgMetrics {
     pub connections: streamhouse_engine::metrics::Gauge,
+    /// Connections refused at `connections_max`.
+    pub connections_refused: streamhouse_engine::metrics::Counter,
+    /// Connections closed for not completing their startup in time.
+    pub startups_timed_out: streamhouse_engine::metrics::Counter,
 }
 
 pub(crate) struct Shared {
@@ -64,12 +80,16 @@ pub async fn serve(
         next_process_id: AtomicI32::new(1000),
         metrics,
     });
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.config.connections_max));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "postgres connection");
-                    tokio::spawn(connection::serve_connection(stream, shared.clone()));
+                    // Without a slot the connection is still read up to its startup packet:
+                    // a cancel request is served, anything else refused with 53300.
+                    let slot = slots.clone().try_acquire_owned().ok();
+                    tokio::spawn(connection::serve_connection(stream, shared.clone(), slot));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: log, and keep accepting.
