@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// deeper ones are refused with 54001.
     #[arg(long, env = "STREAMHOUSE_STATEMENT_DEPTH_MAX")]
     pub statement_depth_max: Option<u64>,
+    /// Every session's statement_timeout until it sets its own (ms; 0: none).
+    #[arg(long, env = "STREAMHOUSE_STATEMENT_TIMEOUT_MS")]
+    pub statement_timeout_ms: Option<u64>,
     /// Stack of each server thread, where statements are planned and run (bytes).
     #[arg(long, env = "STREAMHOUSE_THREAD_STACK_BYTES")]
     pub thread_stack_bytes: Option<u64>,
@@ -151,6 +154,7 @@ struct FileConfig {
     state_block_cache_bytes: Option<u64>,
     view_read_cache_bytes: Option<u64>,
     statement_depth_max: Option<u64>,
+    statement_timeout_ms: Option<u64>,
     thread_stack_bytes: Option<u64>,
     log: Option<String>,
 }
@@ -263,6 +267,8 @@ impl ServerConfig {
         )?;
         anyhow::ensure!(thread_stack_bytes >= 1 << 20, "thread_stack_bytes must be at least 1048576");
         let thread_stack_bytes = usize::try_from(thread_stack_bytes).context("thread_stack_bytes is too large")?;
+        // 0 is allowed: no timeout.
+        engine.statement_timeout_ms = args.statement_timeout_ms.or(file.statement_timeout_ms).unwrap_or(engine.statement_timeout_ms);
         // 0 is allowed: no cache.
         engine.view_read_cache_bytes = args.view_read_cache_bytes.or(file.view_read_cache_bytes).unwrap_or(engine.view_read_cache_bytes);
         let message_bytes_max = positive(

@@ -195,3 +195,62 @@ async fn connections_are_bounded_and_half_open_ones_time_out() {
         assert!(metrics.lines().any(|l| l == format!("{name} {value}")), "{name} {value} in {metrics}");
     }
 }
+
+/// Reads a streamed result to its end, dropping the rows; returns the SQLSTATE it ended with.
+async fn drain(client: &Client, sql: &str) -> Option<String> {
+    use futures::StreamExt;
+    let stream = match client.simple_query_raw(sql).await {
+        Ok(stream) => stream,
+        Err(error) => return error.code().map(|c| c.code().to_string()),
+    };
+    let mut stream = std::pin::pin!(stream);
+    // (A liveness guard, not a measurement: without the interrupt this would never end.)
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+        while let Some(message) = stream.next().await {
+            if let Err(error) = message {
+                return error.code().map(|c| c.code().to_string());
+            }
+        }
+        None
+    });
+    ended.await.expect("the endless result was not stopped")
+}
+
+/// A result streamed without end stops at a cancel and at `statement_timeout`, whether the
+/// timeout is the server's default, set in the `options` startup parameter, or SET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_results_stop_at_cancel_and_at_every_kind_of_statement_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--statement-timeout-ms", "300"]);
+    let endless = "SELECT * FROM generate_series(1, 10000000000000)";
+    // The server's default.
+    let client = connect(&server).await;
+    assert_eq!(simple(&client, "SHOW statement_timeout").await, Ok("300".into()));
+    assert_eq!(drain(&client, endless).await.as_deref(), Some("57014"));
+    // The options startup parameter (as `PGOPTIONS` or a libpq `options=` sets it).
+    let (with_options, connection) = format!("{} options='-c statement_timeout=200'", server.connection_string())
+        .parse::<tokio_postgres::Config>()
+        .unwrap()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    assert_eq!(simple(&with_options, "SHOW statement_timeout").await, Ok("200".into()));
+    assert_eq!(drain(&with_options, endless).await.as_deref(), Some("57014"));
+    // Bad options refuse the connection.
+    let refused = format!("{} options='-x'", server.connection_string()).parse::<tokio_postgres::Config>().unwrap().connect(tokio_postgres::NoTls).await;
+    assert_eq!(refused.err().and_then(|e| e.code().map(|c| c.code().to_string())).as_deref(), Some("22023"));
+    // No timeout: a cancel request stops it.
+    client.batch_execute("SET statement_timeout = 0").await.unwrap();
+    let cancel = client.cancel_token();
+    let running = tokio::spawn(async move { (drain(&client, endless).await, client) });
+    let (code, client) = loop {
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        if running.is_finished() {
+            break running.await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert_eq!(simple(&client, "SELECT 5").await, Ok("5".into()));
+}

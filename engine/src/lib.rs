@@ -65,6 +65,8 @@ pub struct EngineConfig {
     /// see [`sql::depth`]): deeper ones are refused with `54001` before planning, so that
     /// planning stays within the threads' stack.
     pub statement_depth_max: usize,
+    /// Every session's `statement_timeout` until it sets its own (ms; 0: none).
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
             state_block_cache_bytes: 256 * 1024 * 1024,
             view_read_cache_bytes: 256 * 1024 * 1024,
             statement_depth_max: STATEMENT_DEPTH_MAX_DEFAULT,
+            statement_timeout_ms: 0,
         }
     }
 }

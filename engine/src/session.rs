@@ -233,7 +233,8 @@ impl CopyIn {
     }
 }
 
-fn default_settings(database: &str, user: &str) -> BTreeMap<String, String> {
+fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String, String> {
+    let statement_timeout = config.statement_timeout_ms.to_string();
     [
         ("server_version", SERVER_VERSION),
         ("server_encoding", "UTF8"),
@@ -250,13 +251,13 @@ fn default_settings(database: &str, user: &str) -> BTreeMap<String, String> {
         ("application_name", ""),
         ("extra_float_digits", "1"),
         ("bytea_output", "hex"),
-        ("statement_timeout", "0"),
+        ("statement_timeout", statement_timeout.as_str()),
         ("client_min_messages", "notice"),
         ("is_superuser", "on"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([("database".to_string(), database.to_string()), ("session_authorization".to_string(), user.to_string())])
+    .chain([("database".to_string(), config.database_name.clone()), ("session_authorization".to_string(), user.to_string())])
     .collect()
 }
 
@@ -310,12 +311,52 @@ fn settings_schema() -> SchemaRef {
     ]))
 }
 
+/// The settings in the `options` startup parameter, as PostgreSQL reads it: arguments
+/// separated by spaces (a backslash keeps the next character, a space included), each
+/// `-c name=value`, `-cname=value` or `--name=value` (dashes in the name are underscores).
+fn parse_startup_options(options: &str) -> Result<Vec<(String, String)>> {
+    let mut arguments = Vec::new();
+    let mut current = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !current.is_empty() {
+                    arguments.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        arguments.push(current);
+    }
+    let mut settings = Vec::new();
+    let mut arguments = arguments.into_iter();
+    while let Some(argument) = arguments.next() {
+        let setting = if argument == "-c" {
+            arguments.next().ok_or_else(|| EngineError::InvalidParameter("-c in the options startup parameter needs name=value".into()))?
+        } else if let Some(setting) = argument.strip_prefix("-c").or_else(|| argument.strip_prefix("--")) {
+            setting.to_string()
+        } else {
+            return Err(EngineError::InvalidParameter(format!(
+                "invalid command-line argument in the options startup parameter: {argument} (only -c name=value and --name=value are accepted)"
+            )));
+        };
+        let Some((name, value)) = setting.split_once('=') else {
+            return Err(EngineError::InvalidParameter(format!("{setting} in the options startup parameter requires a value")));
+        };
+        settings.push((name.trim().replace('-', "_").to_ascii_lowercase(), value.to_string()));
+    }
+    Ok(settings)
+}
+
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str) -> Result<Self> {
-        let database = engine.config().database_name.clone();
         let (context, schema) = new_context(&engine)?;
         Ok(Self {
-            settings: default_settings(&database, user),
+            settings: default_settings(engine.config(), user),
             engine,
             context,
             schema,
@@ -357,8 +398,14 @@ impl Session {
             // The session shows times in UTC; the client learns so from ParameterStatus.
             return Ok(());
         }
-        if name == "options" || name == "replication" {
+        if name == "options" {
+            for (name, value) in parse_startup_options(value)? {
+                self.set_variable(&name, Some(value))?;
+            }
             return Ok(());
+        }
+        if name == "replication" {
+            return Err(EngineError::NotSupported("replication connections".into()));
         }
         // Some drivers quote values here ('utf-8'); Postgres accepts that.
         let value = value.trim();
@@ -368,9 +415,8 @@ impl Session {
 
     fn set_variable(&mut self, name: &str, value: Option<String>) -> Result<()> {
         let Some(value) = value else {
-            let database = self.engine.config().database_name.clone();
             let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
-            match default_settings(&database, &user).remove(name) {
+            match default_settings(self.engine.config(), &user).remove(name) {
                 Some(default) => self.settings.insert(name.to_string(), default),
                 None => self.settings.remove(name),
             };
@@ -739,9 +785,8 @@ impl Session {
                 match name {
                     Some(name) => self.set_variable(&name, None)?,
                     None => {
-                        let database = self.engine.config().database_name.clone();
                         let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
-                        self.settings = default_settings(&database, &user);
+                        self.settings = default_settings(self.engine.config(), &user);
                     }
                 }
                 Ok(QueryOutput::Command { tag: "RESET".into() })
@@ -831,4 +876,20 @@ async fn count_rows_written(mut stream: SendableRecordBatchStream) -> Result<u64
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_startup_options;
+
+    #[test]
+    fn startup_options_are_read_as_postgres_reads_them() {
+        let settings = parse_startup_options("-c statement_timeout=250  --application-name=my\\ app -cDateStyle=ISO").unwrap();
+        let expected = [("statement_timeout", "250"), ("application_name", "my app"), ("datestyle", "ISO")];
+        assert_eq!(settings, expected.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert!(parse_startup_options("").unwrap().is_empty());
+        for bad in ["-c", "-d 5", "--flag", "-c name"] {
+            assert_eq!(parse_startup_options(bad).unwrap_err().sqlstate(), "22023", "{bad}");
+        }
+    }
 }

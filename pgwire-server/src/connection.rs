@@ -296,6 +296,22 @@ async fn interruptible<T>(
     Err(Failure::Statement(interrupt_error(interrupt)))
 }
 
+/// Fails if a cancel request arrived or `deadline` passed, without waiting.
+fn check_interrupt(cancel: &mut watch::Receiver<u64>, deadline: Option<Instant>) -> Result<(), Failure> {
+    match cancel.has_changed() {
+        Err(_) => return Err(Failure::Disconnected),
+        Ok(true) => {
+            cancel.borrow_and_update();
+            return Err(Failure::Statement(interrupt_error(Interrupt::Canceled)));
+        }
+        Ok(false) => {}
+    }
+    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        return Err(Failure::Statement(interrupt_error(Interrupt::Timeout)));
+    }
+    Ok(())
+}
+
 fn interrupt_error(interrupt: Interrupt) -> EngineError {
     match interrupt {
         Interrupt::Canceled => EngineError::Canceled,
@@ -529,7 +545,12 @@ impl Connection {
                     // Rows already encoded go out before waiting for more: a result that arrives
                     // slowly (a SUBSCRIBE) reaches the client as it comes.
                     let next = match futures::FutureExt::now_or_never(stream.next()) {
-                        Some(next) => next,
+                        // A result whose batches are always ready never waits in
+                        // `interruptible`: look for a cancel or the timeout here.
+                        Some(next) => {
+                            check_interrupt(&mut self.cancel, self.deadline)?;
+                            next
+                        }
                         None => {
                             self.flush().await?;
                             interruptible(&mut self.cancel, self.deadline, stream.next()).await?
