@@ -112,6 +112,13 @@ pub struct ServeArgs {
     /// Every session's statement_timeout until it sets its own (ms; 0: none).
     #[arg(long, env = "STREAMHOUSE_STATEMENT_TIMEOUT_MS")]
     pub statement_timeout_ms: Option<u64>,
+    /// Memory one session's running statement may reserve (sorts, aggregates, joins); past it
+    /// they spill or fail with 53200 (bytes).
+    #[arg(long, env = "STREAMHOUSE_QUERY_MEMORY_BYTES_MAX")]
+    pub query_memory_bytes_max: Option<u64>,
+    /// Memory all sessions' statements together may reserve (bytes).
+    #[arg(long, env = "STREAMHOUSE_SERVER_MEMORY_BYTES_MAX")]
+    pub server_memory_bytes_max: Option<u64>,
     /// Stack of each server thread, where statements are planned and run (bytes).
     #[arg(long, env = "STREAMHOUSE_THREAD_STACK_BYTES")]
     pub thread_stack_bytes: Option<u64>,
@@ -155,6 +162,8 @@ struct FileConfig {
     view_read_cache_bytes: Option<u64>,
     statement_depth_max: Option<u64>,
     statement_timeout_ms: Option<u64>,
+    query_memory_bytes_max: Option<u64>,
+    server_memory_bytes_max: Option<u64>,
     thread_stack_bytes: Option<u64>,
     log: Option<String>,
 }
@@ -267,6 +276,16 @@ impl ServerConfig {
         )?;
         anyhow::ensure!(thread_stack_bytes >= 1 << 20, "thread_stack_bytes must be at least 1048576");
         let thread_stack_bytes = usize::try_from(thread_stack_bytes).context("thread_stack_bytes is too large")?;
+        engine.query_memory_bytes_max = positive(
+            "query_memory_bytes_max",
+            args.query_memory_bytes_max.or(file.query_memory_bytes_max),
+            engine.query_memory_bytes_max,
+        )?;
+        engine.server_memory_bytes_max = positive(
+            "server_memory_bytes_max",
+            args.server_memory_bytes_max.or(file.server_memory_bytes_max),
+            engine.server_memory_bytes_max,
+        )?;
         // 0 is allowed: no timeout.
         engine.statement_timeout_ms = args.statement_timeout_ms.or(file.statement_timeout_ms).unwrap_or(engine.statement_timeout_ms);
         // 0 is allowed: no cache.

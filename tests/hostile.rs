@@ -254,3 +254,34 @@ async fn endless_results_stop_at_cancel_and_at_every_kind_of_statement_timeout()
     assert_eq!(code.as_deref(), Some("57014"));
     assert_eq!(simple(&client, "SELECT 5").await, Ok("5".into()));
 }
+
+/// A statement past `query_memory_bytes_max` fails with 53200 naming the limit; the session and
+/// the server go on, and smaller statements run. Settings that multiply memory are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_past_their_memory_limit_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--query-memory-bytes-max", "33554432"]);
+    let pid = server.pid();
+    let client = connect(&server).await;
+    for sql in [
+        // A sort of 4 M rows (about 100 MB in DataFusion's row format).
+        "SELECT v FROM generate_series(1, 4000000) AS g(v) ORDER BY v % 1000, v OFFSET 3999995",
+        // An aggregate holding 8 M values.
+        "SELECT cardinality(array_agg(v)) FROM generate_series(1, 8000000) AS g(v)",
+    ] {
+        let error = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(error.code().map(|c| c.code()), Some("53200"), "{sql}: {error}");
+        assert!(error.as_db_error().is_some_and(|e| e.message().contains("query_memory_bytes_max")), "{error}");
+        still_serving(&server, pid, &client, sql).await;
+    }
+    // Within the limit: the same shapes, smaller, answer (worked out: the largest multiples of
+    // 1000 plus 999 below 40 000, and the count).
+    let rows = client.query("SELECT v FROM generate_series(1, 40000) AS g(v) ORDER BY v % 1000, v OFFSET 39997", &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [37999, 38999, 39999]);
+    assert_eq!(simple(&client, "SELECT cardinality(array_agg(v)) FROM generate_series(1, 80000) AS g(v)").await, Ok("80000".into()));
+    // 100 000 target partitions once took 22 GB for a GROUP BY of a thousand rows.
+    let error = client.simple_query("SET datafusion.execution.target_partitions = 100000").await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error}");
+    client.batch_execute("SET datafusion.execution.target_partitions = 8").await.unwrap();
+    assert_eq!(simple(&client, "SELECT count(*) FROM (SELECT v % 10 FROM generate_series(1, 1000) AS g(v) GROUP BY v % 10)").await, Ok("10".into()));
+}

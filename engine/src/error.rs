@@ -31,6 +31,9 @@ pub enum EngineError {
     DataException(String),
     #[error("{0}")]
     ProgramLimitExceeded(String),
+    /// A statement needs more memory than its limit allows (PostgreSQL's `53200`).
+    #[error("{0}")]
+    OutOfMemory(String),
     /// A statement nested deeper than the server's threads can plan (PostgreSQL's `54001`).
     #[error("{0}")]
     StackDepthExceeded(String),
@@ -67,6 +70,7 @@ impl EngineError {
             EngineError::DataException(_) => "22000",
             EngineError::ProgramLimitExceeded(_) => "54000",
             EngineError::StackDepthExceeded(_) => "54001",
+            EngineError::OutOfMemory(_) => "53200",
             EngineError::PlanError(_) => "42000",
             EngineError::Canceled => "57014",
             EngineError::Storage(error) => match error {
@@ -166,7 +170,10 @@ fn classify_datafusion(error: DataFusionError) -> EngineError {
             },
         },
         DataFusionError::Context(_, inner) => classify_datafusion(*inner),
-        DataFusionError::Shared(shared) => classify_datafusion(DataFusionError::Execution(shared.to_string())),
+        DataFusionError::Shared(shared) => match shared.as_ref() {
+            DataFusionError::ResourcesExhausted(message) => EngineError::OutOfMemory(message.clone()),
+            other => classify_datafusion(DataFusionError::Execution(other.to_string())),
+        },
         DataFusionError::Execution(message) => {
             if message.contains("Divide by zero") || message.contains("division by zero") {
                 EngineError::DivisionByZero("division by zero".into())
@@ -178,7 +185,7 @@ fn classify_datafusion(error: DataFusionError) -> EngineError {
                 EngineError::DataException(message)
             }
         }
-        DataFusionError::ResourcesExhausted(message) => EngineError::ProgramLimitExceeded(message),
+        DataFusionError::ResourcesExhausted(message) => EngineError::OutOfMemory(message),
         other => EngineError::Internal(other.to_string()),
     }
 }

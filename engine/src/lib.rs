@@ -12,6 +12,7 @@ pub mod keyed;
 pub mod memory;
 pub mod pg_types;
 pub mod provider;
+pub mod query_memory;
 mod session;
 mod show;
 pub mod sql;
@@ -67,6 +68,11 @@ pub struct EngineConfig {
     pub statement_depth_max: usize,
     /// Every session's `statement_timeout` until it sets its own (ms; 0: none).
     pub statement_timeout_ms: u64,
+    /// Memory a session's running statement may reserve in DataFusion's operators (sorts,
+    /// aggregates, joins); past it they spill to disk where they can, else fail with `53200`.
+    pub query_memory_bytes_max: u64,
+    /// Memory all sessions' statements together may reserve.
+    pub server_memory_bytes_max: u64,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,8 @@ impl Default for EngineConfig {
             view_read_cache_bytes: 256 * 1024 * 1024,
             statement_depth_max: STATEMENT_DEPTH_MAX_DEFAULT,
             statement_timeout_ms: 0,
+            query_memory_bytes_max: 2 << 30,
+            server_memory_bytes_max: 8 << 30,
         }
     }
 }
@@ -101,6 +109,8 @@ pub struct Engine {
     config: EngineConfig,
     views: Arc<stream::Views>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// What every session's queries reserve together (see [`query_memory`]).
+    query_memory: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -132,7 +142,8 @@ impl Engine {
             Ok(metas) => readers.tombstone_floor(&metas, topic, partition),
             Err(_) => 0, // unknown readers: keep every tombstone
         }));
-        let engine = Arc::new(Self { storage, config, views, shutdown });
+        let query_memory = query_memory::server_pool(usize::try_from(config.server_memory_bytes_max).unwrap_or(usize::MAX));
+        let engine = Arc::new(Self { storage, config, views, shutdown, query_memory });
         stream::ddl::start_views(&engine).await?;
         Ok(engine)
     }
@@ -144,6 +155,14 @@ impl Engine {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// A new session's DataFusion runtime: its own memory pool of `query_memory_bytes_max`,
+    /// drawing from the server's.
+    pub(crate) fn session_runtime(&self) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+        let limit = usize::try_from(self.config.query_memory_bytes_max).unwrap_or(usize::MAX);
+        let pool = Arc::new(query_memory::SessionPool::new(self.query_memory.clone(), limit));
+        Ok(datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_pool(pool).build_arc()?)
     }
 
     pub fn config(&self) -> &EngineConfig {
