@@ -419,11 +419,6 @@ async fn a_streamed_do_put_is_answered_in_order_up_to_a_refused_batch() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (12 * ROWS, 12 * ROWS - 1));
 }
 
-fn metric(server: &TestServer, name: &str) -> u64 {
-    let metrics = streamhouse_sql_tests::http_get(server.http_port, "/metrics");
-    let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap_or_else(|| panic!("{name} in {metrics}"));
-    line[name.len() + 1..].trim().parse().unwrap()
-}
 
 /// Rows `ids` of the topic `z`: the id, and a name (NULL every third row).
 fn named_rows(ids: std::ops::Range<i64>) -> RecordBatch {
@@ -461,7 +456,7 @@ async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
     };
     let plain = read(r#"{"topic": "z", "partition": 0}"#.into()).await;
     let lz4 = read(r#"{"topic": "z", "partition": 0, "compression": "lz4_frame"}"#.into()).await;
-    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_sent_total"), 3, "the three sealed batches went as stored");
+    assert_eq!(streamhouse_sql_tests::metric(&server, "streamhouse_flight_stored_batches_sent_total"), 3, "the three sealed batches went as stored");
     let concat = |batches: &[RecordBatch]| streamhouse_engine::arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap();
     let (plain, lz4) = (concat(&plain), concat(&lz4));
     assert_eq!(lz4, plain);
@@ -475,7 +470,7 @@ async fn lz4_partition_tickets_send_sealed_batches_as_stored() {
     let cut = concat(&read(r#"{"topic": "z", "partition": 0, "start": 500, "end": 5800, "compression": "lz4_frame"}"#.into()).await);
     assert_eq!(int64s(&[cut.clone()], 0), (500..5800).collect::<Vec<_>>());
     assert_eq!(cut, lz4.slice(500, 5300));
-    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_sent_total"), 4);
+    assert_eq!(streamhouse_sql_tests::metric(&server, "streamhouse_flight_stored_batches_sent_total"), 4);
     let missing = flight.do_get(arrow_flight::Ticket::new(r#"{"topic": "nope", "partition": 0, "compression": "lz4_frame"}"#)).await;
     assert!(matches!(missing, Err(arrow_flight::error::FlightError::Tonic(status)) if status.code() == tonic::Code::NotFound));
 }
@@ -524,7 +519,7 @@ async fn lz4_do_put_batches_are_stored_as_sent() {
     assert_eq!(answers.len(), 4);
     // Whole batches go round-robin over the two partitions.
     assert_eq!(placed.iter().filter(|&&p| p == 0).count(), 2, "{placed:?}");
-    assert_eq!(metric(&server, "streamhouse_flight_stored_batches_received_total"), 3, "the three large batches were stored as sent");
+    assert_eq!(streamhouse_sql_tests::metric(&server, "streamhouse_flight_stored_batches_received_total"), 3, "the three large batches were stored as sent");
 
     let expected = named_rows(0..9100);
     let expected_ids: Vec<i64> = (0..9100).collect();
@@ -547,7 +542,7 @@ async fn lz4_do_put_batches_are_stored_as_sent() {
     let all = streamhouse_engine::arrow::compute::concat_batches(&expected.schema(), &batches).unwrap();
     let order = streamhouse_engine::arrow::compute::sort_to_indices(all.column(0), None, None).unwrap();
     assert_eq!(streamhouse_engine::arrow::compute::take_record_batch(&all, &order).unwrap(), expected);
-    assert!(metric(&server, "streamhouse_flight_stored_batches_sent_total") >= 3, "the sealed batches went back as stored");
+    assert!(streamhouse_sql_tests::metric(&server, "streamhouse_flight_stored_batches_sent_total") >= 3, "the sealed batches went back as stored");
 
     // A NULL id in a batch stored as sent: refused with the not-null violation, nothing appended.
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));

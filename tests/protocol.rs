@@ -232,3 +232,58 @@ fn random_bytes_never_take_the_server_down() {
     assert_alive(port);
     assert_no_panic(&server);
 }
+
+/// One connection holds at most 10 000 named prepared statements, 1 000 portals (within one
+/// transaction or until Sync) and 1 000 cursors: one more of each is refused with 54000, and
+/// the session and the server go on.
+#[test]
+fn a_session_holds_a_bounded_number_of_statements_portals_and_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let mut client = RawClient::startup(server.pg_port);
+    let count = |messages: &[Message], tag: u8| messages.iter().filter(|m| m.0 == tag).count();
+
+    for i in 0..=10_000 {
+        let mut parse = cstr(&format!("s{i}"));
+        parse.extend(cstr("SELECT 1"));
+        parse.extend_from_slice(&0i16.to_be_bytes());
+        client.send(b'P', &parse);
+    }
+    client.send(b'S', &[]);
+    let messages = client.read_until(b'Z');
+    assert_eq!(count(&messages, b'1'), 10_000, "ParseComplete");
+    assert_eq!(messages.iter().find_map(sqlstate).as_deref(), Some("54000"));
+
+    // Portals live until Sync outside a transaction block: 1 000 in one pipeline, then one more.
+    for i in 0..=1_000 {
+        let mut bind = cstr(&format!("p{i}"));
+        bind.extend(cstr("s0"));
+        bind.extend_from_slice(&0i16.to_be_bytes());
+        bind.extend_from_slice(&0i16.to_be_bytes());
+        bind.extend_from_slice(&0i16.to_be_bytes());
+        client.send(b'B', &bind);
+    }
+    client.send(b'S', &[]);
+    let messages = client.read_until(b'Z');
+    assert_eq!(count(&messages, b'2'), 1_000, "BindComplete");
+    assert_eq!(messages.iter().find_map(sqlstate).as_deref(), Some("54000"));
+    // After Sync the portals are gone: binding works again.
+    let mut bind = cstr("again");
+    bind.extend(cstr("s0"));
+    bind.extend_from_slice(&[0; 6]);
+    client.send(b'B', &bind);
+    client.send(b'S', &[]);
+    assert_eq!(count(&client.read_until(b'Z'), b'2'), 1);
+
+    let declares: Vec<String> = (0..=1_000).map(|i| format!("DECLARE c{i} CURSOR FOR SELECT {i}")).collect();
+    let messages = client.query(&declares.join("; "));
+    assert_eq!(count(&messages, b'C'), 1_000, "DECLARE CURSOR");
+    assert_eq!(messages.iter().find_map(sqlstate).as_deref(), Some("54000"));
+    // The cursors declared are there; closing one makes room for another.
+    let fetched = client.query("FETCH c999");
+    assert!(fetched.iter().any(|m| m.0 == b'D' && m.1.ends_with(b"999")), "{fetched:?}");
+    let messages = client.query("CLOSE c0; DECLARE c1000 CURSOR FOR SELECT 1000");
+    assert_eq!(messages.iter().find_map(sqlstate), None);
+    assert_no_panic(&server);
+    assert_alive(server.pg_port);
+}

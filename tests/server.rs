@@ -15,13 +15,6 @@ async fn connect(server: &TestServer) -> Client {
 }
 
 
-fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{metrics}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_out_round_trip_atomically() {
@@ -214,9 +207,9 @@ async fn graceful_shutdown_keeps_data_and_metrics_count_it() {
     client.execute("INSERT INTO m VALUES (1), (2), (3)", &[]).await.unwrap();
     client.execute("INSERT INTO m VALUES (4)", &[]).await.unwrap();
     let metrics = http_get(server.http_port, "/metrics");
-    assert_eq!(metric(&metrics, "streamhouse_rows_appended_total"), 4);
-    assert_eq!(metric(&metrics, "streamhouse_active_connections"), 1);
-    assert!(metric(&metrics, "streamhouse_wal_fsync_seconds_count") >= 1);
+    assert_eq!(streamhouse_sql_tests::metric_in(&metrics, "streamhouse_rows_appended_total"), 4);
+    assert_eq!(streamhouse_sql_tests::metric_in(&metrics, "streamhouse_active_connections"), 1);
+    assert!(streamhouse_sql_tests::metric_in(&metrics, "streamhouse_wal_fsync_seconds_count") >= 1);
     drop(client);
     assert_eq!(server.stop(), Some(0), "SIGTERM exits 0");
     server.restart();
@@ -224,7 +217,7 @@ async fn graceful_shutdown_keeps_data_and_metrics_count_it() {
     let sum: i64 = client.query_one("SELECT sum(v) FROM m", &[]).await.unwrap().get(0);
     assert_eq!(sum, 10);
     let metrics = http_get(server.http_port, "/metrics");
-    assert!(metric(&metrics, "streamhouse_segments_sealed_total") == 0, "sealed at the previous shutdown, not now");
+    assert!(streamhouse_sql_tests::metric_in(&metrics, "streamhouse_segments_sealed_total") == 0, "sealed at the previous shutdown, not now");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use streamhouse_sql_tests::{connect, http_get, kill_during_writes, sorted_rows, TestServer};
+use streamhouse_sql_tests::{connect, http_get, kill_during_writes, metric, sorted_rows, TestServer};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const ROUNDS: usize = 10;
@@ -329,14 +329,6 @@ async fn copy_of_a_subscription_streams_csv_lines() {
     assert_eq!(ended.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{ended}");
 }
 
-fn metric(server: &TestServer, name: &str) -> u64 {
-    let metrics = http_get(server.http_port, "/metrics");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{metrics}"))
-}
 
 /// Reads of a view between two commits are answered from the read cache; every commit makes
 /// the next read go to the state store, so a read after a FLUSH always has the FLUSHed rows

@@ -311,6 +311,9 @@ fn settings_schema() -> SchemaRef {
     ]))
 }
 
+/// Most cursors one session may hold open (each keeps a running query's stream).
+const CURSORS_MAX: usize = 1_000;
+
 /// Most partitions a session may ask DataFusion to plan for (`datafusion.execution.target_partitions`).
 const TARGET_PARTITIONS_MAX: usize = 256;
 
@@ -722,6 +725,11 @@ impl Session {
             Statement::Declare { name, sql, statement } => {
                 if self.cursors.contains_key(&name) {
                     return Err(duplicate_cursor(&name));
+                }
+                if self.cursors.len() >= CURSORS_MAX {
+                    return Err(EngineError::ProgramLimitExceeded(format!(
+                        "too many open cursors in this session ({CURSORS_MAX}): CLOSE some first"
+                    )));
                 }
                 let endless = matches!(*statement, Statement::Subscribe { .. });
                 let prepared = self.prepare(&sql).await?;

@@ -156,6 +156,12 @@ fn stored_bytes(column: &dyn streamhouse_engine::arrow::array::Array, row: usize
     }
 }
 
+/// Most named prepared statements one connection may hold (each keeps its plan).
+const PREPARED_STATEMENTS_MAX: usize = 10_000;
+
+/// Most portals one connection may hold open (each may keep a running query's stream).
+const PORTALS_MAX: usize = 1_000;
+
 /// Largest value in a row (PostgreSQL's limit of a field, 1 GB).
 const FIELD_BYTES_MAX: usize = (1 << 30) - 1;
 
@@ -730,6 +736,11 @@ impl Connection {
                 _ => inferred.get(i).and_then(|t| t.as_ref()).map(oid_for_data_type).unwrap_or(oid::TEXT),
             })
             .collect();
+        if !self.statements.contains_key(&name) && self.statements.len() >= PREPARED_STATEMENTS_MAX {
+            return Err(Failure::Statement(EngineError::ProgramLimitExceeded(format!(
+                "too many prepared statements in this session ({PREPARED_STATEMENTS_MAX}): close some (Close, DEALLOCATE) first"
+            ))));
+        }
         self.statements.insert(name, Arc::new(StatementEntry { prepared, param_oids }));
         self.out.simple(b'1'); // ParseComplete
         Ok(())
@@ -781,6 +792,11 @@ impl Connection {
                 return Err(Failure::Fatal { code: "08P01", message: format!("unsupported format code {format}") });
             }
             result_formats.push(format);
+        }
+        if !self.portals.contains_key(&portal) && self.portals.len() >= PORTALS_MAX {
+            return Err(Failure::Statement(EngineError::ProgramLimitExceeded(format!(
+                "too many open portals in this session ({PORTALS_MAX}): close some first"
+            ))));
         }
         self.portals.insert(portal, Portal { statement, params, result_formats, state: PortalState::NotStarted });
         self.out.simple(b'2'); // BindComplete

@@ -145,6 +145,21 @@ pub fn http_get(port: u16, path: &str) -> String {
     response
 }
 
+/// The value of the unlabelled metric `name` in Prometheus text `metrics`; panics if it is
+/// missing.
+pub fn metric_in(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{metrics}"))
+}
+
+/// The value of the unlabelled metric `name` that `server` reports now.
+pub fn metric(server: &TestServer, name: &str) -> u64 {
+    metric_in(&http_get(server.http_port, "/metrics"), name)
+}
+
 /// A client connected to `server`, its connection driven in the background.
 pub async fn connect(server: &TestServer) -> tokio_postgres::Client {
     let (client, connection) =
