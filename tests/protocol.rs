@@ -255,23 +255,17 @@ fn a_session_holds_a_bounded_number_of_statements_portals_and_cursors() {
     assert_eq!(messages.iter().find_map(sqlstate).as_deref(), Some("54000"));
 
     // Portals live until Sync outside a transaction block: 1 000 in one pipeline, then one more.
+    // Bind of `portal` to s0: no parameter formats, no parameters, no result formats.
+    let bind = |portal: &str| [cstr(portal), cstr("s0"), vec![0; 6]].concat();
     for i in 0..=1_000 {
-        let mut bind = cstr(&format!("p{i}"));
-        bind.extend(cstr("s0"));
-        bind.extend_from_slice(&0i16.to_be_bytes());
-        bind.extend_from_slice(&0i16.to_be_bytes());
-        bind.extend_from_slice(&0i16.to_be_bytes());
-        client.send(b'B', &bind);
+        client.send(b'B', &bind(&format!("p{i}")));
     }
     client.send(b'S', &[]);
     let messages = client.read_until(b'Z');
     assert_eq!(count(&messages, b'2'), 1_000, "BindComplete");
     assert_eq!(messages.iter().find_map(sqlstate).as_deref(), Some("54000"));
     // After Sync the portals are gone: binding works again.
-    let mut bind = cstr("again");
-    bind.extend(cstr("s0"));
-    bind.extend_from_slice(&[0; 6]);
-    client.send(b'B', &bind);
+    client.send(b'B', &bind("again"));
     client.send(b'S', &[]);
     assert_eq!(count(&client.read_until(b'Z'), b'2'), 1);
 
