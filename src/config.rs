@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// How long an append waits for sealing to catch up before failing.
     #[arg(long, env = "STREAMHOUSE_APPEND_WAIT_MS_MAX")]
     pub append_wait_ms_max: Option<u64>,
+    /// Disk space held in reserve and given back when the disk is full, so DROP can free space.
+    #[arg(long, env = "STREAMHOUSE_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
     /// Largest Postgres protocol message accepted.
     #[arg(long, env = "STREAMHOUSE_MESSAGE_BYTES_MAX")]
     pub message_bytes_max: Option<usize>,
@@ -149,6 +152,7 @@ struct FileConfig {
     tombstone_retention_ms: Option<u64>,
     partition_tail_bytes_max: Option<u64>,
     append_wait_ms_max: Option<u64>,
+    disk_reserve_bytes: Option<u64>,
     message_bytes_max: Option<usize>,
     pg_connections_max: Option<u64>,
     pg_startup_timeout_ms: Option<u64>,
@@ -236,6 +240,8 @@ impl ServerConfig {
         )?;
         storage.append_wait_ms_max =
             positive("append_wait_ms_max", args.append_wait_ms_max.or(file.append_wait_ms_max), storage.append_wait_ms_max)?;
+        // Zero is allowed: no reserve.
+        storage.disk_reserve_bytes = args.disk_reserve_bytes.or(file.disk_reserve_bytes).unwrap_or(storage.disk_reserve_bytes);
         let mut engine = EngineConfig::default();
         engine.statement_bytes_max = positive("statement_bytes_max", args.statement_bytes_max.or(file.statement_bytes_max), engine.statement_bytes_max)?;
         engine.copy_bytes_max = positive("copy_bytes_max", args.copy_bytes_max.or(file.copy_bytes_max), engine.copy_bytes_max)?;

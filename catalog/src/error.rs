@@ -27,3 +27,10 @@ pub enum CatalogError {
     #[error("catalog file was written by a newer StreamHouse (schema version {found}, this build knows up to {known})")]
     TooNew { found: i64, known: i64 },
 }
+
+impl CatalogError {
+    /// Whether the catalog database could not be written because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, CatalogError::Database(rusqlite::Error::SqliteFailure(error, _)) if error.code == rusqlite::ErrorCode::DiskFull)
+    }
+}

@@ -80,6 +80,7 @@ impl EngineError {
                 StorageError::InvalidBatch { .. } => "22000",
                 StorageError::ShuttingDown => "57P01",
                 StorageError::Backpressure { .. } => "53000",
+                error if error.is_disk_full() => "53100",
                 _ => "58030", // io_error
             },
             EngineError::Internal(_) => "XX000",

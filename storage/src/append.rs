@@ -493,6 +493,15 @@ impl Storage {
             if bytes <= config.partition_tail_bytes_max {
                 return Ok(());
             }
+            if self.inner.sealing_disk_full.load(Ordering::Acquire) {
+                // Sealing cannot catch up before space is freed: no use waiting.
+                return Err(StorageError::DiskFull {
+                    what: format!(
+                        "segments of partition {partition} of topic \"{}\", whose unsealed rows reached partition_tail_bytes_max ({bytes} bytes)",
+                        topic.name()
+                    ),
+                });
+            }
             self.inner.seal_wakeup.notify_one();
             let remaining = limit.saturating_sub(started.elapsed());
             if remaining.is_zero() || tokio::time::timeout(remaining, progress).await.is_err() {

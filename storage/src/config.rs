@@ -29,6 +29,9 @@ pub struct StorageConfig {
     pub compaction_interval_ms: u64,
     /// A keyed table's partition is compacted once it has this many segments.
     pub compaction_segments_min: u64,
+    /// Space kept in a file in the data directory and given back when the disk is full, so that
+    /// `DROP` can still free space (see `reserve.rs`). `0`: none.
+    pub disk_reserve_bytes: u64,
     /// Compaction drops a tombstone (the last row of a deleted key) once it is this old.
     pub tombstone_retention_ms: u64,
 }
@@ -50,6 +53,7 @@ impl StorageConfig {
             compaction_interval_ms: 60_000,
             compaction_segments_min: 4,
             tombstone_retention_ms: 24 * 60 * 60 * 1000,
+            disk_reserve_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum StorageError {
     Backpressure { topic: String, partition: u32, bytes: u64, waited_ms: u64 },
     #[error("storage is shutting down")]
     ShuttingDown,
+    /// The disk holding `what` is full. Nothing of the write that gets this error is stored.
+    #[error("could not write {what}: no space left on device; nothing of this write was stored, so it can be retried once space is freed (DROP TOPIC frees a topic's space)")]
+    DiskFull { what: String },
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -51,8 +54,26 @@ impl StorageError {
                 StorageError::Backpressure { topic: topic.clone(), partition: *partition, bytes: *bytes, waited_ms: *waited_ms }
             }
             StorageError::ShuttingDown => StorageError::ShuttingDown,
+            StorageError::DiskFull { what } => StorageError::DiskFull { what: what.clone() },
             StorageError::Arrow(error) => StorageError::Arrow(arrow::error::ArrowError::ComputeError(error.to_string())),
             other => StorageError::WalFailed(other.to_string()),
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the user's quota on it) is full.
+pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() || code == rustix::io::Errno::DQUOT.raw_os_error())
+}
+
+impl StorageError {
+    /// Whether this error comes from a full disk (the WAL's, a segment's or the catalog's).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::DiskFull { .. } => true,
+            StorageError::DataDirectory { source, .. } | StorageError::WalIo(source) => is_disk_full(source),
+            StorageError::Catalog(error) => error.is_disk_full(),
+            _ => false,
         }
     }
 }

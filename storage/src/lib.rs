@@ -22,6 +22,7 @@ mod lz4;
 pub mod metrics;
 pub mod object;
 mod record;
+mod reserve;
 mod retention;
 pub mod scan;
 mod sealer;
@@ -93,7 +94,7 @@ pub(crate) struct Inner {
     encoder: aside::Encoder,
     /// Held while offsets are assigned and the record is queued, so records enter the WAL in
     /// offset order.
-    append_lock: tokio::sync::Mutex<i64>,
+    append_lock: Arc<tokio::sync::Mutex<i64>>,
     cache: SegmentCache,
     metrics: Arc<StorageMetrics>,
     /// Wakes the sealer (a partition may have crossed its size threshold).
@@ -110,6 +111,9 @@ pub(crate) struct Inner {
     compaction_lock: tokio::sync::Mutex<()>,
     /// Readers' progress through keyed tables (see [`Storage::set_compaction_floor`]).
     compaction_floor: RwLock<Option<CompactionFloor>>,
+    reserve: reserve::DiskReserve,
+    /// Whether the last sealing pass failed because the disk was full.
+    sealing_disk_full: std::sync::atomic::AtomicBool,
 }
 
 /// The storage layer. Cheap to clone.
@@ -212,6 +216,17 @@ impl Storage {
                 partition.apply(stored);
             }
         });
+        let append_lock = Arc::new(tokio::sync::Mutex::new(0));
+        let give_back_topics = topics.clone();
+        let give_back: wal::GiveBackFn = Box::new(move |first_offsets| {
+            let topics = give_back_topics.read().unwrap_or_else(|p| p.into_inner());
+            for (&(topic_id, partition), &offset) in first_offsets {
+                if let Some(partition) = topics.get(&topic_id).and_then(|t| t.partition(partition)) {
+                    partition.next_offset.store(offset, Ordering::Release);
+                }
+            }
+        });
+        let offsets = wal::OffsetsGiver { append_lock: append_lock.clone(), give_back, runtime: tokio::runtime::Handle::current() };
         let wal = Wal::start(
             &wal_dir,
             files,
@@ -219,9 +234,11 @@ impl Storage {
             config.wal_file_bytes_max,
             config.wal_group_bytes_max,
             apply,
+            offsets,
             metrics.clone(),
         )?;
         let cache = SegmentCache::new(store.clone(), config.segment_cache_bytes_max, metrics.clone());
+        let reserve = reserve::DiskReserve::new(data_dir, config.disk_reserve_bytes);
         let storage = Storage {
             inner: Arc::new(Inner {
                 config,
@@ -231,7 +248,7 @@ impl Storage {
                 topics,
                 wal,
                 encoder: aside::Encoder::start()?,
-                append_lock: tokio::sync::Mutex::new(0),
+                append_lock,
                 cache,
                 metrics,
                 seal_wakeup: Notify::new(),
@@ -241,6 +258,8 @@ impl Storage {
                 graveyard: std::sync::Mutex::default(),
                 compaction_lock: tokio::sync::Mutex::new(()),
                 compaction_floor: RwLock::new(None),
+                reserve,
+                sealing_disk_full: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         // Rows replayed from the WAL may already be over the thresholds.
@@ -277,7 +296,7 @@ impl Storage {
 
     /// Drops a topic: its metadata goes at once, its objects in the background.
     pub fn drop_topic(&self, name: &str) -> Result<()> {
-        let meta = self.inner.catalog.drop_topic(name).map_err(|e| match e {
+        let meta = self.freeing_space(|| self.inner.catalog.drop_topic(name)).map_err(|e| match e {
             streamhouse_catalog::CatalogError::TopicNotFound(name) => StorageError::TopicNotFound(name),
             other => other.into(),
         })?;
@@ -286,6 +305,23 @@ impl Storage {
         }
         self.inner.retention_wakeup.notify_one();
         Ok(())
+    }
+
+    /// Runs a catalog change that frees space (a DROP). If the disk is too full for the catalog
+    /// to record it, the disk reserve is given back and the change tried once more.
+    pub fn freeing_space<T>(
+        &self,
+        change: impl Fn() -> Result<T, streamhouse_catalog::CatalogError>,
+    ) -> Result<T, streamhouse_catalog::CatalogError> {
+        match change() {
+            Err(error) if error.is_disk_full() && self.inner.reserve.release() => change(),
+            other => other,
+        }
+    }
+
+    /// Takes the disk reserve again if it was given back and there is room now.
+    pub(crate) fn retake_disk_reserve(&self) {
+        self.inner.reserve.take();
     }
 
     /// A live topic by name.

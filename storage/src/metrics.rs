@@ -93,6 +93,8 @@ pub struct StorageMetrics {
     pub wal_bytes_written: Counter,
     pub wal_group_commits: Counter,
     pub wal_fsync_seconds: Histogram,
+    pub wal_writes_refused_disk_full: Counter,
+    pub seal_failures: Counter,
     pub segments_sealed: Counter,
     pub segment_bytes_uploaded: Counter,
     pub segments_deleted: Counter,
@@ -114,6 +116,8 @@ impl StorageMetrics {
         counter(out, "streamhouse_wal_bytes_written_total", "Bytes written to the WAL.", self.wal_bytes_written.get());
         counter(out, "streamhouse_wal_group_commits_total", "WAL fsyncs, each serving every waiting writer.", self.wal_group_commits.get());
         self.wal_fsync_seconds.render("streamhouse_wal_fsync_seconds", "Time to write and fsync one WAL group.", out);
+        counter(out, "streamhouse_wal_writes_refused_disk_full_total", "Writes refused because the WAL's disk was full (none of them stored).", self.wal_writes_refused_disk_full.get());
+        counter(out, "streamhouse_seal_failures_total", "Sealing passes that failed (object store or disk), each retried after a backoff.", self.seal_failures.get());
         counter(out, "streamhouse_segments_sealed_total", "Segments sealed, uploaded and registered.", self.segments_sealed.get());
         counter(out, "streamhouse_segment_bytes_uploaded_total", "Bytes of segments uploaded to the object store.", self.segment_bytes_uploaded.get());
         counter(out, "streamhouse_segments_deleted_total", "Segments deleted by retention.", self.segments_deleted.get());

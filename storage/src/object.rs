@@ -102,8 +102,12 @@ pub(crate) fn write_local_object(root: &Path, key: &str, bytes: &[u8]) -> std::i
     let mut staging = path.clone().into_os_string();
     staging.push(".staging");
     let staging = PathBuf::from(staging);
-    let file = write_staging(&staging, bytes)?;
-    file.sync_data()?;
+    // A write cut short (a full disk) must not leave its part behind, taking space.
+    let staged = write_staging(&staging, bytes).and_then(|file| file.sync_data());
+    if let Err(error) = staged {
+        let _ = std::fs::remove_file(&staging);
+        return Err(error);
+    }
     std::fs::rename(&staging, &path)?;
     // The rename is in `parent`; a created directory's entry is in its own parent. Each sync
     // of a directory is a filesystem journal commit, which the WAL's next fsync waits for, so

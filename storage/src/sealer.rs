@@ -40,7 +40,11 @@ pub(crate) async fn run(storage: Storage) {
             _ = sleep => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(error) = seal_all(&storage, false).await {
+        let sealed = seal_all(&storage, false).await;
+        let disk_full = sealed.as_ref().is_err_and(StorageError::is_disk_full);
+        storage.inner.sealing_disk_full.store(disk_full, Ordering::Release);
+        if let Err(error) = sealed {
+            storage.inner.metrics.seal_failures.add(1);
             tracing::warn!(%error, "sealing failed; will retry");
             // Back off so an unreachable object store is not hammered in a loop.
             tokio::select! {

@@ -103,6 +103,20 @@ pub(crate) struct Wal {
 /// log order.
 pub(crate) type ApplyFn = Arc<dyn Fn(&[RecordEntry]) + Send + Sync>;
 
+/// Gives offsets back after writes were refused: for each `(topic, partition)`, the first
+/// offset of the refused writes, which the next write there gets again. Called under the
+/// append-order lock.
+pub(crate) type GiveBackFn = Box<dyn Fn(&HashMap<(u64, u32), u64>) + Send>;
+
+/// What the WAL thread needs to take refused writes' offsets back (see
+/// [`WalWriter::refuse_for_space`]).
+pub(crate) struct OffsetsGiver {
+    /// The lock writers hold from taking offsets to handing their record over.
+    pub append_lock: Arc<tokio::sync::Mutex<i64>>,
+    pub give_back: GiveBackFn,
+    pub runtime: tokio::runtime::Handle,
+}
+
 fn file_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(format!("{sequence:020}.wal"))
 }
@@ -239,8 +253,17 @@ struct WalWriter {
     group_bytes_max: u64,
     files: Arc<Mutex<WalFiles>>,
     apply: ApplyFn,
+    offsets: OffsetsGiver,
     metrics: Arc<StorageMetrics>,
     poisoned: Option<String>,
+}
+
+/// A group commit (or pipelined write) that failed: the error, the file's length before it,
+/// and the writes it held.
+struct Failed {
+    error: std::io::Error,
+    mark: u64,
+    requests: Vec<WalRequest>,
 }
 
 impl Wal {
@@ -252,6 +275,7 @@ impl Wal {
         file_bytes_max: u64,
         group_bytes_max: u64,
         apply: ApplyFn,
+        offsets: OffsetsGiver,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Self> {
         let files = Arc::new(Mutex::new(files));
@@ -265,6 +289,7 @@ impl Wal {
             group_bytes_max,
             files: files.clone(),
             apply,
+            offsets,
             metrics,
             poisoned: None,
         };
@@ -339,7 +364,7 @@ fn open_file(dir: &Path, sequence: u64, preallocate: u64, files: &Mutex<WalFiles
     let path = file_path(dir, sequence);
     let spare = files.lock().unwrap_or_else(|p| p.into_inner()).spares.pop();
     let reused = spare.and_then(|spare| {
-        let reuse = std::fs::rename(&spare, &path).and_then(|()| OpenOptions::new().write(true).open(&path));
+        let reuse = std::fs::rename(&spare, &path).and_then(|()| OpenOptions::new().read(true).write(true).open(&path));
         reuse.inspect_err(|error| tracing::warn!(file = %spare.display(), %error, "cannot reuse WAL file")).ok()
     });
     let file = match reused {
@@ -348,6 +373,7 @@ fn open_file(dir: &Path, sequence: u64, preallocate: u64, files: &Mutex<WalFiles
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(true)
+                .read(true)
                 .write(true)
                 .open(&path)
                 .map_err(StorageError::WalIo)?;
@@ -392,7 +418,9 @@ impl WalWriter {
         loop {
             let Some(first) = held.take().or_else(|| receiver.blocking_recv()) else { break };
             if first.rest.is_some() {
-                self.commit_pipelined(first);
+                if let Err(failed) = self.commit_pipelined(first) {
+                    self.fail(failed, &mut held, &mut receiver);
+                }
                 continue;
             }
             let mut group_bytes = first.first.frame.len() as u64;
@@ -410,7 +438,9 @@ impl WalWriter {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            if let Err(failed) = self.commit_group(group) {
+                self.fail(failed, &mut held, &mut receiver);
+            }
         }
         // Channel closed: every writer is gone. Make sure what was written is on disk, and give
         // back the preallocated space it did not use.
@@ -441,6 +471,73 @@ impl WalWriter {
         Ok(())
     }
 
+    /// After a failed write or fsync: a full disk takes the failed writes back (and every write
+    /// queued behind them); any other error poisons the log.
+    fn fail(&mut self, failed: Failed, held: &mut Option<WalRequest>, receiver: &mut mpsc::Receiver<WalRequest>) {
+        let Failed { error, mark, requests } = failed;
+        if !crate::error::is_disk_full(&error) {
+            return self.poison(error, requests);
+        }
+        // Cut the file back to before the failed writes, so that none of them is replayed.
+        if let Err(cut) = self.file.rewind(mark) {
+            tracing::error!(%cut, "cannot cut the WAL back after a failed write");
+            return self.poison(error, requests);
+        }
+        self.refuse_for_space(requests, held.take(), receiver);
+    }
+
+    /// Refuses, for a full disk, the writes that failed and every write queued after them, and
+    /// gives their offsets back so that the next writes continue the partitions without a gap.
+    /// Writes take offsets and queue themselves under the append-order lock, so the lock is taken
+    /// (while still draining the queue, which a writer holding it may be waiting on) before the
+    /// queue is emptied for the last time and the offsets given back.
+    fn refuse_for_space(&mut self, mut refused: Vec<WalRequest>, held: Option<WalRequest>, receiver: &mut mpsc::Receiver<WalRequest>) {
+        refused.extend(held);
+        let OffsetsGiver { append_lock, give_back, runtime } = &self.offsets;
+        let guard = runtime.block_on(async {
+            let lock = append_lock.lock();
+            tokio::pin!(lock);
+            loop {
+                tokio::select! {
+                    biased;
+                    guard = &mut lock => return guard,
+                    Some(request) = receiver.recv() => refused.push(request),
+                }
+            }
+        });
+        while let Ok(request) = receiver.try_recv() {
+            refused.push(request);
+        }
+        let mut first_offsets: HashMap<(u64, u32), u64> = HashMap::new();
+        let mut note = |entries: &[RecordEntry]| {
+            for entry in entries {
+                let first = first_offsets.entry((entry.topic_id, entry.partition)).or_insert(entry.base_offset);
+                *first = (*first).min(entry.base_offset);
+            }
+        };
+        for request in &mut refused {
+            note(&request.first.entries);
+            // A pipelined write's further frames: its offsets were given with the lock held,
+            // and its encoder hands them over (or goes away) without needing the lock.
+            if let Some(rest) = request.rest.as_mut() {
+                while let Some(part) = rest.blocking_recv() {
+                    note(&part.entries);
+                    if frame_part(&part.frame) == FramePart::Last {
+                        break;
+                    }
+                }
+            }
+        }
+        give_back(&first_offsets);
+        drop(guard);
+        let what = format!("to the write-ahead log in {}", self.dir.display());
+        tracing::warn!("disk full: refused {} writes of the write-ahead log and took their offsets back", refused.len());
+        self.metrics.wal_writes_refused_disk_full.add(refused.len() as u64);
+        for request in refused {
+            let _ = request.ack.send(Err(StorageError::DiskFull { what: what.clone() }));
+        }
+    }
+
     /// Poisons the log after a failed write or fsync and fails the requests waiting on it.
     fn poison(&mut self, error: std::io::Error, requests: impl IntoIterator<Item = WalRequest>) {
         let reason = format!("WAL write or fsync failed: {error}");
@@ -449,15 +546,17 @@ impl WalWriter {
         self.refuse(requests);
     }
 
-    fn commit_group(&mut self, mut group: Vec<WalRequest>) {
+    fn commit_group(&mut self, mut group: Vec<WalRequest>) -> std::result::Result<(), Failed> {
         if self.poisoned.is_some() {
-            return self.refuse(group);
+            self.refuse(group);
+            return Ok(());
         }
+        let mark = self.file.len();
         for request in &mut group {
             self.write_frame(&mut request.first.frame);
         }
         if let Err(error) = self.sync() {
-            return self.poison(error, group);
+            return Err(Failed { error, mark, requests: group });
         }
         self.metrics.wal_group_commits.add(1);
         self.record_extent(group.iter().flat_map(|r| &r.first.entries));
@@ -468,15 +567,18 @@ impl WalWriter {
         if self.file.len() >= self.file_bytes_max {
             self.roll();
         }
+        Ok(())
     }
 
     /// Commits a pipelined write (see the module doc): its frames as they come, flushing while
     /// waiting for the next, then the fsync of the last, then apply and acknowledge.
-    fn commit_pipelined(&mut self, mut request: WalRequest) {
+    fn commit_pipelined(&mut self, mut request: WalRequest) -> std::result::Result<(), Failed> {
         let Some(mut rest) = request.rest.take() else { return self.commit_group(vec![request]) };
         if self.poisoned.is_some() {
-            return self.refuse([request]);
+            self.refuse([request]);
+            return Ok(());
         }
+        let mark = self.file.len();
         let mut entries = std::mem::take(&mut request.first.entries);
         let mut part = frame_part(&request.first.frame);
         self.write_frame(&mut request.first.frame);
@@ -485,7 +587,12 @@ impl WalWriter {
                 Ok(next) => Some(next),
                 Err(mpsc::error::TryRecvError::Empty) => match self.sync() {
                     Ok(()) => rest.blocking_recv(),
-                    Err(error) => return self.poison(error, [request]),
+                    Err(error) => {
+                        // The write's entries so far, and its frames still to come, are refused.
+                        request.first.entries = entries;
+                        request.rest = Some(rest);
+                        return Err(Failed { error, mark, requests: vec![request] });
+                    }
                 },
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
@@ -494,14 +601,15 @@ impl WalWriter {
                 // No fsync needed: until one happens, a crash leaves a partial write, dropped too.
                 self.write_frame(&mut abandon_frame());
                 let _ = request.ack.send(Err(StorageError::WalFailed("the write was abandoned before its last frame".into())));
-                return;
+                return Ok(());
             };
             part = frame_part(&next.frame);
             entries.append(&mut next.entries);
             self.write_frame(&mut next.frame);
         }
         if let Err(error) = self.sync() {
-            return self.poison(error, [request]);
+            request.first.entries = entries;
+            return Err(Failed { error, mark, requests: vec![request] });
         }
         self.metrics.wal_group_commits.add(1);
         self.record_extent(&entries);
@@ -510,6 +618,7 @@ impl WalWriter {
         if self.file.len() >= self.file_bytes_max {
             self.roll();
         }
+        Ok(())
     }
 
     /// Records, for the open file, how far it holds each partition's rows.

@@ -142,6 +142,31 @@ impl WalFileWriter {
         Ok(())
     }
 
+    /// Takes back everything appended after the first `to` bytes: cuts the file there, durably,
+    /// so that nothing written after `to` (a write that failed half way) is read back. Later
+    /// appends continue from `to`.
+    pub(crate) fn rewind(&mut self, to: u64) -> std::io::Result<()> {
+        if to >= self.buffer_offset {
+            self.buffer.len = self.buffer.len.min((to - self.buffer_offset) as usize);
+        } else {
+            // The block `to` lies in was flushed already: read its first bytes back.
+            let block = to / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
+            let wanted = (to - block) as usize;
+            let mut fresh = AlignedBuffer::with_capacity(BLOCK_BYTES);
+            let start = fresh.start;
+            // A whole block, as direct reads must be, of which the first `wanted` bytes count.
+            let read = self.file.read_at(&mut fresh.storage[start..start + BLOCK_BYTES], block)?;
+            if read < wanted {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "WAL file shorter than written"));
+            }
+            fresh.len = wanted;
+            self.buffer = fresh;
+            self.buffer_offset = block;
+        }
+        self.file.set_len(to)?;
+        self.file.sync_all()
+    }
+
     /// Syncs what was appended and cuts the file there (giving back preallocated space).
     pub(crate) fn finish(mut self) -> std::io::Result<()> {
         self.sync()?;
@@ -183,6 +208,44 @@ mod tests {
             let padding = &on_disk[expected.len()..expected.len().next_multiple_of(BLOCK_BYTES)];
             assert!(padding.iter().all(|&b| b == if direct { 0 } else { 0xAB }), "after append {index}");
         }
+        writer.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_rewound_file_holds_nothing_after_the_mark_and_continues_from_it() {
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(target).unwrap();
+        let path = dir.path().join("log");
+        let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path).unwrap();
+        let mut writer = WalFileWriter::new(file);
+        let bytes = |n: usize, seed: u8| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect() };
+        let mut expected = bytes(BLOCK_BYTES + 100, 1);
+        writer.append(&expected);
+        writer.sync().unwrap();
+        // Rewound within the buffer (nothing flushed since the mark), then past flushed blocks
+        // (the block the mark lies in is read back from the file).
+        for (mark, more) in [(expected.len(), 50), (expected.len(), 3 * BLOCK_BYTES + 9)] {
+            writer.append(&bytes(more, 2));
+            writer.sync().unwrap();
+            writer.rewind(mark as u64).unwrap();
+            assert_eq!(writer.len(), mark as u64);
+            assert_eq!(std::fs::read(&path).unwrap(), expected, "nothing after the mark");
+        }
+        // A mark on a block boundary, with the write never synced.
+        let boundary = BLOCK_BYTES * 2;
+        let tail = bytes(boundary - expected.len(), 3);
+        writer.append(&tail);
+        writer.sync().unwrap();
+        expected.extend(&tail);
+        writer.append(&bytes(10, 4));
+        writer.rewind(boundary as u64).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        let last = bytes(333, 5);
+        writer.append(&last);
+        writer.sync().unwrap();
+        expected.extend(&last);
         writer.finish().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
     }

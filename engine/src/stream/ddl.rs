@@ -136,7 +136,7 @@ pub(crate) async fn drop_view(engine: &Arc<Engine>, name: &str, if_exists: bool,
             Box::pin(drop_view(engine, &reader, true, true)).await?;
         }
     }
-    engine.storage().catalog().drop_view(name).map_err(catalog_error)?;
+    engine.storage().freeing_space(|| engine.storage().catalog().drop_view(name)).map_err(catalog_error)?;
     views.remove_meta(meta.id);
     if let Some(handle) = views.remove(name) {
         handle.stop().await;
