@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
-use streamhouse_sql_tests::TestServer;
+use streamhouse_sql_tests::{connect, metric, TestServer};
 use tokio_postgres::NoTls;
 
 struct Moto {
@@ -43,6 +43,35 @@ impl Moto {
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response
+    }
+}
+
+impl Moto {
+    /// The environment that points a server at this moto.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the moto process: while stopped, requests to
+    /// it hang, as to an S3 that stopped answering.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} moto");
+    }
+
+    /// Keys of the objects under `prefix` in `bucket`.
+    fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let listing = self.request("GET", &format!("/{bucket}?list-type=2&prefix={prefix}"));
+        listing.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_string).collect()
     }
 }
 
@@ -104,4 +133,117 @@ async fn topic_round_trip_through_s3() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(misses >= 1, "segments were fetched from the object store");
+}
+
+/// About 200 KB of rows that do not compress, ids from `first`.
+fn incompressible_insert(first: i64) -> String {
+    format!(
+        "INSERT INTO t SELECT v, md5(random()::text) || md5(random()::text) || md5(random()::text) \
+         FROM generate_series({first}, {}) g(v)",
+        first + 1999
+    )
+}
+
+/// Writes of [`incompressible_insert`] and what they acknowledged.
+#[derive(Default)]
+struct Load {
+    rows: i64,
+    sum: i64,
+    next: i64,
+}
+
+impl Load {
+    async fn insert(&mut self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        client.batch_execute(&incompressible_insert(self.next)).await?;
+        self.rows += 2000;
+        self.sum += (self.next..self.next + 2000).sum::<i64>();
+        self.next += 2000;
+        Ok(())
+    }
+}
+
+/// S3 stops answering in the middle of a load: writes go on landing in the WAL until the
+/// partition's unsealed rows reach `partition_tail_bytes_max`, then fail with `53000` after
+/// `append_wait_ms_max`; once S3 answers again, sealing catches up by itself, writes resume,
+/// and after a `kill -9` every acknowledged row is there, in segments in S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
+    let moto = Moto::start();
+    assert!(moto.request("PUT", "/faults").starts_with("HTTP/1.1 200"), "bucket created");
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--object-store",
+        "s3://faults/a",
+        "--segment-bytes-max",
+        "262144",
+        "--partition-tail-bytes-max",
+        "2097152",
+        "--append-wait-ms-max",
+        "1500",
+    ];
+    let mut server = TestServer::start_with_env(&dir.path().join("data"), &args, &env);
+    let client = connect(&server).await;
+    client.batch_execute("CREATE TOPIC t (id bigint, s text) WITH (partitions = 1)").await.unwrap();
+    let mut load = Load::default();
+    for _ in 0..5 {
+        load.insert(&client).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(&server, "streamhouse_segments_sealed_total") == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing sealed to S3 within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sealed_before = moto.keys("faults", "a/topics/").len();
+    assert!(sealed_before >= 1);
+
+    // S3 stops answering: writes keep being acknowledged (from the WAL) up to the tail bound.
+    moto.signal("STOP");
+    let mut during = 0;
+    let refused = loop {
+        match load.insert(&client).await {
+            Ok(()) => during += 1,
+            Err(error) => break error,
+        }
+        assert!(during < 100, "writes never refused while S3 was stopped");
+    };
+    let refused = refused.as_db_error().expect("a server error").clone();
+    assert_eq!(refused.code().code(), "53000", "{}", refused.message());
+    assert!(refused.message().contains("partition_tail_bytes_max"), "{}", refused.message());
+    assert!(during >= 5, "only {during} writes acknowledged while S3 was stopped");
+
+    // S3 answers again: sealing catches up and writes resume, without a restart.
+    moto.signal("CONT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match load.insert(&client).await {
+            Ok(()) => break,
+            Err(error) => assert_eq!(error.code().map(|c| c.code()), Some("53000"), "{error}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "writes did not resume within 120 s of S3's return");
+    }
+    for _ in 0..3 {
+        load.insert(&client).await.unwrap();
+    }
+    drop(client);
+
+    // A graceful stop seals everything; the segments written while S3 was away are there.
+    assert_eq!(server.stop(), Some(0));
+    assert!(moto.keys("faults", "a/topics/").len() > sealed_before + 5, "the rows written during the outage were sealed to S3");
+    server.restart();
+    let client = connect(&server).await;
+    let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
+    // And nothing is lost to a kill -9 in the middle of catching up after another outage.
+    moto.signal("STOP");
+    for _ in 0..3 {
+        load.insert(&client).await.unwrap();
+    }
+    moto.signal("CONT");
+    server.kill();
+    server.restart();
+    let client = connect(&server).await;
+    let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
 }

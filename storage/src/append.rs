@@ -493,6 +493,7 @@ impl Storage {
             if bytes <= config.partition_tail_bytes_max {
                 return Ok(());
             }
+            self.inner.seal_wakeup.notify_one();
             if self.inner.sealing_disk_full.load(Ordering::Acquire) {
                 // Sealing cannot catch up before space is freed: no use waiting.
                 return Err(StorageError::DiskFull {
@@ -502,7 +503,6 @@ impl Storage {
                     ),
                 });
             }
-            self.inner.seal_wakeup.notify_one();
             let remaining = limit.saturating_sub(started.elapsed());
             if remaining.is_zero() || tokio::time::timeout(remaining, progress).await.is_err() {
                 return Err(StorageError::Backpressure {

@@ -17,10 +17,16 @@ use crate::tail::StoredBatch;
 use crate::topic::TopicLog;
 use crate::{Result, Storage, StorageError};
 
+/// First wait after a failed sealing pass; it doubles after each further failure.
+const SEAL_BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between failed sealing passes.
+const SEAL_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
 /// The background sealer: wakes when an append crosses the size threshold, when the oldest
 /// unsealed row reaches the age threshold, or at shutdown.
 pub(crate) async fn run(storage: Storage) {
     let mut shutdown = storage.inner.shutdown.subscribe();
+    let mut backoff = SEAL_BACKOFF_MIN;
     loop {
         let age_max = Duration::from_millis(storage.inner.config.segment_age_max_ms);
         let next_due = storage
@@ -43,15 +49,20 @@ pub(crate) async fn run(storage: Storage) {
         let sealed = seal_all(&storage, false).await;
         let disk_full = sealed.as_ref().is_err_and(StorageError::is_disk_full);
         storage.inner.sealing_disk_full.store(disk_full, Ordering::Release);
-        if let Err(error) = sealed {
-            storage.inner.metrics.seal_failures.add(1);
-            tracing::warn!(%error, "sealing failed; will retry");
-            // Back off so an unreachable object store is not hammered in a loop.
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
-            }
+        let Err(error) = sealed else {
+            backoff = SEAL_BACKOFF_MIN;
+            continue;
+        };
+        storage.inner.metrics.seal_failures.add(1);
+        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "sealing failed; will retry");
+        // Back off, doubling up to a bound, so an unreachable object store is not hammered
+        // (each request already has the object store client's own retries) and one that comes
+        // back is used again within SEAL_BACKOFF_MAX.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
         }
+        backoff = (backoff * 2).min(SEAL_BACKOFF_MAX);
     }
 }
 
