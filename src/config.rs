@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// Memory all sessions' statements together may reserve (bytes).
     #[arg(long, env = "STREAMHOUSE_SERVER_MEMORY_BYTES_MAX")]
     pub server_memory_bytes_max: Option<u64>,
+    /// Most iterations of a recursive CTE; one more fails the statement with 54000.
+    #[arg(long, env = "STREAMHOUSE_RECURSIVE_ITERATIONS_MAX")]
+    pub recursive_iterations_max: Option<u64>,
     /// Stack of each server thread, where statements are planned and run (bytes).
     #[arg(long, env = "STREAMHOUSE_THREAD_STACK_BYTES")]
     pub thread_stack_bytes: Option<u64>,
@@ -168,6 +171,7 @@ struct FileConfig {
     statement_timeout_ms: Option<u64>,
     query_memory_bytes_max: Option<u64>,
     server_memory_bytes_max: Option<u64>,
+    recursive_iterations_max: Option<u64>,
     thread_stack_bytes: Option<u64>,
     log: Option<String>,
 }
@@ -291,6 +295,11 @@ impl ServerConfig {
             "server_memory_bytes_max",
             args.server_memory_bytes_max.or(file.server_memory_bytes_max),
             engine.server_memory_bytes_max,
+        )?;
+        engine.recursive_iterations_max = positive(
+            "recursive_iterations_max",
+            args.recursive_iterations_max.or(file.recursive_iterations_max),
+            engine.recursive_iterations_max,
         )?;
         // 0 is allowed: no timeout.
         engine.statement_timeout_ms = args.statement_timeout_ms.or(file.statement_timeout_ms).unwrap_or(engine.statement_timeout_ms);

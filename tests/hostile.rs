@@ -285,3 +285,93 @@ async fn statements_past_their_memory_limit_fail_alone() {
     client.batch_execute("SET datafusion.execution.target_partitions = 8").await.unwrap();
     assert_eq!(simple(&client, "SELECT count(*) FROM (SELECT v % 10 FROM generate_series(1, 1000) AS g(v) GROUP BY v % 10)").await, Ok("10".into()));
 }
+
+/// The other hostile shapes: runaway recursion, huge IN lists, thousands of columns (in a
+/// query and in a topic), a huge generate_series under a timeout, and malformed COPY data, over
+/// both protocols where they apply. Each gets an answer worked out here or an error with the
+/// SQLSTATE PostgreSQL gives (its own limits where it has them: 1664 target list entries, 1600
+/// table columns), and the same server answers a normal query after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_statements_get_an_answer_or_a_sqlstate_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small memory limit, so that a recursion growing its rows reaches it in a few seconds.
+    let server = TestServer::start(&dir.path().join("data"), &["--recursive-iterations-max", "1000", "--query-memory-bytes-max", "16777216"]);
+    let pid = server.pid();
+    let client = connect(&server).await;
+    let both = async |sql: &str| [simple(&client, sql).await, extended(&client, sql).await];
+
+    // A recursion whose 1000 iterations produce rows (1 to 1001; the run after finds none) is
+    // answered; one more iteration, or one that does not end, fails with 54000.
+    let ending = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1001) SELECT sum(n) FROM r";
+    assert_eq!(both(ending).await, [Ok((1001 * 1002 / 2).to_string()), Ok((1001 * 1002 / 2).to_string())]);
+    let past = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1002) SELECT sum(n) FROM r";
+    assert_eq!(both(past).await, [Err("54000".to_string()), Err("54000".to_string())]);
+    let runaway = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r";
+    assert_eq!(both(runaway).await, [Err("54000".to_string()), Err("54000".to_string())]);
+    // Rows that double at each step: the limit or the memory limit, whichever comes first.
+    let doubling = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r CROSS JOIN (VALUES (1), (2)) AS two(x)) SELECT count(*) FROM r";
+    for answer in both(doubling).await {
+        assert!(answer.as_ref().is_err_and(|code| code == "54000" || code == "53200"), "{answer:?}");
+    }
+    still_serving(&server, pid, &client, "recursion").await;
+
+    // An IN list of 100 000 constants.
+    let list: Vec<String> = (0..100_000).map(|i| (i * 3).to_string()).collect();
+    let in_list = format!("SELECT count(*) FROM generate_series(1, 30) AS g(v) WHERE v IN ({})", list.join(", "));
+    // 3, 6, …, 30
+    assert_eq!(both(&in_list).await, [Ok("10".to_string()), Ok("10".to_string())]);
+    still_serving(&server, pid, &client, "an IN list of 100 000").await;
+
+    // Columns: a query may return 1664, a topic may have 1600, as in PostgreSQL; past that 54011.
+    let columns = |n: usize| (0..n).map(|i| format!("{} AS c{i}", i + 7)).collect::<Vec<_>>().join(", ");
+    assert_eq!(both(&format!("SELECT {}", columns(1664))).await, [Ok("7".to_string()), Ok("7".to_string())]);
+    for n in [1665, 10_000] {
+        assert_eq!(both(&format!("SELECT {}", columns(n))).await, [Err("54011".to_string()), Err("54011".to_string())], "{n} columns");
+    }
+    let topic = |name: &str, n: usize| format!("CREATE TOPIC {name} ({})", (0..n).map(|i| format!("c{i} int")).collect::<Vec<_>>().join(", "));
+    assert_eq!(client.batch_execute(&topic("wide", 10_000)).await.unwrap_err().code().map(|c| c.code()), Some("54011"));
+    client.batch_execute(&topic("wide", 1600)).await.unwrap();
+    let values = (0..1600).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    client.batch_execute(&format!("INSERT INTO wide VALUES ({values})")).await.unwrap();
+    assert_eq!(both("SELECT c1599 FROM wide").await, [Ok("1599".to_string()), Ok("1599".to_string())]);
+    assert_eq!(both("SELECT * FROM wide AS a CROSS JOIN wide AS b").await, [Err("54011".to_string()), Err("54011".to_string())]);
+    still_serving(&server, pid, &client, "thousands of columns").await;
+
+    // Ten billion rows to count: the statement timeout ends it, for this statement only.
+    client.batch_execute("SET statement_timeout = 500").await.unwrap();
+    assert_eq!(
+        both("SELECT count(*) FROM generate_series(1, 10000000000)").await,
+        [Err("57014".to_string()), Err("57014".to_string())]
+    );
+    client.batch_execute("RESET statement_timeout").await.unwrap();
+    still_serving(&server, pid, &client, "a huge generate_series").await;
+
+    // Malformed COPY data: text that is not a bigint, too many columns, a bad binary
+    // signature; nothing of a refused COPY is stored.
+    client.batch_execute("CREATE TOPIC target (id bigint, name text)").await.unwrap();
+    let malformed: [(&str, &[u8], &str); 5] = [
+        ("COPY target FROM STDIN", b"1\tone\nx\ttwo\n", "22P02"),
+        ("COPY target FROM STDIN", b"1\tone\textra\n", "22P04"),
+        ("COPY target FROM STDIN", b"1\n", "22P04"),
+        ("COPY target FROM STDIN", b"1\t\xff\xfe\n", "22021"),
+        ("COPY target FROM STDIN (FORMAT csv)", b"1,\"unterminated\n", "22P04"),
+    ];
+    for (copy, data, code) in malformed {
+        let sink = client.copy_in::<_, bytes::Bytes>(copy).await.unwrap();
+        let result = async {
+            use futures::SinkExt;
+            let mut sink = Box::pin(sink);
+            sink.send(bytes::Bytes::from_static(data)).await?;
+            sink.as_mut().finish().await
+        }
+        .await;
+        let error = result.expect_err(copy);
+        assert_eq!(error.code().map(|c| c.code()), Some(code), "{copy} of {data:?}: {error}");
+        still_serving(&server, pid, &client, copy).await;
+    }
+    // Binary COPY is not supported: refused before any data.
+    let binary = client.copy_in::<_, bytes::Bytes>("COPY target FROM STDIN (FORMAT binary)").await.map(|_| ()).unwrap_err();
+    assert_eq!(binary.code().map(|c| c.code()), Some("0A000"), "{binary}");
+    still_serving(&server, pid, &client, "binary COPY").await;
+    assert_eq!(simple(&client, "SELECT count(*) FROM target").await, Ok("0".to_string()));
+}

@@ -293,6 +293,7 @@ impl Engine {
     /// Creates an append-only topic whose columns are those of `schema`, with types the log
     /// stores (see [`storable_type`]); one partition, round-robin, no retention.
     pub fn create_topic_for_schema(&self, name: &str, schema: &Schema) -> Result<()> {
+        crate::sql::statement::check_column_count(schema.fields().len())?;
         let mut fields = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
             if field.name().starts_with('_') && LOG_READ_SYSTEM_COLUMNS.contains(&field.name().as_str()) {

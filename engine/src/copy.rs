@@ -520,6 +520,11 @@ impl BatchParser {
         let text = format!("{message} (COPY {}, line {line}{column_part})", self.table);
         if message.starts_with("invalid input syntax") || message.starts_with("malformed") || message.starts_with("invalid hexadecimal") {
             EngineError::InvalidText(text)
+        } else if message.starts_with("missing data") || message.starts_with("extra data") || message.starts_with("unterminated CSV") {
+            // PostgreSQL's bad_copy_file_format.
+            EngineError::Sqlstate { code: "22P04", message: text }
+        } else if message.starts_with("invalid byte sequence") {
+            EngineError::Sqlstate { code: "22021", message: text }
         } else if message.contains("not-null") {
             EngineError::NotNullViolation(text)
         } else {

@@ -140,6 +140,21 @@ fn classify_arrow(error: arrow::error::ArrowError) -> EngineError {
     }
 }
 
+/// [`classify_datafusion`] of an error that several streams share (a repartition's), which
+/// cannot be taken apart: an engine error inside keeps its SQLSTATE and message.
+fn classify_shared(error: &DataFusionError) -> EngineError {
+    match error {
+        DataFusionError::ResourcesExhausted(message) => EngineError::OutOfMemory(message.clone()),
+        DataFusionError::External(inner) => match inner.downcast_ref::<EngineError>() {
+            Some(engine) => EngineError::Sqlstate { code: engine.sqlstate(), message: engine.to_string() },
+            None => EngineError::Internal(inner.to_string()),
+        },
+        DataFusionError::Shared(inner) => classify_shared(inner),
+        DataFusionError::Context(_, inner) => classify_shared(inner),
+        other => classify_datafusion(DataFusionError::Execution(other.to_string())),
+    }
+}
+
 fn classify_datafusion(error: DataFusionError) -> EngineError {
     match error {
         DataFusionError::ArrowError(arrow, _) => classify_arrow(*arrow),
@@ -171,9 +186,9 @@ fn classify_datafusion(error: DataFusionError) -> EngineError {
             },
         },
         DataFusionError::Context(_, inner) => classify_datafusion(*inner),
-        DataFusionError::Shared(shared) => match shared.as_ref() {
-            DataFusionError::ResourcesExhausted(message) => EngineError::OutOfMemory(message.clone()),
-            other => classify_datafusion(DataFusionError::Execution(other.to_string())),
+        DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+            Ok(only) => classify_datafusion(only),
+            Err(shared) => classify_shared(&shared),
         },
         DataFusionError::Execution(message) => {
             if message.contains("Divide by zero") || message.contains("division by zero") {

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod pg_types;
 pub mod provider;
 pub mod query_memory;
+mod recursion_limit;
 mod session;
 mod show;
 pub mod sql;
@@ -73,6 +74,9 @@ pub struct EngineConfig {
     pub query_memory_bytes_max: u64,
     /// Memory all sessions' statements together may reserve.
     pub server_memory_bytes_max: u64,
+    /// Most iterations of a recursive CTE's recursive term; one more fails the statement with
+    /// `54000` (see [`recursion_limit`]).
+    pub recursive_iterations_max: u64,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +95,7 @@ impl Default for EngineConfig {
             statement_timeout_ms: 0,
             query_memory_bytes_max: 2 << 30,
             server_memory_bytes_max: 8 << 30,
+            recursive_iterations_max: 1_000_000,
         }
     }
 }

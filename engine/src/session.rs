@@ -98,7 +98,15 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         .with_default_catalog_and_schema(database.clone(), "public")
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false);
-    let context = SessionContext::new_with_config_rt(config, engine.session_runtime()?);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(engine.session_runtime()?)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::recursion_limit::RecursionLimit {
+            iterations_max: engine.config().recursive_iterations_max,
+        }))
+        .build();
+    let context = SessionContext::new_with_state(state);
     let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", schema.clone())?;
@@ -144,7 +152,23 @@ pub(crate) async fn plan_query(state: &SessionState, storage: &Storage, query: a
     let mut statement = ast::Statement::Query(Box::new(query));
     let is_topic = |name: &str| storage.topic(name).is_some();
     hide_system_columns(&mut statement, &is_topic);
-    Ok(state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?)
+    let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+    check_target_list(&plan)?;
+    Ok(plan)
+}
+
+/// PostgreSQL's bound on the columns a query returns (`MaxTupleAttributeNumber`).
+pub(crate) const TARGET_LIST_ENTRIES_MAX: usize = 1664;
+
+/// Refuses a query returning more columns than PostgreSQL allows, as PostgreSQL does.
+fn check_target_list(plan: &LogicalPlan) -> Result<()> {
+    match plan.schema().fields().len() {
+        columns if columns > TARGET_LIST_ENTRIES_MAX => Err(EngineError::Sqlstate {
+            code: "54011",
+            message: format!("target lists can have at most {TARGET_LIST_ENTRIES_MAX} entries (this one has {columns})"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A statement ready to run.
@@ -624,6 +648,7 @@ impl Session {
         let planned = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await;
         *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let plan = planned?;
+        check_target_list(&plan)?;
         Ok((plan, is_insert))
     }
 

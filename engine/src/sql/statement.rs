@@ -596,6 +596,20 @@ fn extract_streaming_clauses(tokens: &[Token]) -> Result<(Vec<Token>, Option<Vec
 
 /// `CREATE TOPIC` and `CREATE TABLE` alike: a table without a key is a stream, with or without
 /// `APPEND ONLY`; a `PRIMARY KEY` (on a column or as a table constraint) makes a keyed table.
+/// PostgreSQL's bound on the columns of a table (`MaxHeapAttributeNumber`).
+pub const TABLE_COLUMNS_MAX: usize = 1600;
+
+/// Refuses a topic of more columns than a PostgreSQL table may have, as PostgreSQL does.
+pub fn check_column_count(columns: usize) -> Result<()> {
+    match columns > TABLE_COLUMNS_MAX {
+        true => Err(EngineError::Sqlstate {
+            code: "54011",
+            message: format!("tables can have at most {TABLE_COLUMNS_MAX} columns (this one has {columns})"),
+        }),
+        false => Ok(()),
+    }
+}
+
 fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
     let (rest, watermark_tokens, append_only) = extract_streaming_clauses(tokens)?;
     let sql = replace_second_word(&render(&rest), "TABLE");
@@ -610,6 +624,7 @@ fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
     if create.columns.is_empty() {
         return Err(EngineError::InvalidDefinition(format!("topic \"{name}\" needs at least one column")));
     }
+    check_column_count(create.columns.len())?;
     let primary_key = primary_key_columns(&create)?;
     if !primary_key.is_empty() && append_only {
         return Err(EngineError::InvalidDefinition(format!(
