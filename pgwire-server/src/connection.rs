@@ -181,12 +181,13 @@ async fn startup(
     shared: &Arc<Shared>,
     has_slot: bool,
 ) -> Result<Option<Startup>, EngineError> {
-    let fatal = |message: &str| EngineError::Internal(message.to_string());
+    // A startup packet PostgreSQL could not read either: its protocol violation.
+    let fatal = |message: &str| EngineError::Sqlstate { code: "08P01", message: format!("invalid startup packet layout: {message}") };
     loop {
         let packet = match read_startup_packet(reader, STARTUP_PACKET_BYTES_MAX).await {
             Ok(packet) => packet,
             Err(ReadError::BadLength(length)) => {
-                return Err(EngineError::ProgramLimitExceeded(format!("invalid startup packet length {length}")))
+                return Err(EngineError::Sqlstate { code: "08P01", message: format!("invalid length of startup packet: {length}") })
             }
             Err(_) => return Ok(None),
         };
