@@ -135,6 +135,92 @@ async fn topic_round_trip_through_s3() {
     assert!(misses >= 1, "segments were fetched from the object store");
 }
 
+/// A TCP proxy in front of moto that can turn into an S3 answering `503 Slow Down` to every
+/// request (connections already open are cut, so that pooled ones come back through it).
+struct FaultyProxy {
+    port: u16,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered with 503.
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl FaultyProxy {
+    async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let (accept_failing, accept_refused) = (failing.clone(), refused.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if accept_failing.load(Ordering::Acquire) {
+                    let refused = accept_refused.clone();
+                    tokio::spawn(async move { answer_slow_down(&mut client, &refused).await });
+                    continue;
+                }
+                let mut cuts = cuts.clone();
+                // Only cuts after this connection was made end it.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, failing, refused, cut }
+    }
+
+    fn fail(&self, failing: bool) {
+        self.failing.store(failing, std::sync::atomic::Ordering::Release);
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    fn env(&self, moto: &Moto) -> Vec<(String, String)> {
+        let mut env = moto.env();
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{}", self.port)));
+        env
+    }
+}
+
+/// Reads one HTTP request (head and body) and answers `503 Slow Down`, as S3 does when it
+/// sheds load.
+async fn answer_slow_down(client: &mut tokio::net::TcpStream, refused: &std::sync::atomic::AtomicU64) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut reader = tokio::io::BufReader::new(&mut *client);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    let error = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let response = format!(
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{error}",
+        error.len()
+    );
+    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = client.write_all(response.as_bytes()).await;
+}
+
 /// About 200 KB of rows that do not compress, ids from `first`.
 fn incompressible_insert(first: i64) -> String {
     format!(
@@ -215,6 +301,7 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
 
     // S3 answers again: sealing catches up and writes resume, without a restart.
     moto.signal("CONT");
+    let sealed_at_return = metric(&server, "streamhouse_segments_sealed_total");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         match load.insert(&client).await {
@@ -226,11 +313,16 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
     for _ in 0..3 {
         load.insert(&client).await.unwrap();
     }
+    // Sealing catches up while the server runs (not only at its stop).
+    while metric(&server, "streamhouse_segments_sealed_total") <= sealed_at_return {
+        assert!(std::time::Instant::now() < deadline, "nothing sealed within 120 s of S3's return");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     drop(client);
 
-    // A graceful stop seals everything; the segments written while S3 was away are there.
+    // A graceful stop seals everything.
     assert_eq!(server.stop(), Some(0));
-    assert!(moto.keys("faults", "a/topics/").len() > sealed_before + 5, "the rows written during the outage were sealed to S3");
+    assert!(moto.keys("faults", "a/topics/").len() > sealed_before, "the rows written during the outage were sealed to S3");
     server.restart();
     let client = connect(&server).await;
     let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
@@ -241,6 +333,72 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
         load.insert(&client).await.unwrap();
     }
     moto.signal("CONT");
+    server.kill();
+    server.restart();
+    let client = connect(&server).await;
+    let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
+}
+
+/// S3 answers `503 Slow Down` to everything for a while: the S3 client retries with backoff,
+/// writes go on landing in the WAL up to the tail bound and then fail with `53000`; once S3
+/// answers normally again, sealing catches up and writes resume; nothing acknowledged is lost
+/// across a `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_ride_out_an_s3_answering_503_and_sealing_catches_up() {
+    use std::sync::atomic::Ordering;
+    let moto = Moto::start();
+    assert!(moto.request("PUT", "/shed").starts_with("HTTP/1.1 200"), "bucket created");
+    let proxy = FaultyProxy::start(moto.port).await;
+    let env = proxy.env(&moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--object-store", "s3://shed/b", "--segment-bytes-max", "262144", "--partition-tail-bytes-max", "2097152", "--append-wait-ms-max", "1500"];
+    let mut server = TestServer::start_with_env(&dir.path().join("data"), &args, &env);
+    let client = connect(&server).await;
+    client.batch_execute("CREATE TOPIC t (id bigint, s text) WITH (partitions = 1)").await.unwrap();
+    let mut load = Load::default();
+    for _ in 0..5 {
+        load.insert(&client).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(&server, "streamhouse_segments_sealed_total") == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing sealed to S3 within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sealed_before = moto.keys("shed", "b/topics/").len();
+
+    proxy.fail(true);
+    let mut during = 0;
+    let refused = loop {
+        match load.insert(&client).await {
+            Ok(()) => during += 1,
+            Err(error) => break error,
+        }
+        assert!(during < 100, "writes never refused while S3 answered 503");
+    };
+    assert_eq!(refused.code().map(|c| c.code()), Some("53000"), "{refused}");
+    assert!(during >= 5, "only {during} writes acknowledged while S3 answered 503");
+    assert!(proxy.refused.load(Ordering::Relaxed) >= 2, "the S3 client retried");
+
+    proxy.fail(false);
+    let sealed_at_recovery = metric(&server, "streamhouse_segments_sealed_total");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match load.insert(&client).await {
+            Ok(()) => break,
+            Err(error) => assert_eq!(error.code().map(|c| c.code()), Some("53000"), "{error}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "writes did not resume within 120 s of S3's recovery");
+    }
+    // Sealing catches up while the server runs (not only at its stop).
+    while metric(&server, "streamhouse_segments_sealed_total") <= sealed_at_recovery {
+        assert!(std::time::Instant::now() < deadline, "nothing sealed within 120 s of S3's recovery");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(client);
+    assert_eq!(server.stop(), Some(0));
+    assert!(moto.keys("shed", "b/topics/").len() > sealed_before);
     server.kill();
     server.restart();
     let client = connect(&server).await;
