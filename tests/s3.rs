@@ -248,27 +248,18 @@ impl Load {
     }
 }
 
-/// S3 stops answering in the middle of a load: writes go on landing in the WAL until the
-/// partition's unsealed rows reach `partition_tail_bytes_max`, then fail with `53000` after
-/// `append_wait_ms_max`; once S3 answers again, sealing catches up by itself, writes resume,
-/// and after a `kill -9` every acknowledged row is there, in segments in S3.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
-    let moto = Moto::start();
-    assert!(moto.request("PUT", "/faults").starts_with("HTTP/1.1 200"), "bucket created");
-    let env = moto.env();
+/// An S3 outage in the middle of a load, started and ended by `outage(true)` / `outage(false)`,
+/// with the server's S3 at `env`, in `bucket` under `prefix`: writes go on landing in the WAL
+/// until the partition's unsealed rows reach `partition_tail_bytes_max`, then fail with `53000`
+/// after `append_wait_ms_max`; once S3 answers again, sealing catches up by itself while the
+/// server runs and writes resume; after a graceful stop and after a `kill -9` in the middle of
+/// another outage every acknowledged row is there.
+async fn ride_out_an_outage(moto: &Moto, env: &[(String, String)], bucket: &str, outage: impl Fn(bool)) {
+    assert!(moto.request("PUT", &format!("/{bucket}")).starts_with("HTTP/1.1 200"), "bucket created");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--object-store",
-        "s3://faults/a",
-        "--segment-bytes-max",
-        "262144",
-        "--partition-tail-bytes-max",
-        "2097152",
-        "--append-wait-ms-max",
-        "1500",
-    ];
+    let url = format!("s3://{bucket}/p");
+    let args = ["--object-store", &url, "--segment-bytes-max", "262144", "--partition-tail-bytes-max", "2097152", "--append-wait-ms-max", "1500"];
     let mut server = TestServer::start_with_env(&dir.path().join("data"), &args, &env);
     let client = connect(&server).await;
     client.batch_execute("CREATE TOPIC t (id bigint, s text) WITH (partitions = 1)").await.unwrap();
@@ -276,32 +267,32 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
     for _ in 0..5 {
         load.insert(&client).await.unwrap();
     }
+    let sealed = || metric(&server, "streamhouse_segments_sealed_total");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while metric(&server, "streamhouse_segments_sealed_total") == 0 {
+    while sealed() == 0 {
         assert!(std::time::Instant::now() < deadline, "nothing sealed to S3 within 60 s");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let sealed_before = moto.keys("faults", "a/topics/").len();
-    assert!(sealed_before >= 1);
+    let objects_before = moto.keys(bucket, "p/topics/").len();
 
-    // S3 stops answering: writes keep being acknowledged (from the WAL) up to the tail bound.
-    moto.signal("STOP");
+    // The outage: writes keep being acknowledged (from the WAL) up to the tail bound.
+    outage(true);
     let mut during = 0;
     let refused = loop {
         match load.insert(&client).await {
             Ok(()) => during += 1,
             Err(error) => break error,
         }
-        assert!(during < 100, "writes never refused while S3 was stopped");
+        assert!(during < 100, "writes never refused during the outage");
     };
     let refused = refused.as_db_error().expect("a server error").clone();
     assert_eq!(refused.code().code(), "53000", "{}", refused.message());
     assert!(refused.message().contains("partition_tail_bytes_max"), "{}", refused.message());
-    assert!(during >= 5, "only {during} writes acknowledged while S3 was stopped");
+    assert!(during >= 5, "only {during} writes acknowledged during the outage");
 
-    // S3 answers again: sealing catches up and writes resume, without a restart.
-    moto.signal("CONT");
-    let sealed_at_return = metric(&server, "streamhouse_segments_sealed_total");
+    // S3 answers again: writes resume and sealing catches up, without a restart.
+    outage(false);
+    let sealed_at_return = sealed();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         match load.insert(&client).await {
@@ -313,26 +304,25 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
     for _ in 0..3 {
         load.insert(&client).await.unwrap();
     }
-    // Sealing catches up while the server runs (not only at its stop).
-    while metric(&server, "streamhouse_segments_sealed_total") <= sealed_at_return {
+    while sealed() <= sealed_at_return {
         assert!(std::time::Instant::now() < deadline, "nothing sealed within 120 s of S3's return");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     drop(client);
 
-    // A graceful stop seals everything.
+    // A graceful stop seals everything; a restart reads it back from S3.
     assert_eq!(server.stop(), Some(0));
-    assert!(moto.keys("faults", "a/topics/").len() > sealed_before, "the rows written during the outage were sealed to S3");
+    assert!(moto.keys(bucket, "p/topics/").len() > objects_before, "the rows written during the outage were sealed to S3");
     server.restart();
     let client = connect(&server).await;
     let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
-    // And nothing is lost to a kill -9 in the middle of catching up after another outage.
-    moto.signal("STOP");
+    // Nothing is lost to a kill -9 in the middle of another outage.
+    outage(true);
     for _ in 0..3 {
         load.insert(&client).await.unwrap();
     }
-    moto.signal("CONT");
+    outage(false);
     server.kill();
     server.restart();
     let client = connect(&server).await;
@@ -340,68 +330,19 @@ async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
 }
 
-/// S3 answers `503 Slow Down` to everything for a while: the S3 client retries with backoff,
-/// writes go on landing in the WAL up to the tail bound and then fail with `53000`; once S3
-/// answers normally again, sealing catches up and writes resume; nothing acknowledged is lost
-/// across a `kill -9`.
+/// S3 stops answering (moto stopped with SIGSTOP: requests hang) and comes back (SIGCONT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_ride_out_a_stopped_s3_in_the_wal_and_sealing_catches_up() {
+    let moto = Moto::start();
+    ride_out_an_outage(&moto, &moto.env(), "faults", |on| moto.signal(if on { "STOP" } else { "CONT" })).await;
+}
+
+/// S3 answers `503 Slow Down` to everything for a while (moto behind a proxy): the S3 client
+/// retries with backoff meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_ride_out_an_s3_answering_503_and_sealing_catches_up() {
-    use std::sync::atomic::Ordering;
     let moto = Moto::start();
-    assert!(moto.request("PUT", "/shed").starts_with("HTTP/1.1 200"), "bucket created");
     let proxy = FaultyProxy::start(moto.port).await;
-    let env = proxy.env(&moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--object-store", "s3://shed/b", "--segment-bytes-max", "262144", "--partition-tail-bytes-max", "2097152", "--append-wait-ms-max", "1500"];
-    let mut server = TestServer::start_with_env(&dir.path().join("data"), &args, &env);
-    let client = connect(&server).await;
-    client.batch_execute("CREATE TOPIC t (id bigint, s text) WITH (partitions = 1)").await.unwrap();
-    let mut load = Load::default();
-    for _ in 0..5 {
-        load.insert(&client).await.unwrap();
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while metric(&server, "streamhouse_segments_sealed_total") == 0 {
-        assert!(std::time::Instant::now() < deadline, "nothing sealed to S3 within 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let sealed_before = moto.keys("shed", "b/topics/").len();
-
-    proxy.fail(true);
-    let mut during = 0;
-    let refused = loop {
-        match load.insert(&client).await {
-            Ok(()) => during += 1,
-            Err(error) => break error,
-        }
-        assert!(during < 100, "writes never refused while S3 answered 503");
-    };
-    assert_eq!(refused.code().map(|c| c.code()), Some("53000"), "{refused}");
-    assert!(during >= 5, "only {during} writes acknowledged while S3 answered 503");
-    assert!(proxy.refused.load(Ordering::Relaxed) >= 2, "the S3 client retried");
-
-    proxy.fail(false);
-    let sealed_at_recovery = metric(&server, "streamhouse_segments_sealed_total");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        match load.insert(&client).await {
-            Ok(()) => break,
-            Err(error) => assert_eq!(error.code().map(|c| c.code()), Some("53000"), "{error}"),
-        }
-        assert!(std::time::Instant::now() < deadline, "writes did not resume within 120 s of S3's recovery");
-    }
-    // Sealing catches up while the server runs (not only at its stop).
-    while metric(&server, "streamhouse_segments_sealed_total") <= sealed_at_recovery {
-        assert!(std::time::Instant::now() < deadline, "nothing sealed within 120 s of S3's recovery");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    drop(client);
-    assert_eq!(server.stop(), Some(0));
-    assert!(moto.keys("shed", "b/topics/").len() > sealed_before);
-    server.kill();
-    server.restart();
-    let client = connect(&server).await;
-    let row = client.query_one("SELECT count(*), sum(id) FROM t", &[]).await.unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (load.rows, load.sum));
+    ride_out_an_outage(&moto, &proxy.env(&moto), "shed", |on| proxy.fail(on)).await;
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::Relaxed) >= 2, "the S3 client retried");
 }
