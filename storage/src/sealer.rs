@@ -35,12 +35,10 @@ pub(crate) async fn run(storage: Storage) {
             .flat_map(|t| t.partitions.iter().filter_map(|p| p.read_tail().oldest_append))
             .min()
             .map(|oldest| oldest + age_max);
-        let sleep = async {
-            match next_due {
-                Some(due) => tokio::time::sleep_until(due.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        // With nothing unsealed, look again after `age_max`: appends wake the sealer only when
+        // a tail reaches `segment_bytes_max`, and a tail that starts meanwhile is due by age.
+        let due = next_due.unwrap_or_else(|| Instant::now() + age_max);
+        let sleep = tokio::time::sleep_until(due.into());
         tokio::select! {
             _ = storage.inner.seal_wakeup.notified() => {}
             _ = sleep => {}
