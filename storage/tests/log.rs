@@ -95,6 +95,29 @@ async fn rows_survive_sealing_and_restart() {
     assert_eq!(outcome.placements, vec![(0, 15, 1)]);
 }
 
+/// A tail is sealed once its oldest row is `segment_age_max_ms` old, also when it starts after
+/// the sealer last found nothing unsealed (and small writes never reach the size threshold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_started_while_the_sealer_idles_is_sealed_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(SqliteCatalog::open(&dir.path().join("catalog.db")).unwrap());
+    let mut config = StorageConfig::new(dir.path());
+    config.segment_age_max_ms = 200;
+    let storage = Storage::open(config, catalog).await.unwrap();
+    let topic = storage.create_topic(&definition("t", 1, false)).unwrap();
+    // The sealer's first pass finds nothing; the first rows come after it.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for round in 0..3 {
+        storage.append(&topic, vec![batch(round * 10..round * 10 + 10)]).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !storage.snapshot(&topic, 0).unwrap().tail.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the tail was not sealed by age within 30 s");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(read_all(&storage, "t").await.len(), 30);
+}
+
 /// Writes begun one after another before any is durable enter the log in that order, each at
 /// the offsets it was given, and survive a restart; small (combined) and large (encoded whole)
 /// writes mixed.
