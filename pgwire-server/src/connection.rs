@@ -195,7 +195,9 @@ async fn startup(
         let code = body.i32("protocol version").map_err(|e| fatal(&e.0))?;
         match code {
             SSL_REQUEST | GSSENC_REQUEST => {
-                writer.write_all(b"N").await.map_err(|e| fatal(&e.to_string()))?;
+                if writer.write_all(b"N").await.is_err() {
+                    return Ok(None); // the peer went away
+                }
                 continue;
             }
             CANCEL_REQUEST => {
@@ -265,7 +267,9 @@ async fn startup(
         }
         out.backend_key_data(process_id, secret);
         out.ready_for_query(b'I');
-        writer.write_all(&out.buffer).await.map_err(|e| fatal(&e.to_string()))?;
+        if writer.write_all(&out.buffer).await.is_err() {
+            return Ok(None); // the peer went away
+        }
         return Ok(Some((session, (process_id, secret), cancel)));
     }
 }

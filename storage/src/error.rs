@@ -59,14 +59,7 @@ impl StorageError {
             other => StorageError::WalFailed(other.to_string()),
         }
     }
-}
 
-/// Whether an I/O error says the disk (or the user's quota on it) is full.
-pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() || code == rustix::io::Errno::DQUOT.raw_os_error())
-}
-
-impl StorageError {
     /// Whether this error comes from a full disk (the WAL's, a segment's or the catalog's).
     pub fn is_disk_full(&self) -> bool {
         match self {
@@ -76,4 +69,9 @@ impl StorageError {
             _ => false,
         }
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota on it) is full.
+pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() || code == rustix::io::Errno::DQUOT.raw_os_error())
 }

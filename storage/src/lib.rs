@@ -319,11 +319,6 @@ impl Storage {
         }
     }
 
-    /// Takes the disk reserve again if it was given back and there is room now.
-    pub(crate) fn retake_disk_reserve(&self) {
-        self.inner.reserve.take();
-    }
-
     /// A live topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<TopicLog>> {
         self.topics_read().values().find(|t| t.name() == name).cloned()

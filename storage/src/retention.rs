@@ -37,7 +37,8 @@ pub(crate) async fn enforce_once(storage: &Storage) -> Result<()> {
         inner.catalog.forget_dropped_topic(topic_id)?;
         tracing::info!(topic_id, "deleted objects of dropped topic");
     }
-    storage.retake_disk_reserve();
+    // Taken again if a DROP gave it back and there is room now.
+    inner.reserve.take();
     for topic in storage.topics() {
         let retention = &topic.meta().retention;
         // A keyed table's old segments hold live keys: compaction, not retention, shrinks it.

@@ -594,8 +594,6 @@ fn extract_streaming_clauses(tokens: &[Token]) -> Result<(Vec<Token>, Option<Vec
     Ok((output, watermark, append_only))
 }
 
-/// `CREATE TOPIC` and `CREATE TABLE` alike: a table without a key is a stream, with or without
-/// `APPEND ONLY`; a `PRIMARY KEY` (on a column or as a table constraint) makes a keyed table.
 /// PostgreSQL's bound on the columns of a table (`MaxHeapAttributeNumber`).
 pub const TABLE_COLUMNS_MAX: usize = 1600;
 
@@ -610,6 +608,8 @@ pub fn check_column_count(columns: usize) -> Result<()> {
     }
 }
 
+/// `CREATE TOPIC` and `CREATE TABLE` alike: a table without a key is a stream, with or without
+/// `APPEND ONLY`; a `PRIMARY KEY` (on a column or as a table constraint) makes a keyed table.
 fn parse_create_topic(tokens: &[Token]) -> Result<Statement> {
     let (rest, watermark_tokens, append_only) = extract_streaming_clauses(tokens)?;
     let sql = replace_second_word(&render(&rest), "TABLE");
