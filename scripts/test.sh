@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, end-to-end tests against real server processes, the
-# sqllogictest suites over the wire, real clients (psql, psycopg 3, asyncpg, pgjdbc,
+# sqllogictest suites over the wire, a differential test against a real PostgreSQL, real clients (psql, psycopg 3, asyncpg, pgjdbc,
 # node-postgres, pyarrow.flight, the ADBC Flight SQL driver), S3 against moto, and the Nexmark harness against a DuckDB oracle. Installs what the tests need first. Ends with the totals.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ source scripts/prerequisites.sh || exit 1
 # Test clients and servers, by package name.
 needed=()
 command -v psql >/dev/null 2>&1 || needed+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)  # the oracle of tests/postgres_oracle.rs
 command -v java >/dev/null 2>&1 || needed+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || needed+=(libpostgresql-jdbc-java)
 command -v python3 >/dev/null 2>&1 || needed+=(python3)

@@ -46,8 +46,10 @@ async function main() {
     if (key !== 'id') assert.equal(value, null, `${key} is NULL`);
   }
   await assert.rejects(client.query('SELECT * FROM missing_topic'), (e) => e.code === '42P01');
-  const one = await client.query('SELECT 1 + 1 AS two');
-  assert.equal(one.rows[0].two, '2');
+  // 1 + 1 is int4, as PostgreSQL types it, so node-postgres returns a number (int8 is a string).
+  const one = await client.query('SELECT 1 + 1 AS two, 9000000000 + 1 AS big');
+  assert.strictEqual(one.rows[0].two, 2);
+  assert.strictEqual(one.rows[0].big, '9000000001');
   await client.end();
   console.log('node-postgres: ok');
 }

@@ -5,7 +5,9 @@
 //! formats of values, and the streaming engine (materialized views and their RocksDB state). Front ends (Postgres wire, Flight, HTTP) hand it statements and
 //! bytes and get back Arrow batches and command tags; they never touch storage or the catalog.
 
+mod arithmetic;
 pub mod bulk;
+mod casts;
 mod copy;
 mod error;
 pub mod keyed;

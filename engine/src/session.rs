@@ -30,6 +30,8 @@ use crate::keyed::{on_conflict_target, rewrite_modification, KeyedTableProvider,
 use crate::provider::TopicTableProvider;
 use crate::sql::literal_insert::{literal_insert, LiteralInsert};
 use crate::sql::statement::{object_name, parse_statement, Statement, TransactionCommand};
+use crate::sql::column_names::{name_columns, ColumnNames};
+use crate::sql::postgres_meaning::give_postgres_meaning;
 use crate::sql::wildcard::hide_system_columns;
 use crate::{Engine, EngineError, Result};
 
@@ -98,14 +100,18 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         .with_default_catalog_and_schema(database.clone(), "public")
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false);
-    let state = datafusion::execution::SessionStateBuilder::new()
+    let mut builder = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(engine.session_runtime()?)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::recursion_limit::RecursionLimit {
             iterations_max: engine.config().recursive_iterations_max,
-        }))
-        .build();
+        }));
+    // Consulted before DataFusion's own planners (see `arithmetic`).
+    if let Some(planners) = builder.expr_planners() {
+        planners.insert(0, Arc::new(crate::arithmetic::PostgresArithmetic));
+    }
+    let state = builder.build();
     let context = SessionContext::new_with_state(state);
     let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
     let catalog = MemoryCatalogProvider::new();
@@ -129,6 +135,9 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
     ));
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::RoundForInteger::default()));
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::ByteaInput::default()));
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::TextOutput::default()));
     for hop in [false, true] {
         let function = WindowFunction {
             storage: engine.storage().clone(),
@@ -152,9 +161,31 @@ pub(crate) async fn plan_query(state: &SessionState, storage: &Storage, query: a
     let mut statement = ast::Statement::Query(Box::new(query));
     let is_topic = |name: &str| storage.topic(name).is_some();
     hide_system_columns(&mut statement, &is_topic);
+    if let ast::Statement::Query(query) = &mut statement {
+        name_columns(query).check_distinct()?;
+        give_postgres_meaning(query)?;
+    }
     let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
     check_target_list(&plan)?;
     Ok(plan)
+}
+
+/// `stream` with its columns under the names the client sees (two may share one).
+fn present(names: &ColumnNames, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    if names.is_empty() {
+        return stream;
+    }
+    let schema = names.present(&stream.schema());
+    let batch_schema = schema.clone();
+    let renamed = stream.map(move |batch| {
+        let batch = batch?;
+        Ok(RecordBatch::try_new_with_options(
+            batch_schema.clone(),
+            batch.columns().to_vec(),
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, renamed))
 }
 
 /// PostgreSQL's bound on the columns a query returns (`MaxTupleAttributeNumber`).
@@ -185,7 +216,7 @@ pub struct PreparedStatement {
 #[derive(Debug, Clone)]
 enum PreparedKind {
     Parsed(Statement),
-    Planned { plan: LogicalPlan, is_insert: bool },
+    Planned { plan: LogicalPlan, is_insert: bool, names: ColumnNames },
     /// A change to a keyed table: `plan` yields the rows to upsert (or, for DELETE, to delete).
     Keyed { plan: LogicalPlan, topic: Arc<streamhouse_storage::TopicLog>, write: KeyedWrite },
     /// `INSERT … VALUES` of literals, converted without DataFusion (see `literal_insert`).
@@ -523,7 +554,7 @@ impl Session {
                 let Statement::Query(select) = parse_statement(&sql)? else {
                     return Err(EngineError::Internal(format!("bad rewrite of {statement}: {sql}")));
                 };
-                let (plan, _) = self.plan(*select).await?;
+                let (plan, _, _) = self.plan(*select).await?;
                 let param_types = crate::sql::parameters::parameter_types(&plan)?;
                 (PreparedKind::Keyed { plan, topic, write }, param_types, None)
             }
@@ -533,7 +564,7 @@ impl Session {
                 if let ast::Statement::Insert(insert) = statement.as_mut() {
                     insert.on = None;
                 }
-                let (plan, _) = self.plan(*statement).await?;
+                let (plan, _, _) = self.plan(*statement).await?;
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(EngineError::Internal("INSERT did not plan as a DML statement".into()));
                 };
@@ -542,10 +573,10 @@ impl Session {
                 (PreparedKind::Keyed { plan, topic, write: KeyedWrite::InsertIgnore }, param_types, None)
             }
             (Statement::Query(statement), None) => {
-                let (plan, is_insert) = self.plan(*statement).await?;
+                let (plan, is_insert, names) = self.plan(*statement).await?;
                 let param_types = crate::sql::parameters::parameter_types(&plan)?;
-                let schema = if is_insert { None } else { Some(Arc::new(plan.schema().as_arrow().clone())) };
-                (PreparedKind::Planned { plan, is_insert }, param_types, schema)
+                let schema = if is_insert { None } else { Some(names.present(&Arc::new(plan.schema().as_arrow().clone()))) };
+                (PreparedKind::Planned { plan, is_insert, names }, param_types, schema)
             }
             (Statement::CopyTo { query, options }, None) => {
                 // Planned now so that errors surface at prepare; planned again per execution.
@@ -620,7 +651,9 @@ impl Session {
         Ok(self.engine.storage().append(topic, vec![batch]).await?.rows())
     }
 
-    async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool)> {
+    /// Plans a statement; a query's result columns get PostgreSQL's names (see
+    /// [`crate::sql::column_names`]).
+    async fn plan(&self, mut statement: ast::Statement) -> Result<(LogicalPlan, bool, ColumnNames)> {
         let storage = self.engine.storage().clone();
         let insert = match &statement {
             ast::Statement::Insert(insert) => Some(insert),
@@ -643,13 +676,25 @@ impl Session {
         }
         let is_topic = |name: &str| Some(name) != target.as_deref() && storage.topic(name).is_some();
         hide_system_columns(&mut statement, &is_topic);
+        let names = match &mut statement {
+            ast::Statement::Query(query) => {
+                let names = name_columns(query);
+                give_postgres_meaning(query)?;
+                names
+            }
+            ast::Statement::Insert(ast::Insert { source: Some(query), .. }) => {
+                give_postgres_meaning(query)?;
+                ColumnNames::default()
+            }
+            _ => ColumnNames::default(),
+        };
         *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = target.clone();
         let state = self.context.state();
         let planned = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await;
         *self.schema.write_target.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let plan = planned?;
         check_target_list(&plan)?;
-        Ok((plan, is_insert))
+        Ok((plan, is_insert, names))
     }
 
     /// Runs a prepared statement with parameter values (one per parameter).
@@ -662,7 +707,7 @@ impl Session {
             )));
         }
         match &prepared.kind {
-            PreparedKind::Planned { plan, is_insert } => {
+            PreparedKind::Planned { plan, is_insert, names } => {
                 let plan = if params.is_empty() { plan.clone() } else { plan.clone().with_param_values(params)? };
                 let frame = self.context.execute_logical_plan(plan).await?;
                 let stream = frame.execute_stream().await?;
@@ -675,6 +720,7 @@ impl Session {
                 } else {
                     "SELECT"
                 };
+                let stream = present(names, stream);
                 Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag })
             }
             PreparedKind::Keyed { plan, topic, write } => {
@@ -894,9 +940,9 @@ impl Session {
                 Ok(QueryOutput::CopyIn(CopyIn { decoder, topic, engine: self.engine.clone(), columns: column_count }))
             }
             Statement::CopyTo { query, options } => {
-                let (plan, _) = self.plan(ast::Statement::Query(query)).await?;
+                let (plan, _, names) = self.plan(ast::Statement::Query(query)).await?;
                 let frame = self.context.execute_logical_plan(plan).await?;
-                let stream = frame.execute_stream().await?;
+                let stream = present(&names, frame.execute_stream().await?);
                 Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })
             }
             Statement::CopySubscribe { view, snapshot, options } => {

@@ -11,7 +11,7 @@ use streamhouse_engine::arrow::datatypes::SchemaRef;
 use streamhouse_engine::arrow::record_batch::RecordBatch;
 use streamhouse_engine::datafusion::common::ScalarValue;
 use streamhouse_engine::datafusion::execution::SendableRecordBatchStream;
-use streamhouse_engine::text::output::write_text;
+use streamhouse_engine::text::output::{is_null, write_text};
 use streamhouse_engine::{
     split_statements, CopyEncoder, CopyIn, EngineError, PreparedStatement, QueryOutput, Session, SERVER_VERSION,
 };
@@ -582,7 +582,7 @@ impl Connection {
                 }
                 let at = self.out.begin_row(batch.num_columns());
                 for (index, column) in batch.columns().iter().enumerate() {
-                    if column.is_null(row) {
+                    if is_null(column.as_ref(), row) {
                         self.out.null_field();
                         continue;
                     }

@@ -10,7 +10,7 @@ use streamhouse_engine::arrow::datatypes::{
 };
 use streamhouse_engine::datafusion::common::ScalarValue;
 use streamhouse_engine::text::input::parse_column;
-use streamhouse_engine::text::output::write_text;
+use streamhouse_engine::text::output::{is_null, write_text};
 use streamhouse_engine::{EngineError, PG_TYPE_METADATA};
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
@@ -40,8 +40,9 @@ fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {
         DataType::Boolean => described(oid::BOOL),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => described(oid::INT2),
         DataType::Int32 | DataType::UInt16 => described(oid::INT4),
-        DataType::Int64 | DataType::UInt32 => described(oid::INT8),
-        DataType::UInt64 => described(oid::NUMERIC),
+        // DataFusion's counters (`row_number()`, `rank()`, `cardinality`) are unsigned where
+        // PostgreSQL's are bigint; a value past bigint's range fails when written in binary.
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => described(oid::INT8),
         DataType::Float16 | DataType::Float32 => described(oid::FLOAT4),
         DataType::Float64 => described(oid::FLOAT8),
         DataType::Decimal128(p, s) => (oid::NUMERIC, type_len(oid::NUMERIC), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4),
@@ -117,7 +118,11 @@ fn write_binary_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Resul
         DataType::Int32 => out.extend_from_slice(&array.as_primitive::<Int32Type>().value(row).to_be_bytes()),
         DataType::UInt32 => out.extend_from_slice(&(array.as_primitive::<UInt32Type>().value(row) as i64).to_be_bytes()),
         DataType::Int64 => out.extend_from_slice(&array.as_primitive::<Int64Type>().value(row).to_be_bytes()),
-        DataType::UInt64 => write_numeric(array.as_primitive::<UInt64Type>().value(row) as i128, 0, out),
+        DataType::UInt64 => {
+            let value = i64::try_from(array.as_primitive::<UInt64Type>().value(row))
+                .map_err(|_| EngineError::NumericOutOfRange("bigint out of range".into()))?;
+            out.extend_from_slice(&value.to_be_bytes());
+        }
         DataType::Float32 => out.extend_from_slice(&array.as_primitive::<Float32Type>().value(row).to_be_bytes()),
         DataType::Float64 => out.extend_from_slice(&array.as_primitive::<Float64Type>().value(row).to_be_bytes()),
         DataType::Decimal128(_, scale) => write_numeric(array.as_primitive::<Decimal128Type>().value(row), *scale, out),
@@ -194,7 +199,7 @@ fn write_binary_array(field: &Field, values: &ArrayRef, out: &mut Vec<u8>) -> Re
         out.extend_from_slice(&1i32.to_be_bytes());
     }
     for index in 0..values.len() {
-        if values.is_null(index) {
+        if is_null(values.as_ref(), index) {
             out.extend_from_slice(&(-1i32).to_be_bytes());
             continue;
         }

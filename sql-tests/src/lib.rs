@@ -228,3 +228,73 @@ pub async fn kill_during_writes(server: &mut TestServer, next: &mut [u64], acks:
     }
     server.restart();
 }
+
+/// A real PostgreSQL (Debian's `postgresql` package) in a temporary directory, the oracle for
+/// what a client can observe. As root, the server runs as the `postgres` user the package made.
+pub struct PostgresOracle {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl PostgresOracle {
+    /// `initdb` and `pg_ctl start -w` (which returns once the server accepts connections).
+    pub fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| versions.filter_map(|v| v.ok()).map(|v| v.path().join("bin")).filter(|b| b.join("initdb").exists()).max())
+            .expect("PostgreSQL is not installed (scripts/test.sh installs Debian's postgresql package)");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let oracle = Self { dir, bin, port };
+        if Self::as_root() {
+            let status = Command::new("chown").arg("postgres:postgres").arg(oracle.dir.path()).status().expect("chown");
+            assert!(status.success(), "cannot give the oracle's directory to the postgres user");
+        }
+        let data = oracle.dir.path().join("data");
+        oracle.run(oracle.bin.join("initdb"), &["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "-D", &data.to_string_lossy()]);
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC", oracle.dir.path().display());
+        let log = oracle.dir.path().join("log");
+        oracle.run(oracle.bin.join("pg_ctl"), &["start", "-w", "-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &options]);
+        oracle
+    }
+
+    fn as_root() -> bool {
+        Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    }
+
+    /// `program` as the user the server runs as.
+    fn command(program: &Path) -> Command {
+        if Self::as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: PathBuf, args: &[&str]) {
+        let output =
+            Self::command(&program).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{} failed: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A libpq-style connection string for the `postgres` database.
+    pub fn connection_string(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+}
+
+impl Drop for PostgresOracle {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Self::command(&self.bin.join("pg_ctl")).args(["stop", "-m", "immediate", "-D"]).arg(&data).output();
+    }
+}

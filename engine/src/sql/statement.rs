@@ -83,8 +83,39 @@ pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>> {
         .map_err(|e| EngineError::Syntax(e.to_string()))
 }
 
+/// Tokens back to SQL that tokenizes to the same tokens. sqlparser's `Display` writes a literal's
+/// unescaped value between quotes (`'it's'`, `E'back\slash'`), which reads back as something
+/// else, so quotes and literals are written here with their escapes restored.
 fn render(tokens: &[Token]) -> String {
-    tokens.iter().map(|t| t.to_string()).collect()
+    let mut sql = String::new();
+    for token in tokens {
+        match token {
+            Token::SingleQuotedString(value)
+            | Token::EscapedStringLiteral(value)
+            | Token::UnicodeStringLiteral(value) => quote_into(&mut sql, '\'', value),
+            Token::NationalStringLiteral(value) => {
+                sql.push('N');
+                quote_into(&mut sql, '\'', value);
+            }
+            Token::DoubleQuotedString(value) => quote_into(&mut sql, '"', value),
+            Token::Word(Word { value, quote_style: Some('"'), .. }) => quote_into(&mut sql, '"', value),
+            other => sql.push_str(&other.to_string()),
+        }
+    }
+    sql
+}
+
+/// `value` between `quote`s, each `quote` inside doubled (an `E'…'` or `U&'…'` literal's value
+/// is already unescaped, so it is written as a standard string).
+fn quote_into(sql: &mut String, quote: char, value: &str) {
+    sql.push(quote);
+    for c in value.chars() {
+        if c == quote {
+            sql.push(quote);
+        }
+        sql.push(c);
+    }
+    sql.push(quote);
 }
 
 /// Splits a query string into statement texts at top-level semicolons, dropping empty ones.
@@ -951,6 +982,18 @@ fn parse_other(sql: &str) -> Result<Statement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_and_quoted_names_survive_splitting() {
+        let sql = r#"SELECT 'it''s', E'back\\slash', E'q\'t', U&'d\0061t\+000061', N'n''', $$a'b$$, $t$x$t$, "a""b" FROM t"#;
+        let parts = split_statements(&format!("{sql}; SELECT 2")).unwrap();
+        assert_eq!(parts.len(), 2);
+        let Statement::Query(statement) = parse_statement(&parts[0]).unwrap() else { panic!("not a query") };
+        let text = statement.to_string();
+        for expected in ["'it''s'", r"'back\slash'", "'q''t'", "'data'", "$$a'b$$", "$t$x$t$", r#""a""b""#] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+    }
 
     #[test]
     fn splits_on_top_level_semicolons_only() {

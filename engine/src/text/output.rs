@@ -16,9 +16,15 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::{EngineError, Result};
 
+/// Whether `array[row]` is NULL. A `NullArray` (the type of a bare `NULL`) has no validity
+/// bitmap, so `Array::is_null` says false for it.
+pub fn is_null(array: &dyn Array, row: usize) -> bool {
+    array.data_type() == &DataType::Null || array.is_null(row)
+}
+
 /// Writes the text form of `array[row]` into `out`. Returns false (writing nothing) for NULL.
 pub fn write_text(array: &ArrayRef, row: usize, out: &mut String) -> Result<bool> {
-    if array.is_null(row) {
+    if is_null(array.as_ref(), row) {
         return Ok(false);
     }
     write_non_null(array.as_ref(), row, out)?;

@@ -1,0 +1,194 @@
+//! Functions behind casts that PostgreSQL reads otherwise than DataFusion (see
+//! [`crate::sql::postgres_meaning`], which puts them into queries):
+//!
+//! - [`RoundForInteger`]: the rounding PostgreSQL does before a cast to an integer — numeric
+//!   rounds half away from zero (`2.5::int` is 3), float to the nearest even (`2.5::float8::int`
+//!   is 2). Other types pass unchanged (the cast itself then does what PostgreSQL does).
+//! - [`ByteaInput`]: `text::bytea` as PostgreSQL reads it: `\x` followed by hex digits, or the
+//!   escape format (`\\` is a backslash, `\ooo` an octal byte, any other character itself).
+//! - [`TextOutput`]: `value::text` in PostgreSQL's output format.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array, StringBuilder};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+use crate::sql::postgres_meaning::{BYTEA_INPUT, ROUND_FOR_INTEGER, TEXT_OUTPUT};
+use crate::text::input::parse_column;
+use crate::text::output::write_text;
+use crate::EngineError;
+
+/// Applies `f` to the function's one argument as an array, keeping a scalar a scalar.
+fn on_one_argument(args: ScalarFunctionArgs, f: impl Fn(&ArrayRef) -> DfResult<ArrayRef>) -> DfResult<ColumnarValue> {
+    let [argument] = args.args.as_slice() else {
+        return Err(DataFusionError::Internal("expected one argument".into()));
+    };
+    match argument {
+        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(f(array)?)),
+        ColumnarValue::Scalar(scalar) => {
+            let result = f(&scalar.to_array()?)?;
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RoundForInteger {
+    signature: Signature,
+}
+
+impl Default for RoundForInteger {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+fn round_decimal(array: &Decimal128Array, scale: i8) -> DfResult<ArrayRef> {
+    if scale <= 0 {
+        return Ok(Arc::new(array.clone()));
+    }
+    let unit = 10i128.pow(scale as u32);
+    let half = unit / 2;
+    let rounded: Decimal128Array = array.unary(|value| {
+        let whole = value / unit;
+        let rest = value % unit;
+        let away = if rest >= half { 1 } else if rest <= -half { -1 } else { 0 };
+        (whole + away) * unit
+    });
+    Ok(Arc::new(rounded.with_data_type(array.data_type().clone())))
+}
+
+impl ScalarUDFImpl for RoundForInteger {
+    fn name(&self) -> &str {
+        ROUND_FOR_INTEGER
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        on_one_argument(args, |array| match array.data_type() {
+            DataType::Decimal128(_, scale) => round_decimal(array.as_primitive(), *scale),
+            DataType::Float64 => {
+                let rounded: Float64Array = array.as_primitive::<Float64Type>().unary(f64::round_ties_even);
+                Ok(Arc::new(rounded))
+            }
+            DataType::Float32 => {
+                let rounded: Float32Array = array.as_primitive::<Float32Type>().unary(f32::round_ties_even);
+                Ok(Arc::new(rounded))
+            }
+            _ => Ok(array.clone()),
+        })
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ByteaInput {
+    signature: Signature,
+}
+
+impl Default for ByteaInput {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for ByteaInput {
+    fn name(&self) -> &str {
+        BYTEA_INPUT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        on_one_argument(args, |array| {
+            let text = match array.data_type() {
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null => {
+                    arrow::compute::cast(array, &DataType::Utf8)?
+                }
+                _ => return Ok(arrow::compute::cast(array, &DataType::Binary)?),
+            };
+            let text = text.as_string::<i32>();
+            let values: Vec<Option<&str>> = text.iter().collect();
+            parse_column(&values, &DataType::Binary)
+                .map_err(|e| DataFusionError::External(Box::new(EngineError::InvalidText(e.message))))
+        })
+    }
+}
+
+/// `value::text` as PostgreSQL writes it (`2020-01-01 10:00:00`, `1 day`, `t`), not as Arrow's
+/// cast does (`2020-01-01T10:00:00`, `1 days`, `true`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextOutput {
+    signature: Signature,
+}
+
+impl Default for TextOutput {
+    fn default() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for TextOutput {
+    fn name(&self) -> &str {
+        TEXT_OUTPUT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        on_one_argument(args, |array| {
+            if matches!(array.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
+                return Ok(arrow::compute::cast(array, &DataType::Utf8)?);
+            }
+            let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 8);
+            let mut text = String::new();
+            for row in 0..array.len() {
+                text.clear();
+                if write_text(array, row, &mut text).map_err(|e| DataFusionError::External(Box::new(e)))? {
+                    builder.append_value(&text);
+                } else {
+                    builder.append_null();
+                }
+            }
+            Ok(Arc::new(builder.finish()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_as_postgres_before_an_integer_cast() {
+        let decimals = Decimal128Array::from(vec![25, -25, 37, -34, 24]).with_precision_and_scale(5, 1).unwrap();
+        let rounded = round_decimal(&decimals, 1).unwrap();
+        let rounded = rounded.as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(rounded.values().to_vec(), vec![30, -30, 40, -30, 20]);
+        assert_eq!(2.5f64.round_ties_even(), 2.0);
+        assert_eq!(3.5f64.round_ties_even(), 4.0);
+    }
+}

@@ -1,0 +1,380 @@
+//! Rewrites of a query before DataFusion plans it, where DataFusion would read a construct
+//! otherwise than PostgreSQL. Each one either gives the construct PostgreSQL's meaning or
+//! refuses it with `0A000`: a wrong answer is worse than an error.
+//!
+//! - `x = ANY (subquery)` is `x IN (subquery)` and `x <> ALL (subquery)` is `x NOT IN (subquery)`
+//!   (the same, NULLs included); other comparisons with ANY/ALL over a subquery are refused
+//!   (DataFusion returns no rows for them).
+//! - `EXCEPT ALL` and `INTERSECT ALL` are refused (DataFusion's results differ from the SQL
+//!   multiset semantics).
+//! - A cast to an integer rounds (PostgreSQL rounds numeric half away from zero and float to
+//!   even; DataFusion truncates).
+//! - A cast to text writes PostgreSQL's output format (`2020-01-01 10:00:00`, not Arrow's
+//!   `2020-01-01T10:00:00`); one to `varchar(n)` also cuts the text to n characters; casts to `char(n)` are refused (its
+//!   padding and comparison rules are not implemented).
+//! - A cast to `bytea` reads PostgreSQL's hex (`\x0001ff`) or escape input, not the text's bytes.
+//! - `timestamptz` (the type name) is `timestamp with time zone`; `AT TIME ZONE` is refused.
+//! - `generate_series(…)` as a select item returns rows, not an array.
+//! - An integer literal that fits `int4` is `int4` (DataFusion makes every one `int8`), except
+//!   where a number is a position (`ORDER BY 1`, `GROUP BY 1`), a row count (`LIMIT`, `OFFSET`,
+//!   `FETCH`) or an argument of a table function (`generate_series(1, 5)` in FROM).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, CharacterLength, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, SetOperator, SetQuantifier,
+    TableFactor, TimezoneInfo, Value, VisitMut, VisitorMut,
+};
+
+use crate::{EngineError, Result};
+
+/// The name of the function that rounds a value before a cast to an integer.
+pub const ROUND_FOR_INTEGER: &str = "round_for_integer";
+/// The name of the function that reads PostgreSQL's bytea input.
+pub const BYTEA_INPUT: &str = "byteain";
+/// The name of the function that writes a value as PostgreSQL's text output.
+pub const TEXT_OUTPUT: &str = "text_output";
+
+/// Applies every rewrite to `query` and the queries inside it.
+pub fn give_postgres_meaning(query: &mut Query) -> Result<()> {
+    match query.visit(&mut Rewriter { literal_is_a_value: Vec::new() }) {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn not_supported(message: &str) -> EngineError {
+    EngineError::Sqlstate { code: "0A000", message: message.to_string() }
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+fn is_integer_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int(_)
+            | DataType::Integer(_)
+            | DataType::Int2(_)
+            | DataType::Int4(_)
+            | DataType::Int8(_)
+            | DataType::SmallInt(_)
+            | DataType::BigInt(_)
+    ) || matches!(data_type, DataType::Custom(name, _) if ["int2", "int4", "int8"].contains(&name.to_string().to_lowercase().as_str()))
+}
+
+fn is_timestamptz(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz"))
+}
+
+fn length_of(length: &Option<CharacterLength>) -> Option<u64> {
+    match length {
+        Some(CharacterLength::IntegerLength { length, .. }) => Some(*length),
+        _ => None,
+    }
+}
+
+struct Rewriter {
+    /// One entry a query or table factor being visited: whether an integer literal there is a
+    /// value (false among a table function's arguments).
+    literal_is_a_value: Vec<bool>,
+}
+
+/// `int4`, the type a narrowed literal is cast to. Written `INT4` so that the positions where a
+/// number must stay a bare number can tell a narrowed literal from a user's cast (`INT`).
+fn narrowed(number: Expr) -> Expr {
+    Expr::Cast {
+        kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+        expr: Box::new(number),
+        data_type: DataType::Int4(None),
+        array: false,
+        format: None,
+    }
+}
+
+/// A narrowed literal back to the bare number it was.
+fn unnarrow(expr: &mut Expr) {
+    if let Expr::Cast { expr: inner, data_type: DataType::Int4(None), .. } = expr {
+        if matches!(inner.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..))) {
+            let number = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+            *expr = number;
+        }
+    }
+}
+
+/// Positions and counts of a query: numbers there stay bare.
+fn unnarrow_positions(query: &mut Query) {
+    if let Some(order_by) = &mut query.order_by {
+        if let datafusion::sql::sqlparser::ast::OrderByKind::Expressions(items) = &mut order_by.kind {
+            for item in items {
+                unnarrow(&mut item.expr);
+            }
+        }
+    }
+    match &mut query.limit_clause {
+        Some(datafusion::sql::sqlparser::ast::LimitClause::LimitOffset { limit, offset, .. }) => {
+            if let Some(limit) = limit {
+                unnarrow(limit);
+            }
+            if let Some(offset) = offset {
+                unnarrow(&mut offset.value);
+            }
+        }
+        Some(datafusion::sql::sqlparser::ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+            unnarrow(offset);
+            unnarrow(limit);
+        }
+        None => {}
+    }
+    if let Some(fetch) = &mut query.fetch {
+        if let Some(quantity) = &mut fetch.quantity {
+            unnarrow(quantity);
+        }
+    }
+    unnarrow_group_by(&mut query.body);
+}
+
+fn unnarrow_group_by(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            if let datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(items, _) = &mut select.group_by {
+                for item in items {
+                    unnarrow(item);
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            unnarrow_group_by(left);
+            unnarrow_group_by(right);
+        }
+        _ => {}
+    }
+}
+
+impl Rewriter {
+    fn rewrite_cast(&self, inner: Expr, data_type: DataType, rebuild: impl Fn(Expr, DataType) -> Expr) -> Result<Expr> {
+        match &data_type {
+            DataType::Char(_) | DataType::Character(_) => {
+                Err(not_supported("char(n) is not supported: use text or varchar(n)"))
+            }
+            DataType::Varchar(length) | DataType::CharacterVarying(length) | DataType::CharVarying(length) => {
+                let text = call(TEXT_OUTPUT, vec![inner]);
+                match length_of(length) {
+                    Some(n) => Ok(call("left", vec![text, Expr::value(Value::Number(n.to_string(), false))])),
+                    None => Ok(text),
+                }
+            }
+            DataType::Text | DataType::String(None) => Ok(call(TEXT_OUTPUT, vec![inner])),
+            DataType::Bytea => Ok(call(BYTEA_INPUT, vec![inner])),
+            data_type if is_integer_type(data_type) => Ok(rebuild(call(ROUND_FOR_INTEGER, vec![inner]), data_type.clone())),
+            data_type if is_timestamptz(data_type) => Ok(rebuild(inner, DataType::Timestamp(None, TimezoneInfo::WithTimeZone))),
+            _ => Ok(rebuild(inner, data_type)),
+        }
+    }
+
+    fn rewrite(&self, expr: Expr) -> Result<Expr> {
+        Ok(match expr {
+            Expr::AnyOp { left, compare_op, right, .. } if matches!(right.as_ref(), Expr::Subquery(_)) => {
+                let Expr::Subquery(subquery) = *right else { unreachable!("matched above") };
+                match compare_op {
+                    BinaryOperator::Eq => Expr::InSubquery { expr: left, subquery, negated: false },
+                    _ => return Err(not_supported("ANY (subquery) is supported with = only; write the condition with EXISTS")),
+                }
+            }
+            Expr::AllOp { left, compare_op, right } if matches!(right.as_ref(), Expr::Subquery(_)) => {
+                let Expr::Subquery(subquery) = *right else { unreachable!("matched above") };
+                match compare_op {
+                    BinaryOperator::NotEq => Expr::InSubquery { expr: left, subquery, negated: true },
+                    _ => return Err(not_supported("ALL (subquery) is supported with <> only; write the condition with NOT EXISTS")),
+                }
+            }
+            Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
+            Expr::Cast { kind, expr, data_type, array, format } => {
+                self.rewrite_cast(*expr, data_type, |expr, data_type| Expr::Cast {
+                    kind: kind.clone(),
+                    expr: Box::new(expr),
+                    data_type,
+                    array,
+                    format: format.clone(),
+                })?
+            }
+            Expr::TypedString(typed) => {
+                let literal = Expr::Value(typed.value.clone());
+                match &typed.data_type {
+                    DataType::Bytea | DataType::Char(_) | DataType::Character(_) | DataType::Varchar(_) => {
+                        self.rewrite_cast(literal, typed.data_type.clone(), |expr, data_type| Expr::Cast {
+                            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(expr),
+                            data_type,
+                            array: false,
+                            format: None,
+                        })?
+                    }
+                    data_type if is_timestamptz(data_type) => {
+                        let mut typed = typed;
+                        typed.data_type = DataType::Timestamp(None, TimezoneInfo::WithTimeZone);
+                        Expr::TypedString(typed)
+                    }
+                    _ => Expr::TypedString(typed),
+                }
+            }
+            Expr::Value(value) if self.literal_is_a_value.last() != Some(&false) && fits_int4(&value.value) => {
+                narrowed(Expr::Value(value))
+            }
+            other => other,
+        })
+    }
+}
+
+fn fits_int4(value: &Value) -> bool {
+    matches!(value, Value::Number(text, false) if text.parse::<i32>().is_ok())
+}
+
+fn refuse_multiset_operations(body: &SetExpr) -> Result<()> {
+    if let SetExpr::SetOperation { op, set_quantifier, left, right } = body {
+        if matches!(op, SetOperator::Except | SetOperator::Intersect | SetOperator::Minus)
+            && matches!(set_quantifier, SetQuantifier::All | SetQuantifier::AllByName)
+        {
+            return Err(not_supported("EXCEPT ALL and INTERSECT ALL are not supported; use EXCEPT or INTERSECT"));
+        }
+        refuse_multiset_operations(left)?;
+        refuse_multiset_operations(right)?;
+    }
+    Ok(())
+}
+
+/// `generate_series(…)` as a whole select item: its rows, as in PostgreSQL (DataFusion's scalar
+/// `generate_series` returns an array).
+fn unnest_series(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
+                let is_series = matches!(expr, Expr::Function(f) if f.name.0.len() == 1
+                    && f.name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series")));
+                if is_series {
+                    let series = std::mem::replace(expr, Expr::value(Value::Null));
+                    *expr = call("unnest", vec![series]);
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            unnest_series(left);
+            unnest_series(right);
+        }
+        _ => {}
+    }
+}
+
+impl VisitorMut for Rewriter {
+    type Break = EngineError;
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<EngineError> {
+        self.literal_is_a_value.push(true);
+        if let Err(error) = refuse_multiset_operations(&query.body) {
+            return ControlFlow::Break(error);
+        }
+        unnest_series(&mut query.body);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<EngineError> {
+        self.literal_is_a_value.pop();
+        unnarrow_positions(query);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<EngineError> {
+        let function_like = matches!(factor, TableFactor::Function { .. } | TableFactor::Table { args: Some(_), .. });
+        self.literal_is_a_value.push(!function_like);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, _factor: &mut TableFactor) -> ControlFlow<EngineError> {
+        self.literal_is_a_value.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<EngineError> {
+        let taken = std::mem::replace(expr, Expr::value(Value::Null));
+        match self.rewrite(taken) {
+            Ok(rewritten) => {
+                *expr = rewritten;
+                ControlFlow::Continue(())
+            }
+            Err(error) => ControlFlow::Break(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn rewritten(sql: &str) -> Result<String> {
+        let Statement::Query(mut query) = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).unwrap().parse_statement().unwrap()
+        else {
+            panic!("not a query")
+        };
+        give_postgres_meaning(&mut query)?;
+        Ok(query.to_string())
+    }
+
+    #[test]
+    fn any_and_all_over_subqueries() {
+        assert_eq!(rewritten("SELECT z WHERE x = ANY (SELECT y FROM t)").unwrap(), "SELECT z WHERE x IN (SELECT y FROM t)");
+        assert_eq!(rewritten("SELECT z WHERE x <> ALL (SELECT y FROM t)").unwrap(), "SELECT z WHERE x NOT IN (SELECT y FROM t)");
+        assert!(rewritten("SELECT z WHERE x > ALL (SELECT y FROM t)").is_err());
+        assert!(rewritten("SELECT z WHERE x < ANY (SELECT y FROM t)").is_err());
+        // Over an array, DataFusion's answer is PostgreSQL's.
+        assert_eq!(rewritten("SELECT z = ANY(ARRAY['a'])").unwrap(), "SELECT z = ANY(ARRAY['a'])");
+    }
+
+    #[test]
+    fn casts() {
+        assert_eq!(rewritten("SELECT '3.7'::numeric::int").unwrap(), "SELECT round_for_integer('3.7'::NUMERIC)::INT");
+        assert_eq!(rewritten("SELECT x::varchar(2)").unwrap(), "SELECT left(text_output(x), 2)");
+        assert_eq!(rewritten("SELECT '\\x01'::bytea").unwrap(), "SELECT byteain('\\x01')");
+        assert!(rewritten("SELECT 'a'::char(3)").is_err());
+        assert!(rewritten("SELECT now() AT TIME ZONE 'UTC'").is_err());
+    }
+
+    #[test]
+    fn integer_literals_are_int4_where_they_are_values() {
+        assert_eq!(
+            rewritten("SELECT 1, 2147483648, 1.5, x + 2 FROM t WHERE y > 3 GROUP BY 1, x + 2 ORDER BY 2, x + 4 LIMIT 5 OFFSET 6").unwrap(),
+            "SELECT 1::INT4, 2147483648, 1.5, x + 2::INT4 FROM t WHERE y > 3::INT4 GROUP BY 1, x + 2::INT4 ORDER BY 2, x + 4::INT4 LIMIT 5 OFFSET 6"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM generate_series(1, 5) WHERE 7 IN (SELECT 8 FROM u ORDER BY 1)").unwrap(),
+            "SELECT * FROM generate_series(1, 5) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
+        );
+    }
+
+    #[test]
+    fn set_operations_and_series() {
+        assert!(rewritten("SELECT 1 EXCEPT ALL SELECT 2").is_err());
+        assert!(rewritten("SELECT * FROM (SELECT 1 INTERSECT ALL SELECT 2) s").is_err());
+        assert!(rewritten("SELECT 1 EXCEPT SELECT 2").is_ok());
+        assert_eq!(rewritten("SELECT generate_series(x, y) AS n").unwrap(), "SELECT unnest(generate_series(x, y)) AS n");
+    }
+}
