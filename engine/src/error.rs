@@ -117,6 +117,17 @@ fn classify_arrow(error: arrow::error::ArrowError) -> EngineError {
     use arrow::error::ArrowError;
     match error {
         ArrowError::DivideByZero => EngineError::DivisionByZero("division by zero".into()),
+        // A number out of the target type's range (`Can't cast value 2147483648 to type Int32`,
+        // `value of 9223372036854775808 is out of range Int64`), as PostgreSQL says it.
+        ArrowError::CastError(message) if message.starts_with("Can't cast value") || message.contains(" is out of range ") => {
+            let name = match message.rsplit(' ').next() {
+                Some("Int16") => "smallint",
+                Some("Int32") => "integer",
+                Some("Int64") => "bigint",
+                _ => return EngineError::NumericOutOfRange(message),
+            };
+            EngineError::NumericOutOfRange(format!("{name} out of range"))
+        }
         ArrowError::CastError(message) | ArrowError::ParseError(message) => {
             if message.contains("overflow") || message.contains("too large") || message.contains("out of range") {
                 EngineError::NumericOutOfRange(message)

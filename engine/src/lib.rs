@@ -12,6 +12,8 @@ mod copy;
 mod error;
 pub mod keyed;
 pub mod memory;
+pub mod pg_catalog;
+mod pg_functions;
 pub mod pg_types;
 pub mod provider;
 pub mod query_memory;

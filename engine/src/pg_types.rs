@@ -15,14 +15,14 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, ListArray, StringArray};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, IntervalUnit, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
 };
 
-use crate::{EngineError, Result};
+use crate::{EngineError, Result, PG_TYPE_METADATA};
 
 /// Type OIDs, as Postgres assigns them.
 pub mod oid {
@@ -101,6 +101,47 @@ pub fn element_oid(array: u32) -> Option<u32> {
     TYPES.iter().find(|t| t.array == array).map(|t| t.oid)
 }
 
+/// The Postgres type of an Arrow field: OID, size (`-1` variable) and type modifier.
+pub fn pg_type(field: &Field) -> (u32, i16, i32) {
+    match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
+        (Some("jsonb"), _) => described(oid::JSONB),
+        (Some("oid"), DataType::Int32) => described(oid::OID),
+        (_, data_type) => pg_type_of(data_type),
+    }
+}
+
+/// A type without a modifier, with its size from the type table.
+fn described(type_oid: u32) -> (u32, i16, i32) {
+    (type_oid, type_len(type_oid), -1)
+}
+
+pub fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {
+    match data_type {
+        DataType::Boolean => described(oid::BOOL),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => described(oid::INT2),
+        DataType::Int32 | DataType::UInt16 => described(oid::INT4),
+        // DataFusion's counters (`row_number()`, `rank()`, `cardinality`) are unsigned where
+        // PostgreSQL's are bigint; a value past bigint's range fails when written in binary.
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => described(oid::INT8),
+        DataType::Float16 | DataType::Float32 => described(oid::FLOAT4),
+        DataType::Float64 => described(oid::FLOAT8),
+        DataType::Decimal128(p, s) => (oid::NUMERIC, type_len(oid::NUMERIC), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => described(oid::TEXT),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => described(oid::BYTEA),
+        DataType::Date32 | DataType::Date64 => described(oid::DATE),
+        DataType::Time32(_) | DataType::Time64(_) => described(oid::TIME),
+        DataType::Timestamp(_, None) => described(oid::TIMESTAMP),
+        DataType::Timestamp(_, Some(_)) => described(oid::TIMESTAMPTZ),
+        DataType::Interval(IntervalUnit::MonthDayNano) => described(oid::INTERVAL),
+        DataType::List(field) | DataType::LargeList(field) => {
+            let (element, _, _) = pg_type(field);
+            described(array_oid(element).unwrap_or(oid::TEXT))
+        }
+        // Anything else travels as its text form.
+        _ => described(oid::TEXT),
+    }
+}
+
 /// `pg_catalog.pg_type`: every base type and its array type, with the columns clients read
 /// most (`oid`, `typname`, `typnamespace`, `typlen`, `typtype`, `typcategory`, `typelem`,
 /// `typarray`, `typdelim`, `typbasetype`, `typnotnull`, `typrelid`).
@@ -155,20 +196,9 @@ pub fn pg_type_table() -> Result<RecordBatch> {
 }
 
 /// The OID of the `pg_catalog` namespace.
-const PG_CATALOG_NAMESPACE: i64 = 11;
+/// `pg_catalog`'s OID, as in PostgreSQL.
+pub const PG_CATALOG_NAMESPACE: i64 = 11;
 
-/// `pg_catalog.pg_namespace`: the schemas (`pg_catalog`, `public`).
-pub fn pg_namespace_table() -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("oid", DataType::Int64, false),
-        Field::new("nspname", DataType::Utf8, false),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![PG_CATALOG_NAMESPACE, 2200])),
-        Arc::new(StringArray::from(vec!["pg_catalog", "public"])),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
-}
 
 /// Whether `sql` is asyncpg's type introspection statement (`INTRO_LOOKUP_TYPES`, for every
 /// server version it knows): a recursive walk named `typeinfo_tree` over the OIDs in `$1`.

@@ -83,16 +83,6 @@ impl SchemaProvider for TopicSchemaProvider {
     }
 }
 
-/// The `pg_catalog` tables StreamHouse serves (see [`crate::pg_types`]).
-fn pg_catalog_schema() -> Result<Arc<dyn SchemaProvider>> {
-    let schema = datafusion::catalog::MemorySchemaProvider::new();
-    for (name, batch) in [("pg_type", crate::pg_types::pg_type_table()?), ("pg_namespace", crate::pg_types::pg_namespace_table()?)] {
-        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        schema.register_table(name.to_string(), Arc::new(table))?;
-    }
-    Ok(Arc::new(schema))
-}
-
 /// A DataFusion context whose tables are the engine's topics and views, with our functions.
 pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<TopicSchemaProvider>)> {
     let database = engine.config().database_name.clone();
@@ -106,7 +96,8 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::recursion_limit::RecursionLimit {
             iterations_max: engine.config().recursive_iterations_max,
-        }));
+        }))
+        .with_physical_optimizer_rule(Arc::new(crate::arithmetic::CheckedArithmetic));
     // Consulted before DataFusion's own planners (see `arithmetic`).
     if let Some(planners) = builder.expr_planners() {
         planners.insert(0, Arc::new(crate::arithmetic::PostgresArithmetic));
@@ -116,7 +107,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     let schema = Arc::new(TopicSchemaProvider { engine: engine.clone(), write_target: Mutex::new(None) });
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", schema.clone())?;
-    catalog.register_schema("pg_catalog", pg_catalog_schema()?)?;
+    catalog.register_schema("pg_catalog", Arc::new(crate::pg_catalog::PgCatalogSchema { engine: engine.clone() }))?;
     context.register_catalog(database.clone(), Arc::new(catalog));
     let version = version_string();
     context.register_udf(create_udf(
@@ -134,6 +125,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         Volatility::Immutable,
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
     ));
+    crate::pg_functions::register(&context, engine);
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::RoundForInteger::default()));
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::ByteaInput::default()));

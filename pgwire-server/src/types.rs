@@ -11,56 +11,15 @@ use streamhouse_engine::arrow::datatypes::{
 use streamhouse_engine::datafusion::common::ScalarValue;
 use streamhouse_engine::text::input::parse_column;
 use streamhouse_engine::text::output::{is_null, write_text};
-use streamhouse_engine::{EngineError, PG_TYPE_METADATA};
+use streamhouse_engine::EngineError;
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between the Unix epoch and the Postgres epoch.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
-pub use streamhouse_engine::pg_types::{array_oid, element_oid, oid};
-use streamhouse_engine::pg_types::type_len;
-
-/// The Postgres type of an Arrow field: OID, size (`-1` variable) and type modifier.
-pub fn pg_type(field: &Field) -> (u32, i16, i32) {
-    match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
-        (Some("jsonb"), _) => described(oid::JSONB),
-        (Some("oid"), DataType::Int32) => described(oid::OID),
-        (_, data_type) => pg_type_of(data_type),
-    }
-}
-
-/// A type without a modifier, with its size from the type table.
-fn described(type_oid: u32) -> (u32, i16, i32) {
-    (type_oid, type_len(type_oid), -1)
-}
-
-fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {
-    match data_type {
-        DataType::Boolean => described(oid::BOOL),
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => described(oid::INT2),
-        DataType::Int32 | DataType::UInt16 => described(oid::INT4),
-        // DataFusion's counters (`row_number()`, `rank()`, `cardinality`) are unsigned where
-        // PostgreSQL's are bigint; a value past bigint's range fails when written in binary.
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => described(oid::INT8),
-        DataType::Float16 | DataType::Float32 => described(oid::FLOAT4),
-        DataType::Float64 => described(oid::FLOAT8),
-        DataType::Decimal128(p, s) => (oid::NUMERIC, type_len(oid::NUMERIC), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => described(oid::TEXT),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => described(oid::BYTEA),
-        DataType::Date32 | DataType::Date64 => described(oid::DATE),
-        DataType::Time32(_) | DataType::Time64(_) => described(oid::TIME),
-        DataType::Timestamp(_, None) => described(oid::TIMESTAMP),
-        DataType::Timestamp(_, Some(_)) => described(oid::TIMESTAMPTZ),
-        DataType::Interval(IntervalUnit::MonthDayNano) => described(oid::INTERVAL),
-        DataType::List(field) | DataType::LargeList(field) => {
-            let (element, _, _) = pg_type(field);
-            described(array_oid(element).unwrap_or(oid::TEXT))
-        }
-        // Anything else travels as its text form.
-        _ => described(oid::TEXT),
-    }
-}
+pub use streamhouse_engine::pg_types::{array_oid, element_oid, oid, pg_type};
+use streamhouse_engine::pg_types::pg_type_of;
 
 /// The Arrow type a client's declared parameter OID stands for.
 pub fn data_type_for_oid(type_oid: u32) -> Option<DataType> {

@@ -15,6 +15,8 @@
 //! - A cast to `bytea` reads PostgreSQL's hex (`\x0001ff`) or escape input, not the text's bytes.
 //! - `timestamptz` (the type name) is `timestamp with time zone`; `AT TIME ZONE` is refused.
 //! - `generate_series(…)` as a select item returns rows, not an array.
+//! - `pg_catalog.f(…)` is `f(…)`; `OPERATOR(pg_catalog.~)` is the operator `~`; `COLLATE pg_catalog.default` (or `"C"`) is
+//!   dropped (text compares byte by byte); other collations are refused.
 //! - An integer literal that fits `int4` is `int4` (DataFusion makes every one `int8`), except
 //!   where a number is a position (`ORDER BY 1`, `GROUP BY 1`), a row count (`LIMIT`, `OFFSET`,
 //!   `FETCH`) or an argument of a table function (`generate_series(1, 5)` in FROM).
@@ -181,6 +183,8 @@ impl Rewriter {
             }
             DataType::Text | DataType::String(None) => Ok(call(TEXT_OUTPUT, vec![inner])),
             DataType::Bytea => Ok(call(BYTEA_INPUT, vec![inner])),
+            // An integer constant needs no rounding (and stays a constant the planner can fold).
+            data_type if is_integer_type(data_type) && is_integer_literal(&inner) => Ok(rebuild(inner, data_type.clone())),
             data_type if is_integer_type(data_type) => Ok(rebuild(call(ROUND_FOR_INTEGER, vec![inner]), data_type.clone())),
             data_type if is_timestamptz(data_type) => Ok(rebuild(inner, DataType::Timestamp(None, TimezoneInfo::WithTimeZone))),
             _ => Ok(rebuild(inner, data_type)),
@@ -204,6 +208,20 @@ impl Rewriter {
                 }
             }
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
+            Expr::Function(mut function) if is_in_pg_catalog(&function.name) => {
+                function.name.0.remove(0);
+                Expr::Function(function)
+            }
+            Expr::BinaryOp { left, op: BinaryOperator::PGCustomBinaryOperator(parts), right } => {
+                Expr::BinaryOp { left, op: qualified_operator(&parts)?, right }
+            }
+            Expr::Collate { expr, collation } => {
+                let name = collation.to_string().to_lowercase();
+                if !["pg_catalog.default", "default", "\"c\"", "\"posix\"", "pg_catalog.\"c\""].contains(&name.as_str()) {
+                    return Err(not_supported(&format!("collation {collation} is not supported (text compares byte by byte, as with \"C\")")));
+                }
+                *expr
+            }
             Expr::Cast { kind, expr, data_type, array, format } => {
                 self.rewrite_cast(*expr, data_type, |expr, data_type| Expr::Cast {
                     kind: kind.clone(),
@@ -236,13 +254,82 @@ impl Rewriter {
             Expr::Value(value) if self.literal_is_a_value.last() != Some(&false) && fits_int4(&value.value) => {
                 narrowed(Expr::Value(value))
             }
+            // PostgreSQL folds the minus into the constant: `-2147483648` is an int4.
+            Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr }
+                if self.literal_is_a_value.last() != Some(&false) && negated_int4(&expr).is_some() =>
+            {
+                let text = negated_int4(&expr).unwrap_or_default();
+                narrowed(Expr::value(Value::Number(text, false)))
+            }
             other => other,
         })
     }
 }
 
+/// An integer literal, narrowed or not.
+fn is_integer_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(value) => matches!(&value.value, Value::Number(text, false) if text.parse::<i64>().is_ok()),
+        Expr::Cast { expr, data_type: DataType::Int4(None), .. } => is_integer_literal(expr),
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => is_integer_literal(expr),
+        _ => false,
+    }
+}
+
+/// `-n` as text, for an integer literal `n` (narrowed or not) whose negation fits `int4`.
+fn negated_int4(expr: &Expr) -> Option<String> {
+    let number = match expr {
+        Expr::Value(value) => &value.value,
+        Expr::Cast { expr, data_type: DataType::Int4(None), .. } => match expr.as_ref() {
+            Expr::Value(value) => &value.value,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let Value::Number(text, false) = number else { return None };
+    let negated = format!("-{text}");
+    negated.parse::<i32>().is_ok().then_some(negated)
+}
+
 fn fits_int4(value: &Value) -> bool {
     matches!(value, Value::Number(text, false) if text.parse::<i32>().is_ok())
+}
+
+/// `pg_catalog.f`: functions live in `pg_catalog`, which is on every search path, so the
+/// qualified name is the function's name.
+fn is_in_pg_catalog(name: &datafusion::sql::sqlparser::ast::ObjectName) -> bool {
+    name.0.len() == 2 && name.0[0].as_ident().is_some_and(|schema| schema.value.eq_ignore_ascii_case("pg_catalog"))
+}
+
+/// `OPERATOR(pg_catalog.~)` (psql writes its operators so): the operator itself.
+fn qualified_operator(parts: &[String]) -> Result<BinaryOperator> {
+    let (schema, symbol) = match parts {
+        [symbol] => (None, symbol.as_str()),
+        [schema, symbol] => (Some(schema.as_str()), symbol.as_str()),
+        _ => (None, ""),
+    };
+    let operator = match symbol {
+        "~" => BinaryOperator::PGRegexMatch,
+        "~*" => BinaryOperator::PGRegexIMatch,
+        "!~" => BinaryOperator::PGRegexNotMatch,
+        "!~*" => BinaryOperator::PGRegexNotIMatch,
+        "=" => BinaryOperator::Eq,
+        "<>" | "!=" => BinaryOperator::NotEq,
+        "<" => BinaryOperator::Lt,
+        "<=" => BinaryOperator::LtEq,
+        ">" => BinaryOperator::Gt,
+        ">=" => BinaryOperator::GtEq,
+        "+" => BinaryOperator::Plus,
+        "-" => BinaryOperator::Minus,
+        "*" => BinaryOperator::Multiply,
+        "/" => BinaryOperator::Divide,
+        "||" => BinaryOperator::StringConcat,
+        _ => BinaryOperator::PGCustomBinaryOperator(Vec::new()),
+    };
+    if matches!(operator, BinaryOperator::PGCustomBinaryOperator(_)) || schema.is_some_and(|s| s != "pg_catalog") {
+        return Err(not_supported(&format!("OPERATOR({}) is not supported", parts.join("."))));
+    }
+    Ok(operator)
 }
 
 fn refuse_multiset_operations(body: &SetExpr) -> Result<()> {
@@ -364,10 +451,22 @@ mod tests {
             rewritten("SELECT 1, 2147483648, 1.5, x + 2 FROM t WHERE y > 3 GROUP BY 1, x + 2 ORDER BY 2, x + 4 LIMIT 5 OFFSET 6").unwrap(),
             "SELECT 1::INT4, 2147483648, 1.5, x + 2::INT4 FROM t WHERE y > 3::INT4 GROUP BY 1, x + 2::INT4 ORDER BY 2, x + 4::INT4 LIMIT 5 OFFSET 6"
         );
+        assert_eq!(rewritten("SELECT -2147483648, -5, 300::smallint").unwrap(), "SELECT -2147483648::INT4, -5::INT4, 300::INT4::SMALLINT");
         assert_eq!(
             rewritten("SELECT * FROM generate_series(1, 5) WHERE 7 IN (SELECT 8 FROM u ORDER BY 1)").unwrap(),
             "SELECT * FROM generate_series(1, 5) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
         );
+    }
+
+    #[test]
+    fn psql_operators_and_collations() {
+        assert_eq!(
+            rewritten("SELECT relname FROM c WHERE c.relname OPERATOR(pg_catalog.~) '^(bids)$' COLLATE pg_catalog.default").unwrap(),
+            "SELECT relname FROM c WHERE c.relname ~ '^(bids)$'"
+        );
+        assert!(rewritten("SELECT a OPERATOR(myschema.~) b").is_err());
+        assert_eq!(rewritten("SELECT pg_catalog.pg_get_userbyid(10)").unwrap(), "SELECT pg_get_userbyid(10::INT4)");
+        assert!(rewritten("SELECT a COLLATE \"de_DE\"").is_err());
     }
 
     #[test]

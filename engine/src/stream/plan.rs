@@ -439,7 +439,8 @@ impl Builder<'_> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(self.state.create_physical_expr(expr.clone(), schema)?)
+        let expr = self.state.create_physical_expr(expr.clone(), schema)?;
+        Ok(crate::arithmetic::checked(expr, schema.as_arrow())?.data)
     }
 
     fn build(&mut self, plan: &LogicalPlan) -> Result<()> {

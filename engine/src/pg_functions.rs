@@ -1,0 +1,125 @@
+//! PostgreSQL's system information functions that catalog queries call (psql's `\dt`, `\l`,
+//! `\dn`; drivers' metadata), answered from our catalog (see [`crate::pg_catalog`]).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::prelude::SessionContext;
+
+use crate::pg_catalog::{format_type, table_is_visible, user_by_id};
+use crate::Engine;
+
+/// Runs `f` over the arguments as arrays of `rows` rows, and gives a scalar back for scalars.
+fn rows_of(args: &[ColumnarValue], f: impl Fn(&[ArrayRef]) -> DfResult<ArrayRef>) -> DfResult<ColumnarValue> {
+    let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let result = f(&arrays)?;
+    if all_scalar {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
+    }
+    Ok(ColumnarValue::Array(result))
+}
+
+fn int64s(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    let array = arrow::compute::cast(array, &DataType::Int64)?;
+    Ok(array.as_primitive::<Int64Type>().iter().collect())
+}
+
+/// Registers the functions with a session's context.
+pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
+    let catalog = engine.clone();
+    context.register_udf(create_udf(
+        "pg_table_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let oids = int64s(&arrays[0])?;
+                let visible: BooleanArray = oids.iter().map(|oid| oid.and_then(|oid| table_is_visible(&catalog, oid))).collect();
+                Ok(Arc::new(visible) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(user_by_id)).collect();
+                Ok(Arc::new(names) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "format_type",
+        vec![DataType::Int64, DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let oids = int64s(&arrays[0])?;
+                let typmods = arrow::compute::cast(&arrays[1], &DataType::Int32)?;
+                let typmods = typmods.as_primitive::<Int32Type>();
+                let names: StringArray = oids
+                    .iter()
+                    .enumerate()
+                    .map(|(row, oid)| oid.map(|oid| format_type(oid, typmods.is_valid(row).then(|| typmods.value(row)))))
+                    .collect();
+                Ok(Arc::new(names) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_encoding_to_char",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let codes = arrow::compute::cast(&arrays[0], &DataType::Int32)?;
+                // The server's one encoding, and PostgreSQL's answer for any other number.
+                let names: StringArray =
+                    codes.as_primitive::<Int32Type>().iter().map(|code| code.map(|c| if c == 6 { "UTF8" } else { "" })).collect();
+                Ok(Arc::new(names) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "current_schema",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some("public".into()))))),
+    ));
+    let item = Arc::new(Field::new("item", DataType::Utf8, true));
+    context.register_udf(create_udf(
+        "current_schemas",
+        vec![DataType::Boolean],
+        DataType::List(item),
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let implicit = arrays[0].as_boolean();
+                let mut lists = ListBuilder::new(StringBuilder::new());
+                for row in 0..implicit.len() {
+                    if implicit.is_null(row) {
+                        lists.append_null();
+                        continue;
+                    }
+                    if implicit.value(row) {
+                        lists.values().append_value("pg_catalog");
+                    }
+                    lists.values().append_value("public");
+                    lists.append(true);
+                }
+                Ok(Arc::new(lists.finish()) as ArrayRef)
+            })
+        }),
+    ));
+}

@@ -1,0 +1,60 @@
+//! psql's catalog commands against StreamHouse print what they print against PostgreSQL for the
+//! same objects: a real PostgreSQL (the oracle) gets a table and a materialized view with the
+//! topic's and the view's columns, owned by a role named like StreamHouse's owner, and each
+//! command's output (psql itself runs the queries it always sends) must be equal on both.
+
+use std::process::Command;
+
+use streamhouse_sql_tests::{PostgresOracle, TestServer};
+
+fn psql(port: u16, user: &str, command: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-A", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, "-d", "streamhouse", "-c", command])
+        .env("PGPASSWORD", "unused")
+        .output()
+        .expect("psql (scripts/test.sh installs postgresql-client)");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn list_commands_print_what_postgres_prints() {
+    let oracle = PostgresOracle::start();
+    for sql in [
+        "CREATE ROLE streamhouse SUPERUSER LOGIN",
+        "CREATE DATABASE streamhouse OWNER streamhouse",
+    ] {
+        let out = Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &oracle.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let setup = [
+        "ALTER SCHEMA public OWNER TO streamhouse",
+        "CREATE TABLE bids (auction bigint, price numeric(10,2), date_time timestamp)",
+        "CREATE TABLE people (id bigint PRIMARY KEY, name text)",
+        "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",
+    ];
+    for sql in setup {
+        let out = psql(oracle.port, "streamhouse", sql);
+        assert!(!out.contains("ERROR"), "{sql}: {out}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    for sql in [
+        "CREATE TOPIC bids (auction bigint, price numeric(10,2), date_time timestamp)",
+        "CREATE TABLE people (id bigint PRIMARY KEY, name text)",
+        "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",
+    ] {
+        let out = psql(server.pg_port, "streamhouse", sql);
+        assert!(!out.contains("ERROR"), "{sql}: {out}");
+    }
+
+    for command in ["\\dt", "\\dm", "\\dn", "\\l streamhouse", "\\dt bids", "\\dt nothing*"] {
+        let expected = psql(oracle.port, "streamhouse", command);
+        let ours = psql(server.pg_port, "streamhouse", command);
+        assert!(!expected.contains("ERROR"), "{command} on PostgreSQL: {expected}");
+        assert_eq!(ours, expected, "{command}");
+    }
+}
