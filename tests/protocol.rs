@@ -291,6 +291,7 @@ fn a_session_holds_a_bounded_number_of_statements_portals_and_cursors() {
 const REGRESSION_SEEDS: &[u64] = &[
     0x5e57dc3f1c1d0bb9, // a startup packet without its last terminator: XX000, now 08P01
     0x85258e532673fe15, // an SSL then a GSS request: two one-byte answers (a fuzzer bug)
+    0x57b982e4d6aa4a27, // errors the planner gathers (DataFusionError::Collection): XX000, now 0A000
 ];
 
 /// Backend message types a server may send (PostgreSQL's protocol 3.0).

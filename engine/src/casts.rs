@@ -1,12 +1,12 @@
 //! Functions behind casts that PostgreSQL reads otherwise than DataFusion (see
 //! [`crate::sql::postgres_meaning`], which puts them into queries):
 //!
-//! - [`RoundForInteger`]: the rounding PostgreSQL does before a cast to an integer — numeric
+//! - [`round_for_integer`]: the rounding PostgreSQL does before a cast to an integer — numeric
 //!   rounds half away from zero (`2.5::int` is 3), float to the nearest even (`2.5::float8::int`
 //!   is 2). Other types pass unchanged (the cast itself then does what PostgreSQL does).
-//! - [`ByteaInput`]: `text::bytea` as PostgreSQL reads it: `\x` followed by hex digits, or the
+//! - [`bytea_input`]: `text::bytea` as PostgreSQL reads it: `\x` followed by hex digits, or the
 //!   escape format (`\\` is a backslash, `\ooo` an octal byte, any other character itself).
-//! - [`TextOutput`]: `value::text` in PostgreSQL's output format.
+//! - [`text_output`]: `value::text` in PostgreSQL's output format.
 
 use std::sync::Arc;
 
@@ -21,29 +21,61 @@ use crate::text::input::parse_column;
 use crate::text::output::write_text;
 use crate::EngineError;
 
-/// Applies `f` to the function's one argument as an array, keeping a scalar a scalar.
-fn on_one_argument(args: ScalarFunctionArgs, f: impl Fn(&ArrayRef) -> DfResult<ArrayRef>) -> DfResult<ColumnarValue> {
-    let [argument] = args.args.as_slice() else {
-        return Err(DataFusionError::Internal("expected one argument".into()));
-    };
-    match argument {
-        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(f(array)?)),
-        ColumnarValue::Scalar(scalar) => {
-            let result = f(&scalar.to_array()?)?;
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
-        }
-    }
-}
-
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct RoundForInteger {
+/// A function of one argument of any type, computed a whole array at a time.
+#[derive(Debug)]
+pub struct ArrayFunction {
+    name: &'static str,
+    /// The result's type; `None`: the argument's.
+    output: Option<DataType>,
+    compute: fn(&ArrayRef) -> DfResult<ArrayRef>,
     signature: Signature,
 }
 
-impl Default for RoundForInteger {
-    fn default() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
+impl ArrayFunction {
+    fn new(name: &'static str, output: Option<DataType>, compute: fn(&ArrayRef) -> DfResult<ArrayRef>) -> Self {
+        Self { name, output, compute, signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+/// One function a name: the name is the identity.
+impl PartialEq for ArrayFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ArrayFunction {}
+
+impl std::hash::Hash for ArrayFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ArrayFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.output.clone().or_else(|| arg_types.first().cloned()).unwrap_or(DataType::Null))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [argument] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(format!("{} takes one argument", self.name)));
+        };
+        match argument {
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array((self.compute)(array)?)),
+            ColumnarValue::Scalar(scalar) => {
+                let result = (self.compute)(&scalar.to_array()?)?;
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
+            }
+        }
     }
 }
 
@@ -62,120 +94,55 @@ fn round_decimal(array: &Decimal128Array, scale: i8) -> DfResult<ArrayRef> {
     Ok(Arc::new(rounded.with_data_type(array.data_type().clone())))
 }
 
-impl ScalarUDFImpl for RoundForInteger {
-    fn name(&self) -> &str {
-        ROUND_FOR_INTEGER
-    }
+/// The rounding PostgreSQL does before a cast to an integer (see the module documentation).
+pub fn round_for_integer() -> ArrayFunction {
+    ArrayFunction::new(ROUND_FOR_INTEGER, None, |array| match array.data_type() {
+        DataType::Decimal128(_, scale) => round_decimal(array.as_primitive(), *scale),
+        DataType::Float64 => {
+            let rounded: Float64Array = array.as_primitive::<Float64Type>().unary(f64::round_ties_even);
+            Ok(Arc::new(rounded))
+        }
+        DataType::Float32 => {
+            let rounded: Float32Array = array.as_primitive::<Float32Type>().unary(f32::round_ties_even);
+            Ok(Arc::new(rounded))
+        }
+        _ => Ok(array.clone()),
+    })
+}
 
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        on_one_argument(args, |array| match array.data_type() {
-            DataType::Decimal128(_, scale) => round_decimal(array.as_primitive(), *scale),
-            DataType::Float64 => {
-                let rounded: Float64Array = array.as_primitive::<Float64Type>().unary(f64::round_ties_even);
-                Ok(Arc::new(rounded))
+/// `text::bytea` as PostgreSQL reads it (see the module documentation).
+pub fn bytea_input() -> ArrayFunction {
+    ArrayFunction::new(BYTEA_INPUT, Some(DataType::Binary), |array| {
+        let text = match array.data_type() {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null => {
+                arrow::compute::cast(array, &DataType::Utf8)?
             }
-            DataType::Float32 => {
-                let rounded: Float32Array = array.as_primitive::<Float32Type>().unary(f32::round_ties_even);
-                Ok(Arc::new(rounded))
-            }
-            _ => Ok(array.clone()),
-        })
-    }
-}
-
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ByteaInput {
-    signature: Signature,
-}
-
-impl Default for ByteaInput {
-    fn default() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for ByteaInput {
-    fn name(&self) -> &str {
-        BYTEA_INPUT
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        on_one_argument(args, |array| {
-            let text = match array.data_type() {
-                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null => {
-                    arrow::compute::cast(array, &DataType::Utf8)?
-                }
-                _ => return Ok(arrow::compute::cast(array, &DataType::Binary)?),
-            };
-            let text = text.as_string::<i32>();
-            let values: Vec<Option<&str>> = text.iter().collect();
-            parse_column(&values, &DataType::Binary)
-                .map_err(|e| DataFusionError::External(Box::new(EngineError::InvalidText(e.message))))
-        })
-    }
+            _ => return Ok(arrow::compute::cast(array, &DataType::Binary)?),
+        };
+        let values: Vec<Option<&str>> = text.as_string::<i32>().iter().collect();
+        parse_column(&values, &DataType::Binary).map_err(|e| DataFusionError::External(Box::new(EngineError::InvalidText(e.message))))
+    })
 }
 
 /// `value::text` as PostgreSQL writes it (`2020-01-01 10:00:00`, `1 day`, `t`), not as Arrow's
 /// cast does (`2020-01-01T10:00:00`, `1 days`, `true`).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TextOutput {
-    signature: Signature,
-}
-
-impl Default for TextOutput {
-    fn default() -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for TextOutput {
-    fn name(&self) -> &str {
-        TEXT_OUTPUT
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        on_one_argument(args, |array| {
-            if matches!(array.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
-                return Ok(arrow::compute::cast(array, &DataType::Utf8)?);
+pub fn text_output() -> ArrayFunction {
+    ArrayFunction::new(TEXT_OUTPUT, Some(DataType::Utf8), |array| {
+        if matches!(array.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) {
+            return Ok(arrow::compute::cast(array, &DataType::Utf8)?);
+        }
+        let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 8);
+        let mut text = String::new();
+        for row in 0..array.len() {
+            text.clear();
+            if write_text(array, row, &mut text).map_err(|e| DataFusionError::External(Box::new(e)))? {
+                builder.append_value(&text);
+            } else {
+                builder.append_null();
             }
-            let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 8);
-            let mut text = String::new();
-            for row in 0..array.len() {
-                text.clear();
-                if write_text(array, row, &mut text).map_err(|e| DataFusionError::External(Box::new(e)))? {
-                    builder.append_value(&text);
-                } else {
-                    builder.append_null();
-                }
-            }
-            Ok(Arc::new(builder.finish()))
-        })
-    }
+        }
+        Ok(Arc::new(builder.finish()))
+    })
 }
 
 #[cfg(test)]

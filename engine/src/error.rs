@@ -189,6 +189,11 @@ fn classify_datafusion(error: DataFusionError) -> EngineError {
             EngineError::PlanError(message)
         }
         DataFusionError::Diagnostic(_, inner) => classify_datafusion(*inner),
+        // Several errors the planner gathered (one a select item): the first is the answer.
+        DataFusionError::Collection(errors) => match errors.into_iter().next() {
+            Some(first) => classify_datafusion(first),
+            None => EngineError::Internal("an empty collection of errors".into()),
+        },
         DataFusionError::External(inner) => match inner.downcast::<EngineError>() {
             Ok(engine) => *engine,
             Err(other) => match other.downcast::<StorageError>() {

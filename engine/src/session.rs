@@ -127,9 +127,9 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     ));
     crate::pg_functions::register(&context, engine);
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
-    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::RoundForInteger::default()));
-    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::ByteaInput::default()));
-    context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::casts::TextOutput::default()));
+    for function in [crate::casts::round_for_integer(), crate::casts::bytea_input(), crate::casts::text_output()] {
+        context.register_udf(datafusion::logical_expr::ScalarUDF::from(function));
+    }
     for hop in [false, true] {
         let function = WindowFunction {
             storage: engine.storage().clone(),

@@ -15,7 +15,8 @@
 //! - A cast to `bytea` reads PostgreSQL's hex (`\x0001ff`) or escape input, not the text's bytes.
 //! - `timestamptz` (the type name) is `timestamp with time zone`; `AT TIME ZONE` is refused.
 //! - `generate_series(…)` as a select item returns rows, not an array.
-//! - `pg_catalog.f(…)` is `f(…)`; `OPERATOR(pg_catalog.~)` is the operator `~`; `COLLATE pg_catalog.default` (or `"C"`) is
+//! - `mod(a, b)` is `a % b` and `sign(x)` is DataFusion's `signum(x)` (PostgreSQL's functions
+//!   under DataFusion's names); `pg_catalog.f(…)` is `f(…)`; `OPERATOR(pg_catalog.~)` is the operator `~`; `COLLATE pg_catalog.default` (or `"C"`) is
 //!   dropped (text compares byte by byte); other collations are refused.
 //! - An integer literal that fits `int4` is `int4` (DataFusion makes every one `int8`), except
 //!   where a number is a position (`ORDER BY 1`, `GROUP BY 1`), a row count (`LIMIT`, `OFFSET`,
@@ -210,6 +211,18 @@ impl Rewriter {
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
             Expr::Function(mut function) if is_in_pg_catalog(&function.name) => {
                 function.name.0.remove(0);
+                self.rewrite(Expr::Function(function))?
+            }
+            Expr::Function(function) if function_named(&function, "mod") => match plain_arguments(&function).as_deref() {
+                Some([left, right]) => Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(left.clone()),
+                    op: BinaryOperator::Modulo,
+                    right: Box::new(right.clone()),
+                })),
+                _ => Expr::Function(function),
+            },
+            Expr::Function(mut function) if function_named(&function, "sign") => {
+                function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
                 Expr::Function(function)
             }
             Expr::BinaryOp { left, op: BinaryOperator::PGCustomBinaryOperator(parts), right } => {
@@ -293,6 +306,27 @@ fn negated_int4(expr: &Expr) -> Option<String> {
 
 fn fits_int4(value: &Value) -> bool {
     matches!(value, Value::Number(text, false) if text.parse::<i32>().is_ok())
+}
+
+/// Whether `function` is the one-part name `name` (unquoted, any case).
+fn function_named(function: &Function, name: &str) -> bool {
+    matches!(function.name.0.as_slice(), [part] if part.as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case(name)))
+        && function.over.is_none()
+}
+
+/// A call's arguments when they are plain expressions (no names, `DISTINCT` or clauses).
+fn plain_arguments(function: &Function) -> Option<Vec<Expr>> {
+    let FunctionArguments::List(list) = &function.args else { return None };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `pg_catalog.f`: functions live in `pg_catalog`, which is on every search path, so the
@@ -466,6 +500,7 @@ mod tests {
         );
         assert!(rewritten("SELECT a OPERATOR(myschema.~) b").is_err());
         assert_eq!(rewritten("SELECT pg_catalog.pg_get_userbyid(10)").unwrap(), "SELECT pg_get_userbyid(10::INT4)");
+        assert_eq!(rewritten("SELECT mod(a, 3), sign(b)").unwrap(), "SELECT (a % 3::INT4), signum(b)");
         assert!(rewritten("SELECT a COLLATE \"de_DE\"").is_err());
     }
 
