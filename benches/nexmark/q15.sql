@@ -1,5 +1,5 @@
 -- Bidding statistics per day.
-SELECT to_char(date_time, '%Y-%m-%d') AS day,
+SELECT to_char(date_time, 'YYYY-MM-DD') AS day,
        count(*) AS total_bids,
        count(*) FILTER (WHERE price < 10000) AS rank1_bids,
        count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -13,4 +13,4 @@ SELECT to_char(date_time, '%Y-%m-%d') AS day,
        count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
        count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY to_char(date_time, '%Y-%m-%d')
+GROUP BY to_char(date_time, 'YYYY-MM-DD')

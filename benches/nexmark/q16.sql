@@ -1,6 +1,6 @@
 -- Channel statistics per day.
-SELECT channel, to_char(date_time, '%Y-%m-%d') AS day,
-       max(to_char(date_time, '%H:%M')) AS minute,
+SELECT channel, to_char(date_time, 'YYYY-MM-DD') AS day,
+       max(to_char(date_time, 'HH24:MI')) AS minute,
        count(*) AS total_bids,
        count(*) FILTER (WHERE price < 10000) AS rank1_bids,
        count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -10,4 +10,4 @@ SELECT channel, to_char(date_time, '%Y-%m-%d') AS day,
        count(DISTINCT auction) AS total_auctions,
        count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions
 FROM bid
-GROUP BY channel, to_char(date_time, '%Y-%m-%d')
+GROUP BY channel, to_char(date_time, 'YYYY-MM-DD')

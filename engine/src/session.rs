@@ -89,7 +89,10 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(database.clone(), "public")
         .with_information_schema(true)
-        .with_create_default_catalog_and_schema(false);
+        .with_create_default_catalog_and_schema(false)
+        // `timestamptz` literals and casts, and now(), are timestamps with a zone (PostgreSQL's
+        // timestamptz, sent with its offset); the session's zone is UTC.
+        .set_str("datafusion.execution.time_zone", "UTC");
     let mut builder = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(engine.session_runtime()?)

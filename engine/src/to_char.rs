@@ -1,4 +1,9 @@
-//! `to_char(timestamp, format)` that formats each day (or minute) once.
+//! `to_char(timestamp, template)` with PostgreSQL's templates, formatting each day (or minute)
+//! once.
+//!
+//! The template (`'YYYY-MM-DD HH24:MI:SS'`) is translated into the strftime format DataFusion's
+//! `to_char` takes ([`pg_template`]); a pattern the translation does not know is refused with
+//! `0A000` rather than copied as text, since PostgreSQL would read it as a pattern.
 //!
 //! DataFusion's `to_char` formats every row with chrono, parsing the format string each time.
 //! Grouping by a formatted day (`GROUP BY to_char(date_time, '%Y-%m-%d')`, Nexmark q15–q17) is
@@ -16,6 +21,104 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::functions::datetime::to_char::ToCharFunc;
 use datafusion::logical_expr::{ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature};
+
+/// PostgreSQL's template patterns and their strftime equivalents, longest first where one is
+/// the start of another (`DDD` before `DD`, `HH24` before `HH`). `FM` before a numeric pattern
+/// drops its padding (strftime's `-` flag).
+const PATTERNS: &[(&str, &str, bool)] = &[
+    // (pattern, strftime, takes FM)
+    ("YYYY", "Y", false),
+    ("HH24", "H", true),
+    ("HH12", "I", true),
+    ("DDD", "j", true),
+    ("YY", "y", false),
+    ("MM", "m", true),
+    ("DD", "d", true),
+    ("HH", "I", true),
+    ("MI", "M", true),
+    ("SS", "S", true),
+    ("MS", "3f", false),
+    ("US", "6f", false),
+    ("AM", "p", false),
+    ("PM", "p", false),
+    ("am", "P", false),
+    ("pm", "P", false),
+    ("Mon", "b", false),
+    ("Dy", "a", false),
+];
+
+/// A PostgreSQL `to_char` template as a strftime format: patterns translated, double-quoted
+/// text and other non-letters copied (`%` escaped); an unknown pattern is refused.
+pub(crate) fn pg_template(template: &str) -> DfResult<String> {
+    let refuse = |at: &str| {
+        let pattern: String = at.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        datafusion::error::DataFusionError::External(Box::new(crate::EngineError::Sqlstate {
+            code: "0A000",
+            message: format!("to_char template pattern \"{pattern}\" is not supported"),
+        }))
+    };
+    let mut format = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            let end = rest[1..].find('"').map_or(rest.len(), |i| i + 2);
+            for literal in rest[1..end.min(rest.len())].trim_end_matches('"').chars() {
+                if literal == '%' {
+                    format.push('%');
+                }
+                format.push(literal);
+            }
+            rest = &rest[end.min(rest.len())..];
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            if c == '%' {
+                format.push('%');
+            }
+            format.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let (fill_mode, body) = match rest.strip_prefix("FM") {
+            Some(body) => (true, body),
+            None => (false, rest),
+        };
+        let Some((pattern, strftime, takes_fm)) = PATTERNS.iter().find(|(p, _, _)| body.starts_with(p)) else {
+            return Err(refuse(body));
+        };
+        if fill_mode && !takes_fm {
+            return Err(refuse(rest));
+        }
+        format.push('%');
+        if fill_mode {
+            format.push('-');
+        }
+        format.push_str(strftime);
+        rest = &body[pattern.len()..];
+    }
+    Ok(format)
+}
+
+/// The template argument translated ([`pg_template`]), scalar or one a row.
+fn translate_template(template: &ColumnarValue) -> DfResult<ColumnarValue> {
+    match template {
+        ColumnarValue::Scalar(scalar) => match scalar.try_as_str() {
+            Some(Some(text)) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(pg_template(text)?)))),
+            _ => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+        },
+        ColumnarValue::Array(array) => {
+            let text = arrow::compute::cast(array, &DataType::Utf8)?;
+            let mut builder = StringBuilder::with_capacity(text.len(), text.len() * 16);
+            for value in text.as_string::<i32>().iter() {
+                match value {
+                    Some(value) => builder.append_value(pg_template(value)?),
+                    None => builder.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+        }
+    }
+}
 
 #[derive(Debug, PartialEq, Eq, Hash, Default)]
 pub(crate) struct ToChar {
@@ -114,7 +217,13 @@ impl ScalarUDFImpl for ToChar {
         self.inner.return_type(arg_types)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if let Some(template) = args.args.get_mut(1) {
+            *template = translate_template(template)?;
+        }
+        if let Some(field) = args.arg_fields.get_mut(1) {
+            *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Utf8));
+        }
         if let [ColumnarValue::Array(array), ColumnarValue::Scalar(ScalarValue::Utf8(Some(format)))] = args.args.as_slice() {
             if let (DataType::Timestamp(unit, None), Some(bucket)) = (array.data_type(), granularity(format)) {
                 return Ok(ColumnarValue::Array(format_by_bucket(array, *unit, format, bucket)?));
@@ -180,11 +289,22 @@ mod tests {
         let seconds: ArrayRef = Arc::new(TimestampSecondArray::from(values.iter().map(|v| v.map(|v| v.div_euclid(1_000_000))).collect::<Vec<_>>()));
         let ours = ToChar::default();
         let theirs = ToCharFunc::new();
-        for format in ["%Y-%m-%d", "%H:%M", "%-d %b %Y, %a %I:%M %p", "%Y-%m-%d %H:%M:%S", "%s", "%j|%U|%G-W%V-%u", "day %% %e"] {
+        for (template, format) in [
+            ("YYYY-MM-DD", "%Y-%m-%d"),
+            ("HH24:MI", "%H:%M"),
+            ("FMDD Mon YYYY, Dy HH12:MI AM", "%-d %b %Y, %a %I:%M %p"),
+            ("YYYY-MM-DD HH24:MI:SS", "%Y-%m-%d %H:%M:%S"),
+            ("DDD|\"day %\" DD", "%j|day %% %d"),
+        ] {
+            assert_eq!(pg_template(template).unwrap(), format);
             for array in [&micros, &seconds] {
                 let expected = call(&theirs, array.clone(), format).unwrap();
-                assert_eq!(call(&ours, array.clone(), format).unwrap(), expected, "{format} over {}", array.data_type());
+                assert_eq!(call(&ours, array.clone(), template).unwrap(), expected, "{template} over {}", array.data_type());
             }
+        }
+        // PostgreSQL would read these letters as patterns: refused, not copied.
+        for template in ["%Y-%m-%d", "Month", "FMYYYY", "Q"] {
+            assert!(pg_template(template).is_err(), "{template}");
         }
         assert_eq!(granularity("%Y-%m-%d"), Some(Granularity::Day));
         assert_eq!(granularity("%H:%M"), Some(Granularity::Minute));

@@ -152,9 +152,25 @@ fn unnarrow_positions(query: &mut Query) {
     unnarrow_group_by(&mut query.body);
 }
 
+/// A window frame's offsets (`ROWS BETWEEN 1 PRECEDING …`): DataFusion takes only bare numbers.
+fn unnarrow_frame(spec: &mut datafusion::sql::sqlparser::ast::WindowSpec) {
+    use datafusion::sql::sqlparser::ast::WindowFrameBound;
+    let Some(frame) = &mut spec.window_frame else { return };
+    for bound in std::iter::once(&mut frame.start_bound).chain(frame.end_bound.as_mut()) {
+        if let WindowFrameBound::Preceding(Some(offset)) | WindowFrameBound::Following(Some(offset)) = bound {
+            unnarrow(offset);
+        }
+    }
+}
+
 fn unnarrow_group_by(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
+            for definition in &mut select.named_window {
+                if let datafusion::sql::sqlparser::ast::NamedWindowExpr::WindowSpec(spec) = &mut definition.1 {
+                    unnarrow_frame(spec);
+                }
+            }
             if let datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(items, _) = &mut select.group_by {
                 for item in items {
                     unnarrow(item);
@@ -209,6 +225,17 @@ impl Rewriter {
                 }
             }
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
+            Expr::Function(mut function) if matches!(function.over, Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(_))) => {
+                if let Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(spec)) = &mut function.over {
+                    unnarrow_frame(spec);
+                }
+                let over = function.over.take();
+                let Expr::Function(mut rewritten) = self.rewrite(Expr::Function(function))? else {
+                    return Err(EngineError::Internal("a window function's call was rewritten into another expression".into()));
+                };
+                rewritten.over = over;
+                Expr::Function(rewritten)
+            }
             Expr::Function(mut function) if is_in_pg_catalog(&function.name) => {
                 function.name.0.remove(0);
                 self.rewrite(Expr::Function(function))?
@@ -486,6 +513,10 @@ mod tests {
             "SELECT 1::INT4, 2147483648, 1.5, x + 2::INT4 FROM t WHERE y > 3::INT4 GROUP BY 1, x + 2::INT4 ORDER BY 2, x + 4::INT4 LIMIT 5 OFFSET 6"
         );
         assert_eq!(rewritten("SELECT -2147483648, -5, 300::smallint").unwrap(), "SELECT -2147483648::INT4, -5::INT4, 300::INT4::SMALLINT");
+        assert_eq!(
+            rewritten("SELECT sum(x) OVER (ORDER BY y ROWS BETWEEN 1 PRECEDING AND 2 FOLLOWING) FROM t").unwrap(),
+            "SELECT sum(x) OVER (ORDER BY y ROWS BETWEEN 1 PRECEDING AND 2 FOLLOWING) FROM t"
+        );
         assert_eq!(
             rewritten("SELECT * FROM generate_series(1, 5) WHERE 7 IN (SELECT 8 FROM u ORDER BY 1)").unwrap(),
             "SELECT * FROM generate_series(1, 5) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
