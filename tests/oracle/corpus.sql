@@ -358,3 +358,11 @@ SELECT current_database()
 SELECT version() LIKE 'PostgreSQL%'
 SELECT current_setting('datestyle')
 SELECT 1 FROM pg_catalog.pg_class LIMIT 0
+-- EXISTS as a value, integer overflow
+SELECT name, EXISTS (SELECT 1 FROM orders o WHERE o.person_id = p.id) FROM people p
+SELECT EXISTS (SELECT max(age) FROM people WHERE false)
+SELECT NOT EXISTS (SELECT 1 FROM orders WHERE amount > 1000)
+SELECT sum(x) FROM (VALUES (9223372036854775807::bigint), (1)) t(x)
+SELECT age * 100000000 FROM people WHERE id = 1
+SELECT id FROM people WHERE age * 1000000000 > 0
+SELECT 2147483647 + 1 - 1

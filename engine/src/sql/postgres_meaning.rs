@@ -14,7 +14,8 @@
 //!   padding and comparison rules are not implemented).
 //! - A cast to `bytea` reads PostgreSQL's hex (`\x0001ff`) or escape input, not the text's bytes.
 //! - `timestamptz` (the type name) is `timestamp with time zone`; `AT TIME ZONE` is refused.
-//! - `generate_series(…)` as a select item returns rows, not an array.
+//! - `generate_series(…)` as a select item returns rows, not an array; `EXISTS (q)` in the select
+//!   list is `(SELECT count(*) > 0 FROM … WHERE …)` (DataFusion plans EXISTS only as a filter).
 //! - `mod(a, b)` is `a % b` and `sign(x)` is DataFusion's `signum(x)` (PostgreSQL's functions
 //!   under DataFusion's names); `pg_catalog.f(…)` is `f(…)`; `OPERATOR(pg_catalog.~)` is the operator `~`; `COLLATE pg_catalog.default` (or `"C"`) is
 //!   dropped (text compares byte by byte); other collations are refused.
@@ -406,6 +407,80 @@ fn refuse_multiset_operations(body: &SetExpr) -> Result<()> {
     Ok(())
 }
 
+/// `EXISTS (q)` as a value (in the select list), which DataFusion plans only as a filter: the
+/// same true or false (never NULL) as `(SELECT count(*) > 0 FROM … WHERE …)` when `q` is a plain
+/// select (its own columns do not matter, and a correlation in its WHERE stays one), else as
+/// `(SELECT count(*) > 0 FROM (q) AS exists_query)`.
+fn exists_as_value(mut subquery: Box<Query>, negated: bool) -> Expr {
+    let comparison = if negated { "count(*) = 0" } else { "count(*) > 0" };
+    let parse = |sql: &str| {
+        datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut parser| parser.parse_query())
+    };
+    let plain = subquery.with.is_none()
+        && subquery.order_by.is_none()
+        && subquery.limit_clause.is_none()
+        && subquery.fetch.is_none()
+        && matches!(subquery.body.as_ref(), SetExpr::Select(select)
+            if select.distinct.is_none()
+                && select.having.is_none()
+                && select.named_window.is_empty()
+                && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+                && select.projection.iter().all(|item| !contains_aggregate_or_window(item)));
+    if plain {
+        if let (Ok(count), SetExpr::Select(select)) = (parse(&format!("SELECT {comparison}")), subquery.body.as_mut()) {
+            if let SetExpr::Select(count) = *count.body {
+                select.projection = count.projection;
+                return Expr::Subquery(subquery);
+            }
+        }
+    }
+    match parse(&format!("SELECT {comparison} FROM ({subquery}) AS exists_query")) {
+        Ok(query) => Expr::Subquery(query),
+        Err(_) => Expr::Exists { subquery, negated },
+    }
+}
+
+/// Whether a select item calls a function. An aggregate (or a window function) would make its
+/// select one row per group, not per row; telling aggregates from other functions by name would
+/// miss user-defined ones, so any call keeps the select out of the plain rewrite.
+fn contains_aggregate_or_window(item: &SelectItem) -> bool {
+    let mut item = item.clone();
+    datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| {
+        if matches!(expr, Expr::Function(_)) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+fn values_of_exists(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
+                let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(expr, |e| {
+                    if let Expr::Exists { .. } = e {
+                        let Expr::Exists { subquery, negated } = std::mem::replace(e, Expr::value(Value::Null)) else {
+                            unreachable!("matched above")
+                        };
+                        *e = exists_as_value(subquery, negated);
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            values_of_exists(left);
+            values_of_exists(right);
+        }
+        _ => {}
+    }
+}
+
 /// `generate_series(…)` as a whole select item: its rows, as in PostgreSQL (DataFusion's scalar
 /// `generate_series` returns an array).
 fn unnest_series(body: &mut SetExpr) {
@@ -438,6 +513,7 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(error);
         }
         unnest_series(&mut query.body);
+        values_of_exists(&mut query.body);
         ControlFlow::Continue(())
     }
 
@@ -541,5 +617,9 @@ mod tests {
         assert!(rewritten("SELECT * FROM (SELECT 1 INTERSECT ALL SELECT 2) s").is_err());
         assert!(rewritten("SELECT 1 EXCEPT SELECT 2").is_ok());
         assert_eq!(rewritten("SELECT generate_series(x, y) AS n").unwrap(), "SELECT unnest(generate_series(x, y)) AS n");
+        assert_eq!(
+            rewritten("SELECT NOT EXISTS (SELECT a FROM t) FROM u WHERE EXISTS (SELECT b FROM v)").unwrap(),
+            "SELECT (SELECT count(*) = 0::INT4 FROM t) FROM u WHERE EXISTS (SELECT b FROM v)"
+        );
     }
 }
