@@ -35,6 +35,7 @@ pub use error::{EngineError, Result};
 pub use session::{version_string, CopyIn, PreparedStatement, QueryOutput, Session, SERVER_VERSION};
 pub use sql::statement::split_statements;
 pub use sql::types::PG_TYPE_METADATA;
+pub use to_char::ToChar;
 
 pub use arrow;
 pub use datafusion;

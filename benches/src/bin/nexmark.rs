@@ -383,6 +383,8 @@ fn main() {
     files.sort();
     let outcomes = runtime.block_on(async {
         let context = SessionContext::new();
+        // The queries' to_char templates are PostgreSQL's: DataFusion's formatting, translated.
+        context.register_udf(datafusion::logical_expr::ScalarUDF::from(streamhouse_engine::ToChar::every_row()));
         for ((name, schema), batches) in nexmark::streams().into_iter().zip([&events.person, &events.auction, &events.bid]) {
             let table = MemTable::try_new(schema, vec![batches.clone()]).expect("memtable");
             context.register_table(name, Arc::new(table)).expect("register");
