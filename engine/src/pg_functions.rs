@@ -91,6 +91,19 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         }),
     ));
     context.register_udf(create_udf(
+        "quote_literal",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let text = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+                let quoted: StringArray = text.as_string::<i32>().iter().map(|value| value.map(quote_literal)).collect();
+                Ok(Arc::new(quoted) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
         "current_schema",
         vec![],
         DataType::Utf8,
@@ -122,4 +135,33 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
+}
+
+/// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and a string with a backslash
+/// written as an escape string (`E'a\\b'`) with its backslashes doubled.
+pub fn quote_literal(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 3);
+    if text.contains('\\') {
+        quoted.push('E');
+    }
+    quoted.push('\'');
+    for c in text.chars() {
+        if c == '\'' || c == '\\' {
+            quoted.push(c);
+        }
+        quoted.push(c);
+    }
+    quoted.push('\'');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn literals_are_quoted_as_postgres_quotes_them() {
+        // quote_literal(…) as PostgreSQL 15 answers.
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+        assert_eq!(super::quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(super::quote_literal(""), "''");
+    }
 }

@@ -366,3 +366,4 @@ SELECT sum(x) FROM (VALUES (9223372036854775807::bigint), (1)) t(x)
 SELECT age * 100000000 FROM people WHERE id = 1
 SELECT id FROM people WHERE age * 1000000000 > 0
 SELECT 2147483647 + 1 - 1
+SELECT quote_literal(E'a\\b'), quote_literal(NULL)
