@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 rows, rounds, pg_port, flight_port, http_port = (int(a) for a in sys.argv[1:])
 for _ in range(300):
     try:
-        pg = psycopg.connect(host="127.0.0.1", port=pg_port, user="bench", dbname="streamhouse", autocommit=True)
+        pg = psycopg.connect(host="127.0.0.1", port=pg_port, user="streamhouse", dbname="streamhouse", autocommit=True)
         break
     except psycopg.OperationalError:
         time.sleep(0.1)

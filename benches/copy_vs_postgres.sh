@@ -62,11 +62,11 @@ sh_port=$(free_port)
 ./target/release/streamhouse serve --data-dir "$work/sh" --pg-listen "127.0.0.1:$sh_port" --http-listen "127.0.0.1:$(free_port)" \
   > "$work/sh.log" 2>&1 &
 sh_pid=$!
-for _ in $(seq 100); do psql -h 127.0.0.1 -p "$sh_port" -U bench -d streamhouse -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do psql -h 127.0.0.1 -p "$sh_port" -U streamhouse -d streamhouse -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 
 columns="auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, date_time TIMESTAMP"
 psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE TABLE bids ($columns)"
-psql -q -h 127.0.0.1 -p "$sh_port" -U bench -d streamhouse -c "CREATE TOPIC bids ($columns)"
+psql -q -h 127.0.0.1 -p "$sh_port" -U streamhouse -d streamhouse -c "CREATE TOPIC bids ($columns)"
 
 # Median wall time (ms) of ROUNDS loads into one server.
 load() {
@@ -82,9 +82,9 @@ load() {
 }
 
 pg_ms=$(load "$pg_port" postgres postgres)
-sh_ms=$(load "$sh_port" bench streamhouse)
+sh_ms=$(load "$sh_port" streamhouse streamhouse)
 pg_count=$(psql -tA -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c 'SELECT count(*) FROM bids')
-sh_count=$(psql -tA -h 127.0.0.1 -p "$sh_port" -U bench -d streamhouse -c 'SELECT count(*) FROM bids')
+sh_count=$(psql -tA -h 127.0.0.1 -p "$sh_port" -U streamhouse -d streamhouse -c 'SELECT count(*) FROM bids')
 expected=$(( rows * rounds ))
 [ "$pg_count" -eq "$expected" ] && [ "$sh_count" -eq "$expected" ] || { echo "row counts differ: postgres $pg_count, streamhouse $sh_count, expected $expected" >&2; exit 1; }
 

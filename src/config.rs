@@ -128,6 +128,15 @@ pub struct ServeArgs {
     /// Stack of each server thread, where statements are planned and run (bytes).
     #[arg(long, env = "STREAMHOUSE_THREAD_STACK_BYTES")]
     pub thread_stack_bytes: Option<u64>,
+    /// How clients prove who they are: loopback-trust (connections from loopback are trusted,
+    /// others use SCRAM-SHA-256), scram (SCRAM everywhere) or password (cleartext password).
+    #[arg(long, env = "STREAMHOUSE_AUTH")]
+    pub auth: Option<String>,
+    /// Password of the superuser "streamhouse": its password on the first start, and a new one
+    /// on a later start. Without it the first start writes a generated one to
+    /// <data dir>/superuser-password.
+    #[arg(long, env = "STREAMHOUSE_SUPERUSER_PASSWORD", hide_env_values = true)]
+    pub superuser_password: Option<String>,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -174,6 +183,8 @@ struct FileConfig {
     recursive_iterations_max: Option<u64>,
     thread_stack_bytes: Option<u64>,
     log: Option<String>,
+    auth: Option<String>,
+    superuser_password: Option<String>,
 }
 
 /// Everything the server needs, resolved.
@@ -301,6 +312,13 @@ impl ServerConfig {
             args.recursive_iterations_max.or(file.recursive_iterations_max),
             engine.recursive_iterations_max,
         )?;
+        if let Some(method) = args.auth.or(file.auth) {
+            engine.auth = method.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        }
+        engine.superuser_password = args.superuser_password.or(file.superuser_password).map(streamhouse_engine::auth::Secret);
+        if engine.superuser_password.as_ref().is_some_and(|p| p.0.is_empty()) {
+            anyhow::bail!("superuser_password must not be empty");
+        }
         // 0 is allowed: no timeout.
         engine.statement_timeout_ms = args.statement_timeout_ms.or(file.statement_timeout_ms).unwrap_or(engine.statement_timeout_ms);
         // 0 is allowed: no cache.

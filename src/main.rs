@@ -123,7 +123,13 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let http_task = tokio::spawn(http::serve(http_listener, engine.clone(), pg_metrics, flight_metrics, shutdown.clone()));
     tracing::info!(postgres = %pg_address, flight = %flight_address, http = %http_address, data_dir = %data_dir.display(), "streamhouse is ready");
     // A machine-readable line for scripts and tests that wait for readiness.
-    println!("streamhouse ready postgres={pg_address} http={http_address} flight={flight_address}");
+    match engine.superuser_password_file() {
+        Some(path) => println!(
+            "streamhouse ready postgres={pg_address} http={http_address} flight={flight_address} superuser=streamhouse superuser_password_file={}",
+            path.display()
+        ),
+        None => println!("streamhouse ready postgres={pg_address} http={http_address} flight={flight_address}"),
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining writes");

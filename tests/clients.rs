@@ -36,7 +36,7 @@ fn psql_walkthrough_matches_expected_output() {
     let stdout = run_client(
         "psql",
         Command::new("sh").current_dir(&dir).arg("-c").arg(
-            "psql -X -P format=unaligned -P footer=off -h 127.0.0.1 -p $STREAMHOUSE_PG_PORT -U psql -d streamhouse -f walkthrough.sql 2>&1",
+            "psql -X -P format=unaligned -P footer=off -h 127.0.0.1 -p $STREAMHOUSE_PG_PORT -U streamhouse -d streamhouse -f walkthrough.sql 2>&1",
         ),
     );
     let expected = std::fs::read_to_string(dir.join("walkthrough.expected")).unwrap();

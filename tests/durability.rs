@@ -63,7 +63,7 @@ impl AckCounter {
 }
 
 async fn writer(port: u16, writer_id: u64, first_statement: u64, ledger: Arc<Mutex<Ledger>>, acks: Arc<AckCounter>) -> u64 {
-    let connection_string = format!("host=127.0.0.1 port={port} user=writer dbname=streamhouse");
+    let connection_string = format!("host=127.0.0.1 port={port} user=streamhouse dbname=streamhouse");
     let Ok((client, connection)) = tokio_postgres::connect(&connection_string, NoTls).await else { return first_statement };
     tokio::spawn(connection);
     let mut statement_id = first_statement;

@@ -34,7 +34,7 @@ impl RawClient {
     fn startup_packet() -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&196_608i32.to_be_bytes());
-        for (k, v) in [("user", "fuzz"), ("database", "streamhouse")] {
+        for (k, v) in [("user", "streamhouse"), ("database", "streamhouse")] {
             body.extend_from_slice(k.as_bytes());
             body.push(0);
             body.extend_from_slice(v.as_bytes());

@@ -174,7 +174,7 @@ fn flight(c: &mut Criterion) {
         b.to_async(&runtime).iter_custom(|iterations| {
             let engine = engine.clone();
             async move {
-                let mut session = engine.new_session("bench").expect("session");
+                let mut session = engine.superuser_session().expect("session");
                 let started = Instant::now();
                 for _ in 0..iterations {
                     let prepared = session.prepare("COPY (SELECT * FROM reads) TO STDOUT").await.expect("prepare");

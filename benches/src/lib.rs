@@ -107,7 +107,7 @@ pub fn bench_engine(
             streamhouse_engine::EngineConfig::default(),
         ))
         .expect("engine");
-    let mut session = engine.new_session("bench").expect("session");
+    let mut session = engine.superuser_session().expect("session");
     runtime.block_on(async {
         let create = session.prepare(&format!("CREATE TOPIC bids ({BID_COLUMNS})")).await.expect("prepare");
         session.execute(&create, vec![]).await.expect("create");

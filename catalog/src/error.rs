@@ -20,6 +20,16 @@ pub enum CatalogError {
         base_offset: u64,
         sealed_offset: u64,
     },
+    #[error("role \"{0}\" already exists")]
+    RoleExists(String),
+    #[error("role \"{0}\" does not exist")]
+    RoleNotFound(String),
+    /// `GRANT role TO member` where `role` already belongs to `member` (or is it): a cycle.
+    #[error("role \"{role}\" is a member of role \"{member}\"")]
+    MembershipCycle { role: String, member: String },
+    /// A role that still owns or is granted something; `detail` says what.
+    #[error("role \"{name}\" cannot be dropped because some objects depend on it: {detail}")]
+    RoleInUse { name: String, detail: String },
     #[error("catalog database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("catalog holds a schema that cannot be decoded: {0}")]

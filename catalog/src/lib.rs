@@ -4,7 +4,8 @@
 //! Arrow schema, partition count, partition key, retention, watermark), partitions (low watermark
 //! and how far they are sealed into segments) and the segment index (offset range, row count,
 //! bytes, `_timestamp` and event-time bounds, object key) and materialized views (name, query,
-//! options, source topics). Every change is one transaction.
+//! options, source topics) and roles (attributes, SCRAM verifiers, memberships). Every change is one
+//! transaction.
 //!
 //! The catalog must not read or write log data and knows nothing about SQL or object stores: it
 //! records what the storage layer tells it. [`Catalog`] is the interface; [`SqliteCatalog`] is the
@@ -13,12 +14,13 @@
 
 mod error;
 mod model;
+mod roles;
 mod schema_codec;
 mod sqlite;
 
 pub use error::CatalogError;
 pub use model::{
-    PartitionState, RetentionPolicy, SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewId,
+    PartitionState, RetentionPolicy, RoleChange, RoleDefinition, RoleId, RoleMembership, RoleMeta, SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewId,
     ViewMeta, WatermarkSpec,
 };
 pub use schema_codec::{decode_schema, encode_schema};
@@ -82,6 +84,30 @@ pub trait Catalog: Send + Sync + 'static {
     /// past it. The caller has already deleted its object.
     fn delete_oldest_segment(&self, topic_id: TopicId, partition: u32, base_offset: u64)
         -> Result<()>;
+
+    /// Records a role. Fails with [`CatalogError::RoleExists`] if the name is taken.
+    fn create_role(&self, definition: &RoleDefinition) -> Result<RoleMeta>;
+
+    /// Changes a role's attributes or name. Fails with [`CatalogError::RoleNotFound`], or
+    /// [`CatalogError::RoleExists`] for a rename onto a taken name.
+    fn alter_role(&self, name: &str, change: &RoleChange) -> Result<RoleMeta>;
+
+    /// Removes a role and every membership it is part of.
+    fn drop_role(&self, name: &str) -> Result<RoleMeta>;
+
+    /// All roles, ordered by name.
+    fn list_roles(&self) -> Result<Vec<RoleMeta>>;
+
+    /// Makes `member` a member of `role`; `false` if it already was (nothing changes then).
+    /// Fails with [`CatalogError::MembershipCycle`] if `role` is already, directly or not, a
+    /// member of `member`.
+    fn grant_role(&self, role: &str, member: &str, grantor: &str, admin_option: bool) -> Result<bool>;
+
+    /// Ends a membership; `false` if there was none.
+    fn revoke_role(&self, role: &str, member: &str) -> Result<bool>;
+
+    /// Every membership, by role then member.
+    fn list_memberships(&self) -> Result<Vec<RoleMembership>>;
 
     /// Replaces a run of adjacent segments of one partition with one segment covering the same
     /// offset range (compaction of a keyed table). Fails with [`CatalogError::SegmentGap`] unless

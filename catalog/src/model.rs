@@ -116,3 +116,47 @@ pub struct ViewMeta {
     pub source_views: Vec<ViewId>,
     pub created_ms: i64,
 }
+
+/// A role's id. Ids are never reused.
+pub type RoleId = u64;
+
+/// What `CREATE ROLE` records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDefinition {
+    pub name: String,
+    pub superuser: bool,
+    pub login: bool,
+    /// A SCRAM-SHA-256 verifier in PostgreSQL's text form; never a password.
+    pub password: Option<String>,
+}
+
+/// A role as the catalog stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMeta {
+    pub id: RoleId,
+    pub name: String,
+    pub superuser: bool,
+    pub login: bool,
+    /// See [`RoleDefinition::password`].
+    pub password: Option<String>,
+    pub created_ms: i64,
+}
+
+/// What `ALTER ROLE` changes; `None` leaves an attribute as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleChange {
+    pub superuser: Option<bool>,
+    pub login: Option<bool>,
+    /// `Some(None)` removes the password (`PASSWORD NULL`).
+    pub password: Option<Option<String>>,
+    pub rename: Option<String>,
+}
+
+/// `GRANT role TO member`: `member` has the rights of `role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleMembership {
+    pub role: RoleId,
+    pub member: RoleId,
+    pub grantor: RoleId,
+    pub admin_option: bool,
+}

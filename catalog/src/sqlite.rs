@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    decode_schema, encode_schema, Catalog, CatalogError, PartitionState, Result, RetentionPolicy,
+    decode_schema, encode_schema, Catalog, CatalogError, PartitionState, Result, RetentionPolicy, RoleChange, RoleDefinition, RoleMembership, RoleMeta,
     SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewMeta, WatermarkSpec,
 };
 
@@ -72,7 +72,7 @@ CREATE TABLE view_dependencies (
 );
 "#, r#"
 ALTER TABLE topics ADD COLUMN primary_key TEXT NOT NULL DEFAULT '[]';  -- JSON array; keyed tables
-"#];
+"#, crate::roles::MIGRATION];
 
 /// The SQLite catalog. One connection behind a mutex: catalog operations are small and rare
 /// compared with log appends, which never touch the catalog.
@@ -107,6 +107,15 @@ impl SqliteCatalog {
         )?;
         migrate(&mut connection)?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// Runs `f` in one immediate transaction, committed if it succeeds.
+    fn in_transaction<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -317,6 +326,34 @@ impl Catalog for SqliteCatalog {
         transaction.execute("DELETE FROM views WHERE id = ?1", [view.id as i64])?;
         transaction.commit()?;
         Ok(view)
+    }
+
+    fn create_role(&self, definition: &RoleDefinition) -> Result<RoleMeta> {
+        self.in_transaction(|t| crate::roles::create(t, definition, now_ms()))
+    }
+
+    fn alter_role(&self, name: &str, change: &RoleChange) -> Result<RoleMeta> {
+        self.in_transaction(|t| crate::roles::alter(t, name, change))
+    }
+
+    fn drop_role(&self, name: &str) -> Result<RoleMeta> {
+        self.in_transaction(|t| crate::roles::drop(t, name))
+    }
+
+    fn list_roles(&self) -> Result<Vec<RoleMeta>> {
+        crate::roles::list(&self.lock())
+    }
+
+    fn grant_role(&self, role: &str, member: &str, grantor: &str, admin_option: bool) -> Result<bool> {
+        self.in_transaction(|t| crate::roles::grant(t, role, member, grantor, admin_option))
+    }
+
+    fn revoke_role(&self, role: &str, member: &str) -> Result<bool> {
+        self.in_transaction(|t| crate::roles::revoke(t, role, member))
+    }
+
+    fn list_memberships(&self) -> Result<Vec<RoleMembership>> {
+        crate::roles::memberships(&self.lock())
     }
 
     fn list_views(&self) -> Result<Vec<ViewMeta>> {

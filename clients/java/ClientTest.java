@@ -22,7 +22,7 @@ public class ClientTest {
 
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://127.0.0.1:" + System.getenv("STREAMHOUSE_PG_PORT") + "/streamhouse";
-        try (Connection conn = DriverManager.getConnection(url, "jdbc", "")) {
+        try (Connection conn = DriverManager.getConnection(url, "streamhouse", "")) {
             try (Statement st = conn.createStatement()) {
                 st.execute("CREATE TOPIC jdbc_types (id BIGINT NOT NULL, b BOOLEAN, i2 SMALLINT, i4 INTEGER, "
                     + "i8 BIGINT, f4 REAL, f8 DOUBLE PRECISION, n NUMERIC(12,4), t TEXT, by BYTEA, d DATE, "

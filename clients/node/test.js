@@ -4,7 +4,7 @@ const assert = require('node:assert/strict');
 const { Client } = require('pg');
 
 async function main() {
-  const client = new Client({ host: '127.0.0.1', port: Number(process.env.STREAMHOUSE_PG_PORT), user: 'node', database: 'streamhouse' });
+  const client = new Client({ host: '127.0.0.1', port: Number(process.env.STREAMHOUSE_PG_PORT), user: 'streamhouse', database: 'streamhouse' });
   await client.connect();
   await client.query(`CREATE TOPIC node_types (id BIGINT NOT NULL, b BOOLEAN, i2 SMALLINT, i4 INTEGER, i8 BIGINT,
     f4 REAL, f8 DOUBLE PRECISION, n NUMERIC(12,4), t TEXT, by BYTEA, d DATE, tm TIME, ts TIMESTAMP,

@@ -28,7 +28,7 @@ def expect_error(fragment, call, kinds=(adbc_driver_manager.Error,)):
 
 
 def main():
-    pg = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="adbc", dbname="streamhouse", autocommit=True)
+    pg = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="streamhouse", dbname="streamhouse", autocommit=True)
     with flight_sql.connect(URI, autocommit=True) as conn, conn.cursor() as cur:
         # DDL and INSERT go through the query path (ADBC prepares every statement).
         cur.execute("CREATE TOPIC adbc_items (id BIGINT NOT NULL, name TEXT, price NUMERIC(10,2), at TIMESTAMP)")

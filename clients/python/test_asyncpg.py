@@ -30,7 +30,7 @@ async def expect_sqlstate(query, sqlstate):
 
 
 async def main():
-    conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="asyncpg", database="streamhouse")
+    conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="streamhouse", database="streamhouse")
     await conn.execute(f"CREATE TOPIC asyncpg_types ({columns_of(ASYNCPG_NAMES)})")
     placeholders = ", ".join(f"${i + 1}" for i in range(len(ASYNCPG_NAMES)))
     insert = await conn.prepare(f"INSERT INTO asyncpg_types VALUES ({placeholders})")

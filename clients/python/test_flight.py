@@ -38,7 +38,7 @@ def read_endpoint(client, endpoint):
 
 
 def main():
-    pg = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="flight", dbname="streamhouse", autocommit=True)
+    pg = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="streamhouse", dbname="streamhouse", autocommit=True)
     client = flight.connect(f"grpc://127.0.0.1:{FLIGHT_PORT}")
 
     # Rows written over pgwire, read over Flight.
@@ -204,7 +204,7 @@ def main():
     assert seen == len(over_pg), seen
 
     def insert_later():
-        pg2 = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="flight", dbname="streamhouse", autocommit=True)
+        pg2 = psycopg.connect(host="127.0.0.1", port=PG_PORT, user="streamhouse", dbname="streamhouse", autocommit=True)
         pg2.execute("INSERT INTO flight_bids VALUES (123456, 1.0, 'live')")
         pg2.close()
 

@@ -14,7 +14,7 @@ PORT = int(os.environ["STREAMHOUSE_PG_PORT"])
 
 
 def main():
-    with psycopg.connect(host="127.0.0.1", port=PORT, user="psycopg", dbname="streamhouse", autocommit=True) as conn:
+    with psycopg.connect(host="127.0.0.1", port=PORT, user="streamhouse", dbname="streamhouse", autocommit=True) as conn:
         conn.execute(f"CREATE TOPIC psycopg_types ({COLUMNS})")
         placeholders = ", ".join(["%s"] * len(NAMES))
         with conn.cursor() as cur:
@@ -79,7 +79,7 @@ def main():
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
     # Non-autocommit mode: psycopg wraps statements in BEGIN … COMMIT.
-    with psycopg.connect(host="127.0.0.1", port=PORT, user="psycopg", dbname="other") as conn:
+    with psycopg.connect(host="127.0.0.1", port=PORT, user="streamhouse", dbname="other") as conn:
         conn.execute("INSERT INTO psycopg_copy VALUES (%s, %s)", (5000, "in a transaction"))
         conn.commit()
         assert conn.execute("SELECT name FROM psycopg_copy WHERE id = 5000").fetchone() == ("in a transaction",)

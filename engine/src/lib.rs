@@ -6,6 +6,7 @@
 //! bytes and get back Arrow batches and command tags; they never touch storage or the catalog.
 
 mod arithmetic;
+pub mod auth;
 pub mod bulk;
 mod casts;
 mod copy;
@@ -82,6 +83,11 @@ pub struct EngineConfig {
     /// Most iterations of a recursive CTE's recursive term; one more fails the statement with
     /// `54000` (see [`recursion_limit`]).
     pub recursive_iterations_max: u64,
+    /// How connections prove which role they are (see [`auth`]).
+    pub auth: auth::AuthMethod,
+    /// The bootstrap superuser's password: given at the first start, it is the password; on a
+    /// later start it replaces the stored one. Without it the first start generates one.
+    pub superuser_password: Option<auth::Secret>,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +107,8 @@ impl Default for EngineConfig {
             query_memory_bytes_max: 2 << 30,
             server_memory_bytes_max: 8 << 30,
             recursive_iterations_max: 1_000_000,
+            auth: auth::AuthMethod::default(),
+            superuser_password: None,
         }
     }
 }
@@ -121,6 +129,10 @@ pub struct Engine {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// What every session's queries reserve together (see [`query_memory`]).
     query_memory: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
+    /// Salts made-up SCRAM challenges for unknown roles (see [`auth::Challenge`]).
+    mock_secret: Vec<u8>,
+    /// Where the first start wrote the generated superuser password, when this start was it.
+    superuser_password_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +154,8 @@ impl Engine {
         let catalog = SqliteCatalog::open(&storage_config.data_dir.join("catalog.db"))
             .map_err(|e| EngineError::Storage(e.into()))?;
         let state_dir = storage_config.data_dir.join("state");
+        let superuser_password_file =
+            auth::bootstrap(&catalog, config.superuser_password.as_ref(), &storage_config.data_dir)?;
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
         let timing = stream::EpochTiming { epoch_interval: config.epoch_interval, idle_timeout: config.idle_timeout };
         let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval, usize::try_from(config.state_block_cache_bytes).unwrap_or(usize::MAX), usize::try_from(config.view_read_cache_bytes).unwrap_or(usize::MAX))?);
@@ -153,7 +167,9 @@ impl Engine {
             Err(_) => 0, // unknown readers: keep every tombstone
         }));
         let query_memory = query_memory::server_pool(usize::try_from(config.server_memory_bytes_max).unwrap_or(usize::MAX));
-        let engine = Arc::new(Self { storage, config, views, shutdown, query_memory });
+        let mock_secret = auth::scram::random_bytes(32);
+        let engine =
+            Arc::new(Self { storage, config, views, shutdown, query_memory, mock_secret, superuser_password_file });
         stream::ddl::start_views(&engine).await?;
         Ok(engine)
     }
@@ -179,9 +195,27 @@ impl Engine {
         &self.config
     }
 
-    /// A new session for a client.
+    /// A new session of the role `user`, which must exist and may log in (`28000` otherwise);
+    /// the front end has authenticated the client as that role.
     pub fn new_session(self: &Arc<Self>, user: &str) -> Result<Session> {
-        Session::new(self.clone(), user)
+        let role = self.login_role(user)?;
+        Session::new(self.clone(), &role)
+    }
+
+    /// A session of the bootstrap superuser, for the server's own work and for front ends that
+    /// do not authenticate yet (Arrow Flight).
+    pub fn superuser_session(self: &Arc<Self>) -> Result<Session> {
+        self.new_session(auth::BOOTSTRAP_SUPERUSER)
+    }
+
+    /// Where this start wrote the superuser's generated password (the first start without a
+    /// configured one).
+    pub fn superuser_password_file(&self) -> Option<&std::path::Path> {
+        self.superuser_password_file.as_deref()
+    }
+
+    pub(crate) fn mock_secret(&self) -> &[u8] {
+        &self.mock_secret
     }
 
     /// Prometheus text of the engine's and storage's metrics.

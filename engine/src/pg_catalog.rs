@@ -16,17 +16,22 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 
+use streamhouse_catalog::RoleMeta;
+
+use crate::auth::role_oid;
 use crate::pg_types::{oid, pg_type, pg_type_table, PG_CATALOG_NAMESPACE};
 use crate::{Engine, Result};
 
 /// The role that owns every relation.
-pub const OWNER: &str = "streamhouse";
+pub const OWNER: &str = crate::auth::BOOTSTRAP_SUPERUSER;
 /// The owner's OID.
-pub const OWNER_OID: i64 = 10;
+pub const OWNER_OID: i64 = crate::auth::BOOTSTRAP_SUPERUSER_OID;
 /// `public`'s OID, as in PostgreSQL.
 pub const PUBLIC_NAMESPACE: i64 = 2200;
 /// The first OID PostgreSQL gives user objects.
 const FIRST_USER_OID: i64 = 16384;
+/// OIDs of memberships in `pg_auth_members` start here (role id × 2^16 + member id above it).
+const MEMBERSHIP_OID_BASE: i64 = 1 << 31;
 /// `heap`, the access method of a table in `pg_am`.
 const HEAP_AM: i64 = 2;
 
@@ -219,19 +224,39 @@ fn pg_database(name: &str) -> Result<RecordBatch> {
         .batch()
 }
 
-fn pg_roles() -> Result<RecordBatch> {
+/// `pg_roles`: a superuser may create roles and databases and bypasses row security, as in
+/// PostgreSQL; a password is never shown (`rolpassword` is `********` when set, as there).
+fn pg_roles(roles: &[RoleMeta]) -> Result<RecordBatch> {
+    let superuser = || roles.iter().map(|r| r.superuser);
     Columns::new()
-        .int64("oid", [OWNER_OID])
-        .text("rolname", [OWNER])
-        .boolean("rolsuper", [true])
-        .boolean("rolinherit", [true])
-        .boolean("rolcreaterole", [true])
-        .boolean("rolcreatedb", [true])
-        .boolean("rolcanlogin", [true])
-        .boolean("rolreplication", [false])
-        .int32("rolconnlimit", [-1])
-        .null_text("rolvaliduntil", 1)
-        .boolean("rolbypassrls", [true])
+        .text("rolname", roles.iter().map(|r| r.name.as_str()))
+        .boolean("rolsuper", superuser())
+        .boolean("rolinherit", roles.iter().map(|_| true))
+        .boolean("rolcreaterole", superuser())
+        .boolean("rolcreatedb", superuser())
+        .boolean("rolcanlogin", roles.iter().map(|r| r.login))
+        .boolean("rolreplication", roles.iter().map(|_| false))
+        .int32("rolconnlimit", roles.iter().map(|_| -1))
+        .add("rolpassword", Arc::new(roles.iter().map(|r| r.password.as_ref().map(|_| "********")).collect::<StringArray>()))
+        .null_text("rolvaliduntil", roles.len())
+        .boolean("rolbypassrls", superuser())
+        .null_text_array("rolconfig", roles.len())
+        .int64("oid", roles.iter().map(role_oid))
+        .batch()
+}
+
+/// `pg_auth_members` (PostgreSQL 16's columns): who is a member of which role.
+fn pg_auth_members(engine: &Engine, roles: &[RoleMeta]) -> Result<RecordBatch> {
+    let memberships = engine.storage().catalog().list_memberships().map_err(|e| crate::EngineError::Storage(e.into()))?;
+    let oid_of = |id: u64| roles.iter().find(|r| r.id == id).map(role_oid).unwrap_or(0);
+    Columns::new()
+        .int64("oid", memberships.iter().map(|m| MEMBERSHIP_OID_BASE + m.role as i64 * (1 << 16) + m.member as i64))
+        .int64("roleid", memberships.iter().map(|m| oid_of(m.role)))
+        .int64("member", memberships.iter().map(|m| oid_of(m.member)))
+        .int64("grantor", memberships.iter().map(|m| oid_of(m.grantor)))
+        .boolean("admin_option", memberships.iter().map(|m| m.admin_option))
+        .boolean("inherit_option", memberships.iter().map(|_| true))
+        .boolean("set_option", memberships.iter().map(|_| true))
         .batch()
 }
 
@@ -257,7 +282,12 @@ impl std::fmt::Debug for PgCatalogSchema {
 }
 
 const TABLES: &[&str] =
-    &["pg_am", "pg_attribute", "pg_class", "pg_database", "pg_description", "pg_namespace", "pg_roles", "pg_type"];
+    &["pg_am", "pg_attribute", "pg_auth_members", "pg_class", "pg_database", "pg_description", "pg_namespace", "pg_roles", "pg_type"];
+
+/// Whether `name` is one of `pg_catalog`'s tables.
+pub fn is_catalog_table(name: &str) -> bool {
+    TABLES.contains(&name)
+}
 
 impl PgCatalogSchema {
     fn batch(&self, name: &str) -> Result<Option<RecordBatch>> {
@@ -268,7 +298,8 @@ impl PgCatalogSchema {
             "pg_database" => pg_database(&self.engine.config().database_name)?,
             "pg_description" => pg_description()?,
             "pg_namespace" => pg_namespace()?,
-            "pg_roles" => pg_roles()?,
+            "pg_roles" => pg_roles(&roles(&self.engine)?)?,
+            "pg_auth_members" => pg_auth_members(&self.engine, &roles(&self.engine)?)?,
             "pg_type" => pg_type_table()?,
             _ => return Ok(None),
         }))
@@ -301,12 +332,16 @@ pub fn table_is_visible(engine: &Engine, oid: i64) -> Option<bool> {
 }
 
 /// `pg_get_userbyid`: the role's name, or PostgreSQL's `unknown (OID=n)`.
-pub fn user_by_id(oid: i64) -> String {
-    if oid == OWNER_OID {
-        OWNER.to_string()
-    } else {
-        format!("unknown (OID={oid})")
+pub fn user_by_id(roles: &[RoleMeta], oid: i64) -> String {
+    match roles.iter().find(|r| role_oid(r) == oid) {
+        Some(role) => role.name.clone(),
+        None => format!("unknown (OID={oid})"),
     }
+}
+
+/// Every role, from the catalog.
+fn roles(engine: &Engine) -> Result<Vec<RoleMeta>> {
+    engine.storage().catalog().list_roles().map_err(|e| crate::EngineError::Storage(e.into()))
 }
 
 /// `format_type(type_oid, typmod)` as PostgreSQL writes it (`???` for an unknown OID).
@@ -360,7 +395,8 @@ mod tests {
         assert_eq!(format_type(1007, None), "integer[]");
         assert_eq!(format_type(1184, None), "timestamp with time zone");
         assert_eq!(format_type(424242, None), "???");
-        assert_eq!(user_by_id(10), "streamhouse");
-        assert_eq!(user_by_id(7), "unknown (OID=7)");
+        let bootstrap = RoleMeta { id: 1, name: OWNER.into(), superuser: true, login: true, password: None, created_ms: 0 };
+        assert_eq!(user_by_id(&[bootstrap.clone()], 10), "streamhouse");
+        assert_eq!(user_by_id(&[bootstrap], 7), "unknown (OID=7)");
     }
 }

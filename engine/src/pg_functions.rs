@@ -44,14 +44,16 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
+    let owners = engine.clone();
     context.register_udf(create_udf(
         "pg_get_userbyid",
         vec![DataType::Int64],
         DataType::Utf8,
         Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             rows_of(args, |arrays| {
-                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(user_by_id)).collect();
+                let roles = owners.storage().catalog().list_roles().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(|oid| user_by_id(&roles, oid))).collect();
                 Ok(Arc::new(names) as ArrayRef)
             })
         }),

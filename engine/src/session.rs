@@ -60,6 +60,10 @@ impl SchemaProvider for TopicSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        // PostgreSQL searches pg_catalog before the search path: `pg_roles` is pg_catalog's.
+        if crate::pg_catalog::is_catalog_table(name) {
+            return crate::pg_catalog::PgCatalogSchema { engine: self.engine.clone() }.table(name).await;
+        }
         if let Some(view) = self.engine.views().get(name) {
             return Ok(Some(Arc::new(ViewTableProvider { view })));
         }
@@ -79,7 +83,7 @@ impl SchemaProvider for TopicSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.engine.storage().topic(name).is_some() || self.engine.views().get(name).is_some()
+        crate::pg_catalog::is_catalog_table(name) || self.engine.storage().topic(name).is_some() || self.engine.views().get(name).is_some()
     }
 }
 
@@ -303,7 +307,6 @@ fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String
         ("bytea_output", "hex"),
         ("statement_timeout", statement_timeout.as_str()),
         ("client_min_messages", "notice"),
-        ("is_superuser", "on"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -321,6 +324,10 @@ pub struct Session {
     settings: BTreeMap<String, String>,
     in_transaction: bool,
     cursors: std::collections::HashMap<String, Cursor>,
+    /// The role that logged in (`session_user`).
+    session_user: String,
+    /// The role set by `SET ROLE`, if any (`current_user` is it, else the session user).
+    current_role: Option<String>,
 }
 
 /// A declared cursor: the rest of its query's rows (or of a subscription's changes).
@@ -409,16 +416,66 @@ fn parse_startup_options(options: &str) -> Result<Vec<(String, String)>> {
 }
 
 impl Session {
-    pub(crate) fn new(engine: Arc<Engine>, user: &str) -> Result<Self> {
+    pub(crate) fn new(engine: Arc<Engine>, role: &streamhouse_catalog::RoleMeta) -> Result<Self> {
         let (context, schema) = new_context(&engine)?;
-        Ok(Self {
-            settings: default_settings(engine.config(), user),
+        let mut session = Self {
+            settings: default_settings(engine.config(), &role.name),
             engine,
             context,
             schema,
             in_transaction: false,
             cursors: Default::default(),
-        })
+            session_user: role.name.clone(),
+            current_role: None,
+        };
+        session.act_as(None, role.superuser);
+        Ok(session)
+    }
+
+    /// The role the session acts as (`current_user`).
+    pub fn current_user(&self) -> &str {
+        self.current_role.as_deref().unwrap_or(&self.session_user)
+    }
+
+    /// The role that logged in (`session_user`).
+    pub fn session_user(&self) -> &str {
+        &self.session_user
+    }
+
+    /// Acts as `role` (`None`: the session user again), whose superuser attribute is `superuser`:
+    /// `current_user` and the `role` and `is_superuser` settings follow.
+    fn act_as(&mut self, role: Option<String>, superuser: bool) {
+        self.current_role = role;
+        let current = self.current_user().to_string();
+        self.settings.insert("role".into(), self.current_role.clone().unwrap_or_else(|| "none".into()));
+        self.settings.insert("is_superuser".into(), if superuser { "on" } else { "off" }.into());
+        for (name, value) in [
+            ("current_user", &current),
+            ("current_role", &current),
+            ("user", &current),
+            ("session_user", &self.session_user.clone()),
+        ] {
+            let value = value.clone();
+            self.context.register_udf(create_udf(
+                name,
+                vec![],
+                DataType::Utf8,
+                Volatility::Stable,
+                Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.clone()))))),
+            ));
+        }
+    }
+
+    fn execute_role_statement(&mut self, statement: crate::auth::roles::RoleStatement) -> Result<QueryOutput> {
+        let catalog = self.engine.storage().catalog().clone();
+        let actor = crate::auth::roles::Actor { session_user: &self.session_user, current_user: self.current_user() };
+        let (tag, set_role) = crate::auth::roles::execute(catalog.as_ref(), actor, statement)?;
+        if let Some(role) = set_role {
+            let acting = role.as_deref().unwrap_or(&self.session_user).to_string();
+            let superuser = catalog.list_roles().map_err(|e| EngineError::Storage(e.into()))?.iter().any(|r| r.name == acting && r.superuser);
+            self.act_as(role, superuser);
+        }
+        Ok(QueryOutput::Command { tag })
     }
 
     /// A session setting, as SHOW reports it.
@@ -739,6 +796,7 @@ impl Session {
         let storage = self.engine.storage().clone();
         match statement {
             Statement::Empty => Ok(QueryOutput::Empty),
+            Statement::Role(statement) => self.execute_role_statement(statement),
             Statement::CreateTopic { definition, if_not_exists } => {
                 match storage.create_topic(&definition) {
                     Ok(_) => {}

@@ -152,7 +152,7 @@ pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Resp
         PlainTicket::Relation { relation } => format!("SELECT * FROM {}", quoted(&relation)),
         PlainTicket::Subscribe { subscribe, snapshot } => format!("SUBSCRIBE TO {} WITH (snapshot = {snapshot})", quoted(&subscribe)),
     };
-    let session = shared.engine.new_session("flight").map_err(status)?;
+    let session = shared.engine.superuser_session().map_err(status)?;
     let prepared = session.prepare(&statement).await.map_err(status)?;
     sql.stream_query(&prepared, Vec::new(), None).await
 }

@@ -73,7 +73,7 @@ impl FlightServer {
             let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
             let statement = match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
                 Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
-                    let session = self.shared().engine.new_session("flight").map_err(|e| engine_status(&e))?;
+                    let session = self.shared().engine.superuser_session().map_err(|e| engine_status(&e))?;
                     session.prepare(&query).await.map_err(|e| engine_status(&e))?
                 }
                 Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery { prepared_statement_handle }) => {

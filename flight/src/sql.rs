@@ -49,9 +49,6 @@ pub struct SqlService {
 type DoGetStream = <SqlService as FlightService>::DoGetStream;
 type DoPutStream = <SqlService as FlightService>::DoPutStream;
 
-/// The user a Flight request's session runs as, until Flight authenticates.
-const FLIGHT_USER: &str = "flight";
-
 fn no_transactions() -> Status {
     Status::unimplemented("StreamHouse has no transactions: every statement commits on its own (GetSqlInfo reports FLIGHT_SQL_SERVER_TRANSACTION = NONE)")
 }
@@ -152,7 +149,7 @@ pub(crate) async fn collect_batches(
 
 impl SqlService {
     fn session(&self) -> Result<Session, Status> {
-        self.shared.engine.new_session(FLIGHT_USER).map_err(|e| engine_status(&e))
+        self.shared.engine.superuser_session().map_err(|e| engine_status(&e))
     }
 
     fn database(&self) -> &str {

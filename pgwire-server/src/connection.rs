@@ -20,6 +20,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::authentication::{authenticate, Refusal};
 use crate::messages::{format_for, read_message, read_startup_packet, BodyReader, Malformed, Output, ReadError};
 use crate::types::{decode_parameter, oid, oid_for_data_type, write_binary};
 use crate::Shared;
@@ -99,10 +100,13 @@ struct Connection {
 /// Serves one TCP connection to its end.
 pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
     let _ = stream.set_nodelay(true);
+    let Ok(peer) = stream.peer_addr() else {
+        return; // gone already
+    };
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let mut writer = write_half;
-    let started = tokio::time::timeout(shared.config.startup_timeout, startup(&mut reader, &mut writer, &shared, slot.is_some())).await;
+    let started = tokio::time::timeout(shared.config.startup_timeout, startup(&mut reader, &mut writer, &shared, slot.is_some(), peer.ip())).await;
     let startup = match started {
         Err(_) => {
             shared.metrics.startups_timed_out.add(1);
@@ -180,6 +184,7 @@ async fn startup(
     writer: &mut OwnedWriteHalf,
     shared: &Arc<Shared>,
     has_slot: bool,
+    peer: std::net::IpAddr,
 ) -> Result<Option<Startup>, EngineError> {
     // A startup packet PostgreSQL could not read either: its protocol violation.
     let fatal = |message: &str| EngineError::Sqlstate { code: "08P01", message: format!("invalid startup packet layout: {message}") };
@@ -235,6 +240,11 @@ async fn startup(
         if user.is_empty() {
             return Err(EngineError::InvalidParameter("no PostgreSQL user name specified in startup packet".into()));
         }
+        match authenticate(reader, writer, &shared.engine, &user, peer).await {
+            Ok(()) => {}
+            Err(Refusal::Gone) => return Ok(None),
+            Err(Refusal::Error(error)) => return Err(error),
+        }
         let mut session = shared.engine.new_session(&user)?;
         for (name, value) in &parameters {
             if matches!(name.as_str(), "user" | "database") {
@@ -258,7 +268,7 @@ async fn startup(
             ("IntervalStyle", "postgres".into()),
             ("integer_datetimes", "on".into()),
             ("standard_conforming_strings", "on".into()),
-            ("is_superuser", "on".into()),
+            ("is_superuser", session.setting("is_superuser").unwrap_or("off").to_string()),
             ("session_authorization", user.clone()),
             ("application_name", session.setting("application_name").unwrap_or("").to_string()),
         ];
@@ -493,7 +503,7 @@ impl Connection {
     }
 
     async fn run_simple(&mut self, sql: &str) -> Result<(), Failure> {
-        tracing::debug!(%sql, "simple query");
+        tracing::debug!(sql = %streamhouse_engine::auth::loggable(&sql), "simple query");
         let statements = split_statements(sql)?;
         if statements.is_empty() {
             self.out.simple(b'I'); // EmptyQueryResponse
@@ -707,7 +717,7 @@ impl Connection {
         let mut reader = BodyReader::new(body);
         let name = utf8(reader.cstring("statement name")?, "statement name")?;
         let sql = utf8(reader.cstring("query string")?, "query string")?;
-        tracing::debug!(statement = %name, %sql, "parse");
+        tracing::debug!(statement = %name, sql = %streamhouse_engine::auth::loggable(&sql), "parse");
         let count = reader.i16("parameter type count")?;
         if count < 0 {
             return Err(Failure::Fatal { code: "08P01", message: "negative parameter type count".into() });

@@ -5,6 +5,7 @@
 //! turns messages into engine calls and engine results into messages. It must not reach storage
 //! or the catalog: everything goes through a `streamhouse_engine::Session`.
 
+mod authentication;
 mod connection;
 mod messages;
 pub mod types;

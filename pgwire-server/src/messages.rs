@@ -139,8 +139,34 @@ impl Output {
     }
 
     pub fn authentication_ok(&mut self) {
+        self.authentication(0, &[]);
+    }
+
+    /// `AuthenticationCleartextPassword`.
+    pub fn authentication_cleartext_password(&mut self) {
+        self.authentication(3, &[]);
+    }
+
+    /// `AuthenticationSASL` with the mechanisms offered.
+    pub fn authentication_sasl(&mut self, mechanisms: &[&str]) {
+        let mut list = Vec::new();
+        for mechanism in mechanisms {
+            list.extend_from_slice(mechanism.as_bytes());
+            list.push(0);
+        }
+        list.push(0);
+        self.authentication(10, &list);
+    }
+
+    /// `AuthenticationSASLContinue` (11) or `AuthenticationSASLFinal` (12) with its data.
+    pub fn authentication_sasl_data(&mut self, code: i32, data: &[u8]) {
+        self.authentication(code, data);
+    }
+
+    fn authentication(&mut self, code: i32, data: &[u8]) {
         let at = self.begin(b'R');
-        self.buffer.put_i32(0);
+        self.buffer.put_i32(code);
+        self.buffer.put_slice(data);
         self.end(at);
     }
 

@@ -26,6 +26,9 @@ pub struct TestServer {
     pub pg_port: u16,
     pub http_port: u16,
     pub flight_port: u16,
+    /// The line the server printed when it was ready (its addresses, and on a first start
+    /// without a configured superuser password, where it wrote the generated one).
+    pub ready_line: String,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
 }
@@ -44,6 +47,7 @@ impl TestServer {
             pg_port: 0,
             http_port: 0,
             flight_port: 0,
+            ready_line: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
@@ -94,6 +98,7 @@ impl TestServer {
         self.pg_port = port_of("postgres=");
         self.http_port = port_of("http=");
         self.flight_port = port_of("flight=");
+        self.ready_line = ready;
         self.child = Some(child);
     }
 
@@ -104,7 +109,7 @@ impl TestServer {
 
     /// A libpq-style connection string.
     pub fn connection_string(&self) -> String {
-        format!("host=127.0.0.1 port={} user=tester dbname=streamhouse", self.pg_port)
+        format!("host=127.0.0.1 port={} user=streamhouse dbname=streamhouse", self.pg_port)
     }
 
     /// `kill -9`: no chance to flush or clean up.
@@ -202,7 +207,7 @@ pub async fn kill_during_writes(server: &mut TestServer, next: &mut [u64], acks:
         .enumerate()
         .map(|(w, &first)| {
             let (count, reached, statement) = (count.clone(), reached.clone(), statement.clone());
-            let connection_string = format!("host=127.0.0.1 port={} user=writer dbname=streamhouse", server.pg_port);
+            let connection_string = format!("host=127.0.0.1 port={} user=streamhouse dbname=streamhouse", server.pg_port);
             tokio::spawn(async move {
                 let Ok((client, connection)) = tokio_postgres::connect(&connection_string, tokio_postgres::NoTls).await else {
                     return first;

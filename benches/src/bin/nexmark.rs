@@ -256,7 +256,7 @@ impl Outcome {
 async fn fresh_engine() -> (tempfile::TempDir, Arc<Engine>, Session) {
     let dir = scratch_dir();
     let engine = Engine::open(StorageConfig::new(dir.path()), EngineConfig::default()).await.expect("engine");
-    let mut session = engine.new_session("nexmark").expect("session");
+    let mut session = engine.superuser_session().expect("session");
     for (name, schema) in nexmark::streams() {
         run(&mut session, &nexmark::create_topic(name, &schema)).await.expect("create topic");
     }

@@ -91,7 +91,12 @@ fn item_name(item: &SelectItem) -> Option<String> {
 }
 
 fn is_column(expr: &Expr) -> bool {
-    matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+    match expr {
+        // A keyword PostgreSQL reads as a function (see `postgres_meaning`), not a column.
+        Expr::Identifier(ident) => !(ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role")),
+        Expr::CompoundIdentifier(_) => true,
+        _ => false,
+    }
 }
 
 fn alias(item: SelectItem, name: String) -> SelectItem {

@@ -211,6 +211,12 @@ impl Rewriter {
 
     fn rewrite(&self, expr: Expr) -> Result<Expr> {
         Ok(match expr {
+            // A keyword in PostgreSQL, like current_user (which sqlparser reads as a function).
+            Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role") => {
+                let Expr::Function(mut function) = call("current_role", Vec::new()) else { unreachable!("call makes a function") };
+                function.args = FunctionArguments::None;
+                Expr::Function(function)
+            }
             Expr::AnyOp { left, compare_op, right, .. } if matches!(right.as_ref(), Expr::Subquery(_)) => {
                 let Expr::Subquery(subquery) = *right else { unreachable!("matched above") };
                 match compare_op {

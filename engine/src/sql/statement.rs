@@ -68,6 +68,8 @@ pub enum Statement {
     Fetch { name: String, count: Option<u64>, timeout_us: Option<i64> },
     /// `CLOSE name` or `CLOSE ALL` (`None`).
     Close { name: Option<String> },
+    /// `CREATE | ALTER | DROP ROLE`, `GRANT | REVOKE role`, `SET ROLE`.
+    Role(crate::auth::roles::RoleStatement),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,9 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
     let tokens = tokenize(sql)?;
     let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
     let words: Vec<String> = significant.iter().map(|t| word(t).unwrap_or_default()).collect();
+    if let Some(statement) = crate::auth::roles::parse(sql, &significant)? {
+        return Ok(Statement::Role(statement));
+    }
     let first = words.first().map(String::as_str).unwrap_or("");
     let second = words.get(1).map(String::as_str).unwrap_or("");
     match (first, second) {

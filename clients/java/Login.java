@@ -1,0 +1,20 @@
+// Logs in with pgjdbc (its own SCRAM-SHA-256) and prints who it is, or the SQLSTATE.
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+
+public class Login {
+    public static void main(String[] args) throws Exception {
+        String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/streamhouse";
+        try (Connection conn = DriverManager.getConnection(url, args[1], args[2]);
+             Statement st = conn.createStatement();
+             ResultSet rs = st.executeQuery("SELECT current_user, session_user")) {
+            rs.next();
+            System.out.println("ok " + rs.getString(1) + " " + rs.getString(2));
+        } catch (SQLException error) {
+            System.out.println("error " + error.getSQLState() + " " + error.getMessage());
+        }
+    }
+}

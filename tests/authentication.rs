@@ -1,0 +1,248 @@
+//! Roles and authentication over real sockets with real clients: SCRAM-SHA-256 from psql,
+//! psycopg, asyncpg, pgjdbc and node-postgres (right password, wrong password, unknown role, a
+//! role that may not log in), the loopback trust of the default method, the superuser the first
+//! start creates, role statements with PostgreSQL's SQLSTATEs, and passwords kept out of the log.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use streamhouse_sql_tests::TestServer;
+
+const SUPERUSER_PASSWORD: &str = "correct horse battery staple";
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+async fn connect_as(server: &TestServer, user: &str, password: Option<&str>) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config.host("127.0.0.1").port(server.pg_port).user(user).dbname("streamhouse");
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}
+
+/// One login through a client program: `ok <current_user> <session_user>` or `error <SQLSTATE> …`.
+fn login(client: &str, port: u16, user: &str, password: &str) -> String {
+    let port = port.to_string();
+    let mut command = match client {
+        "psql" => {
+            let mut command = Command::new("psql");
+            command
+                .args(["-X", "-tA", "-h", "127.0.0.1", "-p", &port, "-U", user, "-d", "streamhouse", "-c"])
+                .arg("SELECT 'ok ' || current_user || ' ' || session_user")
+                .env("PGPASSWORD", password)
+                .env("PGCONNECT_TIMEOUT", "30");
+            command
+        }
+        "psycopg" | "asyncpg" => {
+            let mut command = Command::new("python3");
+            command.arg(clients_dir().join(format!("python/login_{client}.py"))).args([&port, user, password]);
+            command
+        }
+        "node-postgres" => {
+            let mut command = Command::new("node");
+            command.arg(clients_dir().join("node/login.js")).args([&port, user, password]);
+            command
+        }
+        "pgjdbc" => {
+            let mut command = Command::new("java");
+            command
+                .args(["-cp", "/usr/share/java/postgresql.jar"])
+                .arg(clients_dir().join("java/Login.java"))
+                .args([&port, user, password]);
+            command
+        }
+        other => panic!("unknown client {other}"),
+    };
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {client} (scripts/test.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if client == "psql" && !output.status.success() {
+        // psql prints the server's FATAL message; it has no SQLSTATE at this verbosity.
+        return format!("error {stderr}");
+    }
+    assert!(!stdout.is_empty(), "{client} printed nothing; stderr:\n{stderr}");
+    stdout
+}
+
+const CLIENTS: [&str; 5] = ["psql", "psycopg", "asyncpg", "pgjdbc", "node-postgres"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_logs_in_with_scram_and_wrong_passwords_are_refused_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--auth", "scram", "--superuser-password", SUPERUSER_PASSWORD]);
+    assert!(!server.ready_line.contains("superuser_password_file"), "a configured password is not written anywhere");
+    assert!(!dir.path().join("data/superuser-password").exists());
+
+    // Without a password SCRAM cannot even start: tokio-postgres refuses to try.
+    assert!(connect_as(&server, "streamhouse", None).await.is_err());
+    let wrong = connect_as(&server, "streamhouse", Some("not it")).await.err().expect("a wrong password is refused");
+    assert_eq!(sqlstate(&wrong), "28P01");
+    assert_eq!(wrong.as_db_error().unwrap().message(), "password authentication failed for user \"streamhouse\"");
+
+    let admin = connect_as(&server, "streamhouse", Some(SUPERUSER_PASSWORD)).await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN PASSWORD 'alice''s secret'; \
+             CREATE USER carol PASSWORD 'carol-pw' NOLOGIN; \
+             CREATE USER dave; \
+             CREATE ROLE staff; GRANT staff TO alice",
+        )
+        .await
+        .unwrap();
+
+    for client in CLIENTS {
+        let attempts = [
+            ("streamhouse", SUPERUSER_PASSWORD, "ok streamhouse streamhouse"),
+            ("alice", "alice's secret", "ok alice alice"),
+            ("alice", "alice's secreT", "28P01"),
+            ("alice", "", "28P01"),
+            ("ghost", "alice's secret", "28P01"),
+            // A role with no password cannot log in with any.
+            ("dave", "anything", "28P01"),
+            // The password is right, but the role may not log in (checked after, as PostgreSQL).
+            ("carol", "carol-pw", "28000"),
+        ];
+        for (user, password, expected) in attempts {
+            let answer = login(client, server.pg_port, user, password);
+            if expected.starts_with("ok") {
+                assert_eq!(answer, expected, "{client} as {user}");
+                continue;
+            }
+            assert!(answer.starts_with("error"), "{client} as {user} with {password:?} got in: {answer}");
+            if password.is_empty() {
+                continue; // some clients refuse to send an empty password at all
+            }
+            // libpq (under psql and psycopg) gives a failed startup's message, not its SQLSTATE.
+            if client == "psql" || client == "psycopg" {
+                let message = match expected {
+                    "28P01" => format!("FATAL:  password authentication failed for user \"{user}\""),
+                    _ => format!("FATAL:  role \"{user}\" is not permitted to log in"),
+                };
+                assert!(answer.contains(&message), "{client} as {user}: {answer}");
+            } else {
+                assert!(answer.starts_with(&format!("error {expected}")), "{client} as {user} with {password:?}: {answer}");
+            }
+        }
+    }
+    // The server is still fine, and the log says who failed without saying any password.
+    let rows = admin.query("SELECT rolname FROM pg_roles ORDER BY rolname", &[]).await.unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["alice", "carol", "dave", "staff", "streamhouse"]);
+    let log = std::fs::read_to_string(dir.path().join("data.log")).unwrap();
+    assert!(log.contains("password authentication failed") && log.contains("\"ghost\""), "{log}");
+    for secret in [SUPERUSER_PASSWORD, "alice's secret", "alice''s secret", "carol-pw", "alice's secreT"] {
+        assert!(!log.contains(secret), "the log holds a password: {secret}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_trusts_loopback_but_only_for_roles_that_exist_and_may_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data, &["--log", "streamhouse_pgwire=debug,info"]);
+    // The first start without a configured password generates one, private to the owner.
+    let file = data.join("superuser-password");
+    assert!(server.ready_line.contains(&format!("superuser_password_file={}", file.display())), "{}", server.ready_line);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let generated = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(generated.len(), 32);
+
+    let admin = connect_as(&server, "streamhouse", None).await.expect("loopback is trusted");
+    let row = admin.query_one("SELECT current_user, session_user, current_role, user", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2)), ("streamhouse".into(), "streamhouse".into(), "streamhouse".into()));
+    assert_eq!(row.columns().iter().map(|c| c.name()).collect::<Vec<_>>(), ["current_user", "session_user", "current_role", "user"]);
+    for unknown in ["postgres", "me"] {
+        let error = connect_as(&server, unknown, None).await.err().expect("an unknown role is refused");
+        assert_eq!(sqlstate(&error), "28000");
+        assert_eq!(error.as_db_error().unwrap().message(), format!("role \"{unknown}\" does not exist"));
+    }
+    admin.batch_execute("CREATE ROLE reader; CREATE USER writer PASSWORD 'w'").await.unwrap();
+    assert_eq!(sqlstate(&connect_as(&server, "reader", None).await.err().unwrap()), "28000", "NOLOGIN by default");
+    let writer = connect_as(&server, "writer", None).await.unwrap();
+    let superuser: String = writer.query_one("SHOW is_superuser", &[]).await.unwrap().get(0);
+    assert_eq!(superuser, "off");
+
+    // A statement carrying a password is not logged, even at debug level.
+    admin.batch_execute("ALTER ROLE writer PASSWORD 'a-new-secret-value'").await.unwrap();
+    let log = std::fs::read_to_string(dir.path().join("data.log")).unwrap();
+    assert!(log.contains("simple query"), "debug logging is on");
+    assert!(!log.contains("a-new-secret-value") && !log.contains(&generated));
+
+    // The generated password works where SCRAM is asked for: restart with --auth scram.
+    drop((admin, writer));
+    drop(server);
+    let server = TestServer::start(&data, &["--auth", "scram"]);
+    assert!(!server.ready_line.contains("superuser_password_file"), "only the first start writes one");
+    assert_eq!(sqlstate(&connect_as(&server, "streamhouse", Some("guess")).await.err().unwrap()), "28P01");
+    connect_as(&server, "streamhouse", Some(&generated)).await.expect("the generated password");
+    connect_as(&server, "writer", Some("a-new-secret-value")).await.expect("the altered password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_statements_follow_postgresql_rules_and_sqlstates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let admin = connect_as(&server, "streamhouse", None).await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE staff; CREATE ROLE auditors; GRANT staff TO alice; GRANT auditors TO staff")
+        .await
+        .unwrap();
+    let alice = connect_as(&server, "alice", None).await.unwrap();
+    // Every code and message below is PostgreSQL 15's for the same statement, checked by hand.
+    let refused = [
+        (&admin, "CREATE ROLE alice", "42710", "role \"alice\" already exists"),
+        (&admin, "DROP ROLE ghost", "42704", "role \"ghost\" does not exist"),
+        (&admin, "ALTER ROLE ghost LOGIN", "42704", "role \"ghost\" does not exist"),
+        (&admin, "GRANT alice TO auditors", "0LP01", "role \"alice\" is a member of role \"auditors\""),
+        (&admin, "DROP ROLE streamhouse", "55006", "current user cannot be dropped"),
+        (&admin, "CREATE ROLE pg_mine", "42939", "role name \"pg_mine\" is reserved"),
+        (&alice, "CREATE ROLE bob", "42501", "permission denied to create role"),
+        (&alice, "DROP ROLE staff", "42501", "permission denied to drop role"),
+        (&alice, "GRANT staff TO alice", "42501", "must have admin option on role \"staff\""),
+        (&alice, "ALTER ROLE alice SUPERUSER", "42501", "must be superuser to alter superuser roles or change superuser attribute"),
+        (&admin, "GRANT staff TO staff", "0LP01", "role \"staff\" is a member of role \"staff\""),
+        (&alice, "SET ROLE streamhouse", "42501", "permission denied to set role \"streamhouse\""),
+    ];
+    for (client, sql, code, message) in refused {
+        let error = client.batch_execute(sql).await.err().unwrap_or_else(|| panic!("{sql} succeeded"));
+        assert_eq!(sqlstate(&error), code, "{sql}: {error:?}");
+        assert!(error.as_db_error().unwrap().message().starts_with(message), "{sql}: {error:?}");
+    }
+    admin.batch_execute("DROP ROLE IF EXISTS ghost, nobody").await.unwrap();
+
+    // SET ROLE to a role one belongs to, directly or not; RESET ROLE goes back.
+    for (sql, current) in [("SET ROLE staff", "staff"), ("SET ROLE auditors", "auditors"), ("RESET ROLE", "alice"), ("SET ROLE NONE", "alice")] {
+        alice.batch_execute(sql).await.unwrap();
+        let row = alice.query_one("SELECT current_user, session_user", &[]).await.unwrap();
+        assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, String>(1).as_str()), (current, "alice"), "{sql}");
+    }
+    // A role may change its own password, and nothing else about itself.
+    alice.batch_execute("ALTER ROLE alice PASSWORD 'mine'").await.unwrap();
+
+    // Memberships and attributes as the catalog shows them; a revoked membership is gone.
+    admin.batch_execute("REVOKE auditors FROM staff; ALTER ROLE staff RENAME TO team").await.unwrap();
+    let rows = admin
+        .query(
+            "SELECT r.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles r ON a.roleid = r.oid JOIN pg_roles m ON a.member = m.oid",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(pairs, [("team".to_string(), "alice".to_string())]);
+    let row = admin.query_one("SELECT rolsuper, rolcanlogin, rolpassword FROM pg_roles WHERE rolname = 'alice'", &[]).await.unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, Option<String>>(2)), (false, true, Some("********".into())));
+    admin.batch_execute("CREATE TOPIC owned (a BIGINT)").await.unwrap();
+    let owner: String = admin.query_one("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'owned'", &[]).await.unwrap().get(0);
+    assert_eq!(owner, "streamhouse");
+}
