@@ -246,3 +246,148 @@ async fn role_statements_follow_postgresql_rules_and_sqlstates() {
     let owner: String = admin.query_one("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'owned'", &[]).await.unwrap().get(0);
     assert_eq!(owner, "streamhouse");
 }
+
+/// The SCRAM exchange under hostile input, over raw sockets: random and mangled mechanisms,
+/// first and final messages (wrong nonces, bad base64, missing fields, huge and wrong lengths,
+/// the wrong message type). Whatever is sent, the server never says AuthenticationOk without the
+/// password, every refusal is `28P01` or `08P01`, no task panics, and the right password still
+/// works after. Runs for `STREAMHOUSE_FUZZ_SECONDS` (10 by default) on four connections at once;
+/// the seed is printed (`STREAMHOUSE_FUZZ_SEED` repeats a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzed_scram_exchanges_never_let_a_client_in_without_the_password() {
+    use rand::{Rng, SeedableRng};
+    let seconds: u64 = std::env::var("STREAMHOUSE_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seed: u64 = std::env::var("STREAMHOUSE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    eprintln!("SCRAM fuzz: STREAMHOUSE_FUZZ_SEED={seed}, {seconds} s");
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--auth", "scram", "--superuser-password", SUPERUSER_PASSWORD]);
+    let port = server.pg_port;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..4u64)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ worker);
+                let mut cases = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let case: u64 = rng.random();
+                    scram_fuzz_case(port, case);
+                    cases += 1;
+                }
+                cases
+            })
+        })
+        .collect();
+    let cases: u64 = workers.into_iter().map(|w| w.join().expect("a fuzz case failed")).sum();
+    eprintln!("SCRAM fuzz: {cases} cases");
+    assert!(cases > 0);
+    connect_as(&server, "streamhouse", Some(SUPERUSER_PASSWORD)).await.expect("the right password still works");
+    let log = std::fs::read_to_string(dir.path().join("data.log")).unwrap();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+/// One hostile exchange, made from `case` (printed when it fails, to be replayed).
+fn scram_fuzz_case(port: u16, case: u64) {
+    use rand::{Rng, SeedableRng};
+    use std::io::{Read, Write};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(case);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let user = ["streamhouse", "ghost", "", "streamhouse\u{1}"][rng.random_range(0..4)];
+    stream.write_all(&streamhouse_sql_tests::startup_packet(&[("user", user), ("database", "streamhouse")])).unwrap();
+    let read = |stream: &mut std::net::TcpStream| -> Option<(u8, Vec<u8>)> {
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).ok()?;
+        let length = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; length.saturating_sub(4)];
+        stream.read_exact(&mut body).ok()?;
+        Some((header[0], body))
+    };
+    let junk = |rng: &mut rand::rngs::StdRng, max: usize| -> Vec<u8> {
+        let n = rng.random_range(0..max);
+        (0..n).map(|_| rng.random()).collect()
+    };
+    let mut client_nonce = String::from("rOprNGfwEbeRWgbNEkqO");
+    let mut server_nonce = String::new();
+    for step in 0..3 {
+        let Some((tag, body)) = read(&mut stream) else { return }; // closed: a refusal
+        match tag {
+            b'R' => {
+                let code = i32::from_be_bytes(body[..4].try_into().unwrap());
+                assert_ne!(code, 0, "case {case:#x}: AuthenticationOk without the password");
+                if code == 11 {
+                    let text = String::from_utf8_lossy(&body[4..]).to_string();
+                    server_nonce = text.split(',').next().unwrap_or("").trim_start_matches("r=").to_string();
+                }
+            }
+            b'E' => {
+                let fields = body.split(|&b| b == 0);
+                let code = fields.clone().find(|f| f.first() == Some(&b'C')).map(|f| String::from_utf8_lossy(&f[1..]).to_string());
+                let code = code.unwrap_or_default();
+                // 28000: PostgreSQL's answer to a startup packet without a user name.
+                assert!(code == "28P01" || code == "08P01" || (user.is_empty() && code == "28000"), "case {case:#x}: {code}");
+                assert!(read(&mut stream).is_none(), "case {case:#x}: the connection stays open after a refusal");
+                return;
+            }
+            other => panic!("case {case:#x}: unexpected message {other} during authentication"),
+        }
+        if step == 2 {
+            return;
+        }
+        // The client's next message: mostly well-formed with one thing wrong.
+        let message: Vec<u8> = if step == 0 {
+            let mechanism = ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "PLAIN", ""][rng.random_range(0..4)];
+            if rng.random_range(0..4) == 0 {
+                client_nonce = String::from_utf8_lossy(&junk(&mut rng, 40)).to_string();
+            }
+            let first = match rng.random_range(0..6) {
+                0 => junk(&mut rng, 300),
+                1 => format!("p=tls-server-end-point,,n=,r={client_nonce}").into_bytes(),
+                2 => format!("y,,n=,r={client_nonce},m=ext").into_bytes(),
+                _ => format!("n,,n={user},r={client_nonce}").into_bytes(),
+            };
+            let mut body = mechanism.as_bytes().to_vec();
+            body.push(0);
+            let length = match rng.random_range(0..8) {
+                0 => -1,
+                1 => i32::MAX,
+                2 => first.len() as i32 + 1,
+                _ => first.len() as i32,
+            };
+            body.extend_from_slice(&length.to_be_bytes());
+            body.extend_from_slice(&first);
+            body
+        } else {
+            let nonce = match rng.random_range(0..4) {
+                0 => format!("{client_nonce}x"),
+                1 => String::new(),
+                _ => server_nonce.clone(),
+            };
+            let proof = match rng.random_range(0..3) {
+                0 => "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=".to_string(),
+                1 => "not base64!".to_string(),
+                _ => String::from_utf8_lossy(&junk(&mut rng, 60)).to_string(),
+            };
+            let binding = ["biws", "eSws", "cD10bHMtc2VydmVyLWVuZC1wb2ludCws", ""][rng.random_range(0..4)];
+            match rng.random_range(0..5) {
+                0 => junk(&mut rng, 2000),
+                1 => format!("c={binding},r={nonce}").into_bytes(),
+                _ => format!("c={binding},r={nonce},p={proof}").into_bytes(),
+            }
+        };
+        let tag = if rng.random_range(0..10) == 0 { b'Q' } else { b'p' };
+        let length = match rng.random_range(0..10) {
+            0 => i32::MAX,
+            1 => 3,
+            _ => (message.len() + 4) as i32,
+        };
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&length.to_be_bytes());
+        frame.extend_from_slice(&message);
+        if stream.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}

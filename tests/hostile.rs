@@ -244,15 +244,21 @@ async fn endless_results_stop_at_cancel_and_at_every_kind_of_statement_timeout()
     client.batch_execute("SET statement_timeout = 0").await.unwrap();
     let cancel = client.cancel_token();
     let running = tokio::spawn(async move { (drain(&client, endless).await, client) });
+    let mut running = running;
     let (code, client) = loop {
         cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
-        if running.is_finished() {
-            break running.await.unwrap();
+        if let Ok(finished) = tokio::time::timeout(std::time::Duration::from_millis(50), &mut running).await {
+            break finished.unwrap();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(code.as_deref(), Some("57014"));
-    assert_eq!(simple(&client, "SELECT 5").await, Ok("5".into()));
+    // A cancel request sent while the statement was ending may land on the next statement (in
+    // PostgreSQL too: a cancel names a backend, not a statement); at most one is in flight.
+    let next = match simple(&client, "SELECT 5").await {
+        Err(code) if code == "57014" => simple(&client, "SELECT 5").await,
+        other => other,
+    };
+    assert_eq!(next, Ok("5".into()));
 }
 
 /// A statement past `query_memory_bytes_max` fails with 53200 naming the limit; the session and

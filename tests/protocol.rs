@@ -30,20 +30,9 @@ impl RawClient {
         client
     }
 
-    /// A protocol 3.0 startup packet for user `fuzz`.
+    /// A protocol 3.0 startup packet for the superuser `streamhouse`.
     fn startup_packet() -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&196_608i32.to_be_bytes());
-        for (k, v) in [("user", "streamhouse"), ("database", "streamhouse")] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
-        packet
+        streamhouse_sql_tests::startup_packet(&[("user", "streamhouse"), ("database", "streamhouse")])
     }
 
     fn send(&mut self, tag: u8, body: &[u8]) {

@@ -35,7 +35,10 @@ fn list_commands_print_what_postgres_prints() {
         "CREATE TABLE people (id bigint PRIMARY KEY, name text)",
         "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",
     ];
-    for sql in setup {
+    // Roles made the same way on both (the bootstrap superusers differ in name, so \du is
+    // compared role by role).
+    let roles = ["CREATE ROLE alice LOGIN PASSWORD 'pw'", "CREATE ROLE staff", "CREATE ROLE boss SUPERUSER", "GRANT staff TO alice", "GRANT alice TO boss"];
+    for sql in setup.iter().chain(&roles) {
         let out = psql(oracle.port, "streamhouse", sql);
         assert!(!out.contains("ERROR"), "{sql}: {out}");
     }
@@ -46,12 +49,15 @@ fn list_commands_print_what_postgres_prints() {
         "CREATE TOPIC bids (auction bigint, price numeric(10,2), date_time timestamp)",
         "CREATE TABLE people (id bigint PRIMARY KEY, name text)",
         "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",
-    ] {
+    ]
+    .iter()
+    .chain(&roles)
+    {
         let out = psql(server.pg_port, "streamhouse", sql);
         assert!(!out.contains("ERROR"), "{sql}: {out}");
     }
 
-    for command in ["\\dt", "\\dm", "\\dn", "\\l streamhouse", "\\dt bids", "\\dt nothing*"] {
+    for command in ["\\dt", "\\dm", "\\dn", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*"] {
         let expected = psql(oracle.port, "streamhouse", command);
         let ours = psql(server.pg_port, "streamhouse", command);
         assert!(!expected.contains("ERROR"), "{command} on PostgreSQL: {expected}");

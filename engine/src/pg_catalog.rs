@@ -224,22 +224,23 @@ fn pg_database(name: &str) -> Result<RecordBatch> {
         .batch()
 }
 
-/// `pg_roles`: a superuser may create roles and databases and bypasses row security, as in
-/// PostgreSQL; a password is never shown (`rolpassword` is `********` when set, as there).
+/// `pg_roles`. The bootstrap superuser has every attribute, as `initdb` gives PostgreSQL's; other
+/// roles have the ones `CREATE ROLE` can set here (`SUPERUSER`, `LOGIN`) and PostgreSQL's defaults
+/// for the rest. A password is never shown (`rolpassword` is `********` when set, as there).
 fn pg_roles(roles: &[RoleMeta]) -> Result<RecordBatch> {
-    let superuser = || roles.iter().map(|r| r.superuser);
+    let bootstrap = || roles.iter().map(|r| r.name == OWNER);
     Columns::new()
         .text("rolname", roles.iter().map(|r| r.name.as_str()))
-        .boolean("rolsuper", superuser())
+        .boolean("rolsuper", roles.iter().map(|r| r.superuser))
         .boolean("rolinherit", roles.iter().map(|_| true))
-        .boolean("rolcreaterole", superuser())
-        .boolean("rolcreatedb", superuser())
+        .boolean("rolcreaterole", bootstrap())
+        .boolean("rolcreatedb", bootstrap())
         .boolean("rolcanlogin", roles.iter().map(|r| r.login))
-        .boolean("rolreplication", roles.iter().map(|_| false))
+        .boolean("rolreplication", bootstrap())
         .int32("rolconnlimit", roles.iter().map(|_| -1))
         .add("rolpassword", Arc::new(roles.iter().map(|r| r.password.as_ref().map(|_| "********")).collect::<StringArray>()))
         .null_text("rolvaliduntil", roles.len())
-        .boolean("rolbypassrls", superuser())
+        .boolean("rolbypassrls", bootstrap())
         .null_text_array("rolconfig", roles.len())
         .int64("oid", roles.iter().map(role_oid))
         .batch()

@@ -238,7 +238,7 @@ async fn startup(
         }
         let user = parameters.iter().find(|(n, _)| n == "user").map(|(_, v)| v.clone()).unwrap_or_default();
         if user.is_empty() {
-            return Err(EngineError::InvalidParameter("no PostgreSQL user name specified in startup packet".into()));
+            return Err(EngineError::Sqlstate { code: "28000", message: "no PostgreSQL user name specified in startup packet".into() });
         }
         match authenticate(reader, writer, &shared.engine, &user, peer).await {
             Ok(()) => {}

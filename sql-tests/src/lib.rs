@@ -303,3 +303,18 @@ impl Drop for PostgresOracle {
         let _ = Self::command(&self.bin.join("pg_ctl")).args(["stop", "-m", "immediate", "-D"]).arg(&data).output();
     }
 }
+
+/// A protocol 3.0 startup packet with these parameters, as a raw-socket test sends it.
+pub fn startup_packet(parameters: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for (name, value) in parameters {
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}

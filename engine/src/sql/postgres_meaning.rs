@@ -93,6 +93,50 @@ fn length_of(length: &Option<CharacterLength>) -> Option<u64> {
     }
 }
 
+/// `ARRAY(SELECT …)`, which sqlparser reads as a function called `array`.
+fn is_array_of_subquery(function: &Function) -> bool {
+    matches!(function.name.0.as_slice(), [ObjectNamePart::Identifier(name)] if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("array"))
+        && matches!(function.args, FunctionArguments::Subquery(_))
+}
+
+/// `ARRAY(SELECT e FROM … [ORDER BY k])` as `coalesce((SELECT array_agg(e ORDER BY k) FROM …),
+/// make_array())`: the subquery's rows in its order, and an empty array (not NULL) when it has
+/// none, as PostgreSQL answers. A correlated subquery stays correlated (psql's `\du` sends one).
+/// Only a plain single-column SELECT can be folded so; others are refused.
+fn array_of_subquery(mut query: Query) -> Result<Expr> {
+    let refused = || not_supported("ARRAY(subquery) is supported over a plain SELECT of one column (no DISTINCT, GROUP BY, LIMIT or WITH)");
+    if query.with.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+        return Err(refused());
+    }
+    let order_by = match query.order_by.take() {
+        None => Vec::new(),
+        Some(order_by) => match order_by.kind {
+            datafusion::sql::sqlparser::ast::OrderByKind::Expressions(items) => items,
+            _ => return Err(refused()),
+        },
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else { return Err(refused()) };
+    let plain = select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+        && select.projection.len() == 1;
+    if !plain {
+        return Err(refused());
+    }
+    let element = match select.projection.remove(0) {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+        _ => return Err(refused()),
+    };
+    let Expr::Function(mut aggregate) = call("array_agg", vec![element]) else { unreachable!("call makes a function") };
+    if let FunctionArguments::List(list) = &mut aggregate.args {
+        if !order_by.is_empty() {
+            list.clauses.push(datafusion::sql::sqlparser::ast::FunctionArgumentClause::OrderBy(order_by));
+        }
+    }
+    select.projection.push(SelectItem::UnnamedExpr(Expr::Function(aggregate)));
+    Ok(call("coalesce", vec![Expr::Subquery(Box::new(query)), call("make_array", Vec::new())]))
+}
+
 struct Rewriter {
     /// One entry a query or table factor being visited: whether an integer literal there is a
     /// value (false among a table function's arguments).
@@ -211,6 +255,10 @@ impl Rewriter {
 
     fn rewrite(&self, expr: Expr) -> Result<Expr> {
         Ok(match expr {
+            Expr::Function(function) if is_array_of_subquery(&function) => {
+                let FunctionArguments::Subquery(query) = function.args else { unreachable!("matched above") };
+                array_of_subquery(*query)?
+            }
             // A keyword in PostgreSQL, like current_user (which sqlparser reads as a function).
             Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role") => {
                 let Expr::Function(mut function) = call("current_role", Vec::new()) else { unreachable!("call makes a function") };
@@ -577,6 +625,17 @@ mod tests {
         assert!(rewritten("SELECT z WHERE x < ANY (SELECT y FROM t)").is_err());
         // Over an array, DataFusion's answer is PostgreSQL's.
         assert_eq!(rewritten("SELECT z = ANY(ARRAY['a'])").unwrap(), "SELECT z = ANY(ARRAY['a'])");
+    }
+
+    #[test]
+    fn array_of_a_subquery_is_an_ordered_aggregate_that_is_never_null() {
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.x FROM t b WHERE b.k = r.k ORDER BY b.y DESC) AS a FROM r").unwrap(),
+            "SELECT coalesce((SELECT array_agg(b.x ORDER BY b.y DESC) FROM t b WHERE b.k = r.k), make_array()) AS a FROM r"
+        );
+        for refused in ["SELECT ARRAY(SELECT x FROM t LIMIT 2)", "SELECT ARRAY(SELECT DISTINCT x FROM t)", "SELECT ARRAY(SELECT x, y FROM t)", "SELECT ARRAY(SELECT x FROM t GROUP BY x)"] {
+            assert_eq!(rewritten(refused).unwrap_err().sqlstate(), "0A000", "{refused}");
+        }
     }
 
     #[test]
