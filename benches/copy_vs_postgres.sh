@@ -15,12 +15,7 @@ source scripts/prerequisites.sh
 
 rows=${1:-1000000}
 rounds=${2:-5}
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$pg_bin" ]; then
-  echo "installing postgresql" >&2
-  apt_install postgresql postgresql-client
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-fi
+pg_bin=$(postgres_bin)
 cargo build --release -q -p streamhouse
 
 work=$(mktemp -d)
