@@ -96,6 +96,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let pg_listener = bind(&config.pg_listen, "Postgres connections").await?;
     let http_listener = bind(&config.http_listen, "HTTP").await?;
     let flight_listener = bind(&config.flight_listen, "Arrow Flight").await?;
+    // Flight does not authenticate yet (every request runs as the superuser), so, as for trust
+    // on the Postgres port, it may not be reachable from other hosts.
+    let flight_ip = flight_listener.local_addr()?.ip();
+    anyhow::ensure!(
+        flight_ip.to_canonical().is_loopback(),
+        "Arrow Flight does not authenticate yet, so it listens on loopback addresses only: --flight-listen {} is not one (see docs/security.md)",
+        config.flight_listen
+    );
     let engine = Engine::open(config.storage.clone(), config.engine.clone())
         .await
         .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;

@@ -391,3 +391,20 @@ fn scram_fuzz_case(port: u16, case: u64) {
         }
     }
 }
+
+/// Flight does not authenticate yet: a server asked to expose it beyond loopback refuses to start,
+/// saying why, rather than serve everything to everyone.
+#[test]
+fn flight_beyond_loopback_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(streamhouse_sql_tests::server_binary())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--flight-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Arrow Flight does not authenticate yet, so it listens on loopback addresses only: --flight-listen 0.0.0.0:0"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("streamhouse ready"));
+}
