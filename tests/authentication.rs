@@ -221,10 +221,13 @@ async fn role_statements_follow_postgresql_rules_and_sqlstates() {
     admin.batch_execute("DROP ROLE IF EXISTS ghost, nobody").await.unwrap();
 
     // SET ROLE to a role one belongs to, directly or not; RESET ROLE goes back.
-    for (sql, current) in [("SET ROLE staff", "staff"), ("SET ROLE auditors", "auditors"), ("RESET ROLE", "alice"), ("SET ROLE NONE", "alice")] {
+    // RESET ALL leaves the role (PostgreSQL 15 does the same).
+    for (sql, current) in [("SET ROLE staff", "staff"), ("RESET ALL", "staff"), ("SET ROLE auditors", "auditors"), ("RESET ROLE", "alice"), ("SET ROLE NONE", "alice")] {
         alice.batch_execute(sql).await.unwrap();
         let row = alice.query_one("SELECT current_user, session_user", &[]).await.unwrap();
         assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, String>(1).as_str()), (current, "alice"), "{sql}");
+        let role: String = alice.query_one("SHOW role", &[]).await.unwrap().get(0);
+        assert_eq!(role, if current == "alice" { "none" } else { current }, "{sql}");
     }
     // A role may change its own password, and nothing else about itself.
     alice.batch_execute("ALTER ROLE alice PASSWORD 'mine'").await.unwrap();

@@ -928,7 +928,10 @@ impl Session {
                     Some(name) => self.set_variable(&name, None)?,
                     None => {
                         let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
+                        let superuser = self.setting("is_superuser") == Some("on");
                         self.settings = default_settings(self.engine.config(), &user);
+                        // As in PostgreSQL, RESET ALL leaves the role set by SET ROLE.
+                        self.act_as(self.current_role.clone(), superuser);
                     }
                 }
                 Ok(QueryOutput::Command { tag: "RESET".into() })

@@ -90,7 +90,11 @@ pub(crate) fn parse(sql: &str, tokens: &[&Token]) -> Result<Option<RoleStatement
         }
         ["GRANT", ..] | ["REVOKE", ..] => return parse_membership(tokens),
         ["SET", "ROLE", ..] | ["SET", "SESSION" | "LOCAL", "ROLE"] => {
-            let at = if words[1] == "ROLE" { 2 } else { 3 };
+            let mut at = if words[1] == "ROLE" { 2 } else { 3 };
+            // `SET role = x` and `SET role TO x`, the setting's form, mean the same.
+            if matches!(tokens.get(at), Some(Token::Eq)) || tokens.get(at).and_then(|t| word(t)).as_deref() == Some("TO") {
+                at += 1;
+            }
             match (tokens.get(at), tokens.len() == at + 1) {
                 (Some(t), true) if word(t).as_deref() == Some("NONE") => RoleStatement::SetRole(None),
                 (Some(Token::SingleQuotedString(name)), true) => RoleStatement::SetRole(Some(name.clone())),
@@ -479,6 +483,8 @@ mod tests {
         assert_eq!(parsed("REVOKE staff FROM dave, eve").unwrap(), Some(RoleStatement::Revoke { roles: vec!["staff".into()], members: vec!["dave".into(), "eve".into()] }));
         assert_eq!(parsed("SET ROLE staff").unwrap(), Some(RoleStatement::SetRole(Some("staff".into()))));
         assert_eq!(parsed("SET ROLE NONE").unwrap(), Some(RoleStatement::SetRole(None)));
+        assert_eq!(parsed("SET role = 'staff'").unwrap(), Some(RoleStatement::SetRole(Some("staff".into()))));
+        assert_eq!(parsed("SET SESSION ROLE TO staff").unwrap(), Some(RoleStatement::SetRole(Some("staff".into()))));
         assert_eq!(parsed("RESET ROLE").unwrap(), Some(RoleStatement::SetRole(None)));
         assert_eq!(parsed("SELECT 1").unwrap(), None);
         for refused in ["GRANT SELECT ON bids TO dave", "CREATE ROLE a CREATEDB", "CREATE ROLE a PASSWORD 'md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"] {
