@@ -5,12 +5,12 @@
 use datafusion::sql::sqlparser::ast::{self, Expr, RoleOption, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Word};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use streamhouse_catalog::{CatalogError, RoleChange, RoleDefinition, RoleMeta};
 
 use super::scram::Verifier;
 use super::BOOTSTRAP_SUPERUSER;
-use crate::sql::statement::normalize_ident;
+use crate::sql::statement::{normalize_ident, word};
 use crate::{EngineError, Result};
 
 /// A role statement, parsed.
@@ -35,13 +35,6 @@ pub struct Attributes {
     /// `Some(None)`: `PASSWORD NULL` (or `''`). The password is already a verifier here, so the
     /// statement never carries it further.
     pub password: Option<Option<String>>,
-}
-
-fn word(token: &Token) -> Option<String> {
-    match token {
-        Token::Word(Word { value, quote_style: None, .. }) => Some(value.to_ascii_uppercase()),
-        _ => None,
-    }
 }
 
 fn role_name(token: Option<&&Token>) -> Result<String> {
@@ -363,7 +356,7 @@ pub(crate) fn execute(
         }
         RoleStatement::Grant { roles: granted, members, admin_option } => {
             for role in &granted {
-                may_administer(catalog, me, role)?;
+                may_administer(catalog, &roles, me, role)?;
                 for member in &members {
                     catalog.grant_role(role, member, &me.name, admin_option).map_err(catalog_error)?;
                 }
@@ -372,7 +365,7 @@ pub(crate) fn execute(
         }
         RoleStatement::Revoke { roles: revoked, members } => {
             for role in &revoked {
-                may_administer(catalog, me, role)?;
+                may_administer(catalog, &roles, me, role)?;
                 for member in &members {
                     catalog.revoke_role(role, member).map_err(catalog_error)?;
                 }
@@ -433,11 +426,10 @@ pub(crate) fn is_member(catalog: &dyn streamhouse_catalog::Catalog, member: &Rol
 }
 
 /// GRANT and REVOKE of `role` need a superuser or the admin option on it.
-fn may_administer(catalog: &dyn streamhouse_catalog::Catalog, me: &RoleMeta, role: &str) -> Result<()> {
+fn may_administer(catalog: &dyn streamhouse_catalog::Catalog, roles: &[RoleMeta], me: &RoleMeta, role: &str) -> Result<()> {
     if me.superuser {
         return Ok(());
     }
-    let roles = catalog.list_roles().map_err(catalog_error)?;
     let target = roles.iter().find(|r| r.name == role).ok_or_else(|| catalog_error(CatalogError::RoleNotFound(role.to_string())))?;
     let memberships = catalog.list_memberships().map_err(catalog_error)?;
     if memberships.iter().any(|m| m.role == target.id && m.member == me.id && m.admin_option) {

@@ -93,7 +93,7 @@ fn item_name(item: &SelectItem) -> Option<String> {
 fn is_column(expr: &Expr) -> bool {
     match expr {
         // A keyword PostgreSQL reads as a function (see `postgres_meaning`), not a column.
-        Expr::Identifier(ident) => !(ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role")),
+        Expr::Identifier(ident) => !crate::sql::postgres_meaning::is_current_role(ident),
         Expr::CompoundIdentifier(_) => true,
         _ => false,
     }

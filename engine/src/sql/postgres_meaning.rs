@@ -93,6 +93,11 @@ fn length_of(length: &Option<CharacterLength>) -> Option<u64> {
     }
 }
 
+/// `current_role` unquoted: a keyword PostgreSQL reads as a function (sqlparser, as a column).
+pub(crate) fn is_current_role(ident: &Ident) -> bool {
+    ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role")
+}
+
 /// `ARRAY(SELECT …)`, which sqlparser reads as a function called `array`.
 fn is_array_of_subquery(function: &Function) -> bool {
     matches!(function.name.0.as_slice(), [ObjectNamePart::Identifier(name)] if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("array"))
@@ -260,7 +265,7 @@ impl Rewriter {
                 array_of_subquery(*query)?
             }
             // A keyword in PostgreSQL, like current_user (which sqlparser reads as a function).
-            Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_role") => {
+            Expr::Identifier(ident) if is_current_role(&ident) => {
                 let Expr::Function(mut function) = call("current_role", Vec::new()) else { unreachable!("call makes a function") };
                 function.args = FunctionArguments::None;
                 Expr::Function(function)

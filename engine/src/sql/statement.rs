@@ -143,7 +143,8 @@ fn push_statement(statements: &mut Vec<String>, tokens: &[Token]) {
     }
 }
 
-fn word(token: &Token) -> Option<String> {
+/// An unquoted word, upper-cased (a keyword as the statement parsers compare it).
+pub(crate) fn word(token: &Token) -> Option<String> {
     match token {
         Token::Word(Word { value, quote_style: None, .. }) => Some(value.to_ascii_uppercase()),
         _ => None,
