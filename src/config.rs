@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// (the HTTP/2 receive window; twice this per connection).
     #[arg(long, env = "STREAMHOUSE_FLIGHT_RECEIVE_WINDOW_BYTES")]
     pub flight_receive_window_bytes: Option<u64>,
+    /// How long a Flight bearer token (from Handshake) stays valid (ms).
+    #[arg(long, env = "STREAMHOUSE_FLIGHT_TOKEN_LIFETIME_MS")]
+    pub flight_token_lifetime_ms: Option<u64>,
     /// Seal a partition's open segment at this many bytes.
     #[arg(long, env = "STREAMHOUSE_SEGMENT_BYTES_MAX")]
     pub segment_bytes_max: Option<u64>,
@@ -137,6 +140,20 @@ pub struct ServeArgs {
     /// <data dir>/superuser-password.
     #[arg(long, env = "STREAMHOUSE_SUPERUSER_PASSWORD", hide_env_values = true)]
     pub superuser_password: Option<String>,
+    /// Server certificate (PEM, the chain from the server's certificate up): TLS on the
+    /// Postgres, Flight and HTTP listeners.
+    #[arg(long, env = "STREAMHOUSE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "STREAMHOUSE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificate authority (PEM) whose client certificates log in as the role their common
+    /// name names, without a password.
+    #[arg(long, env = "STREAMHOUSE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse Postgres connections from other hosts that do not use TLS.
+    #[arg(long, env = "STREAMHOUSE_TLS_REQUIRED")]
+    pub tls_required: bool,
     /// Log filter, e.g. info or streamhouse_storage=debug.
     #[arg(long, env = "STREAMHOUSE_LOG")]
     pub log: Option<String>,
@@ -154,6 +171,7 @@ struct FileConfig {
     flight_message_bytes_max: Option<u64>,
     flight_streams_per_connection_max: Option<u64>,
     flight_receive_window_bytes: Option<u64>,
+    flight_token_lifetime_ms: Option<u64>,
     segment_bytes_max: Option<u64>,
     segment_age_max_ms: Option<u64>,
     segment_cache_bytes_max: Option<u64>,
@@ -185,6 +203,10 @@ struct FileConfig {
     log: Option<String>,
     auth: Option<String>,
     superuser_password: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_required: Option<bool>,
 }
 
 /// Everything the server needs, resolved.
@@ -198,6 +220,8 @@ pub struct ServerConfig {
     pub flight: streamhouse_flight::FlightConfig,
     /// Limits of the Postgres front end.
     pub pg: streamhouse_pgwire::PgServerConfig,
+    /// The certificate of every listener, if TLS is on.
+    pub tls: Option<std::sync::Arc<streamhouse_engine::auth::tls::Tls>>,
     /// Stack of each runtime thread (workers and the blocking pool).
     pub thread_stack_bytes: usize,
     pub log: String,
@@ -319,6 +343,11 @@ impl ServerConfig {
         if engine.superuser_password.as_ref().is_some_and(|p| p.0.is_empty()) {
             anyhow::bail!("superuser_password must not be empty");
         }
+        let tls = resolve_tls(&args.tls_cert, &args.tls_key, &args.tls_client_ca, file.tls_cert, file.tls_key, file.tls_client_ca)?;
+        engine.tls_required = args.tls_required || file.tls_required.unwrap_or(false);
+        if engine.tls_required && tls.is_none() {
+            anyhow::bail!("tls_required needs a certificate: give --tls-cert and --tls-key");
+        }
         // 0 is allowed: no timeout.
         engine.statement_timeout_ms = args.statement_timeout_ms.or(file.statement_timeout_ms).unwrap_or(engine.statement_timeout_ms);
         // 0 is allowed: no cache.
@@ -328,14 +357,14 @@ impl ServerConfig {
             args.message_bytes_max.or(file.message_bytes_max).map(|v| v as u64),
             64 * 1024 * 1024,
         )? as usize;
-        let mut pg = streamhouse_pgwire::PgServerConfig { message_bytes_max, ..Default::default() };
+        let mut pg = streamhouse_pgwire::PgServerConfig { message_bytes_max, tls: tls.clone(), ..Default::default() };
         pg.connections_max = positive("pg_connections_max", args.pg_connections_max.or(file.pg_connections_max), pg.connections_max as u64)? as usize;
         pg.startup_timeout = Duration::from_millis(positive(
             "pg_startup_timeout_ms",
             args.pg_startup_timeout_ms.or(file.pg_startup_timeout_ms),
             pg.startup_timeout.as_millis() as u64,
         )?);
-        let mut flight = streamhouse_flight::FlightConfig::default();
+        let mut flight = streamhouse_flight::FlightConfig { tls: tls.clone(), ..Default::default() };
         flight.message_bytes_max = positive(
             "flight_message_bytes_max",
             args.flight_message_bytes_max.or(file.flight_message_bytes_max),
@@ -356,6 +385,11 @@ impl ServerConfig {
         .ok()
         .filter(|&bytes| bytes <= (1 << 30))
         .context("flight_receive_window_bytes must be at most 1073741824")?;
+        flight.token_lifetime = Duration::from_millis(positive(
+            "flight_token_lifetime_ms",
+            args.flight_token_lifetime_ms.or(file.flight_token_lifetime_ms),
+            flight.token_lifetime.as_millis() as u64,
+        )?);
         Ok(Self {
             storage,
             flight,
@@ -364,8 +398,32 @@ impl ServerConfig {
             pg_listen: args.pg_listen.or(file.pg_listen).unwrap_or_else(|| "127.0.0.1:5433".into()),
             http_listen: args.http_listen.or(file.http_listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             pg,
+            tls,
             thread_stack_bytes,
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// Loads the TLS files from the flags, or else from the file: a certificate and its key
+/// together, a client authority only beside them.
+fn resolve_tls(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    client_ca: &Option<PathBuf>,
+    file_cert: Option<PathBuf>,
+    file_key: Option<PathBuf>,
+    file_client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<std::sync::Arc<streamhouse_engine::auth::tls::Tls>>> {
+    use streamhouse_engine::auth::tls::{Tls, TlsFiles};
+    let client_ca = client_ca.clone().or(file_client_ca);
+    let (certificate, key) = match (cert.clone().or(file_cert), key.clone().or(file_key)) {
+        (Some(certificate), Some(key)) => (certificate, key),
+        (None, None) if client_ca.is_none() => return Ok(None),
+        (None, None) => anyhow::bail!("tls_client_ca needs a server certificate: give tls_cert and tls_key too"),
+        (Some(_), None) => anyhow::bail!("tls_cert needs tls_key"),
+        (None, Some(_)) => anyhow::bail!("tls_key needs tls_cert"),
+    };
+    let tls = Tls::load(&TlsFiles { certificate, key, client_ca }).context("cannot use the TLS files")?;
+    Ok(Some(std::sync::Arc::new(tls)))
 }

@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `GET /health` and `GET /metrics` (Prometheus text format). A small
-//! HTTP/1.1 responder: one request per connection, bounded header size.
+//! HTTP/1.1 responder: one request per connection, bounded header size. With a TLS certificate
+//! configured it speaks HTTPS only.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use streamhouse_engine::Engine;
 use streamhouse_flight::FlightMetrics;
 use streamhouse_pgwire::PgMetrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use streamhouse_engine::auth::tls::Tls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Most bytes of request head read before answering 431.
@@ -17,31 +19,45 @@ const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client that sends no complete request head within this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(
-    listener: TcpListener,
-    engine: Arc<Engine>,
-    pg: Arc<PgMetrics>,
-    flight: Arc<FlightMetrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What a request may read.
+#[derive(Clone)]
+pub struct Sources {
+    pub engine: Arc<Engine>,
+    pub pg: Arc<PgMetrics>,
+    pub flight: Arc<FlightMetrics>,
+}
+
+pub async fn serve(listener: TcpListener, sources: Sources, tls: Option<Arc<Tls>>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let acceptor = match tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.server_config(&[b"http/1.1"]).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    let engine = engine.clone();
-                    let pg = pg.clone();
-                    let flight = flight.clone();
+                    let sources = sources.clone();
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
-                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, engine, pg, flight)).await;
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, async move {
+                            match acceptor {
+                                None => handle(stream, sources).await,
+                                // A failed handshake (a plain request, an untrusted certificate)
+                                // just ends the connection.
+                                Some(acceptor) => handle(acceptor.accept(stream).await?, sources).await,
+                            }
+                        })
+                        .await;
                     });
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }
 
-async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>, flight: Arc<FlightMetrics>) -> std::io::Result<()> {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, sources: Sources) -> std::io::Result<()> {
+    let Sources { engine, pg, flight } = sources;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -84,7 +100,7 @@ async fn handle(mut stream: TcpStream, engine: Arc<Engine>, pg: Arc<PgMetrics>, 
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server. A flag given twice takes its last value (so a wrapper may override one).
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
 }
 
@@ -96,14 +97,6 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let pg_listener = bind(&config.pg_listen, "Postgres connections").await?;
     let http_listener = bind(&config.http_listen, "HTTP").await?;
     let flight_listener = bind(&config.flight_listen, "Arrow Flight").await?;
-    // Flight does not authenticate yet (every request runs as the superuser), so, as for trust
-    // on the Postgres port, it may not be reachable from other hosts.
-    let flight_ip = flight_listener.local_addr()?.ip();
-    anyhow::ensure!(
-        flight_ip.to_canonical().is_loopback(),
-        "Arrow Flight does not authenticate yet, so it listens on loopback addresses only: --flight-listen {} is not one (see docs/security.md)",
-        config.flight_listen
-    );
     let engine = Engine::open(config.storage.clone(), config.engine.clone())
         .await
         .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
@@ -128,7 +121,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         pg_metrics.clone(),
         shutdown.clone(),
     ));
-    let http_task = tokio::spawn(http::serve(http_listener, engine.clone(), pg_metrics, flight_metrics, shutdown.clone()));
+    let sources = http::Sources { engine: engine.clone(), pg: pg_metrics, flight: flight_metrics };
+    let http_task = tokio::spawn(http::serve(http_listener, sources, config.tls.clone(), shutdown.clone()));
     tracing::info!(postgres = %pg_address, flight = %flight_address, http = %http_address, data_dir = %data_dir.display(), "streamhouse is ready");
     // A machine-readable line for scripts and tests that wait for readiness.
     match engine.superuser_password_file() {
@@ -143,7 +137,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining writes");
     shutdown_sender.send_replace(true);
     let _ = pg_task.await;
-    let _ = http_task.await;
+    if let Ok(Err(error)) = http_task.await {
+        tracing::warn!(%error, "the HTTP server stopped with an error");
+    }
     match flight_task.await {
         Ok(Err(error)) => tracing::warn!(%error, "the Flight server stopped with an error"),
         Err(error) => tracing::warn!(%error, "the Flight server task failed"),

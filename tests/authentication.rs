@@ -3,16 +3,10 @@
 //! role that may not log in), the loopback trust of the default method, the superuser the first
 //! start creates, role statements with PostgreSQL's SQLSTATEs, and passwords kept out of the log.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use streamhouse_sql_tests::login::{non_loopback_address, CLIENTS};
 use streamhouse_sql_tests::TestServer;
 
 const SUPERUSER_PASSWORD: &str = "correct horse battery staple";
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
-}
 
 async fn connect_as(server: &TestServer, user: &str, password: Option<&str>) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
@@ -29,51 +23,10 @@ fn sqlstate(error: &tokio_postgres::Error) -> String {
     error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"))
 }
 
-/// One login through a client program: `ok <current_user> <session_user>` or `error <SQLSTATE> …`.
 fn login(client: &str, port: u16, user: &str, password: &str) -> String {
-    let port = port.to_string();
-    let mut command = match client {
-        "psql" => {
-            let mut command = Command::new("psql");
-            command
-                .args(["-X", "-tA", "-h", "127.0.0.1", "-p", &port, "-U", user, "-d", "streamhouse", "-c"])
-                .arg("SELECT 'ok ' || current_user || ' ' || session_user")
-                .env("PGPASSWORD", password)
-                .env("PGCONNECT_TIMEOUT", "30");
-            command
-        }
-        "psycopg" | "asyncpg" => {
-            let mut command = Command::new("python3");
-            command.arg(clients_dir().join(format!("python/login_{client}.py"))).args([&port, user, password]);
-            command
-        }
-        "node-postgres" => {
-            let mut command = Command::new("node");
-            command.arg(clients_dir().join("node/login.js")).args([&port, user, password]);
-            command
-        }
-        "pgjdbc" => {
-            let mut command = Command::new("java");
-            command
-                .args(["-cp", "/usr/share/java/postgresql.jar"])
-                .arg(clients_dir().join("java/Login.java"))
-                .args([&port, user, password]);
-            command
-        }
-        other => panic!("unknown client {other}"),
-    };
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {client} (scripts/test.sh installs it): {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    if client == "psql" && !output.status.success() {
-        // psql prints the server's FATAL message; it has no SQLSTATE at this verbosity.
-        return format!("error {stderr}");
-    }
-    assert!(!stdout.is_empty(), "{client} printed nothing; stderr:\n{stderr}");
-    stdout
+    streamhouse_sql_tests::login::login(client, port, user, password, &[])
 }
 
-const CLIENTS: [&str; 5] = ["psql", "psycopg", "asyncpg", "pgjdbc", "node-postgres"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_logs_in_with_scram_and_wrong_passwords_are_refused_alike() {
@@ -395,19 +348,107 @@ fn scram_fuzz_case(port: u16, case: u64) {
     }
 }
 
-/// Flight does not authenticate yet: a server asked to expose it beyond loopback refuses to start,
-/// saying why, rather than serve everything to everyone.
-#[test]
-fn flight_beyond_loopback_is_refused_at_start() {
+/// Runs a Python snippet with arguments; its standard output, or a panic with its error.
+fn python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
+    assert!(output.status.success(), "python failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What pyarrow.flight and the ADBC Flight SQL driver meet logging in: each line names an attempt
+/// and the role it ran as, or the gRPC error it got.
+const FLIGHT_LOGINS: &str = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow.flight as flight
+
+host, port = sys.argv[1], sys.argv[2]
+uri = f"grpc://{host}:{port}"
+client = flight.connect(uri)
+
+def attempt(name, call):
+    try:
+        print(name, "ok", call())
+    except flight.FlightUnauthenticatedError as error:
+        print(name, "unauthenticated", str(error).splitlines()[0].removeprefix("Flight returned unauthenticated error, with message: "))
+    except Exception as error:
+        print(name, "error", type(error).__name__, str(error).splitlines()[0])
+
+def adbc_current_user(user=None, password=None):
+    kwargs = {} if user is None else {"username": user, "password": password}
+    with flight_sql.connect(uri, db_kwargs=kwargs) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user, session_user")
+        return "/".join(cur.fetchone())
+
+def with_token(user, password):
+    header = client.authenticate_basic_token(user, password)
+    options = flight.FlightCallOptions(headers=[header])
+    return sorted(i.descriptor.path[0].decode() for i in client.list_flights(options=options))
+
+attempt("anonymous-list", lambda: len(list(client.list_flights())))
+attempt("anonymous-sql", adbc_current_user)
+attempt("alice-token-list", lambda: with_token("alice", "alice pw"))
+attempt("alice-wrong", lambda: with_token("alice", "alice pW"))
+attempt("ghost", lambda: with_token("ghost", "alice pw"))
+attempt("carol-nologin", lambda: with_token("carol", "carol pw"))
+attempt("alice-sql", lambda: adbc_current_user("alice", "alice pw"))
+attempt("alice-sql-wrong", lambda: adbc_current_user("alice", "nope"))
+bogus = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer 00ff")])
+attempt("bogus-bearer", lambda: list(client.list_flights(options=bogus)))
+"#;
+
+fn flight_logins(host: &str, port: u16) -> std::collections::BTreeMap<String, String> {
+    python(FLIGHT_LOGINS, &[host, &port.to_string()])
+        .lines()
+        .map(|line| {
+            let (name, outcome) = line.split_once(' ').unwrap();
+            (name.to_string(), outcome.to_string())
+        })
+        .collect()
+}
+
+/// Flight and Flight SQL log in with the same roles as the Postgres protocol: basic credentials
+/// in the handshake, then its bearer token; ADBC's username and password; the same refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_clients_log_in_with_the_roles_of_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(streamhouse_sql_tests::server_binary())
-        .args(["serve", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--flight-listen", "0.0.0.0:0"])
-        .output()
+    let server = TestServer::start(&dir.path().join("data"), &["--auth", "scram", "--superuser-password", SUPERUSER_PASSWORD]);
+    let admin = connect_as(&server, "streamhouse", Some(SUPERUSER_PASSWORD)).await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE alice LOGIN PASSWORD 'alice pw'; CREATE ROLE carol NOLOGIN PASSWORD 'carol pw'; CREATE TOPIC seen (x BIGINT)")
+        .await
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Arrow Flight does not authenticate yet, so it listens on loopback addresses only: --flight-listen 0.0.0.0:0"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("streamhouse ready"));
+    let outcomes = flight_logins("127.0.0.1", server.flight_port);
+    let expected = [
+        ("anonymous-list", "unauthenticated Arrow Flight needs credentials from this address"),
+        ("anonymous-sql", "error"),
+        ("alice-token-list", "ok ['seen']"),
+        ("alice-wrong", "unauthenticated password authentication failed for user \"alice\""),
+        ("ghost", "unauthenticated password authentication failed for user \"ghost\""),
+        ("carol-nologin", "unauthenticated role \"carol\" is not permitted to log in"),
+        ("alice-sql", "ok alice/alice"),
+        ("alice-sql-wrong", "error"),
+        ("bogus-bearer", "unauthenticated the bearer token is unknown or expired"),
+    ];
+    for (name, prefix) in expected {
+        let outcome = outcomes.get(name).unwrap_or_else(|| panic!("no {name} in {outcomes:?}"));
+        assert!(outcome.starts_with(prefix), "{name}: {outcome}");
+    }
+    assert!(outcomes["alice-sql-wrong"].contains("password authentication failed"), "{}", outcomes["alice-sql-wrong"]);
+    let log = std::fs::read_to_string(dir.path().join("data.log")).unwrap();
+    assert!(!log.contains("alice pw") && !log.contains("alice pW"), "the log holds a password");
+
+    // Under the default method, loopback without credentials runs as the superuser (the
+    // quickstart), credentials name their role, and a password from another host without TLS
+    // is refused before it is checked.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &["--flight-listen", "0.0.0.0:0"]);
+    let admin = connect_as(&server, "streamhouse", None).await.unwrap();
+    admin.batch_execute("CREATE ROLE alice LOGIN PASSWORD 'alice pw'; CREATE ROLE carol NOLOGIN PASSWORD 'carol pw'").await.unwrap();
+    let outcomes = flight_logins("127.0.0.1", server.flight_port);
+    assert_eq!(outcomes["anonymous-sql"], "ok streamhouse/streamhouse");
+    assert_eq!(outcomes["alice-sql"], "ok alice/alice");
+    let remote = flight_logins(&non_loopback_address(), server.flight_port);
+    assert!(remote["anonymous-list"].starts_with("unauthenticated Arrow Flight needs credentials"), "{}", remote["anonymous-list"]);
+    assert!(remote["alice-token-list"].starts_with("unauthenticated a password may not cross the network in the clear"), "{}", remote["alice-token-list"]);
 }

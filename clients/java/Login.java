@@ -1,4 +1,6 @@
 // Logs in with pgjdbc (its own SCRAM-SHA-256) and prints who it is, or the SQLSTATE.
+// The host is PGHOST (default 127.0.0.1); PGSSLMODE and PGSSLROOTCERT become pgjdbc's sslmode and
+// sslrootcert (a PEM certificate).
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.ResultSet;
@@ -7,7 +9,14 @@ import java.sql.Statement;
 
 public class Login {
     public static void main(String[] args) throws Exception {
-        String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/streamhouse";
+        String host = System.getenv().getOrDefault("PGHOST", "127.0.0.1");
+        String url = "jdbc:postgresql://" + host + ":" + args[0] + "/streamhouse";
+        String mode = System.getenv("PGSSLMODE");
+        if (mode != null) {
+            url += "?sslmode=" + mode;
+            String root = System.getenv("PGSSLROOTCERT");
+            if (root != null) url += "&sslrootcert=" + root;
+        }
         try (Connection conn = DriverManager.getConnection(url, args[1], args[2]);
              Statement st = conn.createStatement();
              ResultSet rs = st.executeQuery("SELECT current_user, session_user")) {

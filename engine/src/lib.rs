@@ -88,6 +88,8 @@ pub struct EngineConfig {
     /// The bootstrap superuser's password: given at the first start, it is the password; on a
     /// later start it replaces the stored one. Without it the first start generates one.
     pub superuser_password: Option<auth::Secret>,
+    /// Refuse connections from other hosts that do not use TLS (`--tls-required`).
+    pub tls_required: bool,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +111,7 @@ impl Default for EngineConfig {
             recursive_iterations_max: 1_000_000,
             auth: auth::AuthMethod::default(),
             superuser_password: None,
+            tls_required: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! the engine ([`streamhouse_engine::Engine`] and its sessions), never storage or the catalog
 //! directly; a row written here is visible to pgwire at once, and the other way round.
 
+mod auth;
 mod metadata;
 mod plain;
 mod prepared;
@@ -48,6 +49,12 @@ pub struct FlightConfig {
     /// Queries remembered for cancellation between their GetFlightInfo and the end of their
     /// DoGet; past it the oldest can no longer be cancelled by id.
     pub cancellable_queries_max: usize,
+    /// How long a bearer token from `Handshake` stays valid.
+    pub token_lifetime: std::time::Duration,
+    /// Bearer tokens held at once; past it the one expiring first is forgotten.
+    pub tokens_max: usize,
+    /// The certificate to speak TLS with (`grpc+tls://`); without one the listener is plain.
+    pub tls: Option<Arc<streamhouse_engine::auth::tls::Tls>>,
 }
 
 impl Default for FlightConfig {
@@ -60,6 +67,9 @@ impl Default for FlightConfig {
             do_put_appends_in_flight: 4,
             prepared_statements_max: 4096,
             cancellable_queries_max: 16384,
+            token_lifetime: std::time::Duration::from_secs(24 * 60 * 60),
+            tokens_max: 100_000,
+            tls: None,
         }
     }
 }
@@ -109,6 +119,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<FlightMetrics>,
     pub prepared: prepared::PreparedStatements,
     pub queries: Arc<queries::Queries>,
+    pub tokens: auth::Tokens,
     pub shutdown: watch::Receiver<bool>,
     pub sql_info: arrow_flight::sql::metadata::SqlInfoData,
     pub type_info: arrow_flight::sql::metadata::XdbcTypeInfoData,
@@ -136,7 +147,17 @@ pub async fn serve(
         Some((accepted, listener))
     });
     let mut stop = shutdown;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(tls.certificate_pem(), tls.key_pem()));
+        if let Some(authority) = tls.client_ca_pem() {
+            // As on the Postgres port, a client certificate is optional.
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(authority)).client_auth_optional(true);
+        }
+        builder = builder.tls_config(tls_config)?;
+    }
+    builder
         .max_concurrent_streams(Some(config.streams_per_connection_max))
         .initial_stream_window_size(Some(config.receive_window_bytes))
         .initial_connection_window_size(Some(config.receive_window_bytes.saturating_mul(2)))

@@ -34,6 +34,7 @@ use streamhouse_engine::bulk::{Placements, Relation, RelationKind, StoredPiece};
 use streamhouse_engine::EngineError;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Principal;
 use crate::sql::{collect_batches, SqlService};
 use crate::status::engine_status;
 use crate::ticket::{Compression, PlainTicket};
@@ -127,7 +128,7 @@ pub(crate) fn list_flights(shared: &Shared) -> Result<Vec<FlightInfo>, Status> {
 }
 
 /// `DoGet` of a plain ticket.
-pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Response<DoGetStream>, Status> {
+pub(crate) async fn do_get(sql: &SqlService, principal: &Principal, ticket: PlainTicket) -> Result<Response<DoGetStream>, Status> {
     let shared = &sql.shared;
     let statement = match ticket {
         PlainTicket::Partition { topic, partition, start, end, compression } => {
@@ -152,9 +153,8 @@ pub(crate) async fn do_get(sql: &SqlService, ticket: PlainTicket) -> Result<Resp
         PlainTicket::Relation { relation } => format!("SELECT * FROM {}", quoted(&relation)),
         PlainTicket::Subscribe { subscribe, snapshot } => format!("SUBSCRIBE TO {} WITH (snapshot = {snapshot})", quoted(&subscribe)),
     };
-    let session = shared.engine.superuser_session().map_err(status)?;
-    let prepared = session.prepare(&statement).await.map_err(status)?;
-    sql.stream_query(&prepared, Vec::new(), None).await
+    let prepared = sql.session(principal)?.prepare(&statement).await.map_err(status)?;
+    sql.stream_query(principal, &prepared, Vec::new(), None).await
 }
 
 /// A partition read as stored ([`streamhouse_engine::Engine::read_partition_stored`]) as Flight

@@ -17,6 +17,7 @@ use streamhouse_engine::Engine;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{principal, Tokens};
 use crate::prepared::PreparedStatements;
 use crate::queries::Queries;
 use crate::sql::{schema_bytes, SqlService};
@@ -39,6 +40,7 @@ impl FlightServer {
         let shared = Shared {
             prepared: PreparedStatements::new(config.prepared_statements_max),
             queries: Arc::new(Queries::new(config.cancellable_queries_max)),
+            tokens: Tokens::new(config.token_lifetime, config.tokens_max),
             sql_info: crate::metadata::sql_info()?,
             type_info: crate::metadata::xdbc_type_info()?,
             engine,
@@ -64,20 +66,26 @@ impl FlightServer {
         result
     }
 
+    /// Decides who `request` is (see [`crate::auth`]); `Ok(true)` when it proved a password.
+    async fn admit<T>(&self, request: &mut Request<T>) -> Result<bool, Status> {
+        let shared = self.shared();
+        shared.tokens.authenticate(&shared.engine, shared.config.tls.is_some(), request).await
+    }
+
     /// The schema a descriptor's data has: a relation's for a path, a statement's result for a
     /// query command.
-    async fn schema_of(&self, descriptor: &FlightDescriptor) -> Result<SchemaResult, Status> {
+    async fn schema_of(&self, request: &Request<FlightDescriptor>) -> Result<SchemaResult, Status> {
+        let descriptor = request.get_ref();
         let schema = if descriptor.r#type == DescriptorType::Path as i32 {
             crate::plain::path_schema(self.shared(), &descriptor.path)?
         } else {
             let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
             let statement = match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
                 Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
-                    let session = self.shared().engine.superuser_session().map_err(|e| engine_status(&e))?;
-                    session.prepare(&query).await.map_err(|e| engine_status(&e))?
+                    self.sql.session(&principal(request)?)?.prepare(&query).await.map_err(|e| engine_status(&e))?
                 }
                 Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery { prepared_statement_handle }) => {
-                    self.shared().prepared.get(decode_handle(&prepared_statement_handle)?)?.statement
+                    self.shared().prepared.get(decode_handle(&prepared_statement_handle)?, &principal(request)?.role)?.statement
                 }
                 other => return Err(Status::unimplemented(format!("GetSchema of {}", other.type_url()))),
             };
@@ -111,54 +119,91 @@ impl FlightService for FlightServer {
     type ListActionsStream = <SqlService as FlightService>::ListActionsStream;
     type DoExchangeStream = <SqlService as FlightService>::DoExchangeStream;
 
-    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
-        self.counted(self.sql.handshake(request).await)
-    }
-
-    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos = crate::plain::list_flights(self.shared());
-        self.counted(infos.map(|infos| Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok))) as Self::ListFlightsStream)))
-    }
-
-    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        let result = if request.get_ref().r#type == DescriptorType::Path as i32 {
-            crate::plain::flight_info(self.shared(), &request.get_ref().path).map(Response::new)
-        } else {
-            self.sql.get_flight_info(request).await
+    /// Authenticates the request's headers and answers with `authorization: Bearer <token>` for
+    /// the calls that follow (see [`crate::auth`]).
+    async fn handshake(&self, mut request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            let token = self.shared().tokens.issue(&principal(&request)?.role);
+            let mut response = self.sql.handshake(request).await?;
+            let header = format!("Bearer {token}").parse().map_err(|_| Status::internal("a token that is not a header value"))?;
+            response.metadata_mut().insert("authorization", header);
+            Ok(response)
         };
-        self.counted(result)
+        self.counted(result.await)
     }
 
-    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        self.counted(Err(Status::unimplemented("PollFlightInfo: use GetFlightInfo (queries start when their ticket is read)")))
-    }
-
-    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        let result = self.schema_of(request.get_ref()).await.map(Response::new);
-        self.counted(result)
-    }
-
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let result = match PlainTicket::decode(&request.get_ref().ticket) {
-            Ok(Some(ticket)) => crate::plain::do_get(&self.sql, ticket).await,
-            Ok(None) => match <arrow_flight::sql::Any as prost::Message>::decode(request.get_ref().ticket.as_ref()) {
-                Ok(_) => self.sql.do_get(request).await,
-                Err(error) => Err(crate::sql::unknown_ticket(&format!("not a Flight SQL command: {error}"))),
-            },
-            Err(status) => Err(status),
+    async fn list_flights(&self, mut request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            let infos = crate::plain::list_flights(self.shared())?;
+            Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok))) as Self::ListFlightsStream))
         };
-        self.counted(result)
+        self.counted(result.await)
     }
 
-    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        self.counted(self.sql.do_put(request).await)
+    async fn get_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            if request.get_ref().r#type == DescriptorType::Path as i32 {
+                crate::plain::flight_info(self.shared(), &request.get_ref().path).map(Response::new)
+            } else {
+                self.sql.get_flight_info(request).await
+            }
+        };
+        self.counted(result.await)
     }
 
-    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        self.counted(self.sql.do_action(request).await)
+    async fn poll_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            Err(Status::unimplemented("PollFlightInfo: use GetFlightInfo (queries start when their ticket is read)"))
+        };
+        self.counted(result.await)
     }
 
-    async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn get_schema(&self, mut request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            self.schema_of(&request).await.map(Response::new)
+        };
+        self.counted(result.await)
+    }
+
+    async fn do_get(&self, mut request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            match PlainTicket::decode(&request.get_ref().ticket)? {
+                Some(ticket) => crate::plain::do_get(&self.sql, &principal(&request)?, ticket).await,
+                None => match <arrow_flight::sql::Any as prost::Message>::decode(request.get_ref().ticket.as_ref()) {
+                    Ok(_) => self.sql.do_get(request).await,
+                    Err(error) => Err(crate::sql::unknown_ticket(&format!("not a Flight SQL command: {error}"))),
+                },
+            }
+        };
+        self.counted(result.await)
+    }
+
+    async fn do_put(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            self.sql.do_put(request).await
+        };
+        self.counted(result.await)
+    }
+
+    async fn do_action(&self, mut request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let result = async {
+            self.admit(&mut request).await?;
+            self.sql.do_action(request).await
+        };
+        self.counted(result.await)
+    }
+
+    async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        if let Err(status) = self.admit(&mut request).await {
+            return self.counted(Err(status));
+        }
         let listed = self.sql.list_actions(request).await.map(|response| {
             let cancel = ActionType {
                 r#type: "CancelFlightInfo".into(),
@@ -170,7 +215,10 @@ impl FlightService for FlightServer {
         self.counted(listed)
     }
 
-    async fn do_exchange(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        if let Err(status) = self.admit(&mut request).await {
+            return self.counted(Err(status));
+        }
         self.counted(Err(Status::unimplemented(
             "DoExchange: read a view's changes with DoGet of the ticket {\"subscribe\": \"view\"}",
         )))

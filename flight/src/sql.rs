@@ -34,6 +34,7 @@ use streamhouse_engine::datafusion::common::ScalarValue;
 use streamhouse_engine::{EngineError, PreparedStatement, QueryOutput, Session};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{principal, Principal};
 use crate::metadata::{self, SCHEMA_PUBLIC};
 use crate::prepared::Prepared;
 use crate::queries::{guarded, BatchStream};
@@ -148,8 +149,9 @@ pub(crate) async fn collect_batches(
 }
 
 impl SqlService {
-    fn session(&self) -> Result<Session, Status> {
-        self.shared.engine.superuser_session().map_err(|e| engine_status(&e))
+    /// A session acting as the request's role.
+    pub(crate) fn session(&self, principal: &Principal) -> Result<Session, Status> {
+        self.shared.engine.new_session(&principal.role).map_err(|e| engine_status(&e))
     }
 
     fn database(&self) -> &str {
@@ -157,8 +159,8 @@ impl SqlService {
     }
 
     /// Runs a statement that returns no rows once per parameter row; the summed row count.
-    async fn run_command(&self, statement: &PreparedStatement, parameter_rows: &[Vec<ScalarValue>]) -> Result<i64, Status> {
-        let mut session = self.session()?;
+    async fn run_command(&self, principal: &Principal, statement: &PreparedStatement, parameter_rows: &[Vec<ScalarValue>]) -> Result<i64, Status> {
+        let mut session = self.session(principal)?;
         let mut total: Option<i64> = None;
         for parameters in parameter_rows {
             let output = session.execute(statement, parameters.clone()).await.map_err(|e| engine_status(&e))?;
@@ -185,6 +187,7 @@ impl SqlService {
     /// fetch them; for a command, run now, an empty result with its row count.
     async fn statement_info(
         &self,
+        principal: &Principal,
         statement: &PreparedStatement,
         parameter_rows: &[Vec<ScalarValue>],
         ticket: impl FnOnce(u64) -> StatementTicket,
@@ -204,7 +207,7 @@ impl SqlService {
                     .with_ordered(true)
             }
             None => {
-                let count = self.run_command(statement, parameter_rows).await?;
+                let count = self.run_command(principal, statement, parameter_rows).await?;
                 FlightInfo::new().try_with_schema(&Schema::empty()).map_err(|e| Status::internal(e.to_string()))?.with_total_records(count)
             }
         };
@@ -212,9 +215,15 @@ impl SqlService {
     }
 
     /// Runs a query and streams its rows as Flight data.
-    pub(crate) async fn stream_query(&self, statement: &PreparedStatement, parameters: Vec<ScalarValue>, query: Option<u64>) -> Result<Response<DoGetStream>, Status> {
+    pub(crate) async fn stream_query(
+        &self,
+        principal: &Principal,
+        statement: &PreparedStatement,
+        parameters: Vec<ScalarValue>,
+        query: Option<u64>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let running = query.map(|id| self.shared.queries.start(id));
-        let mut session = self.session()?;
+        let mut session = self.session(principal)?;
         let output = session.execute(statement, parameters).await.map_err(|e| engine_status(&e))?;
         let (schema, stream) = match output {
             QueryOutput::Rows { schema, stream, .. } => (schema, stream),
@@ -319,7 +328,8 @@ impl FlightSqlService for SqlService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        // No authentication yet: the handshake answers each request with its own payload.
+        // Authentication happened on the request's headers (FlightServer::handshake, which adds
+        // the bearer token): the exchange answers each message with its own payload.
         let responses = request.into_inner().map_ok(|request| HandshakeResponse { protocol_version: request.protocol_version, payload: request.payload });
         Ok(Response::new(Box::pin(responses)))
     }
@@ -328,18 +338,22 @@ impl FlightSqlService for SqlService {
         if query.transaction_id.is_some() {
             return Err(no_transactions());
         }
-        let statement = self.session()?.prepare(&query.query).await.map_err(|e| engine_status(&e))?;
+        let principal = principal(&request)?;
+        let statement = self.session(&principal)?.prepare(&query.query).await.map_err(|e| engine_status(&e))?;
         if !statement.param_types.is_empty() {
             return Err(Status::invalid_argument("a statement with parameters ($1 …) must be prepared and bound (SQLSTATE 08P01)"));
         }
         let sql = query.query.clone();
-        self.statement_info(&statement, &[Vec::new()], |id| StatementTicket { query: id, sql: Some(sql), prepared: None }, request.into_inner()).await
+        let ticket = |id| StatementTicket { query: id, sql: Some(sql), prepared: None };
+        self.statement_info(&principal, &statement, &[Vec::new()], ticket, request.into_inner()).await
     }
 
     async fn get_flight_info_prepared_statement(&self, query: CommandPreparedStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let principal = principal(&request)?;
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        let Prepared { statement, parameter_rows } = self.shared.prepared.get(handle)?;
-        self.statement_info(&statement, &parameter_rows, |id| StatementTicket { query: id, sql: None, prepared: Some(handle) }, request.into_inner()).await
+        let Prepared { statement, parameter_rows, .. } = self.shared.prepared.get(handle, &principal.role)?;
+        let ticket = |id| StatementTicket { query: id, sql: None, prepared: Some(handle) };
+        self.statement_info(&principal, &statement, &parameter_rows, ticket, request.into_inner()).await
     }
 
     async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
@@ -376,26 +390,29 @@ impl FlightSqlService for SqlService {
         self.metadata_info(query, &schema, request.into_inner())
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let principal = principal(&request)?;
         let ticket = StatementTicket::decode(&ticket.statement_handle)?;
         match (&ticket.sql, ticket.prepared) {
             (Some(sql), _) => {
-                let statement = self.session()?.prepare(sql).await.map_err(|e| engine_status(&e))?;
-                self.stream_query(&statement, Vec::new(), Some(ticket.query)).await
+                let statement = self.session(&principal)?.prepare(sql).await.map_err(|e| engine_status(&e))?;
+                self.stream_query(&principal, &statement, Vec::new(), Some(ticket.query)).await
             }
             (None, Some(handle)) => {
-                let Prepared { statement, parameter_rows } = self.shared.prepared.get(handle)?;
+                let Prepared { statement, parameter_rows, .. } = self.shared.prepared.get(handle, &principal.role)?;
                 let [parameters] = <[_; 1]>::try_from(parameter_rows).map_err(|rows| parameters_for_query(rows.len()))?;
-                self.stream_query(&statement, parameters, Some(ticket.query)).await
+                self.stream_query(&principal, &statement, parameters, Some(ticket.query)).await
             }
             (None, None) => Err(Status::invalid_argument("the ticket names no statement")),
         }
     }
 
-    async fn do_get_prepared_statement(&self, query: CommandPreparedStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let Prepared { statement, parameter_rows } = self.shared.prepared.get(decode_handle(&query.prepared_statement_handle)?)?;
+    async fn do_get_prepared_statement(&self, query: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let principal = principal(&request)?;
+        let handle = decode_handle(&query.prepared_statement_handle)?;
+        let Prepared { statement, parameter_rows, .. } = self.shared.prepared.get(handle, &principal.role)?;
         let [parameters] = <[_; 1]>::try_from(parameter_rows).map_err(|rows| parameters_for_query(rows.len()))?;
-        self.stream_query(&statement, parameters, None).await
+        self.stream_query(&principal, &statement, parameters, None).await
     }
 
     async fn do_get_catalogs(&self, query: CommandGetCatalogs, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
@@ -454,15 +471,16 @@ impl FlightSqlService for SqlService {
         Err(Status::invalid_argument(format!("unknown DoPut command {:?}", message.type_url)))
     }
 
-    async fn do_put_statement_update(&self, command: CommandStatementUpdate, _request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_update(&self, command: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
         if command.transaction_id.is_some() {
             return Err(no_transactions());
         }
-        let statement = self.session()?.prepare(&command.query).await.map_err(|e| engine_status(&e))?;
+        let principal = principal(&request)?;
+        let statement = self.session(&principal)?.prepare(&command.query).await.map_err(|e| engine_status(&e))?;
         if !statement.param_types.is_empty() {
             return Err(Status::invalid_argument("a statement with parameters ($1 …) must be prepared and bound (SQLSTATE 08P01)"));
         }
-        self.run_command(&statement, &[Vec::new()]).await
+        self.run_command(&principal, &statement, &[Vec::new()]).await
     }
 
     async fn do_put_statement_ingest(&self, command: CommandStatementIngest, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
@@ -470,39 +488,42 @@ impl FlightSqlService for SqlService {
     }
 
     async fn do_put_prepared_statement_query(&self, query: CommandPreparedStatementQuery, request: Request<PeekableFlightDataStream>) -> Result<DoPutPreparedStatementResult, Status> {
+        let principal = principal(&request)?;
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        let prepared = self.shared.prepared.get(handle)?;
+        let prepared = self.shared.prepared.get(handle, &principal.role)?;
         let (_, batches) = collect_batches(request.into_inner(), self.shared.engine.config().statement_bytes_max).await?;
         let rows = parameter_rows(&prepared.statement, &batches)?;
-        self.shared.prepared.bind(handle, rows)?;
+        self.shared.prepared.bind(handle, &principal.role, rows)?;
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
     }
 
     async fn do_put_prepared_statement_update(&self, query: CommandPreparedStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+        let principal = principal(&request)?;
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        let Prepared { statement, parameter_rows: bound } = self.shared.prepared.get(handle)?;
+        let Prepared { statement, parameter_rows: bound, .. } = self.shared.prepared.get(handle, &principal.role)?;
         let (_, batches) = collect_batches(request.into_inner(), self.shared.engine.config().statement_bytes_max).await?;
         let sent = parameter_rows(&statement, &batches)?;
         let rows = if sent.is_empty() { bound } else { sent };
         if rows.is_empty() {
             return Err(parameters_for_query(0));
         }
-        self.run_command(&statement, &rows).await
+        self.run_command(&principal, &statement, &rows).await
     }
 
-    async fn do_action_create_prepared_statement(&self, query: ActionCreatePreparedStatementRequest, _request: Request<Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
+    async fn do_action_create_prepared_statement(&self, query: ActionCreatePreparedStatementRequest, request: Request<Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
         if query.transaction_id.is_some() {
             return Err(no_transactions());
         }
-        let statement = self.session()?.prepare(&query.query).await.map_err(|e| engine_status(&e))?;
+        let principal = principal(&request)?;
+        let statement = self.session(&principal)?.prepare(&query.query).await.map_err(|e| engine_status(&e))?;
         let dataset_schema = schema_bytes(statement.result_schema.as_deref().unwrap_or(&Schema::empty()))?;
         let parameter_schema = schema_bytes(&parameter_schema(&statement))?;
-        let id = self.shared.prepared.insert(statement);
+        let id = self.shared.prepared.insert(statement, &principal.role);
         Ok(ActionCreatePreparedStatementResult { prepared_statement_handle: encode_handle(id).into(), dataset_schema, parameter_schema })
     }
 
-    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, _request: Request<Action>) -> Result<(), Status> {
-        self.shared.prepared.close(decode_handle(&query.prepared_statement_handle)?)
+    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, request: Request<Action>) -> Result<(), Status> {
+        self.shared.prepared.close(decode_handle(&query.prepared_statement_handle)?, &principal(&request)?.role)
     }
 
     async fn do_action_begin_transaction(&self, _query: ActionBeginTransactionRequest, _request: Request<Action>) -> Result<ActionBeginTransactionResult, Status> {

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use streamhouse_engine::auth::tls::TlsSession;
 use streamhouse_engine::auth::{authentication_failed, scram, Challenge, Step};
 use streamhouse_engine::{Engine, EngineError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -32,16 +33,27 @@ fn protocol_violation(message: impl Into<String>) -> Refusal {
     Refusal::Error(EngineError::Sqlstate { code: "08P01", message: message.into() })
 }
 
-/// Runs the exchange the engine asks for `user` connecting from `peer`. `Ok` means the client
-/// proved it is `user` (or its address is trusted); the role's existence and LOGIN are checked
-/// after this, by the session, as PostgreSQL does.
-pub(crate) async fn authenticate<R, W>(reader: &mut R, writer: &mut W, engine: &Engine, user: &str, peer: IpAddr) -> Result<(), Refusal>
+/// Runs the exchange the engine asks for `user` connecting from `peer` (over TLS when `tls`).
+/// `Ok` means the client proved it is `user` (or its address or certificate is trusted); the
+/// role's existence and LOGIN are checked after this, by the session, as PostgreSQL does.
+pub(crate) async fn authenticate<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    engine: &Engine,
+    user: &str,
+    peer: IpAddr,
+    tls: Option<&TlsSession>,
+) -> Result<(), Refusal>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let outcome = match engine.challenge(user, peer) {
+    let outcome = match engine.challenge(user, peer, tls) {
         Challenge::Trusted => return Ok(()),
+        Challenge::Refused(error) => {
+            tokio::time::sleep(FAILURE_DELAY).await;
+            return Err(Refusal::Error(error));
+        }
         Challenge::Scram(exchange) => scram_exchange(reader, writer, exchange).await,
         Challenge::Password(verifier) => cleartext_password(reader, writer, verifier).await,
     };
@@ -82,13 +94,13 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = Output::default();
-    out.authentication_sasl(&[scram::MECHANISM]);
+    out.authentication_sasl(exchange.mechanisms());
     send(writer, out).await?;
     // SASLInitialResponse: the mechanism, then the client's first message with its length.
     let body = read_response(reader, "SASL").await?;
     let mut initial = BodyReader::new(&body);
     let mechanism = initial.cstring("SASL mechanism").map_err(|e| protocol_violation(e.0))?;
-    if mechanism != scram::MECHANISM.as_bytes() {
+    if !exchange.choose(mechanism) {
         return Err(protocol_violation("client selected an invalid SASL authentication mechanism"));
     }
     let length = initial.i32("SASL data length").map_err(|e| protocol_violation(e.0))?;

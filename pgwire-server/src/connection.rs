@@ -16,21 +16,18 @@ use streamhouse_engine::{
     split_statements, CopyEncoder, CopyIn, EngineError, PreparedStatement, QueryOutput, Session, SERVER_VERSION,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use streamhouse_engine::auth::tls::TlsSession;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::authentication::{authenticate, Refusal};
 use crate::messages::{format_for, read_message, read_startup_packet, BodyReader, Malformed, Output, ReadError};
+use crate::stream::{negotiate, Negotiated, ReadHalf, WriteHalf, STARTUP_PACKET_BYTES_MAX};
 use crate::types::{decode_parameter, oid, oid_for_data_type, write_binary};
 use crate::Shared;
 
 const PROTOCOL_VERSION_3: i32 = 196_608;
-const SSL_REQUEST: i32 = 80_877_103;
-const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
-/// Startup packets are small; a larger one is an attack or garbage.
-const STARTUP_PACKET_BYTES_MAX: usize = 10_000;
 
 /// What ends a statement early.
 enum Interrupt {
@@ -85,8 +82,8 @@ struct Portal {
 
 struct Connection {
     shared: Arc<Shared>,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf>,
+    writer: WriteHalf,
     out: Output,
     session: Session,
     statements: HashMap<String, Arc<StatementEntry>>,
@@ -103,10 +100,17 @@ pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, slot: Opti
     let Ok(peer) = stream.peer_addr() else {
         return; // gone already
     };
-    let (read_half, write_half) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut writer = write_half;
-    let started = tokio::time::timeout(shared.config.startup_timeout, startup(&mut reader, &mut writer, &shared, slot.is_some(), peer.ip())).await;
+    let deadline = tokio::time::Instant::now() + shared.config.startup_timeout;
+    let Ok(negotiated) = tokio::time::timeout_at(deadline, negotiate(stream, shared.tls.as_ref())).await else {
+        shared.metrics.startups_timed_out.add(1);
+        return;
+    };
+    let Some(Negotiated { reader, mut writer, tls, first_packet }) = negotiated else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let opening = Opening { has_slot: slot.is_some(), peer: peer.ip(), tls, first_packet };
+    let started = tokio::time::timeout_at(deadline, startup(&mut reader, &mut writer, &shared, opening)).await;
     let startup = match started {
         Err(_) => {
             shared.metrics.startups_timed_out.add(1);
@@ -177,111 +181,118 @@ const TOO_MANY_CONNECTIONS: &str = "53300";
 
 type Startup = (Session, (i32, i32), watch::Receiver<u64>);
 
-/// Negotiates the startup phase. `Ok(None)` means the connection is done (a cancel request, or
-/// the peer went away). Without a slot (`has_slot` false), a session is refused with `53300`.
-async fn startup(
-    reader: &mut BufReader<OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
-    shared: &Arc<Shared>,
+/// What is known of a connection when its startup packet is read.
+struct Opening {
+    /// Without a slot, a session is refused with `53300`.
     has_slot: bool,
     peer: std::net::IpAddr,
+    tls: Option<TlsSession>,
+    /// The startup packet if it was read during the negotiation (a plain connection).
+    first_packet: Option<bytes::BytesMut>,
+}
+
+/// Negotiates the startup phase, after encryption was settled. `Ok(None)` means the connection
+/// is done (a cancel request, or the peer went away).
+async fn startup(
+    reader: &mut BufReader<ReadHalf>,
+    writer: &mut WriteHalf,
+    shared: &Arc<Shared>,
+    opening: Opening,
 ) -> Result<Option<Startup>, EngineError> {
     // A startup packet PostgreSQL could not read either: its protocol violation.
     let fatal = |message: &str| EngineError::Sqlstate { code: "08P01", message: format!("invalid startup packet layout: {message}") };
-    loop {
-        let packet = match read_startup_packet(reader, STARTUP_PACKET_BYTES_MAX).await {
+    let Opening { has_slot, peer, tls, first_packet } = opening;
+    let packet = match first_packet {
+        Some(packet) => packet,
+        None => match read_startup_packet(reader, STARTUP_PACKET_BYTES_MAX).await {
             Ok(packet) => packet,
             Err(ReadError::BadLength(length)) => {
                 return Err(EngineError::Sqlstate { code: "08P01", message: format!("invalid length of startup packet: {length}") })
             }
             Err(_) => return Ok(None),
-        };
-        let mut body = BodyReader::new(&packet);
-        let code = body.i32("protocol version").map_err(|e| fatal(&e.0))?;
-        match code {
-            SSL_REQUEST | GSSENC_REQUEST => {
-                if writer.write_all(b"N").await.is_err() {
-                    return Ok(None); // the peer went away
-                }
-                continue;
+        },
+    };
+    let mut body = BodyReader::new(&packet);
+    let code = body.i32("protocol version").map_err(|e| fatal(&e.0))?;
+    match code {
+        // An SSLRequest or GSSENCRequest here (inside TLS, or a second one) falls to the
+        // last arm, as in PostgreSQL.
+        CANCEL_REQUEST => {
+            let process_id = body.i32("process id").map_err(|e| fatal(&e.0))?;
+            let secret = body.i32("secret key").map_err(|e| fatal(&e.0))?;
+            if let Some(sender) = shared.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(&(process_id, secret)) {
+                sender.send_modify(|generation| *generation += 1);
             }
-            CANCEL_REQUEST => {
-                let process_id = body.i32("process id").map_err(|e| fatal(&e.0))?;
-                let secret = body.i32("secret key").map_err(|e| fatal(&e.0))?;
-                if let Some(sender) = shared.cancels.lock().unwrap_or_else(|p| p.into_inner()).get(&(process_id, secret)) {
-                    sender.send_modify(|generation| *generation += 1);
-                }
-                return Ok(None);
-            }
-            PROTOCOL_VERSION_3 if !has_slot => {
-                return Err(EngineError::Sqlstate { code: TOO_MANY_CONNECTIONS, message: "sorry, too many clients already".into() })
-            }
-            PROTOCOL_VERSION_3 => {}
-            other => {
-                return Err(EngineError::NotSupported(format!(
-                    "frontend protocol {}.{} (this server speaks 3.0)",
-                    other >> 16,
-                    other & 0xffff
-                )))
-            }
+            return Ok(None);
         }
-        let mut parameters = Vec::new();
-        loop {
-            let name = body.cstring("startup parameter name").map_err(|e| fatal(&e.0))?;
-            if name.is_empty() {
-                break;
-            }
-            let value = body.cstring("startup parameter value").map_err(|e| fatal(&e.0))?;
-            let name = String::from_utf8_lossy(name).to_string();
-            let value = String::from_utf8_lossy(value).to_string();
-            parameters.push((name, value));
+        PROTOCOL_VERSION_3 if !has_slot => {
+            return Err(EngineError::Sqlstate { code: TOO_MANY_CONNECTIONS, message: "sorry, too many clients already".into() })
         }
-        let user = parameters.iter().find(|(n, _)| n == "user").map(|(_, v)| v.clone()).unwrap_or_default();
-        if user.is_empty() {
-            return Err(EngineError::Sqlstate { code: "28000", message: "no PostgreSQL user name specified in startup packet".into() });
+        PROTOCOL_VERSION_3 => {}
+        other => {
+            return Err(EngineError::NotSupported(format!(
+                "frontend protocol {}.{} (this server speaks 3.0)",
+                other >> 16,
+                other & 0xffff
+            )))
         }
-        match authenticate(reader, writer, &shared.engine, &user, peer).await {
-            Ok(()) => {}
-            Err(Refusal::Gone) => return Ok(None),
-            Err(Refusal::Error(error)) => return Err(error),
-        }
-        let mut session = shared.engine.new_session(&user)?;
-        for (name, value) in &parameters {
-            if matches!(name.as_str(), "user" | "database") {
-                continue; // every database name maps to the one database
-            }
-            session.apply_startup_parameter(name, value)?;
-        }
-        let process_id = shared.next_process_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let secret = random_secret(process_id);
-        let (cancel_sender, cancel) = watch::channel(0u64);
-        shared.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert((process_id, secret), cancel_sender);
-
-        let mut out = Output::default();
-        out.authentication_ok();
-        let reported = [
-            ("server_version", SERVER_VERSION.to_string()),
-            ("server_encoding", "UTF8".into()),
-            ("client_encoding", "UTF8".into()),
-            ("DateStyle", "ISO, MDY".into()),
-            ("TimeZone", "UTC".into()),
-            ("IntervalStyle", "postgres".into()),
-            ("integer_datetimes", "on".into()),
-            ("standard_conforming_strings", "on".into()),
-            ("is_superuser", session.setting("is_superuser").unwrap_or("off").to_string()),
-            ("session_authorization", user.clone()),
-            ("application_name", session.setting("application_name").unwrap_or("").to_string()),
-        ];
-        for (name, value) in reported {
-            out.parameter_status(name, &value);
-        }
-        out.backend_key_data(process_id, secret);
-        out.ready_for_query(b'I');
-        if writer.write_all(&out.buffer).await.is_err() {
-            return Ok(None); // the peer went away
-        }
-        return Ok(Some((session, (process_id, secret), cancel)));
     }
+    let mut parameters = Vec::new();
+    loop {
+        let name = body.cstring("startup parameter name").map_err(|e| fatal(&e.0))?;
+        if name.is_empty() {
+            break;
+        }
+        let value = body.cstring("startup parameter value").map_err(|e| fatal(&e.0))?;
+        let name = String::from_utf8_lossy(name).to_string();
+        let value = String::from_utf8_lossy(value).to_string();
+        parameters.push((name, value));
+    }
+    let user = parameters.iter().find(|(n, _)| n == "user").map(|(_, v)| v.clone()).unwrap_or_default();
+    if user.is_empty() {
+        return Err(EngineError::Sqlstate { code: "28000", message: "no PostgreSQL user name specified in startup packet".into() });
+    }
+    match authenticate(reader, writer, &shared.engine, &user, peer, tls.as_ref()).await {
+        Ok(()) => {}
+        Err(Refusal::Gone) => return Ok(None),
+        Err(Refusal::Error(error)) => return Err(error),
+    }
+    let mut session = shared.engine.new_session(&user)?;
+    for (name, value) in &parameters {
+        if matches!(name.as_str(), "user" | "database") {
+            continue; // every database name maps to the one database
+        }
+        session.apply_startup_parameter(name, value)?;
+    }
+    let process_id = shared.next_process_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let secret = random_secret(process_id);
+    let (cancel_sender, cancel) = watch::channel(0u64);
+    shared.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert((process_id, secret), cancel_sender);
+
+    let mut out = Output::default();
+    out.authentication_ok();
+    let reported = [
+        ("server_version", SERVER_VERSION.to_string()),
+        ("server_encoding", "UTF8".into()),
+        ("client_encoding", "UTF8".into()),
+        ("DateStyle", "ISO, MDY".into()),
+        ("TimeZone", "UTC".into()),
+        ("IntervalStyle", "postgres".into()),
+        ("integer_datetimes", "on".into()),
+        ("standard_conforming_strings", "on".into()),
+        ("is_superuser", session.setting("is_superuser").unwrap_or("off").to_string()),
+        ("session_authorization", user.clone()),
+        ("application_name", session.setting("application_name").unwrap_or("").to_string()),
+    ];
+    for (name, value) in reported {
+        out.parameter_status(name, &value);
+    }
+    out.backend_key_data(process_id, secret);
+    out.ready_for_query(b'I');
+    if writer.write_all(&out.buffer).await.is_err() {
+        return Ok(None); // the peer went away
+    }
+    Ok(Some((session, (process_id, secret), cancel)))
 }
 
 fn random_secret(process_id: i32) -> i32 {

@@ -8,6 +8,7 @@
 mod authentication;
 mod connection;
 mod messages;
+mod stream;
 pub mod types;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct PgServerConfig {
     /// How long a connection may take to send its startup packet (PostgreSQL's
     /// `authentication_timeout`): one that sends nothing is closed then, and its slot freed.
     pub startup_timeout: std::time::Duration,
+    /// The certificate to answer `SSLRequest` with; without one the answer is `N`.
+    pub tls: Option<Arc<streamhouse_engine::auth::tls::Tls>>,
 }
 
 impl Default for PgServerConfig {
@@ -43,6 +46,7 @@ impl Default for PgServerConfig {
             output_flush_bytes: 64 * 1024,
             connections_max: 100,
             startup_timeout: std::time::Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -63,6 +67,7 @@ pub(crate) struct Shared {
     cancels: Mutex<HashMap<(i32, i32), watch::Sender<u64>>>,
     next_process_id: AtomicI32,
     metrics: Arc<PgMetrics>,
+    tls: Option<stream::PgTls>,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true; each connection runs in its
@@ -74,8 +79,18 @@ pub async fn serve(
     metrics: Arc<PgMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let tls = match config.tls.clone().map(stream::PgTls::new).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            // Tls::load built a configuration from the same files already, so this is not
+            // expected; serving without the TLS that was asked for would be worse than not at all.
+            tracing::error!(%error, "cannot configure TLS for the Postgres listener; it does not serve");
+            return;
+        }
+    };
     let shared = Arc::new(Shared {
         engine,
+        tls,
         config,
         cancels: Mutex::new(HashMap::new()),
         next_process_id: AtomicI32::new(1000),

@@ -6,9 +6,15 @@
 //! exist and may log in, nothing more) and every other connection proves its password with
 //! SCRAM-SHA-256; `scram` asks it of every connection; `password` takes a cleartext password
 //! (for clients without SCRAM), checked against the same stored verifier.
+//!
+//! Over TLS ([`tls`]) two more facts count: a client certificate verified against the configured
+//! authority logs its common name in without a password (PostgreSQL's `cert` method; it must be
+//! the user name asked for), and SCRAM is offered with channel binding. With `tls_required`,
+//! a connection from another host that did not start TLS is refused.
 
 pub mod roles;
 pub mod scram;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -85,6 +91,23 @@ pub enum Challenge {
     /// A cleartext password, checked against this verifier (`None`: no role or no password, so
     /// any password fails).
     Password(Option<Verifier>),
+    /// None may prove it: refuse with this error (a plain connection where TLS is required, a
+    /// client certificate for another role).
+    Refused(EngineError),
+}
+
+/// `bytes` random bytes from the system's secure generator, as hex digits (generated passwords,
+/// Flight's bearer tokens).
+pub fn random_hex(bytes: usize) -> String {
+    scram::random_bytes(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first decision about a client, before any protocol.
+enum Admission {
+    Trusted,
+    Refused(EngineError),
+    /// It must prove its password against this verifier (`None`: no such role or no password).
+    Prove(Option<Verifier>),
 }
 
 /// A statement's text as it may be logged: one that may carry a password (`CREATE ROLE …
@@ -103,10 +126,30 @@ pub fn authentication_failed(user: &str) -> EngineError {
 }
 
 impl Engine {
-    /// What a connection from `peer` that says it is `user` must do to prove it.
-    pub fn challenge(&self, user: &str, peer: IpAddr) -> Challenge {
-        if self.config().auth == AuthMethod::LoopbackTrust && peer.to_canonical().is_loopback() {
-            return Challenge::Trusted;
+    /// What a client from `peer` that says it is `user` must do, before any protocol: be
+    /// refused, be let in, or prove its password. `tls` is what its TLS handshake established,
+    /// `None` for a plain connection.
+    fn admission(&self, user: &str, peer: IpAddr, tls: Option<&tls::TlsSession>) -> Admission {
+        let loopback = peer.to_canonical().is_loopback();
+        if tls.is_none() && self.config().tls_required && !loopback {
+            tracing::warn!(user, %peer, "a connection without TLS from another host refused (tls_required)");
+            return Admission::Refused(EngineError::Sqlstate {
+                code: "28000",
+                message: format!("connection from host \"{peer}\" without TLS refused: this server requires TLS from other hosts (connect with sslmode=require or stronger)"),
+            });
+        }
+        if let Some(certified) = tls.and_then(|t| t.certificate_role.as_deref()) {
+            if certified == user {
+                return Admission::Trusted;
+            }
+            tracing::warn!(user, certified, %peer, "the client certificate names another role");
+            return Admission::Refused(EngineError::Sqlstate {
+                code: "28000",
+                message: format!("certificate authentication failed for user \"{user}\""),
+            });
+        }
+        if self.config().auth == AuthMethod::LoopbackTrust && loopback {
+            return Admission::Trusted;
         }
         let verifier = match self.storage().catalog().list_roles() {
             Ok(roles) => roles.into_iter().find(|r| r.name == user).and_then(|r| r.password).and_then(|p| Verifier::parse(&p)),
@@ -115,11 +158,50 @@ impl Engine {
                 None
             }
         };
-        match self.config().auth {
-            AuthMethod::Password => Challenge::Password(verifier),
-            AuthMethod::LoopbackTrust | AuthMethod::Scram => {
+        Admission::Prove(verifier)
+    }
+
+    /// What a connection from `peer` that says it is `user` must do to prove it; `tls` is what
+    /// its TLS handshake established, `None` for a plain connection.
+    pub fn challenge(&self, user: &str, peer: IpAddr, tls: Option<&tls::TlsSession>) -> Challenge {
+        match self.admission(user, peer, tls) {
+            Admission::Trusted => Challenge::Trusted,
+            Admission::Refused(error) => Challenge::Refused(error),
+            Admission::Prove(verifier) if self.config().auth == AuthMethod::Password => Challenge::Password(verifier),
+            Admission::Prove(verifier) => {
                 let seed = [self.mock_secret(), user.as_bytes()].concat();
-                Challenge::Scram(ServerExchange::new(verifier, &seed))
+                let binding = tls.and_then(|t| t.channel_binding.clone());
+                Challenge::Scram(ServerExchange::new(verifier, &seed, binding))
+            }
+        }
+    }
+
+    /// Checks a password a protocol without SCRAM carries as it is (Arrow Flight's basic
+    /// authentication): under the same rules as [`Engine::challenge`], and only where the password
+    /// cannot be read on the way — over TLS, from loopback, or where `--auth password` accepts
+    /// cleartext anyway. `Err` is the error to report (log the reason first).
+    pub fn check_password(&self, user: &str, password: &str, peer: IpAddr, tls: Option<&tls::TlsSession>) -> Result<()> {
+        match self.admission(user, peer, tls) {
+            Admission::Trusted => Ok(()),
+            Admission::Refused(error) => Err(error),
+            Admission::Prove(_) if tls.is_none() && !peer.to_canonical().is_loopback() && self.config().auth != AuthMethod::Password => {
+                tracing::warn!(user, %peer, "a password sent in the clear from another host refused");
+                Err(EngineError::Sqlstate {
+                    code: "28000",
+                    message: "a password may not cross the network in the clear: connect with TLS (the server needs --tls-cert), or set --auth password".into(),
+                })
+            }
+            Admission::Prove(verifier) => {
+                // An unknown role costs the same hashing as a known one, so timing tells nothing.
+                let known = verifier.is_some();
+                let seed = [self.mock_secret(), user.as_bytes()].concat();
+                let verifier = verifier.unwrap_or_else(|| Verifier::mock(&seed));
+                if verifier.check_password(password) && known {
+                    return Ok(());
+                }
+                let reason = if known { "wrong password" } else { "the role does not exist or has no password" };
+                tracing::warn!(user, %peer, reason, "password authentication failed");
+                Err(authentication_failed(user))
             }
         }
     }
@@ -155,7 +237,7 @@ pub(crate) fn bootstrap(catalog: &dyn Catalog, password: Option<&Secret>, data_d
     let (password, written) = match password {
         Some(password) => (password.0.clone(), None),
         None => {
-            let generated: String = scram::random_bytes(16).iter().map(|b| format!("{b:02x}")).collect();
+            let generated = random_hex(16);
             let path = data_dir.join(SUPERUSER_PASSWORD_FILE);
             write_private(&path, &format!("{generated}\n")).map_err(|source| {
                 EngineError::Internal(format!("cannot write the superuser's password to {}: {source}", path.display()))

@@ -6,7 +6,10 @@
 //! 'SCRAM-SHA-256$…'` with a verifier made by PostgreSQL (pg_dump's output) works unchanged.
 //!
 //! PostgreSQL ignores the user name inside the SCRAM messages (the startup packet's counts), and so
-//! does this exchange. Channel binding is refused until TLS is there (`p=` flag): only `n` and `y`.
+//! does this exchange. Over TLS with a certificate whose hash is known, the exchange also offers
+//! SCRAM-SHA-256-PLUS (RFC 5929 `tls-server-end-point` channel binding): the client then proves
+//! that its TLS session ends at this server's certificate, so a man in the middle with another
+//! certificate cannot relay the exchange.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -26,6 +29,10 @@ const KEY_BYTES: usize = 32;
 /// Longest client message accepted (PostgreSQL's own are under 200 bytes).
 const MESSAGE_BYTES_MAX: usize = 1024;
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The mechanism with channel binding (offered over TLS only).
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel binding type PostgreSQL and its clients use.
+const CHANNEL_BINDING_TYPE: &str = "tls-server-end-point";
 
 /// What a role stores instead of its password.
 #[derive(Clone, PartialEq, Eq)]
@@ -160,6 +167,10 @@ pub struct ServerExchange {
     verifier: Verifier,
     /// Whether the exchange must fail at its end whatever the proof.
     doomed: bool,
+    /// The TLS session's `tls-server-end-point` data, when channel binding is offered.
+    channel_binding: Option<Vec<u8>>,
+    /// Whether the client chose SCRAM-SHA-256-PLUS.
+    plus: bool,
     state: State,
 }
 
@@ -167,7 +178,7 @@ enum State {
     /// Waiting for the client's first message.
     Start,
     /// Sent the server's first message; waiting for the client's final one.
-    Challenged { gs2_header: String, client_first_bare: String, server_first: String, nonce: String },
+    Challenged { expected_binding: Vec<u8>, client_first_bare: String, server_first: String, nonce: String },
     Done,
 }
 
@@ -181,11 +192,32 @@ pub enum Step {
 }
 
 impl ServerExchange {
-    /// An exchange against `verifier`, or against a mock one when there is none.
-    pub fn new(verifier: Option<Verifier>, mock_seed: &[u8]) -> Self {
+    /// An exchange against `verifier`, or against a mock one when there is none; with
+    /// `channel_binding` (the TLS session's end-point hash) SCRAM-SHA-256-PLUS is offered too.
+    pub fn new(verifier: Option<Verifier>, mock_seed: &[u8], channel_binding: Option<Vec<u8>>) -> Self {
         let doomed = verifier.is_none();
         let verifier = verifier.unwrap_or_else(|| Verifier::mock(mock_seed));
-        Self { verifier, doomed, state: State::Start }
+        Self { verifier, doomed, channel_binding, plus: false, state: State::Start }
+    }
+
+    /// The mechanisms to offer, the preferred first (PostgreSQL's order).
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        if self.channel_binding.is_some() {
+            &[MECHANISM_PLUS, MECHANISM]
+        } else {
+            &[MECHANISM]
+        }
+    }
+
+    /// Takes the client's choice of mechanism; `false` if it was not offered.
+    pub fn choose(&mut self, mechanism: &[u8]) -> bool {
+        match std::str::from_utf8(mechanism) {
+            Ok(chosen) if self.mechanisms().contains(&chosen) => {
+                self.plus = chosen == MECHANISM_PLUS;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Handles the next client message. Any error ends the exchange as failed.
@@ -201,14 +233,15 @@ impl ServerExchange {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Start => {
                 let (gs2_header, client_first_bare, client_nonce) = parse_client_first(message)?;
+                let expected_binding = self.expected_binding(gs2_header)?;
                 let nonce = format!("{client_nonce}{server_nonce}");
                 let server_first =
                     format!("r={nonce},s={},i={}", BASE64.encode(&self.verifier.salt), self.verifier.iterations);
                 self.state =
-                    State::Challenged { gs2_header, client_first_bare, server_first: server_first.clone(), nonce };
+                    State::Challenged { expected_binding, client_first_bare, server_first: server_first.clone(), nonce };
                 Ok(Step::Continue(server_first))
             }
-            State::Challenged { gs2_header, client_first_bare, server_first, nonce } => {
+            State::Challenged { expected_binding, client_first_bare, server_first, nonce } => {
                 let (without_proof, proof) = message.rsplit_once(",p=").ok_or_else(|| error("SCRAM final message without a proof"))?;
                 let mut fields = without_proof.split(',');
                 let binding = fields.next().and_then(|f| f.strip_prefix("c=")).ok_or_else(|| error("SCRAM final message without channel binding"))?;
@@ -216,7 +249,7 @@ impl ServerExchange {
                 if fields.any(|f| f.starts_with("m=")) {
                     return Err(error("SCRAM mandatory extension not supported"));
                 }
-                if BASE64.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
+                if BASE64.decode(binding).ok() != Some(expected_binding) {
                     return Err(error("SCRAM channel binding check failed"));
                 }
                 if client_nonce != nonce {
@@ -248,24 +281,65 @@ impl ServerExchange {
     }
 }
 
+impl ServerExchange {
+    /// What the final message's `c=` must carry for this first message's GS2 header: the header,
+    /// followed by the channel binding data when the client binds. The client's flag must agree
+    /// with the mechanism it chose, and `y` (a client that could bind but believes the server
+    /// cannot) is a downgrade when the server offered binding (RFC 5802 §6).
+    fn expected_binding(&self, header: Gs2Header) -> Result<Vec<u8>, ScramError> {
+        let Gs2Header { flag, text } = header;
+        match (flag, self.plus) {
+            (Binding::Bound, true) => {
+                let data = self.channel_binding.as_deref().ok_or_else(|| error("SCRAM channel binding without TLS"))?;
+                Ok([text.as_bytes(), data].concat())
+            }
+            (Binding::Bound, false) => Err(error("the client bound the channel but did not choose SCRAM-SHA-256-PLUS")),
+            (_, true) => Err(error("the client chose SCRAM-SHA-256-PLUS but did not bind the channel")),
+            (Binding::Possible, false) if self.channel_binding.is_some() => {
+                Err(error("SCRAM channel binding negotiation error (the client believes the server cannot bind)"))
+            }
+            (Binding::None | Binding::Possible, false) => Ok(text.into_bytes()),
+        }
+    }
+}
+
+/// The client's channel binding flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// `n`: the client does not bind.
+    None,
+    /// `y`: the client could, but thinks the server cannot.
+    Possible,
+    /// `p=tls-server-end-point`.
+    Bound,
+}
+
+/// The GS2 header of a client's first message.
+struct Gs2Header {
+    flag: Binding,
+    /// As sent (`n,,`, `y,,`, `p=tls-server-end-point,,`).
+    text: String,
+}
+
 impl Verifier {
     /// A verifier no password matches, with a salt that depends only on `seed` (the user name and
     /// a server secret), so repeated attempts for one unknown user see the same salt.
-    fn mock(seed: &[u8]) -> Self {
+    pub(crate) fn mock(seed: &[u8]) -> Self {
         let salt = sha256(seed)[..SALT_BYTES].to_vec();
         Self { iterations: ITERATIONS_DEFAULT, salt, stored_key: sha256(&random_bytes(KEY_BYTES)), server_key: [0; KEY_BYTES] }
     }
 }
 
-/// `gs2-header client-first-message-bare`: the header (`n,,` or `y,,`), the bare part and the
-/// client's nonce.
-fn parse_client_first(message: &str) -> Result<(String, String, String), ScramError> {
+/// `gs2-header client-first-message-bare`: the header, the bare part and the client's nonce.
+fn parse_client_first(message: &str) -> Result<(Gs2Header, String, String), ScramError> {
     let (flag, rest) = message.split_once(',').ok_or_else(|| error("malformed SCRAM first message"))?;
-    match flag {
-        "n" | "y" => {}
-        f if f.starts_with("p=") => return Err(error("SCRAM channel binding is not offered without TLS")),
+    let binding = match flag {
+        "n" => Binding::None,
+        "y" => Binding::Possible,
+        f if f.strip_prefix("p=") == Some(CHANNEL_BINDING_TYPE) => Binding::Bound,
+        f if f.starts_with("p=") => return Err(error("unsupported SCRAM channel binding type")),
         _ => return Err(error("malformed SCRAM channel binding flag")),
-    }
+    };
     let (authzid, bare) = rest.split_once(',').ok_or_else(|| error("malformed SCRAM first message"))?;
     if !authzid.is_empty() {
         return Err(error("SCRAM authorization identities are not supported"));
@@ -283,7 +357,7 @@ fn parse_client_first(message: &str) -> Result<(String, String, String), ScramEr
     if nonce.is_empty() || !nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
         return Err(error("malformed SCRAM nonce"));
     }
-    Ok((format!("{flag},{authzid},"), bare.to_string(), nonce.to_string()))
+    Ok((Gs2Header { flag: binding, text: format!("{flag},{authzid},") }, bare.to_string(), nonce.to_string()))
 }
 
 /// The client's side of the proof, to test the server's against.
@@ -314,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_rfc_7677_exchange_succeeds_with_its_server_signature() {
-        let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"");
+        let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"", None);
         let first = exchange.step_with_nonce(CLIENT_FIRST.as_bytes(), SERVER_NONCE).unwrap();
         assert_eq!(first, Step::Continue(format!("r=rOprNGfwEbeRWgbNEkqO{SERVER_NONCE},s={SALT},i=4096")));
         assert_eq!(exchange.step(CLIENT_FINAL.as_bytes()).unwrap(), Step::Success(SERVER_FINAL.into()));
@@ -329,7 +403,7 @@ mod tests {
             (CLIENT_FINAL, None),
         ];
         for (last, verifier) in attempts {
-            let mut exchange = ServerExchange::new(verifier, b"someone");
+            let mut exchange = ServerExchange::new(verifier, b"someone", None);
             exchange.step_with_nonce(CLIENT_FIRST.as_bytes(), SERVER_NONCE).unwrap();
             assert!(exchange.step(last.as_bytes()).is_err(), "{last}");
         }
@@ -337,8 +411,8 @@ mod tests {
 
     #[test]
     fn a_mock_exchange_looks_like_a_real_one_until_its_end() {
-        let mut one = ServerExchange::new(None, b"ghost");
-        let mut two = ServerExchange::new(None, b"ghost");
+        let mut one = ServerExchange::new(None, b"ghost", None);
+        let mut two = ServerExchange::new(None, b"ghost", None);
         let (Step::Continue(a), Step::Continue(b)) =
             (one.step_with_nonce(CLIENT_FIRST.as_bytes(), "x").unwrap(), two.step_with_nonce(CLIENT_FIRST.as_bytes(), "x").unwrap())
         else {
@@ -376,10 +450,51 @@ mod tests {
     #[test]
     fn malformed_first_messages_are_refused() {
         for message in ["", "n", "n,,", "x,,n=,r=abc", "p=tls-server-end-point,,n=,r=abc", "n,a=admin,n=,r=abc", "n,,r=abc", "n,,n=,r=", "n,,n=,r=a\u{7f}"] {
-            let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"");
+            let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"", None);
             assert!(exchange.step(message.as_bytes()).is_err(), "{message:?}");
         }
-        let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"");
+        let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"", None);
         assert!(exchange.step(&[0xff, 0xfe]).is_err());
+    }
+
+    /// The client's final message without its proof and the proof, for `gs2_header` and
+    /// `binding` over the RFC's nonces and password.
+    fn bound_final(gs2_header: &str, binding: &[u8]) -> String {
+        let c = BASE64.encode([gs2_header.as_bytes(), binding].concat());
+        let without_proof = format!("c={c},r=rOprNGfwEbeRWgbNEkqO{SERVER_NONCE}");
+        let server_first = format!("r=rOprNGfwEbeRWgbNEkqO{SERVER_NONCE},s={SALT},i=4096");
+        let auth_message = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{server_first},{without_proof}");
+        format!("{without_proof},p={}", client_proof("pencil", &BASE64.decode(SALT).unwrap(), 4096, &auth_message))
+    }
+
+    /// Runs an exchange offering `offered` binding data where the client chooses `mechanism`,
+    /// sends `gs2_header` and binds `bound`.
+    fn bound_exchange(offered: Option<&[u8]>, mechanism: &str, gs2_header: &str, bound: &[u8]) -> Result<Step, ScramError> {
+        let mut exchange = ServerExchange::new(Some(rfc_verifier()), b"", offered.map(<[u8]>::to_vec));
+        if !exchange.choose(mechanism.as_bytes()) {
+            return Err(error("not offered"));
+        }
+        exchange.step_with_nonce(format!("{gs2_header}n=user,r=rOprNGfwEbeRWgbNEkqO").as_bytes(), SERVER_NONCE)?;
+        exchange.step(bound_final(gs2_header, bound).as_bytes())
+    }
+
+    #[test]
+    fn channel_binding_proves_the_tls_end_point_and_refuses_downgrades() {
+        let hash = [7u8; 32];
+        let plus = "p=tls-server-end-point,,";
+        assert!(matches!(bound_exchange(Some(&hash), MECHANISM_PLUS, plus, &hash), Ok(Step::Success(_))));
+        // A relay through another certificate has another hash.
+        assert!(bound_exchange(Some(&hash), MECHANISM_PLUS, plus, &[8u8; 32]).is_err());
+        // Over TLS a client may still skip binding with plain SCRAM and `n`…
+        assert!(matches!(bound_exchange(Some(&hash), MECHANISM, "n,,", b""), Ok(Step::Success(_))));
+        // …but `y` says it saw no PLUS offered: someone removed it.
+        assert!(bound_exchange(Some(&hash), MECHANISM, "y,,", b"").is_err());
+        assert!(matches!(bound_exchange(None, MECHANISM, "y,,", b""), Ok(Step::Success(_))));
+        // Flag and mechanism must agree; PLUS is not offered without TLS; other binding types fail.
+        assert!(bound_exchange(Some(&hash), MECHANISM_PLUS, "n,,", b"").is_err());
+        assert!(bound_exchange(Some(&hash), MECHANISM, plus, &hash).is_err());
+        assert!(bound_exchange(None, MECHANISM_PLUS, plus, &hash).is_err());
+        assert!(bound_exchange(Some(&hash), MECHANISM_PLUS, "p=tls-unique,,", &hash).is_err());
+        assert!(bound_exchange(Some(&hash), "SCRAM-SHA-1", "n,,", b"").is_err());
     }
 }
