@@ -4,7 +4,8 @@
 //! Arrow schema, partition count, partition key, retention, watermark), partitions (low watermark
 //! and how far they are sealed into segments) and the segment index (offset range, row count,
 //! bytes, `_timestamp` and event-time bounds, object key) and materialized views (name, query,
-//! options, source topics) and roles (attributes, SCRAM verifiers, memberships). Every change is one
+//! options, source topics) and roles (attributes, SCRAM verifiers, memberships), owners and
+//! privileges of topics and views. Every change is one
 //! transaction.
 //!
 //! The catalog must not read or write log data and knows nothing about SQL or object stores: it
@@ -12,12 +13,14 @@
 //! embedded backend (one SQLite file in the data directory). A shared PostgreSQL backend would be a
 //! second implementation of the same trait.
 
+mod access;
 mod error;
 mod model;
 mod roles;
 mod schema_codec;
 mod sqlite;
 
+pub use access::{AccessList, ObjectGrant, ObjectRef};
 pub use error::CatalogError;
 pub use model::{
     PartitionState, RetentionPolicy, RoleChange, RoleDefinition, RoleId, RoleMembership, RoleMeta, SegmentMeta, TopicDefinition, TopicId, TopicMeta, ViewDefinition, ViewId,
@@ -108,6 +111,16 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Every membership, by role then member.
     fn list_memberships(&self) -> Result<Vec<RoleMembership>>;
+
+    /// Records `owner` as the owner of `object` (a topic or view).
+    fn set_owner(&self, object: ObjectRef, owner: RoleId) -> Result<()>;
+
+    /// Sets the privileges one grantee holds on one object (replacing what it held; empty
+    /// privileges remove the grant).
+    fn set_grant(&self, grant: &ObjectGrant) -> Result<()>;
+
+    /// Every recorded owner and grant. Dropping a topic or view forgets its own.
+    fn access_list(&self) -> Result<AccessList>;
 
     /// Replaces a run of adjacent segments of one partition with one segment covering the same
     /// offset range (compaction of a keyed table). Fails with [`CatalogError::SegmentGap`] unless

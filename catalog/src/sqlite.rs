@@ -72,7 +72,7 @@ CREATE TABLE view_dependencies (
 );
 "#, r#"
 ALTER TABLE topics ADD COLUMN primary_key TEXT NOT NULL DEFAULT '[]';  -- JSON array; keyed tables
-"#, crate::roles::MIGRATION];
+"#, crate::roles::MIGRATION, crate::access::MIGRATION];
 
 /// The SQLite catalog. One connection behind a mutex: catalog operations are small and rare
 /// compared with log appends, which never touch the catalog.
@@ -324,6 +324,7 @@ impl Catalog for SqliteCatalog {
         transaction.execute("DELETE FROM view_dependencies WHERE view_id = ?1", [view.id as i64])?;
         transaction.execute("DELETE FROM view_sources WHERE view_id = ?1", [view.id as i64])?;
         transaction.execute("DELETE FROM views WHERE id = ?1", [view.id as i64])?;
+        crate::access::forget(&transaction, crate::ObjectRef::View(view.id))?;
         transaction.commit()?;
         Ok(view)
     }
@@ -350,6 +351,18 @@ impl Catalog for SqliteCatalog {
 
     fn revoke_role(&self, role: &str, member: &str) -> Result<bool> {
         self.in_transaction(|t| crate::roles::revoke(t, role, member))
+    }
+
+    fn set_owner(&self, object: crate::ObjectRef, owner: crate::RoleId) -> Result<()> {
+        self.in_transaction(|t| crate::access::set_owner(t, object, owner))
+    }
+
+    fn set_grant(&self, grant: &crate::ObjectGrant) -> Result<()> {
+        self.in_transaction(|t| crate::access::set_grant(t, grant))
+    }
+
+    fn access_list(&self) -> Result<crate::AccessList> {
+        crate::access::list(&self.lock())
     }
 
     fn list_memberships(&self) -> Result<Vec<RoleMembership>> {
@@ -444,6 +457,7 @@ impl Catalog for SqliteCatalog {
         transaction.execute("DELETE FROM segments WHERE topic_id = ?1", [id])?;
         transaction.execute("DELETE FROM partitions WHERE topic_id = ?1", [id])?;
         transaction.execute("DELETE FROM topics WHERE id = ?1", [id])?;
+        crate::access::forget(&transaction, crate::ObjectRef::Topic(topic.id))?;
         transaction.execute(
             "INSERT INTO dropped_topics (topic_id, dropped_ms) VALUES (?1, ?2)",
             params![id, now_ms()],

@@ -52,9 +52,16 @@ struct Relation {
     kind: &'static str,
     schema: SchemaRef,
     keyed: bool,
+    /// The owner's OID (`relowner`).
+    owner: i64,
+    /// `relacl`: `None` while the owner's default privileges apply.
+    acl: Option<Vec<String>>,
 }
 
-fn relations(engine: &Engine) -> Vec<Relation> {
+fn relations(engine: &Engine) -> Result<Vec<Relation>> {
+    use streamhouse_catalog::ObjectRef;
+    let access = engine.access()?;
+    let owner = |object| access.owner(object).map_or(OWNER_OID, crate::auth::role_oid);
     let mut relations: Vec<Relation> = engine
         .storage()
         .topics()
@@ -65,6 +72,8 @@ fn relations(engine: &Engine) -> Vec<Relation> {
             kind: "r",
             schema: topic.schema().clone(),
             keyed: topic.is_keyed(),
+            owner: owner(ObjectRef::Topic(topic.id())),
+            acl: access.acl(ObjectRef::Topic(topic.id())),
         })
         .collect();
     relations.extend(engine.views().list().iter().map(|view| Relation {
@@ -73,9 +82,11 @@ fn relations(engine: &Engine) -> Vec<Relation> {
         kind: "m",
         schema: view.schema.clone(),
         keyed: false,
+        owner: owner(ObjectRef::View(view.meta.id)),
+        acl: access.acl(ObjectRef::View(view.meta.id)),
     }));
     relations.sort_by_key(|r| r.oid);
-    relations
+    Ok(relations)
 }
 
 /// Columns of a catalog table, built a column at a time.
@@ -115,10 +126,20 @@ impl Columns {
         self.add(name, Arc::new(StringArray::from(vec![None::<&str>; rows])))
     }
 
-    /// A `text[]` column of NULLs (`relacl`, `reloptions`: no privileges or options are set).
+    /// A `text[]` column of NULLs (`reloptions`: no options are set).
     fn null_text_array(self, name: &str, rows: usize) -> Self {
         let item = Arc::new(Field::new("item", DataType::Utf8, true));
         self.add(name, arrow::array::new_null_array(&DataType::List(item), rows))
+    }
+
+    /// A `text[]` column, NULL where a row has `None`.
+    fn text_array(self, name: &str, values: impl IntoIterator<Item = Option<Vec<String>>>) -> Self {
+        use arrow::array::{ListBuilder, StringBuilder};
+        let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+        for value in values {
+            builder.append_option(value.map(|items| items.into_iter().map(Some)));
+        }
+        self.add(name, Arc::new(builder.finish()))
     }
 
     fn boolean(self, name: &str, values: impl IntoIterator<Item = bool>) -> Self {
@@ -141,7 +162,7 @@ fn pg_class(relations: &[Relation]) -> Result<RecordBatch> {
         .int64("relnamespace", each(PUBLIC_NAMESPACE))
         .int64("reltype", each(0))
         .int64("reloftype", each(0))
-        .int64("relowner", each(OWNER_OID))
+        .int64("relowner", relations.iter().map(|r| r.owner))
         .int64("relam", relations.iter().map(|r| if r.kind == "r" { HEAP_AM } else { 0 }))
         .int64("relfilenode", relations.iter().map(|r| r.oid))
         .int64("reltablespace", each(0))
@@ -162,7 +183,7 @@ fn pg_class(relations: &[Relation]) -> Result<RecordBatch> {
         .boolean("relispopulated", flag(true))
         .text("relreplident", letter("d"))
         .boolean("relispartition", flag(false))
-        .null_text_array("relacl", rows)
+        .text_array("relacl", relations.iter().map(|r| r.acl.clone()))
         .null_text_array("reloptions", rows)
         .null_text("relpartbound", rows)
         .batch()
@@ -190,6 +211,8 @@ fn pg_attribute(relations: &[Relation]) -> Result<RecordBatch> {
         .boolean("attislocal", columns.iter().map(|_| true))
         .int32("attinhcount", columns.iter().map(|_| 0))
         .int64("attcollation", columns.iter().map(|_| 0))
+        // Privileges are per relation, never per column.
+        .null_text_array("attacl", columns.len())
         .batch()
 }
 
@@ -271,6 +294,21 @@ fn pg_description() -> Result<RecordBatch> {
         .batch()
 }
 
+/// Row-level security policies: there are none (psql's `\dp` lists them).
+fn pg_policy() -> Result<RecordBatch> {
+    let oid_array = Arc::new(Field::new("item", DataType::Int64, true));
+    Columns::new()
+        .int64("oid", [])
+        .text("polname", Vec::<&str>::new())
+        .int64("polrelid", [])
+        .text("polcmd", Vec::<&str>::new())
+        .boolean("polpermissive", [])
+        .add("polroles", arrow::array::new_empty_array(&DataType::List(oid_array)))
+        .text("polqual", Vec::<&str>::new())
+        .text("polwithcheck", Vec::<&str>::new())
+        .batch()
+}
+
 /// The `pg_catalog` schema: its tables are made from the engine's catalog on every lookup.
 pub struct PgCatalogSchema {
     pub engine: Arc<Engine>,
@@ -283,7 +321,7 @@ impl std::fmt::Debug for PgCatalogSchema {
 }
 
 const TABLES: &[&str] =
-    &["pg_am", "pg_attribute", "pg_auth_members", "pg_class", "pg_database", "pg_description", "pg_namespace", "pg_roles", "pg_type"];
+    &["pg_am", "pg_attribute", "pg_auth_members", "pg_class", "pg_database", "pg_description", "pg_namespace", "pg_policy", "pg_roles", "pg_type"];
 
 /// Whether `name` is one of `pg_catalog`'s tables.
 pub fn is_catalog_table(name: &str) -> bool {
@@ -294,10 +332,11 @@ impl PgCatalogSchema {
     fn batch(&self, name: &str) -> Result<Option<RecordBatch>> {
         Ok(Some(match name {
             "pg_am" => pg_am()?,
-            "pg_attribute" => pg_attribute(&relations(&self.engine))?,
-            "pg_class" => pg_class(&relations(&self.engine))?,
+            "pg_attribute" => pg_attribute(&relations(&self.engine)?)?,
+            "pg_class" => pg_class(&relations(&self.engine)?)?,
             "pg_database" => pg_database(&self.engine.config().database_name)?,
             "pg_description" => pg_description()?,
+            "pg_policy" => pg_policy()?,
             "pg_namespace" => pg_namespace()?,
             "pg_roles" => pg_roles(&roles(&self.engine)?)?,
             "pg_auth_members" => pg_auth_members(&self.engine, &roles(&self.engine)?)?,
@@ -329,7 +368,8 @@ impl SchemaProvider for PgCatalogSchema {
 /// Whether `oid` is a relation of this database: `true` (everything is in `public`, which is on
 /// every search path), `NULL` for an OID that names no relation, as PostgreSQL answers.
 pub fn table_is_visible(engine: &Engine, oid: i64) -> Option<bool> {
-    relations(engine).iter().any(|r| r.oid == oid).then_some(true)
+    let topic = engine.storage().topics().iter().any(|t| topic_oid(t.id()) == oid);
+    (topic || engine.views().list().iter().any(|v| view_oid(v.meta.id) == oid)).then_some(true)
 }
 
 /// `pg_get_userbyid`: the role's name, or PostgreSQL's `unknown (OID=n)`.

@@ -44,6 +44,41 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
+    // `pg_get_expr(expression, relation)`: PostgreSQL stores expressions as node trees and
+    // decompiles them; the catalog here keeps their text, which is the answer.
+    context.register_udf(create_udf(
+        "pg_get_expr",
+        vec![DataType::Utf8, DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| Ok(args[0].clone())),
+    ));
+    let privileges = engine.clone();
+    context.register_udf(create_udf(
+        "has_table_privilege",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
+                let access = privileges.access().map_err(external)?;
+                let strings = |array: &ArrayRef| arrow::compute::cast(array, &DataType::Utf8);
+                let (roles, tables, wanted) = (strings(&arrays[0])?, strings(&arrays[1])?, strings(&arrays[2])?);
+                let (roles, tables, wanted) = (roles.as_string::<i32>(), tables.as_string::<i32>(), wanted.as_string::<i32>());
+                let mut answers = arrow::array::BooleanBuilder::with_capacity(roles.len());
+                for row in 0..roles.len() {
+                    if roles.is_null(row) || tables.is_null(row) || wanted.is_null(row) {
+                        answers.append_null();
+                        continue;
+                    }
+                    let answer = crate::auth::privileges::has_table_privilege(&privileges, &access, roles.value(row), tables.value(row), wanted.value(row));
+                    answers.append_value(answer.map_err(external)?);
+                }
+                Ok(Arc::new(answers.finish()) as ArrayRef)
+            })
+        }),
+    ));
     let owners = engine.clone();
     context.register_udf(create_udf(
         "pg_get_userbyid",

@@ -23,6 +23,7 @@ use futures::StreamExt;
 use datafusion::execution::SessionState;
 use streamhouse_storage::Storage;
 
+use crate::auth::privileges::{plan_needs, Privilege};
 use crate::copy::{CopyDecoder, CopyEncoder};
 use crate::stream::window::WindowFunction;
 use crate::stream::ViewTableProvider;
@@ -210,6 +211,9 @@ pub struct PreparedStatement {
     /// Columns of the rows it returns; `None` if it returns none.
     pub result_schema: Option<SchemaRef>,
     kind: PreparedKind,
+    /// The privileges it needs on which relations, checked at each execution (statements run
+    /// from their parsed form check their own as they run).
+    needs: Vec<(String, Privilege)>,
 }
 
 #[derive(Debug, Clone)]
@@ -585,6 +589,7 @@ impl Session {
                 param_types: vec![Some(crate::pg_types::type_lookup_parameter())],
                 result_schema: Some(crate::pg_types::type_lookup_schema()),
                 kind: PreparedKind::TypeLookup,
+                needs: Vec::new(),
             });
         }
         crate::sql::depth::check(sql, self.engine.config().statement_depth_max)?;
@@ -655,7 +660,22 @@ impl Session {
                 (PreparedKind::Parsed(other), Vec::new(), schema)
             }
         };
-        Ok(PreparedStatement { sql: sql.to_string(), param_types, result_schema, kind })
+        let needs = match &kind {
+            PreparedKind::LiteralInsert(insert) => vec![(insert.topic.name().to_string(), Privilege::Insert)],
+            PreparedKind::Keyed { plan, topic, write } => {
+                let mut needs = plan_needs(plan);
+                let privilege = match write {
+                    KeyedWrite::InsertIgnore => Privilege::Insert,
+                    KeyedWrite::Update => Privilege::Update,
+                    KeyedWrite::Delete => Privilege::Delete,
+                };
+                needs.push((topic.name().to_string(), privilege));
+                needs
+            }
+            PreparedKind::Planned { plan, .. } => plan_needs(plan),
+            PreparedKind::Parsed(_) | PreparedKind::TypeLookup => Vec::new(),
+        };
+        Ok(PreparedStatement { sql: sql.to_string(), param_types, result_schema, kind, needs })
     }
 
     /// The literal fast path for an INSERT, if every value fits its target column.
@@ -758,6 +778,7 @@ impl Session {
                 prepared.param_types.len()
             )));
         }
+        self.engine.authorize(self.current_user(), &prepared.needs)?;
         match &prepared.kind {
             PreparedKind::Planned { plan, is_insert, names } => {
                 let plan = if params.is_empty() { plan.clone() } else { plan.clone().with_param_values(params)? };
@@ -797,9 +818,14 @@ impl Session {
         match statement {
             Statement::Empty => Ok(QueryOutput::Empty),
             Statement::Role(statement) => self.execute_role_statement(statement),
+            Statement::Privilege(statement) => {
+                let tag = crate::auth::grants::execute(&self.engine, self.current_user(), statement)?;
+                Ok(QueryOutput::Command { tag })
+            }
             Statement::CreateTopic { definition, if_not_exists } => {
+                self.engine.authorize(self.current_user(), &[("public".into(), Privilege::Create)])?;
                 match storage.create_topic(&definition) {
-                    Ok(_) => {}
+                    Ok(_) => self.engine.record_owner(self.current_user(), &definition.name)?,
                     Err(streamhouse_storage::StorageError::TopicExists(_)) if if_not_exists => {}
                     Err(streamhouse_storage::StorageError::TopicExists(name)) => {
                         return Err(EngineError::DuplicateTable(name))
@@ -810,6 +836,7 @@ impl Session {
                 Ok(QueryOutput::Command { tag: tag.into() })
             }
             Statement::DropTopic { name, if_exists } => {
+                self.engine.authorize_owner(self.current_user(), &name)?;
                 match storage.drop_topic(&name) {
                     Ok(()) => {}
                     Err(streamhouse_storage::StorageError::TopicNotFound(_)) if if_exists => {}
@@ -822,8 +849,18 @@ impl Session {
                 Ok(QueryOutput::Command { tag: "DROP TOPIC".into() })
             }
             Statement::CreateView { name, query, options, if_not_exists, .. } => {
+                // The creator needs CREATE and SELECT on what the view reads; the view then
+                // reads with its owner's rights.
+                let (plan, _, _) = self.plan(ast::Statement::Query(query.clone())).await?;
+                let mut needs = plan_needs(&plan);
+                needs.push(("public".into(), Privilege::Create));
+                self.engine.authorize(self.current_user(), &needs)?;
+                let existed = self.engine.views().get(&name).is_some();
                 let state = self.context.state();
                 crate::stream::ddl::create_view(&self.engine, &state, &name, &query, options, if_not_exists).await?;
+                if !existed {
+                    self.engine.record_owner(self.current_user(), &name)?;
+                }
                 Ok(QueryOutput::Command { tag: "CREATE MATERIALIZED VIEW".into() })
             }
             Statement::ExplainView { query, emit_on_window_close } => {
@@ -834,14 +871,21 @@ impl Session {
                 Ok(rows_output(schema, vec![batch], "EXPLAIN"))
             }
             Statement::DropView { name, if_exists, cascade } => {
+                self.engine.authorize_owner(self.current_user(), &name)?;
                 crate::stream::ddl::drop_view(&self.engine, &name, if_exists, cascade).await?;
                 Ok(QueryOutput::Command { tag: "DROP MATERIALIZED VIEW".into() })
             }
             Statement::Flush { view } => {
+                // REFRESH MATERIALIZED VIEW is its owner's, as in PostgreSQL; FLUSH (every view)
+                // only waits for work already accepted, and is anyone's.
+                if let Some(view) = &view {
+                    self.engine.authorize_owner(self.current_user(), view)?;
+                }
                 crate::stream::ddl::flush(&self.engine, view.as_deref()).await?;
                 Ok(QueryOutput::Command { tag: if view.is_some() { "REFRESH MATERIALIZED VIEW" } else { "FLUSH" }.into() })
             }
             Statement::Subscribe { view, snapshot } => {
+                self.engine.authorize(self.current_user(), &[(view.clone(), Privilege::Select)])?;
                 let handle = self.engine.views().get(&view).ok_or(EngineError::UndefinedTable(view))?;
                 let stream = crate::stream::subscribe::subscribe(handle, snapshot)?;
                 Ok(QueryOutput::Rows { schema: stream.schema(), stream, tag: "SUBSCRIBE" })
@@ -986,6 +1030,7 @@ impl Session {
             }
             Statement::Ignored { tag } => Ok(QueryOutput::Command { tag }),
             Statement::CopyFrom { table, columns, options } => {
+                self.engine.authorize(self.current_user(), &[(table.clone(), Privilege::Insert)])?;
                 let topic = storage.topic(&table).ok_or_else(|| EngineError::UndefinedTable(table.clone()))?;
                 let prepare_topic = topic.clone();
                 let step: crate::copy::BatchStep<streamhouse_storage::PreparedAppend> =
@@ -997,11 +1042,13 @@ impl Session {
             }
             Statement::CopyTo { query, options } => {
                 let (plan, _, names) = self.plan(ast::Statement::Query(query)).await?;
+                self.engine.authorize(self.current_user(), &plan_needs(&plan))?;
                 let frame = self.context.execute_logical_plan(plan).await?;
                 let stream = present(&names, frame.execute_stream().await?);
                 Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })
             }
             Statement::CopySubscribe { view, snapshot, options } => {
+                self.engine.authorize(self.current_user(), &[(view.clone(), Privilege::Select)])?;
                 let handle = self.engine.views().get(&view).ok_or(EngineError::UndefinedTable(view))?;
                 let stream = crate::stream::subscribe::subscribe(handle, snapshot)?;
                 Ok(QueryOutput::CopyOut { schema: stream.schema(), stream, encoder: CopyEncoder::new(options) })

@@ -35,6 +35,7 @@ use streamhouse_engine::EngineError;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Principal;
+use streamhouse_engine::auth::privileges::Privilege;
 use crate::sql::{collect_batches, SqlService};
 use crate::status::engine_status;
 use crate::ticket::{Compression, PlainTicket};
@@ -136,6 +137,7 @@ pub(crate) async fn do_get(sql: &SqlService, principal: &Principal, ticket: Plai
             if relation.kind == RelationKind::MaterializedView {
                 return Err(Status::invalid_argument(format!("\"{topic}\" is a materialized view: read it with the ticket {{\"relation\": \"{topic}\"}}")));
             }
+            shared.engine.authorize(&principal.role, &[(topic.clone(), Privilege::Select)]).map_err(status)?;
             if partition >= relation.partitions {
                 return Err(Status::invalid_argument(format!("topic \"{topic}\" has {} partitions; there is no partition {partition}", relation.partitions)));
             }
@@ -249,6 +251,7 @@ fn incoming(
 
 /// `DoPut` to a topic's path: each batch appended and acknowledged on its own.
 pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlightDataStream>) -> Result<Response<DoPutStream>, Status> {
+    let principal = crate::auth::principal(&request)?;
     let mut stream = request.into_inner();
     let path = match stream.peek().await {
         Some(Ok(first)) => first.flight_descriptor.as_ref().map(|d| d.path.clone()).unwrap_or_default(),
@@ -259,6 +262,7 @@ pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlight
     if relation.kind == RelationKind::MaterializedView {
         return Err(Status::invalid_argument(format!("\"{}\" is a materialized view: only topics and tables take DoPut", relation.name)));
     }
+    shared.engine.authorize(&principal.role, &[(relation.name.clone(), Privilege::Insert)]).map_err(status)?;
     let mut messages = Box::pin(crate::sql::ipc_messages(stream));
     // The schema comes first: refuse a mismatch before anything is appended.
     let first = match messages.next().await {
@@ -365,7 +369,7 @@ enum Next {
 
 /// Flight SQL bulk ingest: the whole stream appended atomically to a topic, created first from
 /// the stream's schema if the options ask for it.
-pub(crate) async fn ingest(shared: &Shared, command: CommandStatementIngest, stream: PeekableFlightDataStream) -> Result<i64, Status> {
+pub(crate) async fn ingest(shared: &Shared, principal: &Principal, command: CommandStatementIngest, stream: PeekableFlightDataStream) -> Result<i64, Status> {
     if command.transaction_id.is_some() {
         return Err(Status::unimplemented("StreamHouse has no transactions: ingest commits on its own"));
     }
@@ -396,12 +400,15 @@ pub(crate) async fn ingest(shared: &Shared, command: CommandStatementIngest, str
         None => match if_missing {
             TableNotExistOption::Create => {
                 let schema = schema.ok_or_else(|| Status::invalid_argument("ingest without a schema cannot create a topic"))?;
+                shared.engine.authorize(&principal.role, &[("public".into(), Privilege::Create)]).map_err(status)?;
                 shared.engine.create_topic_for_schema(&table, &schema).map_err(status)?;
+                shared.engine.record_owner(&principal.role, &table).map_err(status)?;
             }
             TableNotExistOption::Fail | TableNotExistOption::Unspecified => return Err(status(EngineError::UndefinedTable(table))),
         },
     }
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    shared.engine.authorize(&principal.role, &[(table.clone(), Privilege::Insert)]).map_err(status)?;
     shared.engine.append_batches(&table, batches).await.map_err(status)?;
     shared.metrics.rows_received.add(rows);
     Ok(rows as i64)

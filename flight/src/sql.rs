@@ -484,7 +484,8 @@ impl FlightSqlService for SqlService {
     }
 
     async fn do_put_statement_ingest(&self, command: CommandStatementIngest, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
-        crate::plain::ingest(&self.shared, command, request.into_inner()).await
+        let principal = principal(&request)?;
+        crate::plain::ingest(&self.shared, &principal, command, request.into_inner()).await
     }
 
     async fn do_put_prepared_statement_query(&self, query: CommandPreparedStatementQuery, request: Request<PeekableFlightDataStream>) -> Result<DoPutPreparedStatementResult, Status> {

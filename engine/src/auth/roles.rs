@@ -23,8 +23,10 @@ pub enum RoleStatement {
     Drop { names: Vec<String>, if_exists: bool },
     Grant { roles: Vec<String>, members: Vec<String>, admin_option: bool },
     Revoke { roles: Vec<String>, members: Vec<String> },
-    /// `SET ROLE name`; `None` for `SET ROLE NONE` and `RESET ROLE`.
+    /// `SET ROLE name`; `None` for `SET ROLE NONE`.
     SetRole(Option<String>),
+    /// `RESET ROLE`: `SET ROLE NONE` under its own tag.
+    ResetRole,
 }
 
 /// Role attributes a statement gives; `None` leaves one as it is (or at its default).
@@ -95,23 +97,16 @@ pub(crate) fn parse(sql: &str, tokens: &[&Token]) -> Result<Option<RoleStatement
                 _ => return Err(EngineError::Syntax("expected SET ROLE name or SET ROLE NONE".into())),
             }
         }
-        ["RESET", "ROLE"] => RoleStatement::SetRole(None),
+        ["RESET", "ROLE"] => RoleStatement::ResetRole,
         _ => return Ok(None),
     };
     Ok(Some(statement))
 }
 
 /// `GRANT role [, …] TO role [, …] [WITH ADMIN OPTION]`, `REVOKE role [, …] FROM role [, …]`.
-/// Privileges on objects (`GRANT SELECT ON …`) are not there yet and are refused by name.
+/// Privileges on objects (`GRANT SELECT ON …`) are [`crate::auth::grants`]', parsed first.
 fn parse_membership(tokens: &[&Token]) -> Result<Option<RoleStatement>> {
     let grant = word(tokens[0]).as_deref() == Some("GRANT");
-    if tokens.iter().any(|t| word(t).as_deref() == Some("ON")) {
-        return Err(EngineError::NotSupported(
-            "privileges on objects (GRANT … ON / REVOKE … ON); this version has roles and memberships only: \
-             every role that can log in may read and write every topic and view"
-                .into(),
-        ));
-    }
     let mut index = 1;
     let roles = role_list(tokens, &mut index, Some(if grant { "TO" } else { "FROM" }))?;
     index += 1;
@@ -344,6 +339,15 @@ pub(crate) fn execute(
                         message: format!("cannot drop role {BOOTSTRAP_SUPERUSER} because it is required by the database system"),
                     });
                 }
+                // What it owns or was granted would be left to nobody (PostgreSQL: REASSIGN OWNED,
+                // DROP OWNED first).
+                let access = crate::auth::privileges::Access::load(catalog)?;
+                if access.dependents(target.id) > 0 {
+                    return Err(EngineError::Sqlstate {
+                        code: "2BP01",
+                        message: format!("role \"{name}\" cannot be dropped because some objects depend on it"),
+                    });
+                }
             }
             for name in &names {
                 match catalog.drop_role(name) {
@@ -372,6 +376,7 @@ pub(crate) fn execute(
             }
             "REVOKE ROLE"
         }
+        RoleStatement::ResetRole => return Ok(("RESET".into(), Some(None))),
         RoleStatement::SetRole(role) => {
             let session = find(actor.session_user)
                 .ok_or_else(|| permission_denied(format!("role \"{}\" does not exist", actor.session_user)))?;
@@ -477,9 +482,9 @@ mod tests {
         assert_eq!(parsed("SET ROLE NONE").unwrap(), Some(RoleStatement::SetRole(None)));
         assert_eq!(parsed("SET role = 'staff'").unwrap(), Some(RoleStatement::SetRole(Some("staff".into()))));
         assert_eq!(parsed("SET SESSION ROLE TO staff").unwrap(), Some(RoleStatement::SetRole(Some("staff".into()))));
-        assert_eq!(parsed("RESET ROLE").unwrap(), Some(RoleStatement::SetRole(None)));
+        assert_eq!(parsed("RESET ROLE").unwrap(), Some(RoleStatement::ResetRole));
         assert_eq!(parsed("SELECT 1").unwrap(), None);
-        for refused in ["GRANT SELECT ON bids TO dave", "CREATE ROLE a CREATEDB", "CREATE ROLE a PASSWORD 'md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"] {
+        for refused in ["CREATE ROLE a CREATEDB", "CREATE ROLE a PASSWORD 'md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"] {
             assert_eq!(parsed(refused).unwrap_err().sqlstate(), "0A000", "{refused}");
         }
         for wrong in ["GRANT TO dave", "GRANT a TO", "REVOKE a FROM b WITH ADMIN OPTION", "DROP ROLE", "SET ROLE a b"] {

@@ -237,6 +237,22 @@ fn unnarrow_group_by(body: &mut SetExpr) {
 
 impl Rewriter {
     fn rewrite_cast(&self, inner: Expr, data_type: DataType, rebuild: impl Fn(Expr, DataType) -> Expr) -> Result<Expr> {
+        // `x::pg_catalog.text` (psql writes its casts so): the types live in pg_catalog.
+        if let DataType::Custom(name, modifiers) = &data_type {
+            if let [schema, unqualified] = name.0.as_slice() {
+                if schema.as_ident().is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) && modifiers.is_empty() {
+                    let text = unqualified.to_string();
+                    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+                    let parsed = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+                        .try_with_sql(&text)
+                        .and_then(|mut parser| parser.parse_data_type())
+                        .map_err(|e| EngineError::Syntax(format!("type \"{text}\": {e}")))?;
+                    if !matches!(parsed, DataType::Custom(..)) {
+                        return self.rewrite_cast(inner, parsed, rebuild);
+                    }
+                }
+            }
+        }
         match &data_type {
             DataType::Char(_) | DataType::Character(_) => {
                 Err(not_supported("char(n) is not supported: use text or varchar(n)"))
@@ -306,6 +322,11 @@ impl Rewriter {
                     op: BinaryOperator::Modulo,
                     right: Box::new(right.clone()),
                 })),
+                _ => Expr::Function(function),
+            },
+            // `has_table_privilege(table, privilege)` asks for the current user.
+            Expr::Function(function) if function_named(&function, "has_table_privilege") => match plain_arguments(&function).as_deref() {
+                Some([table, privilege]) => call("has_table_privilege", vec![call("current_user", Vec::new()), table.clone(), privilege.clone()]),
                 _ => Expr::Function(function),
             },
             Expr::Function(mut function) if function_named(&function, "sign") => {

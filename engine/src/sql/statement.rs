@@ -70,6 +70,8 @@ pub enum Statement {
     Close { name: Option<String> },
     /// `CREATE | ALTER | DROP ROLE`, `GRANT | REVOKE role`, `SET ROLE`.
     Role(crate::auth::roles::RoleStatement),
+    /// `GRANT … ON`, `REVOKE … ON`, `ALTER … OWNER TO`.
+    Privilege(crate::auth::grants::PrivilegeStatement),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +172,9 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
     let tokens = tokenize(sql)?;
     let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
     let words: Vec<String> = significant.iter().map(|t| word(t).unwrap_or_default()).collect();
+    if let Some(statement) = crate::auth::grants::parse(&significant)? {
+        return Ok(Statement::Privilege(statement));
+    }
     if let Some(statement) = crate::auth::roles::parse(sql, &significant)? {
         return Ok(Statement::Role(statement));
     }
