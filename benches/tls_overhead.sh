@@ -26,7 +26,7 @@ fi
 
 work=$(mktemp -d)
 cleanup() {
-  [ -n "${sh_pid:-}" ] && kill "$sh_pid" 2>/dev/null || true
+  [ -n "${sh_pid:-}" ] && { kill "$sh_pid" 2>/dev/null; wait "$sh_pid" 2>/dev/null; } || true
   rm -rf "$work"
 }
 trap cleanup EXIT
