@@ -308,8 +308,9 @@ pub(crate) fn execute(engine: &crate::Engine, current_user: &str, statement: Pri
         let grantor = access.owner(*object).map_or(me.id, |owner| owner.id);
         for grantee in &grantee_ids {
             let held = access.granted(*object, *grantee);
-            let letters: String = [Privilege::Insert, Privilege::Select, Privilege::Update, Privilege::Delete, Privilege::Create]
+            let letters: String = RELATION_PRIVILEGES
                 .iter()
+                .chain(&[Privilege::Create])
                 .map(|p| p.letter())
                 .filter(|letter| {
                     let asked = privileges.iter().any(|p| p.letter() == *letter);

@@ -101,6 +101,11 @@ fn storage_error(error: streamhouse_catalog::CatalogError) -> EngineError {
 impl Access {
     pub fn load(catalog: &dyn Catalog) -> Result<Self> {
         let roles = catalog.list_roles().map_err(storage_error)?;
+        Self::load_with_roles(catalog, roles)
+    }
+
+    /// The snapshot, with the roles already read.
+    fn load_with_roles(catalog: &dyn Catalog, roles: Vec<RoleMeta>) -> Result<Self> {
         let memberships = catalog.list_memberships().map_err(storage_error)?;
         let AccessList { owners, grants } = catalog.access_list().map_err(storage_error)?;
         Ok(Self { roles, memberships, owners: owners.into_iter().collect(), grants })
@@ -299,7 +304,7 @@ impl crate::Engine {
         if roles.iter().any(|r| r.name == role && r.superuser) {
             return Ok(());
         }
-        let access = self.access()?;
+        let access = Access::load_with_roles(self.storage().catalog().as_ref(), roles)?;
         for (name, privilege) in needs {
             let object = match privilege {
                 Privilege::Create => Some(ObjectRef::PublicSchema),
