@@ -58,6 +58,8 @@ impl Certificates {
             );
             // libpq refuses a private key others may read.
             std::fs::set_permissions(dir.path().join(&key), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            // pgjdbc reads a client key only as PKCS#8 DER (or PKCS#12).
+            openssl(dir.path(), &["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in", &key, "-out", &format!("{name}.pk8")]);
         }
         Self { dir }
     }
@@ -159,19 +161,19 @@ async fn a_client_certificate_logs_in_as_its_common_name_and_only_as_that() {
     admin.batch_execute("CREATE ROLE alice LOGIN").await.unwrap();
 
     let ca = certificates.path("ca.pem");
-    let with_certificate = |name: &str| -> Vec<(String, String)> {
+    // pgjdbc takes the key as PKCS#8 DER, the others as PEM.
+    let with_certificate = |name: &str, client: &str| -> Vec<(String, String)> {
+        let key = if client == "pgjdbc" { format!("{name}.pk8") } else { format!("{name}.key") };
         vec![
             ("PGSSLMODE".into(), "verify-full".into()),
             ("PGSSLROOTCERT".into(), ca.clone()),
             ("PGSSLCERT".into(), certificates.path(&format!("{name}.pem"))),
-            ("PGSSLKEY".into(), certificates.path(&format!("{name}.key"))),
+            ("PGSSLKEY".into(), certificates.path(&key)),
         ]
     };
-    let alice = with_certificate("alice");
-    let impostor = with_certificate("impostor");
-    let superuser_certificate = with_certificate("superuser");
-    // pgjdbc takes client keys only as PKCS#8 DER or PKCS#12 files: the other four are used.
-    for client in ["psql", "psycopg", "asyncpg", "node-postgres"] {
+    let superuser_certificate = with_certificate("superuser", "psql");
+    for client in CLIENTS {
+        let (alice, impostor) = (with_certificate("alice", client), with_certificate("impostor", client));
         assert_eq!(login(client, server.pg_port, "alice", "", &as_env(&alice)), "ok alice alice", "{client}");
         // alice's certificate does not make her the superuser.
         let other_role = login(client, server.pg_port, "streamhouse", "", &as_env(&alice));

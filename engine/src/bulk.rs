@@ -101,7 +101,7 @@ pub const LOG_READ_SYSTEM_COLUMNS: [&str; 3] = ["_partition", "_offset", "_times
 impl Engine {
     /// Every topic, keyed table and materialized view, by name.
     pub fn relations(&self) -> Vec<Relation> {
-        let mut relations: Vec<Relation> = self.storage.topics().iter().map(|t| relation_of_topic(t)).collect();
+        let mut relations: Vec<Relation> = self.listed_topics().iter().map(|t| relation_of_topic(t)).collect();
         relations.extend(self.views.list().iter().map(|view| Relation {
             name: view.meta.name.clone(),
             kind: RelationKind::MaterializedView,

@@ -136,6 +136,8 @@ pub struct Engine {
     mock_secret: Vec<u8>,
     /// Where the first start wrote the generated superuser password, when this start was it.
     superuser_password_file: Option<std::path::PathBuf>,
+    /// The writer of the audit trail (see [`auth::audit`]).
+    audit: auth::audit::AuditLog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -160,6 +162,7 @@ impl Engine {
         let superuser_password_file =
             auth::bootstrap(&catalog, config.superuser_password.as_ref(), &storage_config.data_dir)?;
         let storage = Storage::open(storage_config, Arc::new(catalog)).await?;
+        let audit = auth::audit::AuditLog::open(&storage).await?;
         let timing = stream::EpochTiming { epoch_interval: config.epoch_interval, idle_timeout: config.idle_timeout };
         let views = Arc::new(stream::Views::open(&state_dir, timing, config.checkpoint_interval, usize::try_from(config.state_block_cache_bytes).unwrap_or(usize::MAX), usize::try_from(config.view_read_cache_bytes).unwrap_or(usize::MAX))?);
         let (shutdown, shutdown_receiver) = tokio::sync::watch::channel(false);
@@ -172,7 +175,7 @@ impl Engine {
         let query_memory = query_memory::server_pool(usize::try_from(config.server_memory_bytes_max).unwrap_or(usize::MAX));
         let mock_secret = auth::scram::random_bytes(32);
         let engine =
-            Arc::new(Self { storage, config, views, shutdown, query_memory, mock_secret, superuser_password_file });
+            Arc::new(Self { storage, config, views, shutdown, query_memory, mock_secret, superuser_password_file, audit });
         stream::ddl::start_views(&engine).await?;
         Ok(engine)
     }
@@ -184,6 +187,19 @@ impl Engine {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Every topic and keyed table users see in listings: all but the audit trail's (which is
+    /// read by name, as PostgreSQL's catalogs are).
+    pub fn listed_topics(&self) -> Vec<Arc<streamhouse_storage::TopicLog>> {
+        let mut topics = self.storage.topics();
+        topics.retain(|topic| topic.name() != auth::audit::AUDIT_TOPIC);
+        topics
+    }
+
+    /// Records an event in the audit trail and waits until it is durable (see [`auth::audit`]).
+    pub async fn audit(&self, entry: auth::audit::AuditEntry) {
+        self.audit.record(entry).await;
     }
 
     /// A new session's DataFusion runtime: its own memory pool of `query_memory_bytes_max`,
@@ -225,6 +241,9 @@ impl Engine {
     pub fn render_metrics(&self, out: &mut String) {
         self.storage.metrics().render(out);
         stream::render_metrics(&self.views, out);
+        out.push_str("# HELP streamhouse_audit_entries_lost_total Audit entries that could not be written (see the log).\n");
+        out.push_str("# TYPE streamhouse_audit_entries_lost_total counter\n");
+        out.push_str(&format!("streamhouse_audit_entries_lost_total {}\n", self.audit.lost()));
     }
 
     /// Stops background work after every acknowledged write and committed epoch is on disk.

@@ -63,8 +63,7 @@ fn relations(engine: &Engine) -> Result<Vec<Relation>> {
     let access = engine.access()?;
     let owner = |object| access.owner(object).map_or(OWNER_OID, crate::auth::role_oid);
     let mut relations: Vec<Relation> = engine
-        .storage()
-        .topics()
+        .listed_topics()
         .iter()
         .map(|topic| Relation {
             oid: topic_oid(topic.id()),

@@ -55,7 +55,7 @@ pub(crate) struct TopicSchemaProvider {
 #[async_trait]
 impl SchemaProvider for TopicSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        let topics = self.engine.storage().topics();
+        let topics = self.engine.listed_topics();
         let views = self.engine.views().list();
         topics.iter().map(|t| t.name().to_string()).chain(views.iter().map(|v| v.meta.name.clone())).collect()
     }
@@ -332,6 +332,8 @@ pub struct Session {
     session_user: String,
     /// The role set by `SET ROLE`, if any (`current_user` is it, else the session user).
     current_role: Option<String>,
+    /// Where the session's client is, for the audit trail.
+    client: crate::auth::audit::Client,
 }
 
 /// A declared cursor: the rest of its query's rows (or of a subscription's changes).
@@ -431,6 +433,7 @@ impl Session {
             cursors: Default::default(),
             session_user: role.name.clone(),
             current_role: None,
+            client: Default::default(),
         };
         session.act_as(None, role.superuser);
         Ok(session)
@@ -446,6 +449,54 @@ impl Session {
         &self.session_user
     }
 
+    /// Where the client is (its address and protocol), as the audit trail records it.
+    pub fn set_client(&mut self, client: crate::auth::audit::Client) {
+        self.client = client;
+    }
+
+    /// `application_name`, for a protocol without startup parameters (Flight's `user-agent`).
+    pub fn set_application_name(&mut self, name: &str) {
+        self.settings.insert("application_name".into(), name.to_string());
+    }
+
+    /// An audit entry of this session's.
+    pub fn audit_entry(&self, kind: crate::auth::audit::AuditKind, detail: String) -> crate::auth::audit::AuditEntry {
+        crate::auth::audit::AuditEntry {
+            kind,
+            user_name: self.session_user.clone(),
+            role_name: self.current_user().to_string(),
+            client: self.client.clone(),
+            application_name: self.setting("application_name").unwrap_or("").to_string(),
+            detail,
+        }
+    }
+
+    /// The audit entry of what `prepared`'s execution did, if it is audited: a DDL,
+    /// privilege or role statement that succeeded, or any statement refused for want of a
+    /// privilege.
+    fn audit_of_execution(&self, prepared: &PreparedStatement, outcome: &Result<QueryOutput>) -> Option<crate::auth::audit::AuditEntry> {
+        use crate::auth::audit::{redact_passwords, AuditKind};
+        let kind = match (outcome, &prepared.kind) {
+            (Err(error), _) if error.sqlstate() == "42501" => AuditKind::Denied,
+            (Err(_), _) => return None,
+            (Ok(_), PreparedKind::Parsed(statement)) => match statement {
+                Statement::CreateTopic { .. } | Statement::DropTopic { .. } | Statement::CreateView { .. } | Statement::DropView { .. } => {
+                    AuditKind::Ddl
+                }
+                Statement::Privilege(_) => AuditKind::Privilege,
+                Statement::Role(_) => AuditKind::Role,
+                _ => return None,
+            },
+            (Ok(_), _) => return None,
+        };
+        let statement = redact_passwords(prepared.sql.trim());
+        let detail = match outcome {
+            Err(error) => format!("{statement} -- refused: {error}"),
+            Ok(_) => statement,
+        };
+        Some(self.audit_entry(kind, detail))
+    }
+
     /// Acts as `role` (`None`: the session user again), whose superuser attribute is `superuser`:
     /// `current_user` and the `role` and `is_superuser` settings follow.
     fn act_as(&mut self, role: Option<String>, superuser: bool) {
@@ -453,6 +504,8 @@ impl Session {
         let current = self.current_user().to_string();
         self.settings.insert("role".into(), self.current_role.clone().unwrap_or_else(|| "none".into()));
         self.settings.insert("is_superuser".into(), if superuser { "on" } else { "off" }.into());
+        let verify = crate::auth::audit_function::VerifyAuditFunction { engine: self.engine.clone(), role: current.clone() };
+        self.context.register_udtf("streamhouse_verify_audit", Arc::new(verify));
         for (name, value) in [
             ("current_user", &current),
             ("current_role", &current),
@@ -769,8 +822,18 @@ impl Session {
         Ok((plan, is_insert, names))
     }
 
-    /// Runs a prepared statement with parameter values (one per parameter).
+    /// Runs a prepared statement with parameter values (one per parameter), and records it in
+    /// the audit trail if it is audited.
     pub async fn execute(&mut self, prepared: &PreparedStatement, params: Vec<ScalarValue>) -> Result<QueryOutput> {
+        let outcome = self.execute_unaudited(prepared, params).await;
+        // Made before the await: the outcome's streams are not `Sync`.
+        if let Some(entry) = self.audit_of_execution(prepared, &outcome) {
+            self.engine.audit(entry).await;
+        }
+        outcome
+    }
+
+    async fn execute_unaudited(&mut self, prepared: &PreparedStatement, params: Vec<ScalarValue>) -> Result<QueryOutput> {
         if params.len() != prepared.param_types.len() {
             return Err(EngineError::Syntax(format!(
                 "bind message supplies {} parameters, but prepared statement requires {}",
@@ -961,7 +1024,7 @@ impl Session {
                 let batch = crate::stream::ddl::show_views(&self.engine, schema.clone())?;
                 Ok(rows_output(schema, vec![batch], "SHOW"))
             }
-            Statement::ShowTopics => crate::show::show_topics(&storage),
+            Statement::ShowTopics => crate::show::show_topics(&self.engine.listed_topics()),
             Statement::Describe { name } => crate::show::describe(&self.engine, &name),
             Statement::SetVariable { name, value } => {
                 self.set_variable(&name, value)?;

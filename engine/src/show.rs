@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use streamhouse_storage::Storage;
 
 use crate::session::{rows_output, QueryOutput};
 use crate::text::input::pg_type_name;
@@ -121,8 +120,7 @@ fn describe_retention(retention: &streamhouse_catalog::RetentionPolicy) -> Optio
 }
 
 /// `SHOW TOPICS` (also `SHOW TABLES`): every topic and keyed table.
-pub(crate) fn show_topics(storage: &Storage) -> Result<QueryOutput> {
-    let topics = storage.topics();
+pub(crate) fn show_topics(topics: &[Arc<streamhouse_storage::TopicLog>]) -> Result<QueryOutput> {
     let schema = show_topics_schema();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(topics.iter().map(|t| t.name().to_string()))),

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use streamhouse_engine::auth::audit::{AuditEntry, AuditKind, Client};
 use streamhouse_engine::auth::tls::{common_name, TlsSession};
 use streamhouse_engine::auth::{random_hex, BOOTSTRAP_SUPERUSER};
 use streamhouse_engine::{Engine, EngineError};
@@ -30,6 +31,23 @@ use tonic::{Request, Status};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal {
     pub role: String,
+    /// Where the request came from, and its client's `user-agent`, for the audit trail.
+    pub client: Client,
+    pub application_name: String,
+}
+
+impl Principal {
+    /// An audit entry of this principal's.
+    pub(crate) fn audit_entry(&self, kind: AuditKind, detail: String) -> AuditEntry {
+        AuditEntry {
+            kind,
+            user_name: self.role.clone(),
+            role_name: self.role.clone(),
+            client: self.client.clone(),
+            application_name: self.application_name.clone(),
+            detail,
+        }
+    }
 }
 
 /// The role of an authenticated request (every request passes [`Tokens::authenticate`] first).
@@ -97,6 +115,43 @@ impl Tokens {
     /// password (a handshake then issues a token).
     pub(crate) async fn authenticate<T>(&self, engine: &std::sync::Arc<Engine>, tls_on: bool, request: &mut Request<T>) -> Result<bool, Status> {
         let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let client = Client { address: peer.to_canonical().to_string(), protocol: "flight" };
+        let application_name = request.metadata().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let entry = |kind, user_name: &str, detail: String| AuditEntry {
+            kind,
+            user_name: user_name.to_string(),
+            role_name: user_name.to_string(),
+            client: client.clone(),
+            application_name: application_name.clone(),
+            detail,
+        };
+        let claimed = claimed_user(request);
+        let (role, proved) = match self.identify(engine, tls_on, peer, request).await {
+            Ok(identified) => identified,
+            Err(status) => {
+                engine.audit(entry(AuditKind::LoginFailed, &claimed, status.message().to_string())).await;
+                return Err(status);
+            }
+        };
+        // The role must (still) exist and may log in.
+        if let Err(error) = engine.login_role(&role) {
+            engine.audit(entry(AuditKind::LoginFailed, &role, format!("{}: {error}", error.sqlstate()))).await;
+            return Err(match error {
+                EngineError::Sqlstate { message, .. } => unauthenticated(message),
+                other => crate::status::engine_status(&other),
+            });
+        }
+        // A password proved is a login; a token, certificate or trusted address on each call is
+        // not (a Handshake with them is recorded by the handshake).
+        if proved {
+            engine.audit(entry(AuditKind::Login, &role, "basic authentication".into())).await;
+        }
+        request.extensions_mut().insert(Principal { role, client, application_name });
+        Ok(proved)
+    }
+
+    /// Who the request says it is and whether it proved a password.
+    async fn identify<T>(&self, engine: &std::sync::Arc<Engine>, tls_on: bool, peer: IpAddr, request: &Request<T>) -> Result<(String, bool), Status> {
         let certificate_role = request.peer_certs().and_then(|chain| chain.first().and_then(|leaf| common_name(leaf)));
         let tls = tls_on.then(|| TlsSession { certificate_role: certificate_role.clone(), channel_binding: None });
         let header = request.metadata().get("authorization").map(|v| v.to_str().map(str::to_string));
@@ -139,13 +194,19 @@ impl Tokens {
                 },
             },
         };
-        // The role must (still) exist and may log in.
-        engine.login_role(&role).map_err(|error| match error {
-            EngineError::Sqlstate { message, .. } => unauthenticated(message),
-            other => crate::status::engine_status(&other),
-        })?;
-        request.extensions_mut().insert(Principal { role });
-        Ok(proved)
+        Ok((role, proved))
+    }
+}
+
+/// The user a request names, for the audit entry of a failure: the Basic credential's user, or
+/// `streamhouse` when it names none (what a request without credentials would run as).
+fn claimed_user<T>(request: &Request<T>) -> String {
+    let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    match header.and_then(|value| value.split_once(' ')) {
+        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+            basic_credentials(encoded.trim()).map(|(user, _)| user).unwrap_or_default()
+        }
+        _ => BOOTSTRAP_SUPERUSER.to_string(),
     }
 }
 

@@ -35,6 +35,7 @@ use streamhouse_engine::EngineError;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Principal;
+use streamhouse_engine::auth::audit::AuditKind;
 use streamhouse_engine::auth::privileges::Privilege;
 use crate::sql::{collect_batches, SqlService};
 use crate::status::engine_status;
@@ -46,6 +47,16 @@ type DoPutStream = <SqlService as FlightService>::DoPutStream;
 
 fn status(error: EngineError) -> Status {
     engine_status(&error)
+}
+
+/// Checks that `principal` holds `needs` for `request` (what it asked, for the audit trail, where
+/// a refusal is recorded).
+async fn authorize(shared: &Shared, principal: &Principal, needs: &[(String, Privilege)], request: &str) -> Result<(), Status> {
+    let Err(error) = shared.engine.authorize(&principal.role, needs) else { return Ok(()) };
+    if error.sqlstate() == "42501" {
+        shared.engine.audit(principal.audit_entry(AuditKind::Denied, format!("{request} -- refused: {error}"))).await;
+    }
+    Err(status(error))
 }
 
 /// The relation a path names: one element, the relation's name.
@@ -137,7 +148,7 @@ pub(crate) async fn do_get(sql: &SqlService, principal: &Principal, ticket: Plai
             if relation.kind == RelationKind::MaterializedView {
                 return Err(Status::invalid_argument(format!("\"{topic}\" is a materialized view: read it with the ticket {{\"relation\": \"{topic}\"}}")));
             }
-            shared.engine.authorize(&principal.role, &[(topic.clone(), Privilege::Select)]).map_err(status)?;
+            authorize(shared, principal, &[(topic.clone(), Privilege::Select)], &format!("DoGet of partition {partition} of {topic}")).await?;
             if partition >= relation.partitions {
                 return Err(Status::invalid_argument(format!("topic \"{topic}\" has {} partitions; there is no partition {partition}", relation.partitions)));
             }
@@ -262,7 +273,7 @@ pub(crate) async fn do_put(shared: &Arc<Shared>, request: Request<PeekableFlight
     if relation.kind == RelationKind::MaterializedView {
         return Err(Status::invalid_argument(format!("\"{}\" is a materialized view: only topics and tables take DoPut", relation.name)));
     }
-    shared.engine.authorize(&principal.role, &[(relation.name.clone(), Privilege::Insert)]).map_err(status)?;
+    authorize(shared, &principal, &[(relation.name.clone(), Privilege::Insert)], &format!("DoPut to {}", relation.name)).await?;
     let mut messages = Box::pin(crate::sql::ipc_messages(stream));
     // The schema comes first: refuse a mismatch before anything is appended.
     let first = match messages.next().await {
@@ -400,15 +411,17 @@ pub(crate) async fn ingest(shared: &Shared, principal: &Principal, command: Comm
         None => match if_missing {
             TableNotExistOption::Create => {
                 let schema = schema.ok_or_else(|| Status::invalid_argument("ingest without a schema cannot create a topic"))?;
-                shared.engine.authorize(&principal.role, &[("public".into(), Privilege::Create)]).map_err(status)?;
+                authorize(shared, principal, &[("public".into(), Privilege::Create)], &format!("ingest creating {table}")).await?;
                 shared.engine.create_topic_for_schema(&table, &schema).map_err(status)?;
                 shared.engine.record_owner(&principal.role, &table).map_err(status)?;
+                let detail = format!("ingest created topic {table} ({} columns)", schema.fields().len());
+                shared.engine.audit(principal.audit_entry(AuditKind::Ddl, detail)).await;
             }
             TableNotExistOption::Fail | TableNotExistOption::Unspecified => return Err(status(EngineError::UndefinedTable(table))),
         },
     }
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    shared.engine.authorize(&principal.role, &[(table.clone(), Privilege::Insert)]).map_err(status)?;
+    authorize(shared, principal, &[(table.clone(), Privilege::Insert)], &format!("ingest into {table}")).await?;
     shared.engine.append_batches(&table, batches).await.map_err(status)?;
     shared.metrics.rows_received.add(rows);
     Ok(rows as i64)

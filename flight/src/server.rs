@@ -17,6 +17,7 @@ use streamhouse_engine::Engine;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
+use streamhouse_engine::auth::audit::AuditKind;
 use crate::auth::{principal, Tokens};
 use crate::prepared::PreparedStatements;
 use crate::queries::Queries;
@@ -123,8 +124,14 @@ impl FlightService for FlightServer {
     /// the calls that follow (see [`crate::auth`]).
     async fn handshake(&self, mut request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
         let result = async {
-            self.admit(&mut request).await?;
-            let token = self.shared().tokens.issue(&principal(&request)?.role);
+            let proved = self.admit(&mut request).await?;
+            let who = principal(&request)?;
+            if !proved {
+                // A password proved was recorded as it was checked; this is a login without one.
+                let how = if request.peer_certs().is_some() { "handshake with a client certificate" } else { "handshake from a trusted address" };
+                self.shared().engine.audit(who.audit_entry(AuditKind::Login, how.into())).await;
+            }
+            let token = self.shared().tokens.issue(&who.role);
             let mut response = self.sql.handshake(request).await?;
             let header = format!("Bearer {token}").parse().map_err(|_| Status::internal("a token that is not a header value"))?;
             response.metadata_mut().insert("authorization", header);

@@ -151,7 +151,10 @@ pub(crate) async fn collect_batches(
 impl SqlService {
     /// A session acting as the request's role.
     pub(crate) fn session(&self, principal: &Principal) -> Result<Session, Status> {
-        self.shared.engine.new_session(&principal.role).map_err(|e| engine_status(&e))
+        let mut session = self.shared.engine.new_session(&principal.role).map_err(|e| engine_status(&e))?;
+        session.set_client(principal.client.clone());
+        session.set_application_name(&principal.application_name);
+        Ok(session)
     }
 
     fn database(&self) -> &str {

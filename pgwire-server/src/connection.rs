@@ -17,6 +17,7 @@ use streamhouse_engine::{
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use streamhouse_engine::auth::tls::TlsSession;
+use streamhouse_engine::auth::audit::{AuditEntry, AuditKind, Client};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -252,18 +253,43 @@ async fn startup(
     if user.is_empty() {
         return Err(EngineError::Sqlstate { code: "28000", message: "no PostgreSQL user name specified in startup packet".into() });
     }
-    match authenticate(reader, writer, &shared.engine, &user, peer, tls.as_ref()).await {
-        Ok(()) => {}
+    let application = parameters.iter().find(|(n, _)| n == "application_name").map(|(_, v)| v.clone()).unwrap_or_default();
+    let client = Client { address: peer.to_canonical().to_string(), protocol: "postgres" };
+    let login_failed = |error: &EngineError| AuditEntry {
+        kind: AuditKind::LoginFailed,
+        user_name: user.clone(),
+        role_name: user.clone(),
+        client: client.clone(),
+        application_name: application.clone(),
+        detail: format!("{}: {error}", error.sqlstate()),
+    };
+    let admitted = match authenticate(reader, writer, &shared.engine, &user, peer, tls.as_ref()).await {
+        // A client that leaves during the exchange (psql does, to ask for the password) has not
+        // failed a login.
         Err(Refusal::Gone) => return Ok(None),
-        Err(Refusal::Error(error)) => return Err(error),
-    }
-    let mut session = shared.engine.new_session(&user)?;
+        Err(Refusal::Error(error)) => Err(error),
+        Ok(()) => shared.engine.new_session(&user),
+    };
+    let mut session = match admitted {
+        Ok(session) => session,
+        Err(error) => {
+            shared.engine.audit(login_failed(&error)).await;
+            return Err(error);
+        }
+    };
+    session.set_client(client);
     for (name, value) in &parameters {
         if matches!(name.as_str(), "user" | "database") {
             continue; // every database name maps to the one database
         }
         session.apply_startup_parameter(name, value)?;
     }
+    let how = match (tls.as_ref(), tls.as_ref().and_then(|t| t.certificate_role.as_deref())) {
+        (Some(_), Some(_)) => "TLS, client certificate",
+        (Some(_), None) => "TLS",
+        (None, _) => "no TLS",
+    };
+    shared.engine.audit(session.audit_entry(AuditKind::Login, how.to_string())).await;
     let process_id = shared.next_process_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let secret = random_secret(process_id);
     let (cancel_sender, cancel) = watch::channel(0u64);

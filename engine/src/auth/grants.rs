@@ -261,6 +261,9 @@ pub(crate) fn execute(engine: &crate::Engine, current_user: &str, statement: Pri
     let me = access.role(current_user).ok_or_else(|| undefined_role(current_user))?;
     let (grant, privileges, objects, grantees) = match statement {
         PrivilegeStatement::AlterOwner { relation, owner } => {
+            if let Some(refusal) = crate::auth::audit::refuse_change(&relation, "ALTER … OWNER TO") {
+                return Err(refusal);
+            }
             let object = engine.object_of(&relation).ok_or_else(|| EngineError::UndefinedTable(relation.clone()))?;
             if !access.owns(current_user, object) {
                 return Err(crate::auth::privileges::must_be_owner(object, &relation));
@@ -286,6 +289,12 @@ pub(crate) fn execute(engine: &crate::Engine, current_user: &str, statement: Pri
             engine.relations().into_iter().filter_map(|r| engine.object_of(&r.name).map(|object| (object, r.name))).collect()
         }
         Objects::Relations(names) => names
+            .into_iter()
+            .map(|name| match crate::auth::audit::refuse_change(&name, if grant { "GRANT" } else { "REVOKE" }) {
+                Some(refusal) => Err(refusal),
+                None => Ok(name),
+            })
+            .collect::<Result<Vec<_>>>()?
             .into_iter()
             .map(|name| engine.object_of(&name).map(|object| (object, name.clone())).ok_or(EngineError::UndefinedTable(name)))
             .collect::<Result<_>>()?,

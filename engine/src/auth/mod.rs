@@ -12,6 +12,8 @@
 //! the user name asked for), and SCRAM is offered with channel binding. With `tls_required`,
 //! a connection from another host that did not start TLS is refused.
 
+pub mod audit;
+pub(crate) mod audit_function;
 pub mod grants;
 pub mod privileges;
 pub mod roles;

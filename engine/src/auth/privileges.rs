@@ -299,6 +299,13 @@ impl crate::Engine {
         if needs.is_empty() {
             return Ok(());
         }
+        for (name, privilege) in needs {
+            if *privilege != Privilege::Select {
+                if let Some(refusal) = crate::auth::audit::refuse_change(name, privilege.keyword()) {
+                    return Err(refusal);
+                }
+            }
+        }
         // A superuser (most sessions of a quickstart) costs one read of the roles.
         let roles = self.storage().catalog().list_roles().map_err(storage_error)?;
         if roles.iter().any(|r| r.name == role && r.superuser) {
@@ -319,6 +326,9 @@ impl crate::Engine {
 
     /// Fails with `42501 must be owner of …` unless `role` may act as the owner of `name`.
     pub fn authorize_owner(&self, role: &str, name: &str) -> Result<()> {
+        if let Some(refusal) = crate::auth::audit::refuse_change(name, "DROP") {
+            return Err(refusal);
+        }
         let Some(object) = self.object_of(name) else { return Ok(()) };
         if self.access()?.owns(role, object) {
             Ok(())

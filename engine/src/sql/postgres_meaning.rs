@@ -128,6 +128,11 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
     if !plain {
         return Err(refused());
     }
+    if reads_only_pg_policy(select) {
+        // There is no row-level security: pg_policy has no rows, ever. (psql's `\dp` nests a
+        // correlated ARRAY inside this one, which the planner could not decorrelate.)
+        return Ok(call("make_array", Vec::new()));
+    }
     let element = match select.projection.remove(0) {
         SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
         _ => return Err(refused()),
@@ -140,6 +145,20 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
     }
     select.projection.push(SelectItem::UnnamedExpr(Expr::Function(aggregate)));
     Ok(call("coalesce", vec![Expr::Subquery(Box::new(query)), call("make_array", Vec::new())]))
+}
+
+/// Whether a SELECT reads `pg_policy` alone.
+fn reads_only_pg_policy(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    match select.from.as_slice() {
+        [only] if only.joins.is_empty() => match &only.relation {
+            TableFactor::Table { name, args: None, .. } => {
+                let parts: Vec<String> = name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect();
+                matches!(parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["pg_policy"] | ["pg_catalog", "pg_policy"])
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 struct Rewriter {
@@ -333,6 +352,12 @@ impl Rewriter {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
                 Expr::Function(function)
             }
+            // `polroles <> '{0}'` (psql's \dp): an array literal takes the other side's type in
+            // PostgreSQL; one of integers is an array of them here.
+            Expr::BinaryOp { left, op: op @ (BinaryOperator::Eq | BinaryOperator::NotEq), right } if integer_array_literal(&right).is_some() => {
+                let array = integer_array_literal(&right).unwrap_or(*right);
+                Expr::BinaryOp { left, op, right: Box::new(array) }
+            }
             Expr::BinaryOp { left, op: BinaryOperator::PGCustomBinaryOperator(parts), right } => {
                 Expr::BinaryOp { left, op: qualified_operator(&parts)?, right }
             }
@@ -385,6 +410,18 @@ impl Rewriter {
             other => other,
         })
     }
+}
+
+/// `'{1,2}'` as `make_array(1, 2)`: a string literal holding a PostgreSQL array of integers.
+fn integer_array_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(value) = expr else { return None };
+    let Value::SingleQuotedString(text) = &value.value else { return None };
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let elements: Vec<Expr> = inner
+        .split(',')
+        .map(|element| element.trim().parse::<i64>().ok().map(|n| Expr::value(Value::Number(n.to_string(), false))))
+        .collect::<Option<_>>()?;
+    Some(call("make_array", elements))
 }
 
 /// An integer literal, narrowed or not.
@@ -692,6 +729,14 @@ mod tests {
 
     #[test]
     fn psql_operators_and_collations() {
+        assert_eq!(
+            rewritten("SELECT 1 FROM pg_policy WHERE polroles <> '{0}' AND '{1, 2}' = polroles AND polname = '{x}'").unwrap(),
+            "SELECT 1::INT4 FROM pg_policy WHERE polroles <> make_array(0) AND '{1, 2}' = polroles AND polname = '{x}'"
+        );
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT polname FROM pg_catalog.pg_policy pol WHERE polrelid = c.oid) FROM pg_class c").unwrap(),
+            "SELECT make_array() FROM pg_class c"
+        );
         assert_eq!(
             rewritten("SELECT relname FROM c WHERE c.relname OPERATOR(pg_catalog.~) '^(bids)$' COLLATE pg_catalog.default").unwrap(),
             "SELECT relname FROM c WHERE c.relname ~ '^(bids)$'"

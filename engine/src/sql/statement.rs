@@ -90,7 +90,7 @@ pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>> {
 /// Tokens back to SQL that tokenizes to the same tokens. sqlparser's `Display` writes a literal's
 /// unescaped value between quotes (`'it's'`, `E'back\slash'`), which reads back as something
 /// else, so quotes and literals are written here with their escapes restored.
-fn render(tokens: &[Token]) -> String {
+pub(crate) fn render(tokens: &[Token]) -> String {
     let mut sql = String::new();
     for token in tokens {
         match token {
