@@ -31,13 +31,21 @@ fi
 
 export TZ=UTC
 log=$(mktemp)
+started=$SECONDS
 cargo build --workspace --all-targets 2>&1 | tail -n 3
+built=$SECONDS
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+tested=$SECONDS
 
 # One line with the totals of every test binary (cargo prints one per binary).
 passed=$(grep -E '^(test result:|sql-tests:)' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^(test result:|sql-tests:)' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+# The slowest test binaries (cargo prints how long each took), then where the time went.
+echo
+echo "slowest test binaries:"
+awk '/^     Running /{name=$2} /^test result:/{for(i=1;i<=NF;i++) if($i=="in"){t=$(i+1); sub(/s$/,"",t); printf "%8.1f s  %s\n", t, name}}' "$log" | sort -rn | head -n 8
+echo "prerequisites $((started))s, build $((built - started))s, tests $((tested - built))s"
 rm -f "$log"
 echo
 echo "tests: ${passed} passed, ${failed} failed"
