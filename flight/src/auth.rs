@@ -39,14 +39,7 @@ pub(crate) struct Principal {
 impl Principal {
     /// An audit entry of this principal's.
     pub(crate) fn audit_entry(&self, kind: AuditKind, detail: String) -> AuditEntry {
-        AuditEntry {
-            kind,
-            user_name: self.role.clone(),
-            role_name: self.role.clone(),
-            client: self.client.clone(),
-            application_name: self.application_name.clone(),
-            detail,
-        }
+        AuditEntry::of_user(kind, &self.role, self.client.clone(), &self.application_name, detail)
     }
 }
 
@@ -117,14 +110,7 @@ impl Tokens {
         let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let client = Client { address: peer.to_canonical().to_string(), protocol: "flight" };
         let application_name = request.metadata().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let entry = |kind, user_name: &str, detail: String| AuditEntry {
-            kind,
-            user_name: user_name.to_string(),
-            role_name: user_name.to_string(),
-            client: client.clone(),
-            application_name: application_name.clone(),
-            detail,
-        };
+        let entry = |kind, user: &str, detail: String| AuditEntry::of_user(kind, user, client.clone(), &application_name, detail);
         let claimed = claimed_user(request);
         let (role, proved) = match self.identify(engine, tls_on, peer, request).await {
             Ok(identified) => identified,

@@ -255,14 +255,8 @@ async fn startup(
     }
     let application = parameters.iter().find(|(n, _)| n == "application_name").map(|(_, v)| v.clone()).unwrap_or_default();
     let client = Client { address: peer.to_canonical().to_string(), protocol: "postgres" };
-    let login_failed = |error: &EngineError| AuditEntry {
-        kind: AuditKind::LoginFailed,
-        user_name: user.clone(),
-        role_name: user.clone(),
-        client: client.clone(),
-        application_name: application.clone(),
-        detail: format!("{}: {error}", error.sqlstate()),
-    };
+    let login_failed =
+        |error: &EngineError| AuditEntry::of_user(AuditKind::LoginFailed, &user, client.clone(), &application, format!("{}: {error}", error.sqlstate()));
     let admitted = match authenticate(reader, writer, &shared.engine, &user, peer, tls.as_ref()).await {
         // A client that leaves during the exchange (psql does, to ask for the password) has not
         // failed a login.

@@ -93,6 +93,20 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+impl AuditEntry {
+    /// An entry of `user` acting as itself (a login, or a request of a protocol without SET ROLE).
+    pub fn of_user(kind: AuditKind, user: &str, client: Client, application_name: &str, detail: String) -> Self {
+        Self {
+            kind,
+            user_name: user.to_string(),
+            role_name: user.to_string(),
+            client,
+            application_name: application_name.to_string(),
+            detail,
+        }
+    }
+}
+
 /// The columns of [`AUDIT_TOPIC`], in order.
 pub fn audit_schema() -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
