@@ -202,6 +202,12 @@ impl Engine {
         self.audit.record(entry).await;
     }
 
+    /// Records a successful login in the audit trail: in order, durable with the next append,
+    /// not waited for (see [`auth::audit`]).
+    pub async fn audit_login(&self, entry: auth::audit::AuditEntry) {
+        self.audit.record_in_order(entry).await;
+    }
+
     /// A new session's DataFusion runtime: its own memory pool of `query_memory_bytes_max`,
     /// drawing from the server's.
     pub(crate) fn session_runtime(&self) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {

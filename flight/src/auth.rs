@@ -130,7 +130,7 @@ impl Tokens {
         // A password proved is a login; a token, certificate or trusted address on each call is
         // not (a Handshake with them is recorded by the handshake).
         if proved {
-            engine.audit(entry(AuditKind::Login, &role, "basic authentication".into())).await;
+            engine.audit_login(entry(AuditKind::Login, &role, "basic authentication".into())).await;
         }
         request.extensions_mut().insert(Principal { role, client, application_name });
         Ok(proved)

@@ -129,7 +129,7 @@ impl FlightService for FlightServer {
             if !proved {
                 // A password proved was recorded as it was checked; this is a login without one.
                 let how = if request.peer_certs().is_some() { "handshake with a client certificate" } else { "handshake from a trusted address" };
-                self.shared().engine.audit(who.audit_entry(AuditKind::Login, how.into())).await;
+                self.shared().engine.audit_login(who.audit_entry(AuditKind::Login, how.into())).await;
             }
             let token = self.shared().tokens.issue(&who.role);
             let mut response = self.sql.handshake(request).await?;

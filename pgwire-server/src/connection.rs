@@ -283,7 +283,7 @@ async fn startup(
         (Some(_), None) => "TLS",
         (None, _) => "no TLS",
     };
-    shared.engine.audit(session.audit_entry(AuditKind::Login, how.to_string())).await;
+    shared.engine.audit_login(session.audit_entry(AuditKind::Login, how.to_string())).await;
     let process_id = shared.next_process_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let secret = random_secret(process_id);
     let (cancel_sender, cancel) = watch::channel(0u64);
