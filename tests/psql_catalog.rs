@@ -1,5 +1,5 @@
-//! psql's catalog commands (lists of relations, schemas, databases, roles and privileges)
-//! against StreamHouse print what they print against PostgreSQL for the
+//! psql's catalog commands (lists of relations, schemas, databases, roles and privileges, and
+//! `\d name`) against StreamHouse print what they print against PostgreSQL for the
 //! same objects: a real PostgreSQL (the oracle) gets a table and a materialized view with the
 //! topic's and the view's columns, owned by a role named like StreamHouse's owner, and each
 //! command's output (psql itself runs the queries it always sends) must be equal on both.
@@ -67,7 +67,7 @@ fn list_commands_print_what_postgres_prints() {
         assert!(!out.contains("ERROR"), "{sql}: {out}");
     }
 
-    for command in ["\\dt", "\\dm", "\\dn", "\\dp", "\\dp bids", "\\z people", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*"] {
+    for command in ["\\dt", "\\dm", "\\dn", "\\dp", "\\dp bids", "\\z people", "\\d bids", "\\d people", "\\d per_auction", "\\d people_pkey", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*"] {
         let expected = psql(oracle.port, "streamhouse", command);
         let ours = psql(server.pg_port, "streamhouse", command);
         assert!(!expected.contains("ERROR"), "{command} on PostgreSQL: {expected}");

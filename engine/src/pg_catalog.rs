@@ -34,6 +34,8 @@ const FIRST_USER_OID: i64 = 16384;
 const MEMBERSHIP_OID_BASE: i64 = 1 << 31;
 /// `heap`, the access method of a table in `pg_am`.
 const HEAP_AM: i64 = 2;
+/// `btree`, the access method of a primary key index.
+const BTREE_AM: i64 = 403;
 
 /// A topic's (or keyed table's) OID.
 pub fn topic_oid(topic_id: u64) -> i64 {
@@ -56,6 +58,9 @@ struct Relation {
     owner: i64,
     /// `relacl`: `None` while the owner's default privileges apply.
     acl: Option<Vec<String>>,
+    /// A keyed table's primary key columns (indexes into `schema`); its index and constraint
+    /// are in `pg_index` and `pg_constraint`.
+    primary_key: Vec<usize>,
 }
 
 fn relations(engine: &Engine) -> Result<Vec<Relation>> {
@@ -73,6 +78,7 @@ fn relations(engine: &Engine) -> Result<Vec<Relation>> {
             keyed: topic.is_keyed(),
             owner: owner(ObjectRef::Topic(topic.id())),
             acl: access.acl(ObjectRef::Topic(topic.id())),
+            primary_key: topic.primary_key().to_vec(),
         })
         .collect();
     relations.extend(engine.views().list().iter().map(|view| Relation {
@@ -83,9 +89,204 @@ fn relations(engine: &Engine) -> Result<Vec<Relation>> {
         keyed: false,
         owner: owner(ObjectRef::View(view.meta.id)),
         acl: access.acl(ObjectRef::View(view.meta.id)),
+        primary_key: Vec::new(),
     }));
+    // A keyed table's primary key index, as PostgreSQL makes one: `<table>_pkey`.
+    let indexes: Vec<Relation> = relations
+        .iter()
+        .filter(|r| !r.primary_key.is_empty())
+        .map(|table| Relation {
+            oid: index_oid(table.oid),
+            name: format!("{}_pkey", table.name),
+            kind: "i",
+            schema: Arc::new(Schema::new(table.primary_key.iter().map(|&c| table.schema.field(c).clone()).collect::<Vec<_>>())),
+            keyed: false,
+            owner: table.owner,
+            acl: None,
+            primary_key: Vec::new(),
+        })
+        .collect();
+    relations.extend(indexes);
     relations.sort_by_key(|r| r.oid);
     Ok(relations)
+}
+
+/// OIDs of primary key indexes and constraints: past every relation's and below the roles'.
+const KEY_OID_BASE: i64 = 1 << 29;
+
+/// The OID of the primary key index of the keyed table `table_oid`.
+fn index_oid(table_oid: i64) -> i64 {
+    KEY_OID_BASE + 2 * table_oid
+}
+
+/// The OID of the primary key constraint of the keyed table `table_oid`.
+fn constraint_oid(table_oid: i64) -> i64 {
+    KEY_OID_BASE + 2 * table_oid + 1
+}
+
+/// An identifier as PostgreSQL's `quote_ident` writes it: quoted unless it is lower case letters,
+/// digits and underscores not starting with a digit.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// The keyed table whose primary key index (`index`) or constraint (`!index`) has `oid`, and
+/// its key columns' names.
+fn keyed_table_of(engine: &Engine, oid: i64, index: bool) -> Option<(String, Vec<String>)> {
+    engine.listed_topics().into_iter().filter(|t| t.is_keyed()).find_map(|topic| {
+        let table = topic_oid(topic.id());
+        let wanted = if index { index_oid(table) } else { constraint_oid(table) };
+        (wanted == oid).then(|| {
+            let columns = topic.primary_key().iter().map(|&c| quote_ident(topic.schema().field(c).name())).collect();
+            (topic.name().to_string(), columns)
+        })
+    })
+}
+
+/// `pg_get_indexdef(index, column)`: for column 0 the whole definition, `CREATE UNIQUE INDEX
+/// people_pkey ON public.people USING btree (id)`; for column n its n-th key column; `NULL` for an
+/// OID that is no index or a column it does not have.
+pub fn index_definition(engine: &Engine, oid: i64, column: i32) -> Option<String> {
+    let (table, columns) = keyed_table_of(engine, oid, true)?;
+    if column > 0 {
+        return columns.get(usize::try_from(column - 1).ok()?).cloned();
+    }
+    Some(format!(
+        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+        quote_ident(&format!("{table}_pkey")),
+        quote_ident(&table),
+        columns.join(", ")
+    ))
+}
+
+/// `pg_get_constraintdef(constraint)`: `PRIMARY KEY (id)`; `NULL` for an OID that is no constraint.
+pub fn constraint_definition(engine: &Engine, oid: i64) -> Option<String> {
+    let (_, columns) = keyed_table_of(engine, oid, false)?;
+    Some(format!("PRIMARY KEY ({})", columns.join(", ")))
+}
+
+/// An `int2vector` or `int2[]` column (`indkey`, `conkey`, `stxkeys`, `prattrs`).
+fn int16_lists(values: impl IntoIterator<Item = Vec<i16>>) -> ArrayRef {
+    let mut builder = arrow::array::ListBuilder::new(arrow::array::Int16Builder::new());
+    for value in values {
+        builder.append_value(value.into_iter().map(Some));
+    }
+    Arc::new(builder.finish())
+}
+
+/// `pg_index`: each keyed table's primary key index.
+fn pg_index(relations: &[Relation]) -> Result<RecordBatch> {
+    let keyed: Vec<&Relation> = relations.iter().filter(|r| !r.primary_key.is_empty()).collect();
+    let each = |value: bool| keyed.iter().map(move |_| value);
+    let keys = || keyed.iter().map(|r| r.primary_key.iter().map(|&c| c as i16 + 1).collect::<Vec<_>>());
+    Columns::new()
+        .int64("indexrelid", keyed.iter().map(|r| index_oid(r.oid)))
+        .int64("indrelid", keyed.iter().map(|r| r.oid))
+        .int16("indnatts", keyed.iter().map(|r| r.primary_key.len() as i16))
+        .int16("indnkeyatts", keyed.iter().map(|r| r.primary_key.len() as i16))
+        .boolean("indisunique", each(true))
+        .boolean("indnullsnotdistinct", each(false))
+        .boolean("indisprimary", each(true))
+        .boolean("indisexclusion", each(false))
+        .boolean("indimmediate", each(true))
+        .boolean("indisclustered", each(false))
+        .boolean("indisvalid", each(true))
+        .boolean("indcheckxmin", each(false))
+        .boolean("indisready", each(true))
+        .boolean("indislive", each(true))
+        .boolean("indisreplident", each(false))
+        .add("indkey", int16_lists(keys()))
+        .null_text("indexprs", keyed.len())
+        .null_text("indpred", keyed.len())
+        .batch()
+}
+
+/// `pg_constraint`: each keyed table's primary key.
+fn pg_constraint(relations: &[Relation]) -> Result<RecordBatch> {
+    let keyed: Vec<&Relation> = relations.iter().filter(|r| !r.primary_key.is_empty()).collect();
+    let each = |value: bool| keyed.iter().map(move |_| value);
+    Columns::new()
+        .int64("oid", keyed.iter().map(|r| constraint_oid(r.oid)))
+        .text("conname", keyed.iter().map(|r| format!("{}_pkey", r.name)))
+        .int64("connamespace", keyed.iter().map(|_| PUBLIC_NAMESPACE))
+        .text("contype", keyed.iter().map(|_| "p"))
+        .boolean("condeferrable", each(false))
+        .boolean("condeferred", each(false))
+        .boolean("convalidated", each(true))
+        .int64("conrelid", keyed.iter().map(|r| r.oid))
+        .int64("contypid", keyed.iter().map(|_| 0))
+        .int64("conindid", keyed.iter().map(|r| index_oid(r.oid)))
+        .int64("confrelid", keyed.iter().map(|_| 0))
+        .boolean("conislocal", each(true))
+        .add("conkey", int16_lists(keyed.iter().map(|r| r.primary_key.iter().map(|&c| c as i16 + 1).collect())))
+        .batch()
+}
+
+/// The catalogs that have no rows, ever: [`empty_catalog`]'s and `pg_policy` (no row-level
+/// security). The SQL layer may treat a query over one as empty without planning it.
+pub const ALWAYS_EMPTY: &[&str] =
+    &["pg_attrdef", "pg_collation", "pg_inherits", "pg_policy", "pg_publication", "pg_publication_namespace", "pg_publication_rel", "pg_statistic_ext"];
+
+/// The catalogs of what StreamHouse does not have (column defaults, collations, extended
+/// statistics, publications, inheritance): their columns, no rows. psql's `\d name` reads
+/// them.
+fn empty_catalog(name: &str) -> Option<Result<RecordBatch>> {
+    let int16_list = || int16_lists(Vec::<Vec<i16>>::new());
+    let text_list = || arrow::array::new_empty_array(&DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))));
+    let no_text = Vec::<&str>::new;
+    Some(match name {
+        "pg_attrdef" => Columns::new().int64("oid", []).int64("adrelid", []).int16("adnum", []).text("adbin", no_text()).batch(),
+        "pg_collation" => Columns::new()
+            .int64("oid", [])
+            .text("collname", no_text())
+            .int64("collnamespace", [])
+            .int64("collowner", [])
+            .text("collprovider", no_text())
+            .int32("collencoding", [])
+            .batch(),
+        "pg_statistic_ext" => Columns::new()
+            .int64("oid", [])
+            .int64("stxrelid", [])
+            .text("stxname", no_text())
+            .int64("stxnamespace", [])
+            .int64("stxowner", [])
+            .int32("stxstattarget", [])
+            .add("stxkeys", int16_list())
+            .add("stxkind", text_list())
+            .batch(),
+        "pg_publication" => Columns::new()
+            .int64("oid", [])
+            .text("pubname", no_text())
+            .int64("pubowner", [])
+            .boolean("puballtables", [])
+            .boolean("pubinsert", [])
+            .boolean("pubupdate", [])
+            .boolean("pubdelete", [])
+            .boolean("pubtruncate", [])
+            .boolean("pubviaroot", [])
+            .batch(),
+        "pg_publication_namespace" => Columns::new().int64("oid", []).int64("pnpubid", []).int64("pnnspid", []).batch(),
+        "pg_publication_rel" => Columns::new()
+            .int64("oid", [])
+            .int64("prpubid", [])
+            .int64("prrelid", [])
+            .text("prqual", no_text())
+            .add("prattrs", int16_list())
+            .batch(),
+        "pg_inherits" => Columns::new()
+            .int64("inhrelid", [])
+            .int64("inhparent", [])
+            .int32("inhseqno", [])
+            .boolean("inhdetachpending", [])
+            .batch(),
+        _ => return None,
+    })
 }
 
 /// Columns of a catalog table, built a column at a time.
@@ -162,7 +363,11 @@ fn pg_class(relations: &[Relation]) -> Result<RecordBatch> {
         .int64("reltype", each(0))
         .int64("reloftype", each(0))
         .int64("relowner", relations.iter().map(|r| r.owner))
-        .int64("relam", relations.iter().map(|r| if r.kind == "r" { HEAP_AM } else { 0 }))
+        .int64("relam", relations.iter().map(|r| match r.kind {
+            "r" => HEAP_AM,
+            "i" => BTREE_AM,
+            _ => 0,
+        }))
         .int64("relfilenode", relations.iter().map(|r| r.oid))
         .int64("reltablespace", each(0))
         .int32("relpages", relations.iter().map(|_| 0))
@@ -183,8 +388,8 @@ fn pg_class(relations: &[Relation]) -> Result<RecordBatch> {
         .text("relreplident", letter("d"))
         .boolean("relispartition", flag(false))
         .text_array("relacl", relations.iter().map(|r| r.acl.clone()))
-        .null_text_array("reloptions", rows)
         .null_text("relpartbound", rows)
+        .null_text_array("reloptions", rows)
         .batch()
 }
 
@@ -202,7 +407,9 @@ fn pg_attribute(relations: &[Relation]) -> Result<RecordBatch> {
         .int16("attnum", columns.iter().map(|(_, i, _)| *i as i16 + 1))
         .int32("atttypmod", types.iter().map(|t| t.2))
         .int16("attndims", columns.iter().map(|(_, _, f)| i16::from(matches!(f.data_type(), DataType::List(_)))))
-        .boolean("attnotnull", columns.iter().map(|(_, _, f)| !f.is_nullable()))
+        // Only a table's columns are NOT NULL in PostgreSQL, never a materialized view's (which
+        // has no constraints) or an index's.
+        .boolean("attnotnull", columns.iter().map(|(r, _, f)| r.kind == "r" && !f.is_nullable()))
         .boolean("atthasdef", columns.iter().map(|_| false))
         .text("attidentity", columns.iter().map(|_| ""))
         .text("attgenerated", columns.iter().map(|_| ""))
@@ -319,8 +526,27 @@ impl std::fmt::Debug for PgCatalogSchema {
     }
 }
 
-const TABLES: &[&str] =
-    &["pg_am", "pg_attribute", "pg_auth_members", "pg_class", "pg_database", "pg_description", "pg_namespace", "pg_policy", "pg_roles", "pg_type"];
+const TABLES: &[&str] = &[
+    "pg_am",
+    "pg_attrdef",
+    "pg_attribute",
+    "pg_auth_members",
+    "pg_class",
+    "pg_collation",
+    "pg_constraint",
+    "pg_database",
+    "pg_description",
+    "pg_index",
+    "pg_inherits",
+    "pg_namespace",
+    "pg_policy",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_roles",
+    "pg_statistic_ext",
+    "pg_type",
+];
 
 /// Whether `name` is one of `pg_catalog`'s tables.
 pub fn is_catalog_table(name: &str) -> bool {
@@ -340,7 +566,12 @@ impl PgCatalogSchema {
             "pg_roles" => pg_roles(&roles(&self.engine)?)?,
             "pg_auth_members" => pg_auth_members(&self.engine, &roles(&self.engine)?)?,
             "pg_type" => pg_type_table()?,
-            _ => return Ok(None),
+            "pg_index" => pg_index(&relations(&self.engine)?)?,
+            "pg_constraint" => pg_constraint(&relations(&self.engine)?)?,
+            other => match empty_catalog(other) {
+                Some(batch) => batch?,
+                None => return Ok(None),
+            },
         }))
     }
 }
@@ -367,8 +598,28 @@ impl SchemaProvider for PgCatalogSchema {
 /// Whether `oid` is a relation of this database: `true` (everything is in `public`, which is on
 /// every search path), `NULL` for an OID that names no relation, as PostgreSQL answers.
 pub fn table_is_visible(engine: &Engine, oid: i64) -> Option<bool> {
-    let topic = engine.storage().topics().iter().any(|t| topic_oid(t.id()) == oid);
-    (topic || engine.views().list().iter().any(|v| view_oid(v.meta.id) == oid)).then_some(true)
+    relations(engine).ok()?.iter().any(|r| r.oid == oid).then_some(true)
+}
+
+/// `oid::regclass` as PostgreSQL prints it: the relation's name (quoted where needed), or the
+/// number for an OID that names none.
+pub fn relation_name(engine: &Engine, oid: i64) -> String {
+    match relations(engine) {
+        Ok(relations) => relations.iter().find(|r| r.oid == oid).map_or_else(|| oid.to_string(), |r| quote_ident(&r.name)),
+        Err(_) => oid.to_string(),
+    }
+}
+
+/// `'name'::regclass`: the OID of the relation named so (`public.` may lead; a name in double
+/// quotes keeps its case, others are folded to lower case, as PostgreSQL reads them).
+pub fn relation_oid(engine: &Engine, name: &str) -> Option<i64> {
+    let name = name.trim();
+    let name = name.strip_prefix("public.").or_else(|| name.strip_prefix("\"public\".")).unwrap_or(name);
+    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_ascii_lowercase(),
+    };
+    relations(engine).ok()?.into_iter().find(|r| r.name == name).map(|r| r.oid)
 }
 
 /// `pg_get_userbyid`: the role's name, or PostgreSQL's `unknown (OID=n)`.

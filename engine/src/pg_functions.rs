@@ -9,7 +9,7 @@ use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 
-use crate::pg_catalog::{format_type, table_is_visible, user_by_id};
+use crate::pg_catalog::{format_type, relation_name, table_is_visible, user_by_id};
 use crate::Engine;
 
 /// Runs `f` over the arguments as arrays of `rows` rows, and gives a scalar back for scalars.
@@ -77,6 +77,126 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
                 }
                 Ok(Arc::new(answers.finish()) as ArrayRef)
             })
+        }),
+    ));
+    // Relations by OID: `x::regclass` (a relation's name, or the number for an unknown OID, as
+    // PostgreSQL prints it), primary key indexes' and constraints' definitions.
+    let named = engine.clone();
+    context.register_udf(create_udf(
+        "pg_regclass_name",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(|oid| relation_name(&named, oid))).collect();
+                Ok(Arc::new(names) as ArrayRef)
+            })
+        }),
+    ));
+    let lookup = engine.clone();
+    context.register_udf(create_udf(
+        "pg_regclass_oid",
+        vec![DataType::Utf8],
+        DataType::Int64,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+                let mut oids = arrow::array::Int64Builder::with_capacity(names.len());
+                for name in names.as_string::<i32>() {
+                    match name {
+                        None => oids.append_null(),
+                        Some(name) => match crate::pg_catalog::relation_oid(&lookup, name) {
+                            Some(oid) => oids.append_value(oid),
+                            None => {
+                                let error = crate::EngineError::UndefinedTable(name.to_string());
+                                return Err(datafusion::error::DataFusionError::External(Box::new(error)));
+                            }
+                        },
+                    }
+                }
+                Ok(Arc::new(oids.finish()) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_regnamespace_name",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names: StringArray = int64s(&arrays[0])?
+                    .into_iter()
+                    .map(|oid| {
+                        oid.map(|oid| match oid {
+                            crate::pg_types::PG_CATALOG_NAMESPACE => "pg_catalog".to_string(),
+                            crate::pg_catalog::PUBLIC_NAMESPACE => "public".to_string(),
+                            other => other.to_string(),
+                        })
+                    })
+                    .collect();
+                Ok(Arc::new(names) as ArrayRef)
+            })
+        }),
+    ));
+    let indexes = engine.clone();
+    context.register_udf(create_udf(
+        "pg_get_indexdef",
+        vec![DataType::Int64, DataType::Int32, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let columns = arrow::compute::cast(&arrays[1], &DataType::Int32)?;
+                let columns = columns.as_primitive::<Int32Type>();
+                let definitions: StringArray = int64s(&arrays[0])?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, oid)| match (oid, columns.is_valid(row)) {
+                        (Some(oid), true) => crate::pg_catalog::index_definition(&indexes, oid, columns.value(row)),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Arc::new(definitions) as ArrayRef)
+            })
+        }),
+    ));
+    let constraints = engine.clone();
+    context.register_udf(create_udf(
+        "pg_get_constraintdef",
+        vec![DataType::Int64, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let definitions: StringArray = int64s(&arrays[0])?
+                    .into_iter()
+                    .map(|oid| oid.and_then(|oid| crate::pg_catalog::constraint_definition(&constraints, oid)))
+                    .collect();
+                Ok(Arc::new(definitions) as ArrayRef)
+            })
+        }),
+    ));
+    // Nothing can be published (there is no logical replication) and there are no extended
+    // statistics: PostgreSQL's answers for such relations and OIDs.
+    context.register_udf(create_udf(
+        "pg_relation_is_publishable",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| Ok(Arc::new(int64s(&arrays[0])?.into_iter().map(|oid| oid.map(|_| false)).collect::<BooleanArray>()) as ArrayRef))
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_get_statisticsobjdef_columns",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| Ok(Arc::new(StringArray::from(vec![None::<&str>; arrays[0].len()])) as ArrayRef))
         }),
     ));
     let owners = engine.clone();

@@ -177,6 +177,7 @@ pub fn pg_type_table() -> Result<RecordBatch> {
         Field::new("typbasetype", DataType::Int64, false),
         Field::new("typnotnull", DataType::Boolean, false),
         Field::new("typrelid", DataType::Int64, false),
+        Field::new("typcollation", DataType::Int64, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
         int64(&|r| r.oid as i64),
@@ -190,6 +191,8 @@ pub fn pg_type_table() -> Result<RecordBatch> {
         Arc::new(StringArray::from(vec![","; rows.len()])),
         int64(&|_| 0),
         Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
+        int64(&|_| 0),
+        // No collations: text compares byte by byte (as "C").
         int64(&|_| 0),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)

@@ -128,9 +128,9 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
     if !plain {
         return Err(refused());
     }
-    if reads_only_pg_policy(select) {
-        // There is no row-level security: pg_policy has no rows, ever. (psql's `\dp` nests a
-        // correlated ARRAY inside this one, which the planner could not decorrelate.)
+    if reads_always_empty_catalog(select) {
+        // No rows, ever (pg_policy: there is no row-level security). psql's `\dp` nests a
+        // correlated ARRAY inside this one, which the planner could not decorrelate.
         return Ok(call("make_array", Vec::new()));
     }
     let element = match select.projection.remove(0) {
@@ -147,18 +147,148 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
     Ok(call("coalesce", vec![Expr::Subquery(Box::new(query)), call("make_array", Vec::new())]))
 }
 
-/// Whether a SELECT reads `pg_policy` alone.
-fn reads_only_pg_policy(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
-    match select.from.as_slice() {
-        [only] if only.joins.is_empty() => match &only.relation {
-            TableFactor::Table { name, args: None, .. } => {
-                let parts: Vec<String> = name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect();
-                matches!(parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["pg_policy"] | ["pg_catalog", "pg_policy"])
-            }
-            _ => false,
-        },
-        _ => false,
+/// The catalog functions whose first argument is an OID.
+const OID_FUNCTIONS: [&str; 7] = [
+    "pg_relation_is_publishable",
+    "pg_table_is_visible",
+    "pg_get_userbyid",
+    "format_type",
+    "pg_get_indexdef",
+    "pg_get_constraintdef",
+    "pg_get_statisticsobjdef_columns",
+];
+
+/// `pg_catalog.int2` as `int2`: a built-in type named with its schema (`None` for any other).
+fn unqualified_catalog_type(data_type: &DataType) -> Result<Option<DataType>> {
+    let DataType::Custom(name, modifiers) = data_type else { return Ok(None) };
+    let [schema, unqualified] = name.0.as_slice() else { return Ok(None) };
+    if !modifiers.is_empty() || !schema.as_ident().is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) {
+        return Ok(None);
     }
+    let text = unqualified.to_string();
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let parsed = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut parser| parser.parse_data_type())
+        .map_err(|e| EngineError::Syntax(format!("type \"{text}\": {e}")))?;
+    Ok((!matches!(parsed, DataType::Custom(..))).then_some(parsed))
+}
+
+/// `regclass`, `regtype` or `regnamespace` (PostgreSQL's OID alias types), however written.
+fn registry_type(data_type: &DataType) -> Option<&'static str> {
+    let name = match data_type {
+        DataType::Regclass => return Some("regclass"),
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => name.0.last()?.to_string().to_ascii_lowercase(),
+        _ => return None,
+    };
+    ["regclass", "regtype", "regnamespace"].into_iter().find(|known| *known == name)
+}
+
+/// A cast to an OID alias type. From an OID it is the object's name as PostgreSQL prints it
+/// (text here: the same characters on the wire, under text's type OID); from a relation's name,
+/// `'bids'::regclass`, the relation's OID.
+fn registry_cast(inner: Expr, registry: &str) -> Result<Expr> {
+    let is_text = matches!(&inner, Expr::Value(value) if matches!(value.value, Value::SingleQuotedString(_)));
+    Ok(match (registry, is_text) {
+        ("regclass", true) => call("pg_regclass_oid", vec![inner]),
+        ("regclass", false) => call("pg_regclass_name", vec![inner]),
+        ("regtype", false) => call("format_type", vec![inner, Expr::value(Value::Null)]),
+        ("regnamespace", false) => call("pg_regnamespace_name", vec![inner]),
+        _ => return Err(not_supported(&format!("a type or schema name cast to {registry} is not supported: compare with pg_type.typname or pg_namespace.nspname"))),
+    })
+}
+
+/// Whether a table factor names a catalog that has no rows, ever (see [`crate::pg_catalog`]:
+/// policies, column defaults, collations, extended statistics, publications, inheritance).
+fn is_always_empty_catalog(factor: &TableFactor) -> bool {
+    let TableFactor::Table { name, args: None, .. } = factor else { return false };
+    let parts: Vec<String> = name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect();
+    let table = match parts.as_slice() {
+        [table] => table,
+        [schema, table] if schema == "pg_catalog" => table,
+        _ => return false,
+    };
+    crate::pg_catalog::ALWAYS_EMPTY.contains(&table.as_str())
+}
+
+/// Whether a SELECT has no rows whatever its conditions: it reads an always-empty catalog in its
+/// FROM list or in an inner join (not an outer join's optional side), and has no GROUP BY-less
+/// aggregate that would make one row of nothing.
+fn reads_always_empty_catalog(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    use datafusion::sql::sqlparser::ast::JoinOperator;
+    select.from.iter().any(|from| {
+        is_always_empty_catalog(&from.relation)
+            || from.joins.iter().any(|join| {
+                matches!(join.join_operator, JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_))
+                    && is_always_empty_catalog(&join.relation)
+            })
+    })
+}
+
+/// A scalar subquery that has no rows (it is NULL, as in PostgreSQL): a plain SELECT, without
+/// aggregates, over an always-empty catalog. psql's `\d name` asks for column defaults and
+/// collations so, correlated in ways the planner cannot decorrelate.
+fn is_empty_scalar_subquery(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    !grouped && select.having.is_none() && !select.projection.iter().any(calls_other_than_catalog_functions) && reads_always_empty_catalog(select)
+}
+
+/// In a plain SELECT over an always-empty catalog, the subqueries of its select list are never
+/// run: they become NULL, so that one the planner could not decorrelate (psql's `\d name` asks
+/// for policies' roles so) does not fail a query that has no rows.
+fn skip_subqueries_over_nothing(query: &mut Query) {
+    skip_subqueries_in_branches(query.body.as_mut());
+}
+
+fn skip_subqueries_in_branches(body: &mut SetExpr) {
+    let select = match body {
+        SetExpr::Select(select) => select,
+        SetExpr::SetOperation { left, right, .. } => {
+            skip_subqueries_in_branches(left);
+            skip_subqueries_in_branches(right);
+            return;
+        }
+        _ => return,
+    };
+    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if grouped || select.having.is_some() || select.projection.iter().any(calls_other_than_catalog_functions_outside_subqueries) || !reads_always_empty_catalog(select) {
+        return;
+    }
+    for item in &mut select.projection {
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(item, |expr| {
+            if matches!(expr, Expr::Subquery(_)) {
+                *expr = Expr::value(Value::Null);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+/// [`calls_other_than_catalog_functions`], not looking inside subqueries (which aggregate on
+/// their own).
+fn calls_other_than_catalog_functions_outside_subqueries(item: &SelectItem) -> bool {
+    let mut item = item.clone();
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| {
+        if matches!(expr, Expr::Subquery(_)) {
+            *expr = Expr::value(Value::Null);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    calls_other_than_catalog_functions(&item)
+}
+
+/// Whether a select item calls a function other than the catalog's scalar functions (which are
+/// known not to aggregate); see [`contains_aggregate_or_window`].
+fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
+    const SCALAR: [&str; 8] =
+        ["pg_get_expr", "format_type", "pg_get_userbyid", "quote_ident", "array_to_string", "coalesce", "make_array", "pg_get_statisticsobjdef_columns"];
+    let mut item = item.clone();
+    datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| match expr {
+        Expr::Function(function) if !SCALAR.iter().any(|name| function_named(function, name)) || function.over.is_some() => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 struct Rewriter {
@@ -272,6 +402,16 @@ impl Rewriter {
                 }
             }
         }
+        // `x::pg_catalog.int2[]`: the element type unqualified likewise.
+        if let DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(element, size)) = &data_type {
+            if let Some(unqualified) = unqualified_catalog_type(element)? {
+                let array = DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(unqualified), *size));
+                return self.rewrite_cast(inner, array, rebuild);
+            }
+        }
+        if let Some(registry) = registry_type(&data_type) {
+            return registry_cast(inner, registry);
+        }
         match &data_type {
             DataType::Char(_) | DataType::Character(_) => {
                 Err(not_supported("char(n) is not supported: use text or varchar(n)"))
@@ -319,6 +459,7 @@ impl Rewriter {
                     _ => return Err(not_supported("ALL (subquery) is supported with <> only; write the condition with NOT EXISTS")),
                 }
             }
+            Expr::Subquery(query) if is_empty_scalar_subquery(&query) => Expr::value(Value::Null),
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
             Expr::Function(mut function) if matches!(function.over, Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(_))) => {
                 if let Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(spec)) = &mut function.over {
@@ -348,6 +489,34 @@ impl Rewriter {
                 Some([table, privilege]) => call("has_table_privilege", vec![call("current_user", Vec::new()), table.clone(), privilege.clone()]),
                 _ => Expr::Function(function),
             },
+            // `pg_get_expr(expr, relation, pretty)`: the text is kept as written, pretty or not.
+            Expr::Function(function) if function_named(&function, "pg_get_expr") => match plain_arguments(&function).as_deref() {
+                Some([expression, relation, _pretty]) => call("pg_get_expr", vec![expression.clone(), relation.clone()]),
+                _ => Expr::Function(function),
+            },
+            // `pg_relation_is_publishable('16386')`: a quoted OID is an OID, as PostgreSQL reads an
+            // unknown-typed literal given where an oid is expected.
+            Expr::Function(mut function) if OID_FUNCTIONS.iter().any(|name| function_named(&function, name)) => {
+                if let FunctionArguments::List(list) = &mut function.args {
+                    for argument in &mut list.args {
+                        if let datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(expr)) = argument {
+                            if let Expr::Value(value) = expr {
+                                if let Value::SingleQuotedString(text) = &value.value {
+                                    if let Ok(oid) = text.trim().parse::<i64>() {
+                                        *expr = Expr::value(Value::Number(oid.to_string(), false));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Expr::Function(function)
+            }
+            // Arrays here always start at 1: the upper bound is the length.
+            Expr::Function(mut function) if function_named(&function, "array_upper") => {
+                function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("array_length"))]);
+                Expr::Function(function)
+            }
             Expr::Function(mut function) if function_named(&function, "sign") => {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
                 Expr::Function(function)
@@ -637,10 +806,17 @@ impl VisitorMut for Rewriter {
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<EngineError> {
         self.literal_is_a_value.pop();
         unnarrow_positions(query);
+        skip_subqueries_over_nothing(query);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<EngineError> {
+        // `FROM pg_catalog.generate_series(…)`: the set-returning functions are pg_catalog's.
+        if let TableFactor::Table { name, args: Some(_), .. } = factor {
+            if name.0.len() == 2 && is_in_pg_catalog(name) {
+                name.0.remove(0);
+            }
+        }
         let function_like = matches!(factor, TableFactor::Function { .. } | TableFactor::Table { args: Some(_), .. });
         self.literal_is_a_value.push(!function_like);
         ControlFlow::Continue(())
@@ -736,6 +912,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT ARRAY(SELECT polname FROM pg_catalog.pg_policy pol WHERE polrelid = c.oid) FROM pg_class c").unwrap(),
             "SELECT make_array() FROM pg_class c"
+        );
+        assert_eq!(
+            rewritten("SELECT (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), (SELECT c.collname FROM pg_collation c, pg_type t WHERE c.oid = a.attcollation), (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a").unwrap(),
+            "SELECT NULL, NULL, (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a"
         );
         assert_eq!(
             rewritten("SELECT relname FROM c WHERE c.relname OPERATOR(pg_catalog.~) '^(bids)$' COLLATE pg_catalog.default").unwrap(),
