@@ -387,20 +387,8 @@ fn unnarrow_group_by(body: &mut SetExpr) {
 impl Rewriter {
     fn rewrite_cast(&self, inner: Expr, data_type: DataType, rebuild: impl Fn(Expr, DataType) -> Expr) -> Result<Expr> {
         // `x::pg_catalog.text` (psql writes its casts so): the types live in pg_catalog.
-        if let DataType::Custom(name, modifiers) = &data_type {
-            if let [schema, unqualified] = name.0.as_slice() {
-                if schema.as_ident().is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) && modifiers.is_empty() {
-                    let text = unqualified.to_string();
-                    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-                    let parsed = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-                        .try_with_sql(&text)
-                        .and_then(|mut parser| parser.parse_data_type())
-                        .map_err(|e| EngineError::Syntax(format!("type \"{text}\": {e}")))?;
-                    if !matches!(parsed, DataType::Custom(..)) {
-                        return self.rewrite_cast(inner, parsed, rebuild);
-                    }
-                }
-            }
+        if let Some(unqualified) = unqualified_catalog_type(&data_type)? {
+            return self.rewrite_cast(inner, unqualified, rebuild);
         }
         // `x::pg_catalog.int2[]`: the element type unqualified likewise.
         if let DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(element, size)) = &data_type {
