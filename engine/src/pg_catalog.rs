@@ -597,17 +597,32 @@ impl SchemaProvider for PgCatalogSchema {
 
 /// Whether `oid` is a relation of this database: `true` (everything is in `public`, which is on
 /// every search path), `NULL` for an OID that names no relation, as PostgreSQL answers.
-pub fn table_is_visible(engine: &Engine, oid: i64) -> Option<bool> {
-    relations(engine).ok()?.iter().any(|r| r.oid == oid).then_some(true)
+pub fn table_is_visible(names: &std::collections::HashMap<i64, String>, oid: i64) -> Option<bool> {
+    names.contains_key(&oid).then_some(true)
+}
+
+/// Every relation's OID and name (topics, keyed tables, views, primary key indexes), from memory:
+/// what `pg_table_is_visible` and `::regclass` look up for each row, without the owners and
+/// privileges `pg_class` reads from the catalog.
+pub fn relation_names(engine: &Engine) -> std::collections::HashMap<i64, String> {
+    let mut names = std::collections::HashMap::new();
+    for topic in engine.listed_topics() {
+        let oid = topic_oid(topic.id());
+        if topic.is_keyed() {
+            names.insert(index_oid(oid), format!("{}_pkey", topic.name()));
+        }
+        names.insert(oid, topic.name().to_string());
+    }
+    for view in engine.views().list() {
+        names.insert(view_oid(view.meta.id), view.meta.name.clone());
+    }
+    names
 }
 
 /// `oid::regclass` as PostgreSQL prints it: the relation's name (quoted where needed), or the
 /// number for an OID that names none.
-pub fn relation_name(engine: &Engine, oid: i64) -> String {
-    match relations(engine) {
-        Ok(relations) => relations.iter().find(|r| r.oid == oid).map_or_else(|| oid.to_string(), |r| quote_ident(&r.name)),
-        Err(_) => oid.to_string(),
-    }
+pub fn relation_name(names: &std::collections::HashMap<i64, String>, oid: i64) -> String {
+    names.get(&oid).map_or_else(|| oid.to_string(), |name| quote_ident(name))
 }
 
 /// `'name'::regclass`: the OID of the relation named so (`public.` may lead; a name in double
@@ -619,7 +634,7 @@ pub fn relation_oid(engine: &Engine, name: &str) -> Option<i64> {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => name.to_ascii_lowercase(),
     };
-    relations(engine).ok()?.into_iter().find(|r| r.name == name).map(|r| r.oid)
+    relation_names(engine).into_iter().find(|(_, relation)| *relation == name).map(|(oid, _)| oid)
 }
 
 /// `pg_get_userbyid`: the role's name, or PostgreSQL's `unknown (OID=n)`.

@@ -9,7 +9,7 @@ use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 
-use crate::pg_catalog::{format_type, relation_name, table_is_visible, user_by_id};
+use crate::pg_catalog::{format_type, relation_name, relation_names, table_is_visible, user_by_id};
 use crate::Engine;
 
 /// Runs `f` over the arguments as arrays of `rows` rows, and gives a scalar back for scalars.
@@ -39,7 +39,8 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         Arc::new(move |args: &[ColumnarValue]| {
             rows_of(args, |arrays| {
                 let oids = int64s(&arrays[0])?;
-                let visible: BooleanArray = oids.iter().map(|oid| oid.and_then(|oid| table_is_visible(&catalog, oid))).collect();
+                let names = relation_names(&catalog);
+                let visible: BooleanArray = oids.iter().map(|oid| oid.and_then(|oid| table_is_visible(&names, oid))).collect();
                 Ok(Arc::new(visible) as ArrayRef)
             })
         }),
@@ -89,7 +90,8 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
             rows_of(args, |arrays| {
-                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(|oid| relation_name(&named, oid))).collect();
+                let relations = relation_names(&named);
+                let names: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.map(|oid| relation_name(&relations, oid))).collect();
                 Ok(Arc::new(names) as ArrayRef)
             })
         }),
