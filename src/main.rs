@@ -1,5 +1,7 @@
 //! The `streamhouse` binary: configuration, wiring, the HTTP endpoints and process lifecycle.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod http;
 

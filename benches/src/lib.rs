@@ -6,6 +6,8 @@
 //! This library holds what the benches share: a deterministic generator of Nexmark-like bid
 //! batches and the ratio report printed at the end of each run.
 
+#![forbid(unsafe_code)]
+
 pub mod nexmark;
 pub mod oracle;
 

@@ -13,6 +13,8 @@
 //! embedded backend (one SQLite file in the data directory). A shared PostgreSQL backend would be a
 //! second implementation of the same trait.
 
+#![forbid(unsafe_code)]
+
 mod access;
 mod error;
 mod model;

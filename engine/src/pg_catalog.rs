@@ -626,9 +626,14 @@ pub fn relation_name(names: &std::collections::HashMap<i64, String>, oid: i64) -
 }
 
 /// `'name'::regclass`: the OID of the relation named so (`public.` may lead; a name in double
-/// quotes keeps its case, others are folded to lower case, as PostgreSQL reads them).
+/// quotes keeps its case, others are folded to lower case, as PostgreSQL reads them), or the OID
+/// a number gives.
 pub fn relation_oid(engine: &Engine, name: &str) -> Option<i64> {
     let name = name.trim();
+    // A number is an OID, taken as it is (as PostgreSQL's regclass input does).
+    if let Ok(oid) = name.parse::<i64>() {
+        return Some(oid);
+    }
     let name = name.strip_prefix("public.").or_else(|| name.strip_prefix("\"public\".")).unwrap_or(name);
     let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),

@@ -7,6 +7,8 @@
 //! the engine ([`streamhouse_engine::Engine`] and its sessions), never storage or the catalog
 //! directly; a row written here is visible to pgwire at once, and the other way round.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod metadata;
 mod plain;

@@ -5,6 +5,8 @@
 //! turns messages into engine calls and engine results into messages. It must not reach storage
 //! or the catalog: everything goes through a `streamhouse_engine::Session`.
 
+#![forbid(unsafe_code)]
+
 mod authentication;
 mod connection;
 mod messages;

@@ -4,6 +4,8 @@
 //! The SQL behaviour itself lives in the `.slt` files beside this crate, run over the wire by
 //! `tests/slt.rs` with the simple and the extended query protocol.
 
+#![forbid(unsafe_code)]
+
 pub mod login;
 
 use std::io::{BufRead, BufReader};

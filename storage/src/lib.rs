@@ -10,6 +10,8 @@
 //! it takes Arrow batches already validated against a topic's schema and hands back Arrow
 //! batches. The engine is its only user.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 mod append;
 mod aside;
