@@ -83,6 +83,28 @@ def main():
         conn.execute("INSERT INTO psycopg_copy VALUES (%s, %s)", (5000, "in a transaction"))
         conn.commit()
         assert conn.execute("SELECT name FROM psycopg_copy WHERE id = 5000").fetchone() == ("in a transaction",)
+
+    # Nested transactions (psycopg's SAVEPOINT, RELEASE and ROLLBACK TO): an error inside the
+    # inner block is rolled back to its savepoint and the outer block goes on. Writes are not
+    # undone (every statement commits on its own, see docs/sql.md), which the last check shows.
+    with psycopg.connect(host="127.0.0.1", port=PORT, user="streamhouse", dbname="other", autocommit=True) as conn:
+        with conn.transaction():
+            with conn.transaction():
+                conn.execute("INSERT INTO psycopg_copy VALUES (%s, %s)", (5001, "inner, released"))
+            try:
+                with conn.transaction():
+                    conn.execute("INSERT INTO psycopg_copy VALUES (%s, %s)", (5002, "inner, then an error"))
+                    conn.execute("SELECT 1/0")
+            except psycopg.errors.DivisionByZero:
+                pass
+            assert conn.execute("SELECT count(*) FROM psycopg_copy WHERE id IN (5001, 5002)").fetchone() == (2,)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        except psycopg.errors.FeatureNotSupported:
+            pass
+        else:
+            raise AssertionError("SERIALIZABLE was accepted, but a block of statements is not isolated")
     print("psycopg: ok")
 
 

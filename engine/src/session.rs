@@ -334,7 +334,15 @@ pub struct Session {
     current_role: Option<String>,
     /// Where the session's client is, for the audit trail.
     client: crate::auth::audit::Client,
+    /// The savepoints of the open transaction block, oldest first.
+    savepoints: Vec<String>,
+    /// A statement of the open transaction block failed (see [`Session::note_failure`]): COMMIT
+    /// then ends it as a rollback, as PostgreSQL reports it.
+    block_failed: bool,
 }
+
+/// Most savepoints one transaction block may hold.
+const SAVEPOINTS_MAX: usize = 10_000;
 
 /// A declared cursor: the rest of its query's rows (or of a subscription's changes).
 struct Cursor {
@@ -434,6 +442,8 @@ impl Session {
             session_user: role.name.clone(),
             current_role: None,
             client: Default::default(),
+            savepoints: Vec::new(),
+            block_failed: false,
         };
         session.act_as(None, role.superuser);
         Ok(session)
@@ -533,6 +543,65 @@ impl Session {
             self.act_as(role, superuser);
         }
         Ok(QueryOutput::Command { tag })
+    }
+
+    /// Runs a transaction statement in the autocommit model (every statement has committed
+    /// already, so ROLLBACK undoes nothing): BEGIN opens a block, savepoints are names within it,
+    /// checked as PostgreSQL checks them. Its command tag.
+    fn transaction_command(&mut self, command: TransactionCommand) -> Result<&'static str> {
+        let outside = |statement: &str| EngineError::Sqlstate { code: "25P01", message: format!("{statement} can only be used in transaction blocks") };
+        let missing = |name: &str| EngineError::Sqlstate { code: "3B001", message: format!("savepoint \"{name}\" does not exist") };
+        Ok(match command {
+            TransactionCommand::Begin => {
+                self.in_transaction = true;
+                self.savepoints.clear();
+                self.block_failed = false;
+                "BEGIN"
+            }
+            TransactionCommand::Commit | TransactionCommand::Rollback => {
+                let failed = std::mem::take(&mut self.block_failed);
+                self.in_transaction = false;
+                self.savepoints.clear();
+                if matches!(command, TransactionCommand::Commit) && !failed { "COMMIT" } else { "ROLLBACK" }
+            }
+            TransactionCommand::Savepoint(_) | TransactionCommand::Release(_) | TransactionCommand::RollbackTo(_) if !self.in_transaction => {
+                return Err(outside(match command {
+                    TransactionCommand::Savepoint(_) => "SAVEPOINT",
+                    TransactionCommand::Release(_) => "RELEASE SAVEPOINT",
+                    _ => "ROLLBACK TO SAVEPOINT",
+                }))
+            }
+            TransactionCommand::Savepoint(name) => {
+                if self.savepoints.len() >= SAVEPOINTS_MAX {
+                    return Err(EngineError::ProgramLimitExceeded(format!("too many savepoints in one transaction block ({SAVEPOINTS_MAX})")));
+                }
+                self.savepoints.push(name);
+                "SAVEPOINT"
+            }
+            // The newest savepoint of the name, and every later one, end (RELEASE) or stay
+            // with the later ones gone (ROLLBACK TO), as in PostgreSQL.
+            TransactionCommand::Release(name) => {
+                let at = self.savepoints.iter().rposition(|s| *s == name).ok_or_else(|| missing(&name))?;
+                self.savepoints.truncate(at);
+                "RELEASE"
+            }
+            TransactionCommand::RollbackTo(name) => {
+                let at = self.savepoints.iter().rposition(|s| *s == name).ok_or_else(|| missing(&name))?;
+                self.savepoints.truncate(at + 1);
+                // Rolling back to a savepoint is how a block goes on after an error.
+                self.block_failed = false;
+                "ROLLBACK"
+            }
+            TransactionCommand::SetModes => "SET",
+        })
+    }
+
+    /// Tells the session that a statement failed: inside a transaction block, the block has
+    /// failed until ROLLBACK (to a savepoint) or its end.
+    pub fn note_failure(&mut self) {
+        if self.in_transaction {
+            self.block_failed = true;
+        }
     }
 
     /// A session setting, as SHOW reports it.
@@ -1075,20 +1144,7 @@ impl Session {
                 Ok(rows_output(schema, vec![batch], "SHOW"))
             }
             Statement::Transaction(command) => {
-                let tag = match command {
-                    TransactionCommand::Begin => {
-                        self.in_transaction = true;
-                        "BEGIN"
-                    }
-                    TransactionCommand::Commit => {
-                        self.in_transaction = false;
-                        "COMMIT"
-                    }
-                    TransactionCommand::Rollback => {
-                        self.in_transaction = false;
-                        "ROLLBACK"
-                    }
-                };
+                let tag = self.transaction_command(command)?;
                 Ok(QueryOutput::Command { tag: tag.into() })
             }
             Statement::Ignored { tag } => Ok(QueryOutput::Command { tag }),

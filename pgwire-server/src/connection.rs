@@ -466,6 +466,7 @@ impl Connection {
         if self.session.transaction_status() == b'T' {
             self.failed_transaction = true;
         }
+        self.session.note_failure();
         self.out.error("ERROR", error.sqlstate(), &error.to_string());
     }
 

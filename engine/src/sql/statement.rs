@@ -74,11 +74,65 @@ pub enum Statement {
     Privilege(crate::auth::grants::PrivilegeStatement),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransactionCommand {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`.
+    RollbackTo(String),
+    /// `SET TRANSACTION …` or `SET SESSION CHARACTERISTICS AS TRANSACTION …` with modes that
+    /// hold here (see [`transaction_modes`]).
+    SetModes,
+}
+
+/// The name after `[SAVEPOINT]` from `tokens[index]` on.
+fn savepoint_name(tokens: &[&Token], mut index: usize, statement: &str) -> Result<String> {
+    if word(tokens.get(index).copied().unwrap_or(&Token::EOF)).as_deref() == Some("SAVEPOINT") {
+        index += 1;
+    }
+    match tokens.get(index) {
+        Some(Token::Word(name)) if index + 1 == tokens.len() => {
+            Ok(if name.quote_style.is_some() { name.value.clone() } else { name.value.to_ascii_lowercase() })
+        }
+        _ => Err(EngineError::Syntax(format!("{statement} needs one savepoint name"))),
+    }
+}
+
+/// Checks the modes of `SET TRANSACTION` from `tokens[index]` on. Every statement commits on its
+/// own here, so READ COMMITTED (and READ UNCOMMITTED, which PostgreSQL runs as it), READ WRITE
+/// and [NOT] DEFERRABLE hold; REPEATABLE READ, SERIALIZABLE and READ ONLY would promise what a
+/// block of statements does not get, and are refused.
+fn transaction_modes(tokens: &[&Token], index: usize) -> Result<TransactionCommand> {
+    let words: Vec<String> = tokens[index.min(tokens.len())..].iter().map(|t| word(t).unwrap_or_else(|| t.to_string())).collect();
+    if words.is_empty() {
+        return Err(EngineError::Syntax("SET TRANSACTION needs a transaction mode".into()));
+    }
+    let refuse = |mode: &str| {
+        EngineError::NotSupported(format!(
+            "{mode} (every statement commits on its own, so a transaction block is neither isolated from other writers nor read-only; READ COMMITTED and READ WRITE hold)"
+        ))
+    };
+    let at = |i: usize| words.get(i).map(String::as_str);
+    let mut i = 0;
+    while i < words.len() {
+        i += match (at(i), at(i + 1), at(i + 2), at(i + 3)) {
+            (Some(","), ..) => 1,
+            (Some("ISOLATION"), Some("LEVEL"), Some("READ"), Some("COMMITTED" | "UNCOMMITTED")) => 4,
+            (Some("ISOLATION"), Some("LEVEL"), Some("REPEATABLE"), Some("READ")) => return Err(refuse("ISOLATION LEVEL REPEATABLE READ")),
+            (Some("ISOLATION"), Some("LEVEL"), Some("SERIALIZABLE"), _) => return Err(refuse("ISOLATION LEVEL SERIALIZABLE")),
+            (Some("READ"), Some("WRITE"), ..) => 2,
+            (Some("READ"), Some("ONLY"), ..) => return Err(refuse("READ ONLY")),
+            (Some("DEFERRABLE"), ..) => 1,
+            (Some("NOT"), Some("DEFERRABLE"), ..) => 2,
+            (other, ..) => return Err(EngineError::Syntax(format!("syntax error at or near \"{}\" in SET TRANSACTION", other.unwrap_or("")))),
+        };
+    }
+    Ok(TransactionCommand::SetModes)
 }
 
 pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>> {
@@ -184,7 +238,20 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         ("", _) if significant.is_empty() => Ok(Statement::Empty),
         ("BEGIN", _) | ("START", "TRANSACTION") => Ok(Statement::Transaction(TransactionCommand::Begin)),
         ("COMMIT", _) | ("END", _) => Ok(Statement::Transaction(TransactionCommand::Commit)),
+        ("ROLLBACK", _) if words.iter().any(|w| w == "TO") => {
+            let to = words.iter().position(|w| w == "TO").unwrap_or(1);
+            Ok(Statement::Transaction(TransactionCommand::RollbackTo(savepoint_name(&significant, to + 1, "ROLLBACK TO SAVEPOINT")?)))
+        }
         ("ROLLBACK", _) | ("ABORT", _) => Ok(Statement::Transaction(TransactionCommand::Rollback)),
+        ("SAVEPOINT", _) => Ok(Statement::Transaction(TransactionCommand::Savepoint(savepoint_name(&significant, 1, "SAVEPOINT")?))),
+        ("RELEASE", _) => Ok(Statement::Transaction(TransactionCommand::Release(savepoint_name(&significant, 1, "RELEASE SAVEPOINT")?))),
+        ("SET", "TRANSACTION") => Ok(Statement::Transaction(transaction_modes(&significant, 2)?)),
+        ("SET", "SESSION") if words.get(2).map(String::as_str) == Some("CHARACTERISTICS") => {
+            if words.get(3).map(String::as_str) != Some("AS") || words.get(4).map(String::as_str) != Some("TRANSACTION") {
+                return Err(EngineError::Syntax("expected AS TRANSACTION after SET SESSION CHARACTERISTICS".into()));
+            }
+            Ok(Statement::Transaction(transaction_modes(&significant, 5)?))
+        }
         ("DISCARD", _) => Ok(Statement::Ignored { tag: format!("DISCARD {second}").trim().to_string() }),
         ("DEALLOCATE", _) => Ok(Statement::Ignored { tag: "DEALLOCATE".into() }),
         ("SET", _) => parse_set(&significant),
