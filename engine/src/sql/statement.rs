@@ -1138,6 +1138,25 @@ mod tests {
         ));
         assert!(matches!(parse_statement("SHOW TOPICS").unwrap(), Statement::ShowTopics));
         assert!(matches!(parse_statement("begin").unwrap(), Statement::Transaction(TransactionCommand::Begin)));
+        let transaction = |sql: &str| match parse_statement(sql) {
+            Ok(Statement::Transaction(command)) => Ok(command),
+            Ok(other) => panic!("{sql}: {other:?}"),
+            Err(error) => Err(error.sqlstate()),
+        };
+        assert_eq!(transaction("SAVEPOINT Sp1"), Ok(TransactionCommand::Savepoint("sp1".into())));
+        assert_eq!(transaction("savepoint \"Sp1\""), Ok(TransactionCommand::Savepoint("Sp1".into())));
+        assert_eq!(transaction("RELEASE SAVEPOINT a"), Ok(TransactionCommand::Release("a".into())));
+        assert_eq!(transaction("release a"), Ok(TransactionCommand::Release("a".into())));
+        assert_eq!(transaction("ROLLBACK TO a"), Ok(TransactionCommand::RollbackTo("a".into())));
+        assert_eq!(transaction("ROLLBACK WORK TO SAVEPOINT a"), Ok(TransactionCommand::RollbackTo("a".into())));
+        assert_eq!(transaction("ROLLBACK"), Ok(TransactionCommand::Rollback));
+        assert_eq!(transaction("SAVEPOINT"), Err("42601"));
+        assert_eq!(transaction("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE NOT DEFERRABLE"), Ok(TransactionCommand::SetModes));
+        assert_eq!(transaction("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"), Ok(TransactionCommand::SetModes));
+        assert_eq!(transaction("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), Err("0A000"));
+        assert_eq!(transaction("SET TRANSACTION READ ONLY"), Err("0A000"));
+        assert_eq!(transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"), Err("0A000"));
+        assert_eq!(transaction("SET TRANSACTION SNAPSHOT 'x'"), Err("42601"));
         assert_eq!(parse_statement("SELEC 1").unwrap_err().sqlstate(), "42601");
     }
 }
