@@ -16,25 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prerequisites.sh
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-
 connections=${1:-500}
 pg_bin=$(postgres_bin)
-bin=${STREAMHOUSE_BIN:-}
-if [ -z "$bin" ]; then
-  cargo build --release -q -p streamhouse
-  bin=./target/release/streamhouse
-fi
-
-work=$(mktemp -d)
-chmod 755 "$work"
-cleanup() {
-  for pid in ${pids:-}; do kill "$pid" 2>/dev/null || true; done
-  [ -d "$work/pg" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source benches/common.sh
 password=bench-password
 
 # One certificate for both servers (openssl; the key readable by postgres only).
