@@ -67,7 +67,11 @@ fn list_commands_print_what_postgres_prints() {
         assert!(!out.contains("ERROR"), "{sql}: {out}");
     }
 
-    for command in ["\\dt", "\\dm", "\\dn", "\\dp", "\\dp bids", "\\z people", "\\d bids", "\\d people", "\\d per_auction", "\\d people_pkey", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*"] {
+    for command in ["\\dt", "\\dm", "\\dn", "\\dp", "\\dp bids", "\\z people", "\\d bids", "\\d people", "\\d per_auction", "\\d people_pkey", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*",
+        "SELECT * FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+        "SELECT schemaname, matviewname, matviewowner, tablespace, hasindexes, ispopulated FROM pg_matviews",
+        "SELECT usename, usecreatedb, usesuper, userepl, usebypassrls, passwd, valuntil, useconfig FROM pg_user WHERE usename = 'alice'",
+    ] {
         let expected = psql(oracle.port, "streamhouse", command);
         let ours = psql(server.pg_port, "streamhouse", command);
         assert!(!expected.contains("ERROR"), "{command} on PostgreSQL: {expected}");

@@ -475,6 +475,52 @@ fn pg_roles(roles: &[RoleMeta]) -> Result<RecordBatch> {
         .batch()
 }
 
+/// `pg_user`: the roles that may log in, as PostgreSQL's view of `pg_authid` shows them (the
+/// password always `********`).
+fn pg_user(roles: &[RoleMeta]) -> Result<RecordBatch> {
+    let users: Vec<&RoleMeta> = roles.iter().filter(|r| r.login).collect();
+    let bootstrap = || users.iter().map(|r| r.name == OWNER);
+    Columns::new()
+        .text("usename", users.iter().map(|r| r.name.as_str()))
+        .int64("usesysid", users.iter().map(|r| role_oid(r)))
+        .boolean("usecreatedb", bootstrap())
+        .boolean("usesuper", users.iter().map(|r| r.superuser))
+        .boolean("userepl", bootstrap())
+        .boolean("usebypassrls", bootstrap())
+        .text("passwd", users.iter().map(|_| "********"))
+        .null_text("valuntil", users.len())
+        .null_text_array("useconfig", users.len())
+        .batch()
+}
+
+/// `pg_tables` and `pg_matviews`: the topics and keyed tables, and the materialized views, of
+/// `public` (PostgreSQL's views also list its own catalogs' tables, which are not tables here).
+/// A view's `definition` is its query as it was written, where PostgreSQL prints its own
+/// rendering of the parsed query.
+fn pg_tables_or_matviews(engine: &Engine, matviews: bool) -> Result<RecordBatch> {
+    let relations = relations(engine)?;
+    let roles = roles(engine)?;
+    let kind = if matviews { "m" } else { "r" };
+    let chosen: Vec<&Relation> = relations.iter().filter(|r| r.kind == kind).collect();
+    let owner = |r: &&Relation| user_by_id(&roles, r.owner);
+    let columns = Columns::new()
+        .text("schemaname", chosen.iter().map(|_| "public"))
+        .text(if matviews { "matviewname" } else { "tablename" }, chosen.iter().map(|r| r.name.as_str()))
+        .text(if matviews { "matviewowner" } else { "tableowner" }, chosen.iter().map(owner))
+        .null_text("tablespace", chosen.len())
+        .boolean("hasindexes", chosen.iter().map(|r| r.keyed));
+    if matviews {
+        let views = engine.views().list();
+        let definition = |r: &&Relation| views.iter().find(|v| view_oid(v.meta.id) == r.oid).map_or_else(String::new, |v| v.meta.query.clone());
+        return columns.boolean("ispopulated", chosen.iter().map(|_| true)).text("definition", chosen.iter().map(definition)).batch();
+    }
+    columns
+        .boolean("hasrules", chosen.iter().map(|_| false))
+        .boolean("hastriggers", chosen.iter().map(|_| false))
+        .boolean("rowsecurity", chosen.iter().map(|_| false))
+        .batch()
+}
+
 /// `pg_auth_members` (PostgreSQL 16's columns): who is a member of which role.
 fn pg_auth_members(engine: &Engine, roles: &[RoleMeta]) -> Result<RecordBatch> {
     let memberships = engine.storage().catalog().list_memberships().map_err(|e| crate::EngineError::Storage(e.into()))?;
@@ -538,6 +584,7 @@ const TABLES: &[&str] = &[
     "pg_description",
     "pg_index",
     "pg_inherits",
+    "pg_matviews",
     "pg_namespace",
     "pg_policy",
     "pg_publication",
@@ -545,7 +592,9 @@ const TABLES: &[&str] = &[
     "pg_publication_rel",
     "pg_roles",
     "pg_statistic_ext",
+    "pg_tables",
     "pg_type",
+    "pg_user",
 ];
 
 /// Whether `name` is one of `pg_catalog`'s tables.
@@ -567,6 +616,9 @@ impl PgCatalogSchema {
             "pg_auth_members" => pg_auth_members(&self.engine, &roles(&self.engine)?)?,
             "pg_type" => pg_type_table()?,
             "pg_index" => pg_index(&relations(&self.engine)?)?,
+            "pg_tables" => pg_tables_or_matviews(&self.engine, false)?,
+            "pg_matviews" => pg_tables_or_matviews(&self.engine, true)?,
+            "pg_user" => pg_user(&roles(&self.engine)?)?,
             "pg_constraint" => pg_constraint(&relations(&self.engine)?)?,
             other => match empty_catalog(other) {
                 Some(batch) => batch?,
