@@ -271,12 +271,16 @@ async fn startup(
             return Err(error);
         }
     };
-    session.set_client(client);
+    session.set_client(client.clone());
     for (name, value) in &parameters {
         if matches!(name.as_str(), "user" | "database") {
             continue; // every database name maps to the one database
         }
-        session.apply_startup_parameter(name, value)?;
+        if let Err(error) = session.apply_startup_parameter(name, value) {
+            // Authenticated, but refused all the same: a failed login.
+            shared.engine.audit(login_failed(&error)).await;
+            return Err(error);
+        }
     }
     let how = match (tls.as_ref(), tls.as_ref().and_then(|t| t.certificate_role.as_deref())) {
         (Some(_), Some(_)) => "TLS, client certificate",
