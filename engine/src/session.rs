@@ -620,12 +620,13 @@ impl Session {
         (ms > 0).then(|| Duration::from_millis(ms as u64))
     }
 
-    /// `I` when idle, `T` inside BEGIN … COMMIT (ReadyForQuery status).
+    /// `I` when idle, `T` inside BEGIN … COMMIT, `E` in a block a statement of which failed
+    /// (ReadyForQuery status).
     pub fn transaction_status(&self) -> u8 {
-        if self.in_transaction {
-            b'T'
-        } else {
-            b'I'
+        match (self.in_transaction, self.block_failed) {
+            (false, _) => b'I',
+            (true, false) => b'T',
+            (true, true) => b'E',
         }
     }
 

@@ -90,8 +90,6 @@ struct Connection {
     statements: HashMap<String, Arc<StatementEntry>>,
     portals: HashMap<String, Portal>,
     cancel: watch::Receiver<u64>,
-    /// Inside BEGIN … after an error: only ROLLBACK/COMMIT are accepted.
-    failed_transaction: bool,
     deadline: Option<Instant>,
 }
 
@@ -140,7 +138,6 @@ pub async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, slot: Opti
         statements: HashMap::new(),
         portals: HashMap::new(),
         cancel,
-        failed_transaction: false,
         deadline: None,
     };
     connection.run().await;
@@ -467,16 +464,12 @@ impl Connection {
     }
 
     fn report(&mut self, error: &EngineError) {
-        if self.session.transaction_status() == b'T' {
-            self.failed_transaction = true;
-        }
         self.session.note_failure();
         self.out.error("ERROR", error.sqlstate(), &error.to_string());
     }
 
     fn ready_for_query(&mut self) {
-        let status = if self.failed_transaction { b'E' } else { self.session.transaction_status() };
-        self.out.ready_for_query(status);
+        self.out.ready_for_query(self.session.transaction_status());
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -505,14 +498,14 @@ impl Connection {
         interruptible(&mut self.cancel, self.deadline, future).await
     }
 
-    /// In a failed transaction block only the end of the block is accepted.
-    fn check_failed_transaction(&mut self, sql: &str) -> Result<(), Failure> {
-        if !self.failed_transaction {
+    /// In a failed transaction block only the end of the block (or a rollback to a savepoint)
+    /// is accepted; the session leaves the failed state when it runs it.
+    fn check_failed_transaction(&self, sql: &str) -> Result<(), Failure> {
+        if self.session.transaction_status() != b'E' {
             return Ok(());
         }
         let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         if matches!(first.as_str(), "ROLLBACK" | "ABORT" | "COMMIT" | "END") {
-            self.failed_transaction = false;
             return Ok(());
         }
         Err(Failure::Statement(EngineError::Sqlstate {
