@@ -121,14 +121,11 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
         },
     };
     let SetExpr::Select(select) = query.body.as_mut() else { return Err(refused()) };
-    let plain = select.distinct.is_none()
-        && select.having.is_none()
-        && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
-        && select.projection.len() == 1;
+    let plain = select.distinct.is_none() && select.having.is_none() && !is_grouped(select) && select.projection.len() == 1;
     if !plain {
         return Err(refused());
     }
-    if reads_always_empty_catalog(select) {
+    if yields_no_rows(select) {
         // No rows, ever (pg_policy: there is no row-level security). psql's `\dp` nests a
         // correlated ARRAY inside this one, which the planner could not decorrelate.
         return Ok(call("make_array", Vec::new()));
@@ -188,8 +185,7 @@ fn registry_type(data_type: &DataType) -> Option<&'static str> {
 /// (text here: the same characters on the wire, under text's type OID); from a relation's name,
 /// `'bids'::regclass`, the relation's OID.
 fn registry_cast(inner: Expr, registry: &str) -> Result<Expr> {
-    let is_text = matches!(&inner, Expr::Value(value) if matches!(value.value, Value::SingleQuotedString(_)));
-    Ok(match (registry, is_text) {
+    Ok(match (registry, quoted_text(&inner).is_some()) {
         ("regclass", true) => call("pg_regclass_oid", vec![inner]),
         ("regclass", false) => call("pg_regclass_name", vec![inner]),
         ("regtype", false) => call("format_type", vec![inner, Expr::value(Value::Null)]),
@@ -202,13 +198,17 @@ fn registry_cast(inner: Expr, registry: &str) -> Result<Expr> {
 /// policies, column defaults, collations, extended statistics, publications, inheritance).
 fn is_always_empty_catalog(factor: &TableFactor) -> bool {
     let TableFactor::Table { name, args: None, .. } = factor else { return false };
-    let parts: Vec<String> = name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect();
-    let table = match parts.as_slice() {
+    let table = match name.0.as_slice() {
         [table] => table,
-        [schema, table] if schema == "pg_catalog" => table,
+        [_, table] if is_in_pg_catalog(name) => table,
         _ => return false,
     };
-    crate::pg_catalog::ALWAYS_EMPTY.contains(&table.as_str())
+    crate::pg_catalog::ALWAYS_EMPTY.contains(&table.to_string().to_ascii_lowercase().as_str())
+}
+
+/// Whether a SELECT has GROUP BY.
+fn is_grouped(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
 }
 
 /// Whether a SELECT has no rows whatever its conditions: it reads an always-empty catalog in its
@@ -225,13 +225,17 @@ fn reads_always_empty_catalog(select: &datafusion::sql::sqlparser::ast::Select) 
     })
 }
 
-/// A scalar subquery that has no rows (it is NULL, as in PostgreSQL): a plain SELECT, without
-/// aggregates, over an always-empty catalog. psql's `\d name` asks for column defaults and
-/// collations so, correlated in ways the planner cannot decorrelate.
+/// Whether a SELECT has no rows, whatever its conditions: a plain SELECT (no grouping, no
+/// aggregate outside its subqueries, which would make one row of nothing) over an always-empty
+/// catalog.
+fn yields_no_rows(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    !is_grouped(select) && select.having.is_none() && !select.projection.iter().any(calls_other_than_catalog_functions) && reads_always_empty_catalog(select)
+}
+
+/// A scalar subquery that has no rows (it is NULL, as in PostgreSQL). psql's `\d name` asks for
+/// column defaults and collations so, correlated in ways the planner cannot decorrelate.
 fn is_empty_scalar_subquery(query: &Query) -> bool {
-    let SetExpr::Select(select) = query.body.as_ref() else { return false };
-    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-    !grouped && select.having.is_none() && !select.projection.iter().any(calls_other_than_catalog_functions) && reads_always_empty_catalog(select)
+    matches!(query.body.as_ref(), SetExpr::Select(select) if yields_no_rows(select))
 }
 
 /// In a plain SELECT over an always-empty catalog, the subqueries of its select list are never
@@ -251,8 +255,7 @@ fn skip_subqueries_in_branches(body: &mut SetExpr) {
         }
         _ => return,
     };
-    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-    if grouped || select.having.is_some() || select.projection.iter().any(calls_other_than_catalog_functions_outside_subqueries) || !reads_always_empty_catalog(select) {
+    if !yields_no_rows(select) {
         return;
     }
     for item in &mut select.projection {
@@ -265,9 +268,13 @@ fn skip_subqueries_in_branches(body: &mut SetExpr) {
     }
 }
 
-/// [`calls_other_than_catalog_functions`], not looking inside subqueries (which aggregate on
-/// their own).
-fn calls_other_than_catalog_functions_outside_subqueries(item: &SelectItem) -> bool {
+/// Whether a select item calls, outside its subqueries (which aggregate on their own), a
+/// function other than the catalog's scalar functions (which are known not to aggregate); see
+/// [`contains_aggregate_or_window`].
+fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
+    const SCALAR: [&str; 8] =
+        ["pg_get_expr", "format_type", "pg_get_userbyid", "quote_ident", "array_to_string", "coalesce", "make_array", "pg_get_statisticsobjdef_columns"];
+    // The visitor reaches into subqueries before it sees them: take them out first.
     let mut item = item.clone();
     let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| {
         if matches!(expr, Expr::Subquery(_)) {
@@ -275,15 +282,6 @@ fn calls_other_than_catalog_functions_outside_subqueries(item: &SelectItem) -> b
         }
         ControlFlow::<()>::Continue(())
     });
-    calls_other_than_catalog_functions(&item)
-}
-
-/// Whether a select item calls a function other than the catalog's scalar functions (which are
-/// known not to aggregate); see [`contains_aggregate_or_window`].
-fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
-    const SCALAR: [&str; 8] =
-        ["pg_get_expr", "format_type", "pg_get_userbyid", "quote_ident", "array_to_string", "coalesce", "make_array", "pg_get_statisticsobjdef_columns"];
-    let mut item = item.clone();
     datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| match expr {
         Expr::Function(function) if !SCALAR.iter().any(|name| function_named(function, name)) || function.over.is_some() => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
@@ -488,12 +486,8 @@ impl Rewriter {
                 if let FunctionArguments::List(list) = &mut function.args {
                     for argument in &mut list.args {
                         if let datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(expr)) = argument {
-                            if let Expr::Value(value) = expr {
-                                if let Value::SingleQuotedString(text) = &value.value {
-                                    if let Ok(oid) = text.trim().parse::<i64>() {
-                                        *expr = Expr::value(Value::Number(oid.to_string(), false));
-                                    }
-                                }
+                            if let Some(oid) = quoted_text(expr).and_then(|text| text.trim().parse::<i64>().ok()) {
+                                *expr = Expr::value(Value::Number(oid.to_string(), false));
                             }
                         }
                     }
@@ -569,11 +563,20 @@ impl Rewriter {
     }
 }
 
+/// The text of a quoted literal (`'…'`).
+fn quoted_text(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::SingleQuotedString(text) => Some(text),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// `'{1,2}'` as `make_array(1, 2)`: a string literal holding a PostgreSQL array of integers.
 fn integer_array_literal(expr: &Expr) -> Option<Expr> {
-    let Expr::Value(value) = expr else { return None };
-    let Value::SingleQuotedString(text) = &value.value else { return None };
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let inner = quoted_text(expr)?.trim().strip_prefix('{')?.strip_suffix('}')?;
     let elements: Vec<Expr> = inner
         .split(',')
         .map(|element| element.trim().parse::<i64>().ok().map(|n| Expr::value(Value::Number(n.to_string(), false))))
@@ -801,7 +804,7 @@ impl VisitorMut for Rewriter {
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<EngineError> {
         // `FROM pg_catalog.generate_series(…)`: the set-returning functions are pg_catalog's.
         if let TableFactor::Table { name, args: Some(_), .. } = factor {
-            if name.0.len() == 2 && is_in_pg_catalog(name) {
+            if is_in_pg_catalog(name) {
                 name.0.remove(0);
             }
         }
@@ -905,6 +908,8 @@ mod tests {
             rewritten("SELECT (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), (SELECT c.collname FROM pg_collation c, pg_type t WHERE c.oid = a.attcollation), (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a").unwrap(),
             "SELECT NULL, NULL, (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a"
         );
+        // An aggregate over nothing is one row: not folded to an empty array.
+        assert_ne!(rewritten("SELECT ARRAY(SELECT count(*) FROM pg_policy)").unwrap(), "SELECT make_array()");
         assert_eq!(
             rewritten("SELECT relname FROM c WHERE c.relname OPERATOR(pg_catalog.~) '^(bids)$' COLLATE pg_catalog.default").unwrap(),
             "SELECT relname FROM c WHERE c.relname ~ '^(bids)$'"
