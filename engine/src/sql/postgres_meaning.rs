@@ -272,8 +272,20 @@ fn skip_subqueries_in_branches(body: &mut SetExpr) {
 /// function other than the catalog's scalar functions (which are known not to aggregate); see
 /// [`contains_aggregate_or_window`].
 fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
-    const SCALAR: [&str; 8] =
-        ["pg_get_expr", "format_type", "pg_get_userbyid", "quote_ident", "array_to_string", "coalesce", "make_array", "pg_get_statisticsobjdef_columns"];
+    // Catalog functions, and the ones this rewrite makes of casts (`polcmd::text`).
+    const SCALAR: [&str; 11] = [
+        "pg_get_expr",
+        "format_type",
+        "pg_get_userbyid",
+        "quote_ident",
+        "array_to_string",
+        "coalesce",
+        "make_array",
+        "pg_get_statisticsobjdef_columns",
+        TEXT_OUTPUT,
+        ROUND_FOR_INTEGER,
+        BYTEA_INPUT,
+    ];
     // The visitor reaches into subqueries before it sees them: take them out first.
     let mut item = item.clone();
     let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut item, |expr| {
@@ -907,6 +919,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), (SELECT c.collname FROM pg_collation c, pg_type t WHERE c.oid = a.attcollation), (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a").unwrap(),
             "SELECT NULL, NULL, (SELECT max(adnum) FROM pg_attrdef) FROM pg_attribute a"
+        );
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT polname || (polcmd::pg_catalog.text) FROM pg_catalog.pg_policy pol WHERE polrelid = c.oid) FROM pg_class c").unwrap(),
+            "SELECT make_array() FROM pg_class c"
         );
         // An aggregate over nothing is one row: not folded to an empty array.
         assert_ne!(rewritten("SELECT ARRAY(SELECT count(*) FROM pg_policy)").unwrap(), "SELECT make_array()");
