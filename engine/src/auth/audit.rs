@@ -33,6 +33,7 @@ use streamhouse_storage::scan::{scan_partition, PruneBounds, ScanProjection};
 use streamhouse_storage::{Storage, TopicLog};
 use tokio::sync::{mpsc, oneshot};
 
+use super::hex;
 use crate::{EngineError, Result};
 
 /// The system topic of the audit trail.
@@ -146,10 +147,6 @@ pub fn entry_hash(prev: &[u8; 32], at_us: i64, fields: [&str; 7]) -> [u8; 32] {
     let mut hash = [0; 32];
     hash.copy_from_slice(context.finish().as_ref());
     hash
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {

@@ -103,7 +103,12 @@ pub enum Challenge {
 /// `bytes` random bytes from the system's secure generator, as hex digits (generated passwords,
 /// Flight's bearer tokens).
 pub fn random_hex(bytes: usize) -> String {
-    scram::random_bytes(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&scram::random_bytes(bytes))
+}
+
+/// Bytes as lower-case hex digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The first decision about a client, before any protocol.
