@@ -21,8 +21,8 @@ if [ "${#needed[@]}" -gt 0 ]; then
   echo "installing test prerequisites: ${needed[*]}" >&2
   apt_install "${needed[@]}" || exit 1
 fi
-python_packages=('psycopg[binary]>=3.1' 'asyncpg>=0.29' 'moto[server]>=5' 'duckdb>=1.1' 'pyarrow>=15' 'adbc-driver-flightsql>=1.0' 'adbc-driver-manager>=1.0' 'pandas>=2')
-python3 -c "import psycopg, asyncpg, moto, duckdb, pyarrow.flight, adbc_driver_flightsql.dbapi, pandas" >/dev/null 2>&1 || \
+python_packages=('psycopg[binary]>=3.1' 'asyncpg>=0.29' 'moto[server]>=5' 'duckdb>=1.1' 'pyarrow>=15' 'adbc-driver-flightsql>=1.0' 'adbc-driver-manager>=1.0' 'pandas>=2' 'sqlalchemy>=2')
+python3 -c "import psycopg, asyncpg, moto, duckdb, pyarrow.flight, adbc_driver_flightsql.dbapi, pandas, sqlalchemy" >/dev/null 2>&1 || \
   python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}" >&2 || \
   python3 -m pip install -q --break-system-packages "${python_packages[@]}" >&2 || exit 1
 if [ ! -d clients/node/node_modules/pg ]; then

@@ -19,19 +19,8 @@ fn psql(port: u16, user: &str, command: &str) -> String {
 
 #[test]
 fn list_commands_print_what_postgres_prints() {
-    let oracle = PostgresOracle::start();
-    for sql in [
-        "CREATE ROLE streamhouse SUPERUSER LOGIN",
-        "CREATE DATABASE streamhouse OWNER streamhouse",
-    ] {
-        let out = Command::new("psql")
-            .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &oracle.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let oracle = PostgresOracle::start_like_streamhouse();
     let setup = [
-        "ALTER SCHEMA public OWNER TO streamhouse",
         "CREATE TABLE bids (auction bigint, price numeric(10,2), date_time timestamp)",
         "CREATE TABLE people (id bigint PRIMARY KEY, name text)",
         "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",

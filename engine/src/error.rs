@@ -9,6 +9,9 @@ pub enum EngineError {
     Syntax(String),
     #[error("relation \"{0}\" does not exist")]
     UndefinedTable(String),
+    /// A type, function or other named object that does not exist (`42704`).
+    #[error("{0}")]
+    UndefinedObject(String),
     #[error("relation \"{0}\" already exists")]
     DuplicateTable(String),
     #[error("{0}")]
@@ -23,6 +26,12 @@ pub enum EngineError {
     InvalidText(String),
     #[error("{0}")]
     NotNullViolation(String),
+    /// A subquery used as an expression returned more than one row (`21000`).
+    #[error("{0}")]
+    CardinalityViolation(String),
+    /// A LIKE pattern or escape string PostgreSQL refuses (`22025`).
+    #[error("{0}")]
+    InvalidEscapeSequence(String),
     #[error("{0}")]
     DivisionByZero(String),
     #[error("{0}")]
@@ -58,6 +67,7 @@ impl EngineError {
         match self {
             EngineError::Syntax(_) => "42601",
             EngineError::UndefinedTable(_) => "42P01",
+            EngineError::UndefinedObject(_) => "42704",
             EngineError::DuplicateTable(_) => "42P07",
             EngineError::UndefinedColumn(_) => "42703",
             EngineError::NotSupported(_) => "0A000",
@@ -65,6 +75,8 @@ impl EngineError {
             EngineError::InvalidDefinition(_) => "42P16",
             EngineError::InvalidText(_) => "22P02",
             EngineError::NotNullViolation(_) => "23502",
+            EngineError::InvalidEscapeSequence(_) => "22025",
+            EngineError::CardinalityViolation(_) => "21000",
             EngineError::DivisionByZero(_) => "22012",
             EngineError::NumericOutOfRange(_) => "22003",
             EngineError::DataException(_) => "22000",

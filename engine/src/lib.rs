@@ -21,6 +21,7 @@ pub mod query_memory;
 mod recursion_limit;
 mod session;
 mod show;
+mod single_value;
 pub mod sql;
 pub mod stream;
 pub mod text;

@@ -175,6 +175,12 @@ pub fn index_definition(engine: &Engine, oid: i64, column: i32) -> Option<String
     ))
 }
 
+/// `pg_get_viewdef(view)`: a materialized view's query as it was written; `NULL` for an OID that is
+/// no view.
+pub fn view_definition(engine: &Engine, oid: i64) -> Option<String> {
+    engine.views().list().iter().find(|view| view_oid(view.meta.id) == oid).map(|view| view.meta.query.clone())
+}
+
 /// `pg_get_constraintdef(constraint)`: `PRIMARY KEY (id)`; `NULL` for an OID that is no constraint.
 pub fn constraint_definition(engine: &Engine, oid: i64) -> Option<String> {
     let (_, columns) = keyed_table_of(engine, oid, false)?;
@@ -188,6 +194,22 @@ fn int16_lists(values: impl IntoIterator<Item = Vec<i16>>) -> ArrayRef {
         builder.append_value(value.into_iter().map(Some));
     }
     Arc::new(builder.finish())
+}
+
+/// An `oidvector` or `oid[]` column (`indclass`, `indcollation`).
+fn oid_lists(values: impl IntoIterator<Item = Vec<i64>>) -> ArrayRef {
+    let mut builder = arrow::array::ListBuilder::new(arrow::array::Int64Builder::new());
+    for value in values {
+        builder.append_value(value.into_iter().map(Some));
+    }
+    Arc::new(builder.finish())
+}
+
+/// The btree operator class a key column of type `type_oid` sorts by (0 for a type without one).
+fn opclass_of(type_oid: u32) -> i64 {
+    // varchar sorts by text's class, as in PostgreSQL.
+    let type_oid = if type_oid == oid::VARCHAR { oid::TEXT } else { type_oid };
+    BTREE_OPCLASSES.iter().find(|c| c.3 == type_oid).map_or(0, |c| c.0)
 }
 
 /// `pg_index`: each keyed table's primary key index.
@@ -212,6 +234,9 @@ fn pg_index(relations: &[Relation]) -> Result<RecordBatch> {
         .boolean("indislive", each(true))
         .boolean("indisreplident", each(false))
         .add("indkey", int16_lists(keys()))
+        .add("indcollation", oid_lists(keyed.iter().map(|r| vec![0; r.primary_key.len()])))
+        .add("indclass", oid_lists(keyed.iter().map(|r| r.primary_key.iter().map(|&c| opclass_of(pg_type(r.schema.field(c)).0)).collect())))
+        .add("indoption", int16_lists(keyed.iter().map(|r| vec![0; r.primary_key.len()])))
         .null_text("indexprs", keyed.len())
         .null_text("indpred", keyed.len())
         .batch()
@@ -240,8 +265,17 @@ fn pg_constraint(relations: &[Relation]) -> Result<RecordBatch> {
 
 /// The catalogs that have no rows, ever: [`empty_catalog`]'s and `pg_policy` (no row-level
 /// security). The SQL layer may treat a query over one as empty without planning it.
-pub const ALWAYS_EMPTY: &[&str] =
-    &["pg_attrdef", "pg_collation", "pg_inherits", "pg_policy", "pg_publication", "pg_publication_namespace", "pg_publication_rel", "pg_statistic_ext"];
+pub const ALWAYS_EMPTY: &[&str] = &[
+    "pg_attrdef",
+    "pg_collation",
+    "pg_inherits",
+    "pg_policy",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_sequence",
+    "pg_statistic_ext",
+];
 
 /// The catalogs of what StreamHouse does not have (column defaults, collations, extended
 /// statistics, publications, inheritance): their columns, no rows. psql's `\d name` reads
@@ -259,6 +293,16 @@ fn empty_catalog(name: &str) -> Option<Result<RecordBatch>> {
             .int64("collowner", [])
             .text("collprovider", no_text())
             .int32("collencoding", [])
+            .batch(),
+        "pg_sequence" => Columns::new()
+            .int64("seqrelid", [])
+            .int64("seqtypid", [])
+            .int64("seqstart", [])
+            .int64("seqincrement", [])
+            .int64("seqmax", [])
+            .int64("seqmin", [])
+            .int64("seqcache", [])
+            .boolean("seqcycle", [])
             .batch(),
         "pg_statistic_ext" => Columns::new()
             .int64("oid", [])
@@ -556,6 +600,94 @@ fn pg_description() -> Result<RecordBatch> {
         .batch()
 }
 
+/// The default btree operator classes of the types a column can have, with PostgreSQL 15's OIDs
+/// (`oid`, `opcname`, `opcfamily`, `opcintype`): what a primary key index here sorts by.
+const BTREE_OPCLASSES: [(i64, &str, i64, u32); 19] = [
+    (10003, "bool_ops", 424, oid::BOOL),
+    (10006, "bytea_ops", 428, oid::BYTEA),
+    (10007, "char_ops", 429, oid::CHAR),
+    (10028, "name_ops", 1994, oid::NAME),
+    (3124, "int8_ops", 1976, oid::INT8),
+    (1979, "int2_ops", 1976, oid::INT2),
+    (1978, "int4_ops", 1976, oid::INT4),
+    (3126, "text_ops", 1994, oid::TEXT),
+    (1981, "oid_ops", 1989, oid::OID),
+    (10012, "float4_ops", 1970, oid::FLOAT4),
+    (3123, "float8_ops", 1970, oid::FLOAT8),
+    (10004, "bpchar_ops", 426, oid::BPCHAR),
+    (3122, "date_ops", 434, oid::DATE),
+    (10038, "time_ops", 1996, oid::TIME),
+    (3128, "timestamp_ops", 434, oid::TIMESTAMP),
+    (3127, "timestamptz_ops", 434, oid::TIMESTAMPTZ),
+    (10022, "interval_ops", 1982, oid::INTERVAL),
+    (3125, "numeric_ops", 1988, oid::NUMERIC),
+    (10088, "jsonb_ops", 4033, oid::JSONB),
+];
+
+/// `pg_opclass`: the btree operator classes (all default ones; there are no others here).
+fn pg_opclass() -> Result<RecordBatch> {
+    let rows = BTREE_OPCLASSES.iter();
+    Columns::new()
+        .int64("oid", rows.clone().map(|c| c.0))
+        .int64("opcmethod", rows.clone().map(|_| BTREE_AM))
+        .text("opcname", rows.clone().map(|c| c.1))
+        .int64("opcnamespace", rows.clone().map(|_| PG_CATALOG_NAMESPACE))
+        .int64("opcowner", rows.clone().map(|_| OWNER_OID))
+        .int64("opcfamily", rows.clone().map(|c| c.2))
+        .int64("opcintype", rows.clone().map(|c| i64::from(c.3)))
+        .boolean("opcdefault", rows.clone().map(|_| true))
+        .int64("opckeytype", rows.map(|_| 0))
+        .batch()
+}
+
+/// The OIDs PostgreSQL 15 gives the catalogs served here (`'pg_catalog.pg_class'::regclass`;
+/// `pg_description.classoid` names the catalog of the object described).
+const CATALOG_OIDS: [(&str, i64); 25] = [
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_attribute", 1249),
+    ("pg_auth_members", 1261),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_database", 1262),
+    ("pg_description", 2609),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_matviews", 12038),
+    ("pg_namespace", 2615),
+    ("pg_opclass", 2616),
+    ("pg_policy", 3256),
+    ("pg_publication", 6104),
+    ("pg_publication_namespace", 6237),
+    ("pg_publication_rel", 6106),
+    ("pg_roles", 12000),
+    ("pg_sequence", 2224),
+    ("pg_statistic_ext", 3381),
+    ("pg_tables", 12033),
+    ("pg_tablespace", 1213),
+    ("pg_type", 1247),
+    ("pg_user", 12014),
+];
+
+/// The OID of a catalog named `pg_catalog.name` or `name`.
+fn catalog_oid(name: &str) -> Option<i64> {
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    CATALOG_OIDS.iter().find(|(catalog, _)| *catalog == name).map(|(_, oid)| *oid)
+}
+
+/// `pg_tablespace`: PostgreSQL's two, which every database has (relations here are in
+/// `pg_default`, `reltablespace` 0).
+fn pg_tablespace() -> Result<RecordBatch> {
+    Columns::new()
+        .int64("oid", [1663, 1664])
+        .text("spcname", ["pg_default", "pg_global"])
+        .int64("spcowner", [OWNER_OID, OWNER_OID])
+        .null_text_array("spcacl", 2)
+        .null_text_array("spcoptions", 2)
+        .batch()
+}
+
 /// Row-level security policies: there are none (psql's `\dp` lists them).
 fn pg_policy() -> Result<RecordBatch> {
     let oid_array = Arc::new(Field::new("item", DataType::Int64, true));
@@ -596,13 +728,16 @@ const TABLES: &[&str] = &[
     "pg_inherits",
     "pg_matviews",
     "pg_namespace",
+    "pg_opclass",
     "pg_policy",
     "pg_publication",
     "pg_publication_namespace",
     "pg_publication_rel",
     "pg_roles",
+    "pg_sequence",
     "pg_statistic_ext",
     "pg_tables",
+    "pg_tablespace",
     "pg_type",
     "pg_user",
 ];
@@ -630,6 +765,8 @@ impl PgCatalogSchema {
             "pg_matviews" => pg_tables_or_matviews(&self.engine, true)?,
             "pg_user" => pg_user(&roles(&self.engine)?)?,
             "pg_constraint" => pg_constraint(&relations(&self.engine)?)?,
+            "pg_opclass" => pg_opclass()?,
+            "pg_tablespace" => pg_tablespace()?,
             other => match empty_catalog(other) {
                 Some(batch) => batch?,
                 None => return Ok(None),
@@ -684,7 +821,13 @@ pub fn relation_names(engine: &Engine) -> std::collections::HashMap<i64, String>
 /// `oid::regclass` as PostgreSQL prints it: the relation's name (quoted where needed), or the
 /// number for an OID that names none.
 pub fn relation_name(names: &std::collections::HashMap<i64, String>, oid: i64) -> String {
-    names.get(&oid).map_or_else(|| oid.to_string(), |name| quote_ident(name))
+    if let Some(name) = names.get(&oid) {
+        return quote_ident(name);
+    }
+    match CATALOG_OIDS.iter().find(|(_, catalog)| *catalog == oid) {
+        Some((catalog, _)) => catalog.to_string(),
+        None => oid.to_string(),
+    }
 }
 
 /// `'name'::regclass`: the OID of the relation named so (`public.` may lead; a name in double
@@ -694,6 +837,10 @@ pub fn relation_oid(engine: &Engine, name: &str) -> Option<i64> {
     let name = name.trim();
     // A number is an OID, taken as it is (as PostgreSQL's regclass input does).
     if let Ok(oid) = name.parse::<i64>() {
+        return Some(oid);
+    }
+    // pg_catalog is searched first, as in PostgreSQL.
+    if let Some(oid) = catalog_oid(&name.to_ascii_lowercase()) {
         return Some(oid);
     }
     let name = name.strip_prefix("public.").or_else(|| name.strip_prefix("\"public\".")).unwrap_or(name);
@@ -771,6 +918,15 @@ mod tests {
         let bootstrap = RoleMeta { id: 1, name: OWNER.into(), superuser: true, login: true, password: None, created_ms: 0 };
         assert_eq!(user_by_id(&[bootstrap.clone()], 10), "streamhouse");
         assert_eq!(user_by_id(&[bootstrap], 7), "unknown (OID=7)");
+    }
+
+    #[test]
+    fn every_served_catalog_has_its_postgres_oid() {
+        assert_eq!(CATALOG_OIDS.len(), TABLES.len());
+        for name in TABLES {
+            assert!(catalog_oid(name).is_some(), "{name}");
+        }
+        assert_eq!(catalog_oid("pg_catalog.pg_class"), Some(1259));
     }
 
     #[test]

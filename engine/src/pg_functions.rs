@@ -28,6 +28,37 @@ fn int64s(array: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
     Ok(array.as_primitive::<Int64Type>().iter().collect())
 }
 
+/// A function from a name to an object's OID (bigint): `lookup` finds it; a name it does not find
+/// is `missing`'s error, or NULL without one.
+fn name_to_oid(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<i64> + Send + Sync + 'static,
+    missing: Option<fn(&str) -> crate::EngineError>,
+) -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::Int64,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+                let mut oids = arrow::array::Int64Builder::with_capacity(names.len());
+                for name in names.as_string::<i32>() {
+                    match (name.map(|name| (name, lookup(name))), missing) {
+                        (None, _) | (Some((_, None)), None) => oids.append_null(),
+                        (Some((_, Some(oid))), _) => oids.append_value(oid),
+                        (Some((name, None)), Some(error)) => {
+                            return Err(datafusion::error::DataFusionError::External(Box::new(error(name))));
+                        }
+                    }
+                }
+                Ok(Arc::new(oids.finish()) as ArrayRef)
+            })
+        }),
+    )
+}
+
 /// Registers the functions with a session's context.
 pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
     let catalog = engine.clone();
@@ -96,29 +127,28 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
-    let lookup = engine.clone();
+    // A relation's or type's name to its OID: `'bids'::regclass` and `'int4'::regtype` fail for
+    // an unknown name (42P01, 42704), `to_regclass` and `to_regtype` answer NULL.
+    let relation_oid = |engine: &Arc<Engine>| {
+        let engine = engine.clone();
+        move |name: &str| crate::pg_catalog::relation_oid(&engine, name)
+    };
+    let type_oid = |name: &str| crate::pg_types::type_oid_by_name(name).map(i64::from);
+    context.register_udf(name_to_oid("pg_regclass_oid", relation_oid(engine), Some(|name: &str| crate::EngineError::UndefinedTable(name.to_string()))));
+    context.register_udf(name_to_oid("to_regclass", relation_oid(engine), None));
+    context.register_udf(name_to_oid("pg_regtype_oid", type_oid, Some(|name: &str| crate::EngineError::UndefinedObject(format!("type \"{name}\" does not exist")))));
+    context.register_udf(name_to_oid("to_regtype", type_oid, None));
+    let views = engine.clone();
     context.register_udf(create_udf(
-        "pg_regclass_oid",
-        vec![DataType::Utf8],
-        DataType::Int64,
+        "pg_get_viewdef",
+        vec![DataType::Int64],
+        DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
             rows_of(args, |arrays| {
-                let names = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
-                let mut oids = arrow::array::Int64Builder::with_capacity(names.len());
-                for name in names.as_string::<i32>() {
-                    match name {
-                        None => oids.append_null(),
-                        Some(name) => match crate::pg_catalog::relation_oid(&lookup, name) {
-                            Some(oid) => oids.append_value(oid),
-                            None => {
-                                let error = crate::EngineError::UndefinedTable(name.to_string());
-                                return Err(datafusion::error::DataFusionError::External(Box::new(error)));
-                            }
-                        },
-                    }
-                }
-                Ok(Arc::new(oids.finish()) as ArrayRef)
+                let definitions: StringArray =
+                    int64s(&arrays[0])?.into_iter().map(|oid| oid.and_then(|oid| crate::pg_catalog::view_definition(&views, oid))).collect();
+                Ok(Arc::new(definitions) as ArrayRef)
             })
         }),
     ));
@@ -269,6 +299,48 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         Volatility::Stable,
         Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some("public".into()))))),
     ));
+    context.register_udf(create_udf(
+        crate::sql::postgres_meaning::LIKE_ESCAPE,
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let patterns = arrays[0].as_string::<i32>();
+                let escapes = arrays[1].as_string::<i32>();
+                let mut rewritten = StringBuilder::with_capacity(patterns.len(), 16);
+                for (pattern, escape) in patterns.iter().zip(escapes.iter()) {
+                    match (pattern, escape) {
+                        (Some(pattern), Some(escape)) => rewritten.append_value(
+                            like_pattern_with_backslash(pattern, escape).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
+                        ),
+                        _ => rewritten.append_null(),
+                    }
+                }
+                Ok(Arc::new(rewritten.finish()) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        crate::pg_types::UNKNOWN_SETTING,
+        vec![DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        // Never folded while planning: it fails for a name that reaches it.
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let names = arrays[0].as_string::<i32>();
+                let missing_ok = arrays[1].as_boolean();
+                for row in 0..names.len() {
+                    if names.is_valid(row) && !(missing_ok.is_valid(row) && missing_ok.value(row)) {
+                        let error = crate::EngineError::UndefinedObject(format!("unrecognized configuration parameter \"{}\"", names.value(row)));
+                        return Err(datafusion::error::DataFusionError::External(Box::new(error)));
+                    }
+                }
+                Ok(arrow::array::new_null_array(&DataType::Utf8, names.len()))
+            })
+        }),
+    ));
     let item = Arc::new(Field::new("item", DataType::Utf8, true));
     context.register_udf(create_udf(
         "current_schemas",
@@ -298,6 +370,34 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
 
 /// `quote_literal(text)` as PostgreSQL writes it: quotes doubled, and a string with a backslash
 /// written as an escape string (`E'a\\b'`) with its backslashes doubled.
+/// A LIKE pattern written with `escape` as its escape character (PostgreSQL's `LIKE p ESCAPE e`)
+/// rewritten with a backslash, the only escape DataFusion's LIKE reads. An empty `escape` means
+/// no escape character: every backslash is then literal.
+pub fn like_pattern_with_backslash(pattern: &str, escape: &str) -> crate::Result<String> {
+    let mut escape_chars = escape.chars();
+    let escape = match (escape_chars.next(), escape_chars.next()) {
+        (None, _) => None,
+        (Some(c), None) => Some(c),
+        _ => return Err(crate::EngineError::InvalidEscapeSequence("invalid escape string".into())),
+    };
+    let mut rewritten = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            let Some(escaped) = chars.next() else {
+                return Err(crate::EngineError::InvalidEscapeSequence("LIKE pattern must not end with escape character".into()));
+            };
+            rewritten.push('\\');
+            rewritten.push(escaped);
+        } else if c == '\\' {
+            rewritten.push_str("\\\\");
+        } else {
+            rewritten.push(c);
+        }
+    }
+    Ok(rewritten)
+}
+
 pub fn quote_literal(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 3);
     if text.contains('\\') {
@@ -322,5 +422,17 @@ mod tests {
         assert_eq!(super::quote_literal("it's"), "'it''s'");
         assert_eq!(super::quote_literal("a\\b"), "E'a\\\\b'");
         assert_eq!(super::quote_literal(""), "''");
+    }
+
+    #[test]
+    fn like_patterns_get_a_backslash_for_their_escape_character() {
+        use super::like_pattern_with_backslash as rewrite;
+        assert_eq!(rewrite("pg/_%", "/").unwrap(), "pg\\_%");
+        assert_eq!(rewrite("a//b", "/").unwrap(), "a\\/b");
+        assert_eq!(rewrite("a\\b", "/").unwrap(), "a\\\\b", "a backslash that is not the escape is literal");
+        assert_eq!(rewrite("a\\_", "").unwrap(), "a\\\\_", "no escape character");
+        assert_eq!(rewrite("x_", "\\").unwrap(), "x_");
+        assert_eq!(rewrite("ab/", "/").unwrap_err().sqlstate(), "22025");
+        assert_eq!(rewrite("ab", "//").unwrap_err().sqlstate(), "22025");
     }
 }

@@ -101,6 +101,46 @@ pub fn element_oid(array: u32) -> Option<u32> {
     TYPES.iter().find(|t| t.array == array).map(|t| t.oid)
 }
 
+/// The OID of a type named as PostgreSQL's `to_regtype` and `::regtype` read it: its catalog name
+/// (`int4`), its SQL name (`integer`, `character varying`, `double precision`), either with
+/// `pg_catalog.` before it, any case outside quotes, a modifier (`numeric(10,2)`) and `[]` for
+/// its array type. `None` for a type StreamHouse does not have.
+pub fn type_oid_by_name(name: &str) -> Option<u32> {
+    let name = name.trim();
+    if let Some(element) = name.strip_suffix("[]") {
+        return array_oid(type_oid_by_name(element)?);
+    }
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    // A modifier names no other type: `varchar(10)` is varchar.
+    let name = match name.find('(') {
+        Some(open) if name.ends_with(')') => name[..open].trim_end(),
+        _ => name,
+    };
+    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.to_string(),
+        None => name.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase(),
+    };
+    let canonical = match name.as_str() {
+        "boolean" => "bool",
+        "smallint" => "int2",
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        "decimal" => "numeric",
+        "character varying" => "varchar",
+        "character" => "bpchar",
+        "time without time zone" => "time",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        other => other,
+    };
+    TYPES.iter().find(|t| t.name == canonical).map(|t| t.oid).or_else(|| {
+        let element = canonical.strip_prefix('_')?;
+        TYPES.iter().find(|t| t.name == element).map(|t| t.array)
+    })
+}
+
 /// The Postgres type of an Arrow field: OID, size (`-1` variable) and type modifier.
 pub fn pg_type(field: &Field) -> (u32, i16, i32) {
     match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
@@ -331,6 +371,20 @@ pub fn inline_current_setting<T: VisitMut>(statement: &mut T, settings: &BTreeMa
             };
             let name = match args.first().and_then(|a| literal(a)) {
                 Some(Value::SingleQuotedString(name)) if args.len() <= 2 => name.to_ascii_lowercase(),
+                // A name known only when the statement runs (a bound parameter, a column): each
+                // setting's value by its name, chosen then.
+                _ if (1..=2).contains(&args.len()) => {
+                    let argument = |arg: &FunctionArg| match arg {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr.clone()),
+                        _ => None,
+                    };
+                    let (Some(name), missing_ok) = (argument(args[0]), args.get(1).map(|a| argument(a))) else {
+                        return ControlFlow::Break(EngineError::NotSupported("current_setting with a named argument".into()));
+                    };
+                    let missing_ok = missing_ok.flatten().unwrap_or(Expr::value(Value::Boolean(false)));
+                    *expr = setting_by_name(self.settings, name, missing_ok);
+                    return ControlFlow::Continue(());
+                }
                 _ => {
                     return ControlFlow::Break(EngineError::Sqlstate {
                         code: "0A000",
@@ -362,6 +416,47 @@ pub fn inline_current_setting<T: VisitMut>(statement: &mut T, settings: &BTreeMa
     match statement.visit(&mut Inliner { settings }) {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// The name of the function that answers `current_setting` for a setting that does not exist.
+pub const UNKNOWN_SETTING: &str = "pg_unknown_setting";
+
+/// `current_setting(name, missing_ok)` for a name computed when the statement runs:
+/// `CASE lower(name) WHEN 'setting' THEN 'value' … ELSE pg_unknown_setting(name, missing_ok) END`.
+fn setting_by_name(settings: &BTreeMap<String, String>, name: Expr, missing_ok: Expr) -> Expr {
+    let call = |function: &str, args: Vec<Expr>| {
+        Expr::Function(datafusion::sql::sqlparser::ast::Function {
+            name: datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new(function)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        })
+    };
+    let text = |value: &str| Expr::value(Value::SingleQuotedString(value.to_string()));
+    Expr::Case {
+        case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: Some(Box::new(call("lower", vec![Expr::Cast {
+            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+            expr: Box::new(name.clone()),
+            data_type: datafusion::sql::sqlparser::ast::DataType::Text,
+            array: false,
+            format: None,
+        }]))),
+        conditions: settings
+            .iter()
+            .map(|(setting, value)| datafusion::sql::sqlparser::ast::CaseWhen { condition: text(setting), result: text(value) })
+            .collect(),
+        else_result: Some(Box::new(call(UNKNOWN_SETTING, vec![name, missing_ok]))),
     }
 }
 

@@ -134,6 +134,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(current_database.clone()))))),
     ));
     crate::pg_functions::register(&context, engine);
+    context.register_udaf(datafusion::logical_expr::AggregateUDF::from(crate::single_value::SingleValue::default()));
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
     for function in [crate::casts::round_for_integer(), crate::casts::bytea_input(), crate::casts::text_output()] {
         context.register_udf(datafusion::logical_expr::ScalarUDF::from(function));
@@ -311,6 +312,10 @@ fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String
         ("bytea_output", "hex"),
         ("statement_timeout", statement_timeout.as_str()),
         ("client_min_messages", "notice"),
+        ("default_table_access_method", "heap"),
+        ("max_identifier_length", "63"),
+        ("lc_collate", "C"),
+        ("lc_ctype", "C"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -301,6 +301,27 @@ impl PostgresOracle {
     }
 }
 
+impl PostgresOracle {
+    /// Runs `sql` with psql as `user` in `database`, stopping at the first error.
+    pub fn psql(&self, user: &str, database: &str, sql: &str) {
+        let output = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user, "-d", database, "-c", sql])
+            .output()
+            .expect("psql (scripts/test.sh installs postgresql-client)");
+        assert!(output.status.success(), "{sql} on PostgreSQL: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// A PostgreSQL that a client reaches as it reaches StreamHouse: a superuser named
+    /// `streamhouse` owning the database `streamhouse` and its `public` schema.
+    pub fn start_like_streamhouse() -> Self {
+        let oracle = Self::start();
+        oracle.psql("postgres", "postgres", "CREATE ROLE streamhouse SUPERUSER LOGIN");
+        oracle.psql("postgres", "postgres", "CREATE DATABASE streamhouse OWNER streamhouse");
+        oracle.psql("postgres", "streamhouse", "ALTER SCHEMA public OWNER TO streamhouse");
+        oracle
+    }
+}
+
 impl Drop for PostgresOracle {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");

@@ -40,6 +40,14 @@ pub const BYTEA_INPUT: &str = "byteain";
 /// The name of the function that writes a value as PostgreSQL's text output.
 pub const TEXT_OUTPUT: &str = "text_output";
 
+/// The name of the function that rewrites a LIKE pattern's escape character to a backslash.
+pub const LIKE_ESCAPE: &str = "like_escape";
+
+/// Whether a LIKE's `ESCAPE` is a backslash, DataFusion's own.
+fn is_backslash(escape: &Value) -> bool {
+    matches!(escape, Value::SingleQuotedString(text) if text == "\\")
+}
+
 /// Applies every rewrite to `query` and the queries inside it.
 pub fn give_postgres_meaning(query: &mut Query) -> Result<()> {
     match query.visit(&mut Rewriter { literal_is_a_value: Vec::new() }) {
@@ -145,7 +153,7 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
 }
 
 /// The catalog functions whose first argument is an OID.
-const OID_FUNCTIONS: [&str; 7] = [
+const OID_FUNCTIONS: [&str; 8] = [
     "pg_relation_is_publishable",
     "pg_table_is_visible",
     "pg_get_userbyid",
@@ -153,7 +161,49 @@ const OID_FUNCTIONS: [&str; 7] = [
     "pg_get_indexdef",
     "pg_get_constraintdef",
     "pg_get_statisticsobjdef_columns",
+    "pg_get_viewdef",
 ];
+
+/// The argument types of the catalog functions registered with fixed signatures, and the
+/// values of their optional trailing arguments (PostgreSQL's defaults).
+fn catalog_signature(function: &Function) -> Option<(&'static [DataType], &'static [&'static str])> {
+    const INDEXDEF: &[DataType] = &[DataType::BigInt(None), DataType::Int(None), DataType::Boolean];
+    const CONSTRAINTDEF: &[DataType] = &[DataType::BigInt(None), DataType::Boolean];
+    if function_named(function, "pg_get_indexdef") {
+        Some((INDEXDEF, &["0", "false"]))
+    } else if function_named(function, "pg_get_constraintdef") {
+        Some((CONSTRAINTDEF, &["false"]))
+    } else {
+        None
+    }
+}
+
+/// A catalog function's call with each argument cast to the type its signature takes (a bound
+/// parameter or `ord + 1` is not coerced to a fixed signature by DataFusion), and its optional
+/// trailing arguments written out.
+fn typed_catalog_arguments(mut function: Function) -> Expr {
+    let Some((types, defaults)) = catalog_signature(&function) else { return Expr::Function(function) };
+    let Some(mut arguments) = plain_arguments(&function) else { return Expr::Function(function) };
+    let optional_from = types.len() - defaults.len();
+    if arguments.len() < optional_from || arguments.len() > types.len() {
+        return Expr::Function(function);
+    }
+    arguments.extend(defaults[arguments.len() - optional_from..].iter().map(|value| match *value {
+        "false" => Expr::value(Value::Boolean(false)),
+        number => Expr::value(Value::Number(number.to_string(), false)),
+    }));
+    let typed = arguments.into_iter().zip(types).map(|(argument, data_type)| Expr::Cast {
+        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+        expr: Box::new(argument),
+        data_type: data_type.clone(),
+        array: false,
+        format: None,
+    });
+    if let FunctionArguments::List(list) = &mut function.args {
+        list.args = typed.map(|expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))).collect();
+    }
+    Expr::Function(function)
+}
 
 /// `pg_catalog.int2` as `int2`: a built-in type named with its schema (`None` for any other).
 fn unqualified_catalog_type(data_type: &DataType) -> Result<Option<DataType>> {
@@ -185,9 +235,12 @@ fn registry_type(data_type: &DataType) -> Option<&'static str> {
 /// (text here: the same characters on the wire, under text's type OID); from a relation's name,
 /// `'bids'::regclass`, the relation's OID.
 fn registry_cast(inner: Expr, registry: &str) -> Result<Expr> {
-    Ok(match (registry, quoted_text(&inner).is_some()) {
+    // A parameter (`$1::regclass`) is a name too: clients bind names there, never OIDs.
+    let is_name = quoted_text(&inner).is_some() || matches!(&inner, Expr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+    Ok(match (registry, is_name) {
         ("regclass", true) => call("pg_regclass_oid", vec![inner]),
         ("regclass", false) => call("pg_regclass_name", vec![inner]),
+        ("regtype", true) => call("pg_regtype_oid", vec![inner]),
         ("regtype", false) => call("format_type", vec![inner, Expr::value(Value::Null)]),
         ("regnamespace", false) => call("pg_regnamespace_name", vec![inner]),
         _ => return Err(not_supported(&format!("a type or schema name cast to {registry} is not supported: compare with pg_type.typname or pg_namespace.nspname"))),
@@ -238,6 +291,40 @@ fn is_empty_scalar_subquery(query: &Query) -> bool {
     matches!(query.body.as_ref(), SetExpr::Select(select) if yields_no_rows(select))
 }
 
+/// A scalar subquery that does not aggregate: one select item without any aggregate, no
+/// grouping, DISTINCT, ordering or row limit. Its item is wrapped in
+/// [`crate::single_value::SINGLE_VALUE`], which gives PostgreSQL's answer for zero, one and more
+/// rows and lets DataFusion decorrelate it. Only items calling the catalog's scalar functions are
+/// taken: any other function might be an aggregate.
+fn is_unaggregated_scalar_subquery(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && query.fetch.is_none()
+        && select.distinct.is_none()
+        && !is_grouped(select)
+        && select.having.is_none()
+        && select.named_window.is_empty()
+        && matches!(select.projection.as_slice(), [item @ (SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })]
+            if !calls_other_than_catalog_functions(item))
+}
+
+/// The subquery of `x op ANY/ALL (subquery)` as written: its rows are a set, not one value, so
+/// the [`crate::single_value::SINGLE_VALUE`] the subquery got as an expression (its node is
+/// rewritten before the comparison around it) comes off again.
+fn without_single_value(mut query: Box<Query>) -> Box<Query> {
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        if let Some(SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = select.projection.first_mut() {
+            if let Expr::Function(function) = expr {
+                if let Some([value]) = function_named(function, crate::single_value::SINGLE_VALUE).then(|| plain_arguments(function)).flatten().as_deref() {
+                    *expr = value.clone();
+                }
+            }
+        }
+    }
+    query
+}
+
 /// In a plain SELECT over an always-empty catalog, the subqueries of its select list are never
 /// run: they become NULL, so that one the planner could not decorrelate (psql's `\d name` asks
 /// for policies' roles so) does not fail a query that has no rows.
@@ -273,8 +360,11 @@ fn skip_subqueries_in_branches(body: &mut SetExpr) {
 /// [`contains_aggregate_or_window`].
 fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
     // Catalog functions, and the ones this rewrite makes of casts (`polcmd::text`).
-    const SCALAR: [&str; 11] = [
+    const SCALAR: [&str; 14] = [
         "pg_get_expr",
+        "json_build_object",
+        "pg_collation_is_visible",
+        "pg_get_serial_sequence",
         "format_type",
         "pg_get_userbyid",
         "quote_ident",
@@ -445,6 +535,7 @@ impl Rewriter {
             }
             Expr::AnyOp { left, compare_op, right, .. } if matches!(right.as_ref(), Expr::Subquery(_)) => {
                 let Expr::Subquery(subquery) = *right else { unreachable!("matched above") };
+                let subquery = without_single_value(subquery);
                 match compare_op {
                     BinaryOperator::Eq => Expr::InSubquery { expr: left, subquery, negated: false },
                     _ => return Err(not_supported("ANY (subquery) is supported with = only; write the condition with EXISTS")),
@@ -452,12 +543,38 @@ impl Rewriter {
             }
             Expr::AllOp { left, compare_op, right } if matches!(right.as_ref(), Expr::Subquery(_)) => {
                 let Expr::Subquery(subquery) = *right else { unreachable!("matched above") };
+                let subquery = without_single_value(subquery);
                 match compare_op {
                     BinaryOperator::NotEq => Expr::InSubquery { expr: left, subquery, negated: true },
                     _ => return Err(not_supported("ALL (subquery) is supported with <> only; write the condition with NOT EXISTS")),
                 }
             }
             Expr::Subquery(query) if is_empty_scalar_subquery(&query) => Expr::value(Value::Null),
+            Expr::Subquery(mut query) if is_unaggregated_scalar_subquery(&query) => {
+                if let SetExpr::Select(select) = query.body.as_mut() {
+                    if let Some(SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = select.projection.first_mut() {
+                        let value = std::mem::replace(expr, Expr::value(Value::Null));
+                        *expr = call(crate::single_value::SINGLE_VALUE, vec![value]);
+                    }
+                }
+                Expr::Subquery(query)
+            }
+            // DataFusion's LIKE escapes with a backslash only: a pattern written with another
+            // escape character is translated to one written with backslashes.
+            Expr::Like { negated, any, expr, pattern, escape_char: Some(escape) } if !is_backslash(&escape.value) => Expr::Like {
+                negated,
+                any,
+                expr,
+                pattern: Box::new(call(LIKE_ESCAPE, vec![*pattern, Expr::Value(escape)])),
+                escape_char: None,
+            },
+            Expr::ILike { negated, any, expr, pattern, escape_char: Some(escape) } if !is_backslash(&escape.value) => Expr::ILike {
+                negated,
+                any,
+                expr,
+                pattern: Box::new(call(LIKE_ESCAPE, vec![*pattern, Expr::Value(escape)])),
+                escape_char: None,
+            },
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
             Expr::Function(mut function) if matches!(function.over, Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(_))) => {
                 if let Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(spec)) = &mut function.over {
@@ -487,6 +604,11 @@ impl Rewriter {
                 Some([table, privilege]) => call("has_table_privilege", vec![call("current_user", Vec::new()), table.clone(), privilege.clone()]),
                 _ => Expr::Function(function),
             },
+            // `pg_get_viewdef(view, pretty)`: the query is kept as written, pretty or not.
+            Expr::Function(function) if function_named(&function, "pg_get_viewdef") => match plain_arguments(&function).as_deref() {
+                Some([view, _pretty]) => call("pg_get_viewdef", vec![view.clone()]),
+                _ => Expr::Function(function),
+            },
             // `pg_get_expr(expr, relation, pretty)`: the text is kept as written, pretty or not.
             Expr::Function(function) if function_named(&function, "pg_get_expr") => match plain_arguments(&function).as_deref() {
                 Some([expression, relation, _pretty]) => call("pg_get_expr", vec![expression.clone(), relation.clone()]),
@@ -504,7 +626,7 @@ impl Rewriter {
                         }
                     }
                 }
-                Expr::Function(function)
+                typed_catalog_arguments(function)
             }
             // Arrays here always start at 1: the upper bound is the length.
             Expr::Function(mut function) if function_named(&function, "array_upper") => {
@@ -770,18 +892,22 @@ fn values_of_exists(body: &mut SetExpr) {
     }
 }
 
-/// `generate_series(…)` as a whole select item: its rows, as in PostgreSQL (DataFusion's scalar
-/// `generate_series` returns an array).
+/// `generate_series(…)` and `generate_subscripts(…)` as whole select items: their rows, as in
+/// PostgreSQL (DataFusion's scalar `generate_series` returns an array).
 fn unnest_series(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
             for item in &mut select.projection {
                 let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
-                let is_series = matches!(expr, Expr::Function(f) if f.name.0.len() == 1
-                    && f.name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series")));
-                if is_series {
+                let Expr::Function(function) = expr else { continue };
+                if function_named(function, "generate_series") {
                     let series = std::mem::replace(expr, Expr::value(Value::Null));
                     *expr = call("unnest", vec![series]);
+                } else if let Some([array, dimension]) = function_named(function, "generate_subscripts").then(|| plain_arguments(function)).flatten().as_deref() {
+                    // `generate_subscripts(a, d)`: the subscripts of dimension d, 1 to its length
+                    // (arrays here start at 1); none for an empty or NULL array.
+                    let length = call("array_length", vec![array.clone(), dimension.clone()]);
+                    *expr = call("unnest", vec![call("generate_series", vec![Expr::value(Value::Number("1".into(), false)), length])]);
                 }
             }
         }
@@ -877,6 +1003,35 @@ mod tests {
         );
         for refused in ["SELECT ARRAY(SELECT x FROM t LIMIT 2)", "SELECT ARRAY(SELECT DISTINCT x FROM t)", "SELECT ARRAY(SELECT x, y FROM t)", "SELECT ARRAY(SELECT x FROM t GROUP BY x)"] {
             assert_eq!(rewritten(refused).unwrap_err().sqlstate(), "0A000", "{refused}");
+        }
+    }
+
+    #[test]
+    fn what_catalog_queries_of_tools_need() {
+        // SQLAlchemy's schema list: LIKE with another escape character.
+        assert_eq!(rewritten("SELECT n WHERE n NOT LIKE $1 ESCAPE '/'").unwrap(), "SELECT n WHERE n NOT LIKE like_escape($1, '/')");
+        assert_eq!(rewritten("SELECT n WHERE n LIKE 'a\\_' ESCAPE '\\'").unwrap(), "SELECT n WHERE n LIKE 'a\\_' ESCAPE '\\'");
+        // Its primary key query: subscripts beside unnest.
+        assert_eq!(
+            rewritten("SELECT unnest(k) AS a, generate_subscripts(k, 1) AS o FROM i").unwrap(),
+            "SELECT unnest(k) AS a, unnest(generate_series(1::INT4, array_length(k, 1::INT4))) AS o FROM i"
+        );
+        // A bound name cast to regclass is a name; an OID column is an OID.
+        assert_eq!(rewritten("SELECT $1::regclass").unwrap(), "SELECT pg_regclass_oid($1)");
+        assert_eq!(rewritten("SELECT c.oid::regclass FROM c").unwrap(), "SELECT pg_regclass_name(c.oid) FROM c");
+        assert_eq!(rewritten("SELECT 'int4'::regtype").unwrap(), "SELECT pg_regtype_oid('int4')");
+        // Fixed signatures get their arguments' types and PostgreSQL's defaults.
+        assert_eq!(
+            rewritten("SELECT pg_get_indexdef(i, o + 1, $1), pg_get_constraintdef(c)").unwrap(),
+            "SELECT pg_get_indexdef(CAST(i AS BIGINT), CAST(o + 1::INT4 AS INT), CAST($1 AS BOOLEAN)), pg_get_constraintdef(CAST(c AS BIGINT), CAST(false AS BOOLEAN))"
+        );
+        // A scalar subquery that does not aggregate gives PostgreSQL's one value (or error).
+        assert_eq!(
+            rewritten("SELECT (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid) FROM a").unwrap(),
+            "SELECT (SELECT scalar_subquery_value(t.typcollation) FROM pg_type t WHERE t.oid = a.atttypid) FROM a"
+        );
+        for kept in ["SELECT (SELECT max(x) FROM t)", "SELECT (SELECT x FROM t LIMIT 1)", "SELECT (SELECT x FROM t GROUP BY x)", "SELECT (SELECT DISTINCT x FROM t)", "SELECT (SELECT upper(x) FROM t)"] {
+            assert_eq!(rewritten(kept).unwrap(), kept, "{kept}");
         }
     }
 

@@ -1,0 +1,47 @@
+//! The tools people already use, against StreamHouse and against PostgreSQL with the same
+//! objects (a topic there is a table here): each tool's view of the database must be the same.
+//! SQLAlchemy 2's inspector, reflection and Core reads, and pandas (clients/python/inspect_sqlalchemy.py).
+
+use std::path::Path;
+use std::process::Command;
+
+use streamhouse_sql_tests::{PostgresOracle, TestServer};
+
+/// The same objects on both sides; `TABLE` becomes `TOPIC` for StreamHouse's bids.
+const SETUP: [&str; 5] = [
+    "CREATE TABLE bids (auction bigint, price numeric(10,2), bidder text, date_time timestamp)",
+    "CREATE TABLE people (id bigint PRIMARY KEY, name text, score double precision)",
+    "INSERT INTO bids VALUES (1, 10.50, 'ann', '2024-01-01 10:00:00'), (1, 12.00, 'bob', '2024-01-01 10:00:05'), (2, 7.25, 'cy', '2024-01-01 10:00:09')",
+    "INSERT INTO people VALUES (1, 'Ada', 1.5), (2, 'Bob', NULL), (3, 'Cy', 3.25)",
+    "CREATE MATERIALIZED VIEW per_auction AS SELECT auction, count(*) AS n FROM bids GROUP BY auction",
+];
+
+fn run(script: &str, port: u16) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python").join(script);
+    let output = Command::new("python3").arg(&path).arg(port.to_string()).env("PGPASSWORD", "unused").output().expect("python3");
+    assert!(output.status.success(), "{script} against port {port}:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn sqlalchemy_and_pandas_see_what_they_see_in_postgres() {
+    let oracle = PostgresOracle::start_like_streamhouse();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    for sql in SETUP {
+        oracle.psql("streamhouse", "streamhouse", sql);
+        let ours = sql.replace("CREATE TABLE bids", "CREATE TOPIC bids");
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &server.pg_port.to_string(), "-U", "streamhouse", "-d", "streamhouse", "-c", &ours])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{ours}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let expected = run("inspect_sqlalchemy.py", oracle.port);
+    let ours = run("inspect_sqlalchemy.py", server.pg_port);
+    // The inspection saw the objects (so equality is not two empty answers).
+    for needle in ["\"people_pkey\"", "\"per_auction\"", "NUMERIC(precision=10, scale=2)", "\"Bob\""] {
+        assert!(expected.contains(needle), "{needle} in PostgreSQL's answer:\n{expected}");
+    }
+    assert_eq!(ours, expected);
+}
