@@ -1,6 +1,7 @@
 //! The tools people already use, against StreamHouse and against PostgreSQL with the same
 //! objects (a topic there is a table here): each tool's view of the database must be the same.
-//! SQLAlchemy 2's inspector, reflection and Core reads, and pandas (clients/python/inspect_sqlalchemy.py).
+//! SQLAlchemy 2's inspector, reflection and Core reads, and pandas (clients/python/inspect_sqlalchemy.py);
+//! pgjdbc's DatabaseMetaData and date, timestamp and decimal parameters (clients/java/Metadata.java).
 
 use std::path::Path;
 use std::process::Command;
@@ -18,29 +19,51 @@ const SETUP: [&str; 5] = [
 
 fn run(script: &str, port: u16) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python").join(script);
-    let output = Command::new("python3").arg(&path).arg(port.to_string()).env("PGPASSWORD", "unused").output().expect("python3");
-    assert!(output.status.success(), "{script} against port {port}:\n{}", String::from_utf8_lossy(&output.stderr));
+    output(script, Command::new("python3").arg(&path).arg(port.to_string()))
+}
+
+fn output(what: &str, command: &mut Command) -> String {
+    let output = command.env("PGPASSWORD", "unused").output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(output.status.success(), "{what}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-#[test]
-fn sqlalchemy_and_pandas_see_what_they_see_in_postgres() {
+/// PostgreSQL and StreamHouse with the same objects.
+fn both() -> (PostgresOracle, TestServer, tempfile::TempDir) {
     let oracle = PostgresOracle::start_like_streamhouse();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("data"), &[]);
     for sql in SETUP {
         oracle.psql("streamhouse", "streamhouse", sql);
         let ours = sql.replace("CREATE TABLE bids", "CREATE TOPIC bids");
-        let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &server.pg_port.to_string(), "-U", "streamhouse", "-d", "streamhouse", "-c", &ours])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{ours}: {}", String::from_utf8_lossy(&out.stderr));
+        let port = server.pg_port.to_string();
+        output(&ours, Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port, "-U", "streamhouse", "-d", "streamhouse", "-c", &ours]));
     }
+    (oracle, server, dir)
+}
+
+#[test]
+fn sqlalchemy_and_pandas_see_what_they_see_in_postgres() {
+    let (oracle, server, _dir) = both();
     let expected = run("inspect_sqlalchemy.py", oracle.port);
     let ours = run("inspect_sqlalchemy.py", server.pg_port);
     // The inspection saw the objects (so equality is not two empty answers).
     for needle in ["\"people_pkey\"", "\"per_auction\"", "NUMERIC(precision=10, scale=2)", "\"Bob\""] {
+        assert!(expected.contains(needle), "{needle} in PostgreSQL's answer:\n{expected}");
+    }
+    assert_eq!(ours, expected);
+}
+
+#[test]
+fn pgjdbc_metadata_and_parameters_are_what_they_are_in_postgres() {
+    let (oracle, server, _dir) = both();
+    let java = |port: u16| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/java/Metadata.java");
+        output("pgjdbc Metadata.java", Command::new("java").arg("-cp").arg("/usr/share/java/postgresql.jar").arg(&source).arg(port.to_string()))
+    };
+    let expected = java(oracle.port);
+    let ours = java(server.pg_port);
+    for needle in ["PK_NAME=people_pkey", "TABLE_NAME=per_auction | TABLE_TYPE=MATERIALIZED VIEW", "COLUMN_NAME=price | DATA_TYPE=2", "numeric | DATA_TYPE=2", "2024-01-01 | 2024-02-03 04:05:06.789"] {
         assert!(expected.contains(needle), "{needle} in PostgreSQL's answer:\n{expected}");
     }
     assert_eq!(ours, expected);

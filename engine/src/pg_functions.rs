@@ -59,8 +59,57 @@ fn name_to_oid(
     )
 }
 
+/// `information_schema._pg_expandarray(a)`: each element of `a` with its position from 1, as a
+/// list of records `(x, n)` (the SQL layer unnests it where PostgreSQL returns a set).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ExpandArray {
+    fn record(element: &DataType) -> DataType {
+        DataType::Struct(arrow::datatypes::Fields::from(vec![Field::new("x", element.clone(), true), Field::new("n", DataType::Int32, false)]))
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        crate::sql::postgres_meaning::EXPAND_ARRAY
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        match arg_types {
+            [DataType::List(element)] => Ok(DataType::List(Arc::new(Field::new("item", Self::record(element.data_type()), true)))),
+            other => Err(datafusion::error::DataFusionError::Plan(format!("_pg_expandarray takes an array, not {other:?}"))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        rows_of(&args.args, |arrays| {
+            let lists = arrays[0].as_list::<i32>();
+            let (field, offsets, values, nulls) = lists.clone().into_parts();
+            // Positions restart at 1 in each list.
+            let mut positions = Vec::with_capacity(values.len());
+            for window in offsets.windows(2) {
+                positions.extend(1..=(window[1] - window[0]));
+            }
+            let DataType::Struct(fields) = Self::record(field.data_type()) else { unreachable!("a record is a struct") };
+            let records = arrow::array::StructArray::try_new(fields, vec![values, Arc::new(arrow::array::Int32Array::from(positions))], None)?;
+            let item = Arc::new(Field::new("item", records.data_type().clone(), true));
+            Ok(Arc::new(arrow::array::ListArray::try_new(item, offsets, Arc::new(records), nulls)?) as ArrayRef)
+        })
+    }
+}
+
 /// Registers the functions with a session's context.
 pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(ExpandArray {
+        signature: datafusion::logical_expr::Signature::any(1, Volatility::Immutable),
+    }));
     let catalog = engine.clone();
     context.register_udf(create_udf(
         "pg_table_is_visible",

@@ -218,7 +218,48 @@ pub fn pg_type_table() -> Result<RecordBatch> {
         Field::new("typnotnull", DataType::Boolean, false),
         Field::new("typrelid", DataType::Int64, false),
         Field::new("typcollation", DataType::Int64, false),
+        Field::new("typowner", DataType::Int64, false),
+        Field::new("typbyval", DataType::Boolean, false),
+        Field::new("typisdefined", DataType::Boolean, false),
+        Field::new("typispreferred", DataType::Boolean, false),
+        Field::new("typalign", DataType::Utf8, false),
+        Field::new("typstorage", DataType::Utf8, false),
+        Field::new("typtypmod", DataType::Int32, false),
+        Field::new("typndims", DataType::Int32, false),
+        Field::new("typdefault", DataType::Utf8, true),
+        Field::new("typdefaultbin", DataType::Utf8, true),
+        Field::new("typacl", DataType::Utf8, true),
+        Field::new("typinput", DataType::Utf8, false),
+        Field::new("typoutput", DataType::Utf8, false),
+        Field::new("typreceive", DataType::Utf8, false),
+        Field::new("typsend", DataType::Utf8, false),
     ]));
+    // The type's input, output, receive and send functions, named as in PostgreSQL: `int4in`,
+    // `date_in` (an underscore for some), `array_in` for every array.
+    let function = |r: &Row, suffix: &str| match r.element {
+        0 if ["json", "jsonb", "date", "time", "timestamp", "timestamptz", "interval", "numeric"].contains(&r.name.as_str()) => {
+            format!("{}_{suffix}", r.name)
+        }
+        0 => format!("{}{suffix}", r.name),
+        _ => format!("array_{suffix}"),
+    };
+    let functions = |suffix: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(|r| function(r, suffix)))) };
+    // As PostgreSQL 15 has them on a 64-bit machine: values of 1, 2, 4 and 8 bytes are passed by
+    // value; alignment follows the size (varlena values and arrays of them align to 4); numeric
+    // is stored compressible in line (`m`), other varlenas extended (`x`).
+    let alignment = |r: &Row| match (r.len, r.element) {
+        (1, _) | (64, _) => "c",
+        (2, _) => "s",
+        (8, _) | (16, _) => "d",
+        (-1, element) if element != 0 && matches!(type_len(element), 8 | 16) => "d",
+        _ => "i",
+    };
+    let storage = |r: &Row| match (r.len, r.oid) {
+        (-1, oid::NUMERIC) => "m",
+        (-1, _) => "x",
+        _ => "p",
+    };
+    let preferred = [oid::BOOL, oid::TEXT, oid::OID, oid::FLOAT8, oid::TIMESTAMPTZ, oid::INTERVAL];
     let columns: Vec<ArrayRef> = vec![
         int64(&|r| r.oid as i64),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name.as_str()))),
@@ -234,6 +275,21 @@ pub fn pg_type_table() -> Result<RecordBatch> {
         int64(&|_| 0),
         // No collations: text compares byte by byte (as "C").
         int64(&|_| 0),
+        int64(&|_| crate::pg_catalog::OWNER_OID),
+        Arc::new(arrow::array::BooleanArray::from_iter(rows.iter().map(|r| Some(matches!(r.len, 1 | 2 | 4 | 8))))),
+        Arc::new(arrow::array::BooleanArray::from(vec![true; rows.len()])),
+        Arc::new(arrow::array::BooleanArray::from_iter(rows.iter().map(|r| Some(preferred.contains(&r.oid))))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(alignment))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(storage))),
+        Arc::new(Int32Array::from(vec![-1; rows.len()])),
+        Arc::new(Int32Array::from(vec![0; rows.len()])),
+        Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        functions("in"),
+        functions("out"),
+        functions("recv"),
+        functions("send"),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -40,6 +40,8 @@ pub const BYTEA_INPUT: &str = "byteain";
 /// The name of the function that writes a value as PostgreSQL's text output.
 pub const TEXT_OUTPUT: &str = "text_output";
 
+/// The name of the function behind PostgreSQL's `information_schema._pg_expandarray`.
+pub const EXPAND_ARRAY: &str = "pg_expand_array";
 /// The name of the function that rewrites a LIKE pattern's escape character to a backslash.
 pub const LIKE_ESCAPE: &str = "like_escape";
 
@@ -221,14 +223,14 @@ fn unqualified_catalog_type(data_type: &DataType) -> Result<Option<DataType>> {
     Ok((!matches!(parsed, DataType::Custom(..))).then_some(parsed))
 }
 
-/// `regclass`, `regtype` or `regnamespace` (PostgreSQL's OID alias types), however written.
+/// `regclass`, `regtype`, `regnamespace` or `regproc` (PostgreSQL's OID alias types), however written.
 fn registry_type(data_type: &DataType) -> Option<&'static str> {
     let name = match data_type {
         DataType::Regclass => return Some("regclass"),
         DataType::Custom(name, modifiers) if modifiers.is_empty() => name.0.last()?.to_string().to_ascii_lowercase(),
         _ => return None,
     };
-    ["regclass", "regtype", "regnamespace"].into_iter().find(|known| *known == name)
+    ["regclass", "regtype", "regnamespace", "regproc"].into_iter().find(|known| *known == name)
 }
 
 /// A cast to an OID alias type. From an OID it is the object's name as PostgreSQL prints it
@@ -243,6 +245,12 @@ fn registry_cast(inner: Expr, registry: &str) -> Result<Expr> {
         ("regtype", true) => call("pg_regtype_oid", vec![inner]),
         ("regtype", false) => call("format_type", vec![inner, Expr::value(Value::Null)]),
         ("regnamespace", false) => call("pg_regnamespace_name", vec![inner]),
+        // A function's name (`'pg_catalog.array_in'::regproc`) compares with the catalog's
+        // function name columns (`pg_type.typinput`), which hold names.
+        ("regproc", true) => {
+            let name = quoted_text(&inner).unwrap_or_default();
+            Expr::value(Value::SingleQuotedString(name.strip_prefix("pg_catalog.").unwrap_or(name).to_string()))
+        }
         _ => return Err(not_supported(&format!("a type or schema name cast to {registry} is not supported: compare with pg_type.typname or pg_namespace.nspname"))),
     })
 }
@@ -575,6 +583,20 @@ impl Rewriter {
                 pattern: Box::new(call(LIKE_ESCAPE, vec![*pattern, Expr::Value(escape)])),
                 escape_char: None,
             },
+            // `_pg_expandarray(a)`: each element with its position, as records `(x, n)`.
+            Expr::Function(mut function) if is_expand_array_call(&function) => {
+                function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(EXPAND_ARRAY))]);
+                Expr::Function(function)
+            }
+            // `(record).field`: the field of a struct.
+            Expr::CompoundFieldAccess { root, access_chain }
+                if access_chain.iter().all(|access| matches!(access, datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_)))) =>
+            {
+                access_chain.into_iter().fold(*root, |record, access| {
+                    let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = access else { return record };
+                    call("get_field", vec![record, Expr::value(Value::SingleQuotedString(field.value))])
+                })
+            }
             Expr::AtTimeZone { .. } => return Err(not_supported("AT TIME ZONE is not supported yet")),
             Expr::Function(mut function) if matches!(function.over, Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(_))) => {
                 if let Some(datafusion::sql::sqlparser::ast::WindowType::WindowSpec(spec)) = &mut function.over {
@@ -631,7 +653,17 @@ impl Rewriter {
             // Arrays here always start at 1: the upper bound is the length.
             Expr::Function(mut function) if function_named(&function, "array_upper") => {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("array_length"))]);
-                Expr::Function(function)
+                // An int4, as PostgreSQL's (DataFusion's length is unsigned); a bigint among a
+                // table function's arguments (`generate_series(1, array_upper(a, 1))`), which
+                // DataFusion takes as bigints only.
+                let in_table_function = self.literal_is_a_value.last() == Some(&false);
+                Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(Expr::Function(function)),
+                    data_type: if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) },
+                    array: false,
+                    format: None,
+                }
             }
             Expr::Function(mut function) if function_named(&function, "sign") => {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
@@ -892,6 +924,17 @@ fn values_of_exists(body: &mut SetExpr) {
     }
 }
 
+/// PostgreSQL's `information_schema._pg_expandarray(a)` (pgjdbc's key queries), however named.
+fn is_expand_array(expr: &Expr) -> bool {
+    matches!(expr, Expr::Function(function) if is_expand_array_call(function))
+}
+
+fn is_expand_array_call(function: &Function) -> bool {
+    let name = function.name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect::<Vec<_>>();
+    matches!(name.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["_pg_expandarray"] | ["information_schema", "_pg_expandarray"])
+        && function.over.is_none()
+}
+
 /// `generate_series(…)` and `generate_subscripts(…)` as whole select items: their rows, as in
 /// PostgreSQL (DataFusion's scalar `generate_series` returns an array).
 fn unnest_series(body: &mut SetExpr) {
@@ -899,6 +942,23 @@ fn unnest_series(body: &mut SetExpr) {
         SetExpr::Select(select) => {
             for item in &mut select.projection {
                 let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
+                // `(information_schema._pg_expandarray(a)).n`: the set-returning call under a field.
+                if let Expr::CompoundFieldAccess { root, .. } = expr {
+                    let record = match root.as_mut() {
+                        Expr::Nested(inner) => inner.as_mut(),
+                        other => other,
+                    };
+                    if is_expand_array(record) {
+                        let taken = std::mem::replace(record, Expr::value(Value::Null));
+                        *record = call("unnest", vec![taken]);
+                    }
+                    continue;
+                }
+                if is_expand_array(expr) {
+                    let taken = std::mem::replace(expr, Expr::value(Value::Null));
+                    *expr = call("unnest", vec![taken]);
+                    continue;
+                }
                 let Expr::Function(function) = expr else { continue };
                 if function_named(function, "generate_series") {
                     let series = std::mem::replace(expr, Expr::value(Value::Null));

@@ -94,6 +94,21 @@ pub fn parse_column(values: &[Option<&str>], target: &DataType) -> ParseResult<A
             let borrowed: Vec<Option<&str>> = normalized.iter().map(|v| v.as_deref()).collect();
             cast_text(&borrowed, target)
         }
+        // PostgreSQL reads a time of day and a zone after a date and ignores them (pgjdbc's
+        // setDate sends `2024-01-01 +00`); a timestamp without time zone ignores a zone.
+        DataType::Date32 | DataType::Timestamp(_, None) if values.iter().flatten().any(|v| has_time_or_zone(v)) => {
+            let keep_time = matches!(target, DataType::Timestamp(..));
+            let normalized: Vec<Option<String>> = values.iter().map(|v| v.map(|text| without_zone(text, keep_time))).collect();
+            let borrowed: Vec<Option<&str>> = normalized.iter().map(|v| v.as_deref()).collect();
+            let parsed = match (target, fast_column(&borrowed, parse_plain_timestamp_us)) {
+                (DataType::Timestamp(TimeUnit::Microsecond, None), Some(parsed)) => Ok(Arc::new(TimestampMicrosecondArray::from(parsed)) as ArrayRef),
+                _ => cast_text(&borrowed, target),
+            };
+            parsed.map_err(|e| InvalidValue {
+                message: format!("invalid input syntax for type {}: \"{}\"", pg_type_name(target), values[e.row].unwrap_or_default()),
+                row: e.row,
+            })
+        }
         DataType::Utf8 => Ok(Arc::new(values.iter().copied().collect::<StringArray>())),
         DataType::Int64 => match fast_column(values, parse_plain_i64) {
             Some(parsed) => Ok(Arc::new(Int64Array::from(parsed))),
@@ -253,6 +268,54 @@ pub fn parse_bytea(text: &str) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// `+00` → `+00:00`, so that Arrow's parser accepts Postgres' output.
+/// Whether a date or timestamp's text goes on after its date with a zone (or, for a date, a time).
+fn has_time_or_zone(text: &str) -> bool {
+    let (_, rest) = split_date(text.trim());
+    let rest = rest.trim();
+    !rest.is_empty() && (zone_suffix(rest) > 0 || !rest.contains(':'))
+}
+
+/// `2024-01-01 10:00:00+02` as its date and what follows (split at the first space or `T`).
+fn split_date(text: &str) -> (&str, &str) {
+    match text.char_indices().find(|&(at, c)| at >= 8 && (c == ' ' || c == 'T')) {
+        Some((at, _)) => (&text[..at], &text[at + 1..]),
+        None => (text, ""),
+    }
+}
+
+/// The length of a zone at the end of a time (`Z`, `UTC`, `+00`, `-08:30`, `+0530`), 0 if none.
+fn zone_suffix(text: &str) -> usize {
+    let upper = text.to_ascii_uppercase();
+    for name in ["UTC", "GMT", "Z"] {
+        if upper.ends_with(name) {
+            return name.len();
+        }
+    }
+    match text.rfind(['+', '-']) {
+        Some(sign) if text.len() - sign >= 2 && text[sign + 1..].chars().all(|c| c.is_ascii_digit() || c == ':') && text.len() - sign <= 6 => {
+            text.len() - sign
+        }
+        _ => 0,
+    }
+}
+
+/// A date's or timestamp's text without its zone (and, `!keep_time`, without its time of day),
+/// as PostgreSQL reads a date or a timestamp without time zone. Text that does not look so is
+/// returned as it is (and fails to parse there).
+fn without_zone(text: &str, keep_time: bool) -> String {
+    let trimmed = text.trim();
+    let (date, rest) = split_date(trimmed);
+    let rest = rest.trim();
+    let time = rest[..rest.len() - zone_suffix(rest)].trim();
+    let is_time = time.is_empty() || (time.contains(':') && time.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.'));
+    match (is_time, keep_time) {
+        (false, _) => trimmed.to_string(),
+        (true, false) => date.to_string(),
+        (true, true) if time.is_empty() => date.to_string(),
+        (true, true) => format!("{date} {time}"),
+    }
+}
+
 fn normalize_zone(text: &str) -> String {
     let trimmed = text.trim();
     let bytes = trimmed.as_bytes();
@@ -385,6 +448,23 @@ mod tests {
     use arrow::array::Array;
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{Int32Type, TimeUnit, TimestampMicrosecondType};
+
+    #[test]
+    fn dates_and_timestamps_without_zone_ignore_a_zone_as_postgres_does() {
+        // Each answer as PostgreSQL 15 reads the same text (`'…'::date`, `'…'::timestamp`).
+        let dates = ["2024-01-01 +00", "2024-01-01", "2024-01-01 10:11:12", "2024-01-01T10:11:12Z", "2024-01-01 10:11:12.5-08:30"];
+        let parsed = parse_column(&dates.map(Some), &DataType::Date32).unwrap();
+        let days = parsed.as_primitive::<arrow::datatypes::Date32Type>();
+        assert!(days.iter().all(|d| d == Some(19723)), "{days:?}");
+        let timestamps = ["2024-02-03 04:05:06.789 +00", "2024-02-03 04:05:06.789+05:30", "2024-02-03T04:05:06.789Z", "2024-02-03 04:05:06.789"];
+        let parsed = parse_column(&timestamps.map(Some), &DataType::Timestamp(TimeUnit::Microsecond, None)).unwrap();
+        let micros = parsed.as_primitive::<TimestampMicrosecondType>();
+        assert!(micros.iter().all(|t| t == Some(1_706_933_106_789_000)), "{micros:?}");
+        for bad in ["2024-01-01 nonsense", "2024-01-01 +00 x", "yesterday +00"] {
+            let error = parse_column(&[Some(bad)], &DataType::Date32).unwrap_err();
+            assert_eq!(error.message, format!("invalid input syntax for type date: \"{bad}\""));
+        }
+    }
 
     #[test]
     fn fast_paths_read_values_as_arrows_cast_does() {
