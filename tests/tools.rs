@@ -1,7 +1,8 @@
 //! The tools people already use, against StreamHouse and against PostgreSQL with the same
 //! objects (a topic there is a table here): each tool's view of the database must be the same.
 //! SQLAlchemy 2's inspector, reflection and Core reads, and pandas (clients/python/inspect_sqlalchemy.py);
-//! pgjdbc's DatabaseMetaData and date, timestamp and decimal parameters (clients/java/Metadata.java).
+//! pgjdbc's DatabaseMetaData and date, timestamp and decimal parameters (clients/java/Metadata.java);
+//! `information_schema` as BI tools read it.
 
 use std::path::Path;
 use std::process::Command;
@@ -67,4 +68,40 @@ fn pgjdbc_metadata_and_parameters_are_what_they_are_in_postgres() {
         assert!(expected.contains(needle), "{needle} in PostgreSQL's answer:\n{expected}");
     }
     assert_eq!(ours, expected);
+}
+
+fn psql_output(port: u16, sql: &str) -> String {
+    output(sql, Command::new("psql").args(["-X", "-A", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "streamhouse", "-d", "streamhouse", "-c", sql]))
+}
+
+#[test]
+fn information_schema_is_postgres_information_schema() {
+    let (oracle, server, _dir) = both();
+    // Every column of each view but `columns.is_updatable` (compared below).
+    let columns = "table_catalog, table_schema, table_name, column_name, ordinal_position, column_default, is_nullable, data_type, \
+        character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, numeric_scale, \
+        datetime_precision, interval_type, interval_precision, character_set_catalog, character_set_schema, character_set_name, \
+        collation_catalog, collation_schema, collation_name, domain_catalog, domain_schema, domain_name, udt_catalog, udt_schema, \
+        udt_name, scope_catalog, scope_schema, scope_name, maximum_cardinality, dtd_identifier, is_self_referencing, is_identity, \
+        identity_generation, identity_start, identity_increment, identity_maximum, identity_minimum, identity_cycle, is_generated, \
+        generation_expression";
+    let queries = [
+        format!("SELECT {columns} FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"),
+        "SELECT * FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name".into(),
+        "SELECT table_schema, table_type FROM information_schema.tables WHERE table_name IN ('pg_class', 'pg_type', 'pg_roles', 'columns', 'tables') ORDER BY 1, 2".into(),
+        // PostgreSQL's NOT NULL checks are named by OIDs, which differ: compared by count.
+        "SELECT * FROM information_schema.table_constraints WHERE table_schema = 'public' AND constraint_type <> 'CHECK' ORDER BY constraint_name".into(),
+        "SELECT table_name, count(*) FROM information_schema.table_constraints WHERE constraint_type = 'CHECK' AND table_schema = 'public' GROUP BY table_name".into(),
+        "SELECT * FROM information_schema.key_column_usage WHERE table_schema = 'public'".into(),
+        "SELECT * FROM information_schema.views WHERE table_schema = 'public'".into(),
+        "SELECT catalog_name, schema_name FROM information_schema.schemata WHERE schema_name IN ('public', 'pg_catalog', 'information_schema') ORDER BY 2".into(),
+    ];
+    for sql in &queries {
+        let expected = psql_output(oracle.port, sql);
+        assert!(expected.lines().count() > 2 || sql.contains("views"), "{sql} has rows on PostgreSQL:\n{expected}");
+        assert_eq!(psql_output(server.pg_port, sql), expected, "{sql}");
+    }
+    // Deliberately not PostgreSQL's: a topic is append-only, so its columns are not updatable.
+    let updatable = "SELECT table_name, column_name, is_updatable FROM information_schema.columns WHERE table_schema = 'public' AND ordinal_position = 1 ORDER BY 1";
+    assert_eq!(psql_output(server.pg_port, updatable), "table_name|column_name|is_updatable\nbids|auction|NO\npeople|id|YES\n(2 rows)\n");
 }

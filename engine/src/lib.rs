@@ -11,6 +11,7 @@ pub mod bulk;
 mod casts;
 mod copy;
 mod error;
+mod information_schema;
 pub mod keyed;
 pub mod memory;
 pub mod pg_catalog;

@@ -48,22 +48,22 @@ pub fn view_oid(view_id: u64) -> i64 {
 }
 
 /// One relation as `pg_class` and `pg_attribute` describe it.
-struct Relation {
-    oid: i64,
-    name: String,
-    kind: &'static str,
-    schema: SchemaRef,
-    keyed: bool,
+pub(crate) struct Relation {
+    pub(crate) oid: i64,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) schema: SchemaRef,
+    pub(crate) keyed: bool,
     /// The owner's OID (`relowner`).
     owner: i64,
     /// `relacl`: `None` while the owner's default privileges apply.
     acl: Option<Vec<String>>,
     /// A keyed table's primary key columns (indexes into `schema`); its index and constraint
     /// are in `pg_index` and `pg_constraint`.
-    primary_key: Vec<usize>,
+    pub(crate) primary_key: Vec<usize>,
 }
 
-fn relations(engine: &Engine) -> Result<Vec<Relation>> {
+pub(crate) fn relations(engine: &Engine) -> Result<Vec<Relation>> {
     use streamhouse_catalog::ObjectRef;
     let access = engine.access()?;
     let owner = |object| access.owner(object).map_or(OWNER_OID, crate::auth::role_oid);
@@ -115,7 +115,7 @@ fn relations(engine: &Engine) -> Result<Vec<Relation>> {
 const KEY_OID_BASE: i64 = 1 << 29;
 
 /// The name of a keyed table's primary key index and constraint, as PostgreSQL names them.
-fn primary_key_name(table: &str) -> String {
+pub(crate) fn primary_key_name(table: &str) -> String {
     format!("{table}_pkey")
 }
 
@@ -344,27 +344,27 @@ fn empty_catalog(name: &str) -> Option<Result<RecordBatch>> {
 }
 
 /// Columns of a catalog table, built a column at a time.
-struct Columns {
+pub(crate) struct Columns {
     fields: Vec<Field>,
     arrays: Vec<ArrayRef>,
 }
 
 impl Columns {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { fields: Vec::new(), arrays: Vec::new() }
     }
 
-    fn add(mut self, name: &str, array: ArrayRef) -> Self {
+    pub(crate) fn add(mut self, name: &str, array: ArrayRef) -> Self {
         self.fields.push(Field::new(name, array.data_type().clone(), true));
         self.arrays.push(array);
         self
     }
 
-    fn int64(self, name: &str, values: impl IntoIterator<Item = i64>) -> Self {
+    pub(crate) fn int64(self, name: &str, values: impl IntoIterator<Item = i64>) -> Self {
         self.add(name, Arc::new(Int64Array::from_iter_values(values)))
     }
 
-    fn int32(self, name: &str, values: impl IntoIterator<Item = i32>) -> Self {
+    pub(crate) fn int32(self, name: &str, values: impl IntoIterator<Item = i32>) -> Self {
         self.add(name, Arc::new(Int32Array::from_iter_values(values)))
     }
 
@@ -372,11 +372,11 @@ impl Columns {
         self.add(name, Arc::new(Int16Array::from_iter_values(values)))
     }
 
-    fn text<S: AsRef<str>>(self, name: &str, values: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn text<S: AsRef<str>>(self, name: &str, values: impl IntoIterator<Item = S>) -> Self {
         self.add(name, Arc::new(StringArray::from_iter_values(values)))
     }
 
-    fn null_text(self, name: &str, rows: usize) -> Self {
+    pub(crate) fn null_text(self, name: &str, rows: usize) -> Self {
         self.add(name, Arc::new(StringArray::from(vec![None::<&str>; rows])))
     }
 
@@ -396,11 +396,26 @@ impl Columns {
         self.add(name, Arc::new(builder.finish()))
     }
 
-    fn boolean(self, name: &str, values: impl IntoIterator<Item = bool>) -> Self {
+    pub(crate) fn boolean(self, name: &str, values: impl IntoIterator<Item = bool>) -> Self {
         self.add(name, Arc::new(BooleanArray::from(values.into_iter().collect::<Vec<_>>())))
     }
 
-    fn batch(self) -> Result<RecordBatch> {
+    /// A column of PostgreSQL type `pg_type` (`name`, `varchar`): text here, described to
+    /// clients as that type.
+    pub(crate) fn typed_text<S: AsRef<str>>(mut self, name: &str, pg_type: &str, values: impl IntoIterator<Item = Option<S>>) -> Self {
+        let array: ArrayRef = Arc::new(values.into_iter().collect::<StringArray>());
+        let metadata = std::collections::HashMap::from([(crate::PG_TYPE_METADATA.to_string(), pg_type.to_string())]);
+        self.fields.push(Field::new(name, DataType::Utf8, true).with_metadata(metadata));
+        self.arrays.push(array);
+        self
+    }
+
+    /// An `int4` column that may hold NULLs.
+    pub(crate) fn nullable_int32(self, name: &str, values: impl IntoIterator<Item = Option<i32>>) -> Self {
+        self.add(name, Arc::new(values.into_iter().collect::<Int32Array>()))
+    }
+
+    pub(crate) fn batch(self) -> Result<RecordBatch> {
         Ok(RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays)?)
     }
 }
@@ -741,6 +756,11 @@ const TABLES: &[&str] = &[
     "pg_type",
     "pg_user",
 ];
+
+/// The names of `pg_catalog`'s tables.
+pub fn catalog_names() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().copied()
+}
 
 /// Whether `name` is one of `pg_catalog`'s tables.
 pub fn is_catalog_table(name: &str) -> bool {

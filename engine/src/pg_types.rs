@@ -146,6 +146,8 @@ pub fn pg_type(field: &Field) -> (u32, i16, i32) {
     match (field.metadata().get(PG_TYPE_METADATA).map(String::as_str), field.data_type()) {
         (Some("jsonb"), _) => described(oid::JSONB),
         (Some("oid"), DataType::Int32) => described(oid::OID),
+        (Some("name"), DataType::Utf8) => described(oid::NAME),
+        (Some("varchar"), DataType::Utf8) => described(oid::VARCHAR),
         (_, data_type) => pg_type_of(data_type),
     }
 }

@@ -93,7 +93,8 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     let database = engine.config().database_name.clone();
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(database.clone(), "public")
-        .with_information_schema(true)
+        // PostgreSQL's information_schema (crate::information_schema), not DataFusion's.
+        .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         // `timestamptz` literals and casts, and now(), are timestamps with a zone (PostgreSQL's
         // timestamptz, sent with its offset); the session's zone is UTC.
@@ -116,6 +117,7 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", schema.clone())?;
     catalog.register_schema("pg_catalog", Arc::new(crate::pg_catalog::PgCatalogSchema { engine: engine.clone() }))?;
+    catalog.register_schema("information_schema", Arc::new(crate::information_schema::InformationSchema { engine: engine.clone() }))?;
     context.register_catalog(database.clone(), Arc::new(catalog));
     let version = version_string();
     context.register_udf(create_udf(
