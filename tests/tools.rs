@@ -105,3 +105,42 @@ fn information_schema_is_postgres_information_schema() {
     let updatable = "SELECT table_name, column_name, is_updatable FROM information_schema.columns WHERE table_schema = 'public' AND ordinal_position = 1 ORDER BY 1";
     assert_eq!(psql_output(server.pg_port, updatable), "table_name|column_name|is_updatable\nbids|auction|NO\npeople|id|YES\n(2 rows)\n");
 }
+
+/// The statements of a file of a tool's queries (each ends with `;` at the end of a line), each
+/// with the output expected of StreamHouse when it is not PostgreSQL's (a `-- expect: a|b|c`
+/// line before it, `|`-separated lines of psql's unaligned output).
+fn tool_queries(file: &str) -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools").join(file)).unwrap();
+    let (mut queries, mut statement, mut expect) = (Vec::new(), String::new(), None);
+    for line in text.lines() {
+        if let Some(expected) = line.strip_prefix("-- expect: ") {
+            let lines: Vec<&str> = expected.split('|').collect();
+            // `version|1600|(1 row)`: a header, values and the footer, one line each.
+            expect = Some(format!("{}\n", lines.join("\n")));
+            continue;
+        }
+        if line.starts_with("--") {
+            continue;
+        }
+        statement.push_str(line);
+        statement.push('\n');
+        if line.trim_end().ends_with(';') {
+            queries.push((std::mem::take(&mut statement), expect.take()));
+        }
+    }
+    queries
+}
+
+#[test]
+fn grafana_catalog_queries_answer_as_in_postgres() {
+    let (oracle, server, _dir) = both();
+    let queries = tool_queries("grafana.sql");
+    assert_eq!(queries.len(), 6);
+    for (sql, expect) in queries {
+        let ours = psql_output(server.pg_port, &sql);
+        match expect {
+            Some(expected) => assert_eq!(ours, expected, "{sql}"),
+            None => assert_eq!(ours, psql_output(oracle.port, &sql), "{sql}"),
+        }
+    }
+}

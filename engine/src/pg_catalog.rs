@@ -134,11 +134,34 @@ fn constraint_oid(table_oid: i64) -> i64 {
     KEY_OID_BASE + 2 * table_oid + 1
 }
 
+/// PostgreSQL 15's keywords that are not unreserved (`pg_get_keywords()` with `catcode <> 'U'`):
+/// an identifier spelled as one of them is quoted.
+const QUOTED_KEYWORDS: [&str; 151] = [
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization",
+    "between", "bigint", "binary", "bit", "boolean", "both", "case", "cast", "char", "character",
+    "check", "coalesce", "collate", "collation", "column", "concurrently", "constraint", "create",
+    "cross", "current_catalog", "current_date", "current_role", "current_schema", "current_time",
+    "current_timestamp", "current_user", "dec", "decimal", "default", "deferrable", "desc",
+    "distinct", "do", "else", "end", "except", "exists", "extract", "false", "fetch", "float",
+    "for", "foreign", "freeze", "from", "full", "grant", "greatest", "group", "grouping", "having",
+    "ilike", "in", "initially", "inner", "inout", "int", "integer", "intersect", "interval", "into",
+    "is", "isnull", "join", "lateral", "leading", "least", "left", "like", "limit", "localtime",
+    "localtimestamp", "national", "natural", "nchar", "none", "normalize", "not", "notnull", "null",
+    "nullif", "numeric", "offset", "on", "only", "or", "order", "out", "outer", "overlaps",
+    "overlay", "placing", "position", "precision", "primary", "real", "references", "returning",
+    "right", "row", "select", "session_user", "setof", "similar", "smallint", "some", "substring",
+    "symmetric", "table", "tablesample", "then", "time", "timestamp", "to", "trailing", "treat",
+    "trim", "true", "union", "unique", "user", "using", "values", "varchar", "variadic", "verbose",
+    "when", "where", "window", "with", "xmlattributes", "xmlconcat", "xmlelement", "xmlexists",
+    "xmlforest", "xmlnamespaces", "xmlparse", "xmlpi", "xmlroot", "xmlserialize", "xmltable",
+];
+
 /// An identifier as PostgreSQL's `quote_ident` writes it: quoted unless it is lower case letters,
-/// digits and underscores not starting with a digit.
+/// digits and underscores not starting with a digit, and not a keyword that is not unreserved.
 pub fn quote_ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !QUOTED_KEYWORDS.contains(&name);
     if plain {
         name.to_string()
     } else {
@@ -268,6 +291,7 @@ fn pg_constraint(relations: &[Relation]) -> Result<RecordBatch> {
 pub const ALWAYS_EMPTY: &[&str] = &[
     "pg_attrdef",
     "pg_collation",
+    "pg_extension",
     "pg_inherits",
     "pg_policy",
     "pg_publication",
@@ -293,6 +317,16 @@ fn empty_catalog(name: &str) -> Option<Result<RecordBatch>> {
             .int64("collowner", [])
             .text("collprovider", no_text())
             .int32("collencoding", [])
+            .batch(),
+        "pg_extension" => Columns::new()
+            .int64("oid", [])
+            .text("extname", no_text())
+            .int64("extowner", [])
+            .int64("extnamespace", [])
+            .boolean("extrelocatable", [])
+            .text("extversion", no_text())
+            .add("extconfig", arrow::array::new_empty_array(&DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))))
+            .add("extcondition", text_list())
             .batch(),
         "pg_sequence" => Columns::new()
             .int64("seqrelid", [])
@@ -657,7 +691,7 @@ fn pg_opclass() -> Result<RecordBatch> {
 
 /// The OIDs PostgreSQL 15 gives the catalogs served here (`'pg_catalog.pg_class'::regclass`;
 /// `pg_description.classoid` names the catalog of the object described).
-const CATALOG_OIDS: [(&str, i64); 25] = [
+const CATALOG_OIDS: [(&str, i64); 26] = [
     ("pg_am", 2601),
     ("pg_attrdef", 2604),
     ("pg_attribute", 1249),
@@ -667,6 +701,7 @@ const CATALOG_OIDS: [(&str, i64); 25] = [
     ("pg_constraint", 2606),
     ("pg_database", 1262),
     ("pg_description", 2609),
+    ("pg_extension", 3079),
     ("pg_index", 2610),
     ("pg_inherits", 2611),
     ("pg_matviews", 12038),
@@ -739,6 +774,7 @@ const TABLES: &[&str] = &[
     "pg_constraint",
     "pg_database",
     "pg_description",
+    "pg_extension",
     "pg_index",
     "pg_inherits",
     "pg_matviews",
@@ -925,6 +961,14 @@ pub fn format_type(type_oid: i64, typmod: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_as_postgres_quotes_them() {
+        // quote_ident(…) as PostgreSQL 15 answers.
+        for (name, quoted) in [("select", "\"select\""), ("user", "\"user\""), ("abs", "abs"), ("Foo", "\"Foo\""), ("a b", "\"a b\""), ("int", "\"int\""), ("bids", "bids"), ("a\"b", "\"a\"\"b\""), ("_x1", "_x1"), ("1x", "\"1x\"")] {
+            assert_eq!(quote_ident(name), quoted, "{name}");
+        }
+    }
 
     #[test]
     fn types_are_written_as_postgres_writes_them() {

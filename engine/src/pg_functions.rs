@@ -390,6 +390,40 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
+    context.register_udf(create_udf(
+        "quote_ident",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let quoted: StringArray = arrays[0].as_string::<i32>().iter().map(|name| name.map(crate::pg_catalog::quote_ident)).collect();
+                Ok(Arc::new(quoted) as ArrayRef)
+            })
+        }),
+    ));
+    let identifier_parts = Arc::new(Field::new("item", DataType::Utf8, true));
+    context.register_udf(create_udf(
+        "parse_ident",
+        vec![DataType::Utf8],
+        DataType::List(identifier_parts.clone()),
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let mut lists = ListBuilder::new(StringBuilder::new()).with_field(identifier_parts.clone());
+                for text in arrays[0].as_string::<i32>() {
+                    match text {
+                        None => lists.append_null(),
+                        Some(text) => {
+                            let parts = parse_ident(text).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                            lists.append_value(parts.into_iter().map(Some));
+                        }
+                    }
+                }
+                Ok(Arc::new(lists.finish()) as ArrayRef)
+            })
+        }),
+    ));
     let item = Arc::new(Field::new("item", DataType::Utf8, true));
     context.register_udf(create_udf(
         "current_schemas",
@@ -447,6 +481,56 @@ pub fn like_pattern_with_backslash(pattern: &str, escape: &str) -> crate::Result
     Ok(rewritten)
 }
 
+/// PostgreSQL's `parse_ident`: a qualified identifier's parts, unquoted names folded to lower
+/// case, quoted ones kept (with `""` as a quote).
+pub fn parse_ident(text: &str) -> crate::Result<Vec<String>> {
+    let invalid = || crate::EngineError::InvalidParameter(format!("string is not a valid identifier: \"{text}\""));
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err(invalid()),
+                }
+            }
+            if part.is_empty() {
+                return Err(invalid());
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' || c.is_whitespace() {
+                    break;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() {
+                return Err(invalid());
+            }
+        }
+        parts.push(part);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            },
+            Some(_) => return Err(invalid()),
+        }
+    }
+}
+
 pub fn quote_literal(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 3);
     if text.contains('\\') {
@@ -471,6 +555,17 @@ mod tests {
         assert_eq!(super::quote_literal("it's"), "'it''s'");
         assert_eq!(super::quote_literal("a\\b"), "E'a\\\\b'");
         assert_eq!(super::quote_literal(""), "''");
+    }
+
+    #[test]
+    fn qualified_identifiers_are_parsed_as_postgres_parses_them() {
+        // parse_ident(…) as PostgreSQL 15 answers.
+        assert_eq!(super::parse_ident("public.\"Foo\".bar").unwrap(), ["public", "Foo", "bar"]);
+        assert_eq!(super::parse_ident("Bids").unwrap(), ["bids"]);
+        assert_eq!(super::parse_ident(" a . \"b\"\"c\" ").unwrap(), ["a", "b\"c"]);
+        for bad in ["", "a.", ".a", "\"a", "\"\"", "a b"] {
+            assert_eq!(super::parse_ident(bad).unwrap_err().sqlstate(), "22023", "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ use crate::{Engine, EngineError, Result};
 
 /// The version string clients see in `server_version` and `version()`.
 pub const SERVER_VERSION: &str = "16.0";
+/// [`SERVER_VERSION`] as PostgreSQL's `server_version_num` writes it.
+pub const SERVER_VERSION_NUM: &str = "160000";
 
 pub fn version_string() -> String {
     format!("PostgreSQL {SERVER_VERSION} (StreamHouse {}) on {}", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH)
@@ -298,6 +300,7 @@ fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String
     let statement_timeout = config.statement_timeout_ms.to_string();
     [
         ("server_version", SERVER_VERSION),
+        ("server_version_num", SERVER_VERSION_NUM),
         ("server_encoding", "UTF8"),
         ("client_encoding", "UTF8"),
         ("datestyle", "ISO, MDY"),

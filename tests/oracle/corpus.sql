@@ -367,3 +367,17 @@ SELECT age * 100000000 FROM people WHERE id = 1
 SELECT id FROM people WHERE age * 1000000000 > 0
 SELECT 2147483647 + 1 - 1
 SELECT quote_literal(E'a\\b'), quote_literal(NULL)
+SELECT 1 IN (SELECT 1) AS a, 2 IN (SELECT 1) AS b, NULL::int IN (SELECT 1) AS c, NULL::int IN (SELECT 1 WHERE false) AS d, 2 IN (SELECT NULL::int) AS e
+SELECT 2 NOT IN (SELECT NULL::int UNION ALL SELECT 3) AS f, 3 NOT IN (SELECT 3) AS g, 1 NOT IN (SELECT 2 WHERE false) AS h
+SELECT id, id IN (SELECT person_id FROM orders) AS ordered FROM people ORDER BY id
+SELECT id, city NOT IN (SELECT city FROM people WHERE age > 40) FROM people ORDER BY id
+SELECT name FROM people ORDER BY CASE WHEN id IN (SELECT person_id FROM orders) THEN 0 ELSE 1 END, name
+SELECT name, (SELECT max(amount) FROM orders o WHERE o.person_id = p.id) FROM people p ORDER BY id
+SELECT name, (SELECT note FROM orders o WHERE o.id = p.id + 99) FROM people p ORDER BY id
+SELECT (SELECT note FROM orders)
+SELECT quote_ident('select'), quote_ident('Foo'), quote_ident('abs'), quote_ident('a b')
+SELECT parse_ident('public."Foo".bar'), parse_ident('Bids')
+SELECT array_lower(ARRAY[1, 2], 1), array_upper(ARRAY[1, 2], 1), array_lower('{}'::int[], 1)
+SELECT x FROM generate_series(1, 3) AS x ORDER BY x
+SELECT 'ab_c' LIKE 'ab/_c' ESCAPE '/', 'abxc' LIKE 'ab/_c' ESCAPE '/', 'a\b' LIKE 'a\b' ESCAPE '#'
+SELECT to_regtype('integer')::int, to_regtype('nothing'), to_regclass('nothing')

@@ -665,6 +665,28 @@ impl Rewriter {
                     format: None,
                 }
             }
+            // Arrays here always start at 1: the lower bound is 1, NULL for an empty array.
+            Expr::Function(function) if function_named(&function, "array_lower") => match plain_arguments(&function).as_deref() {
+                Some([array, dimension]) => {
+                    let in_table_function = self.literal_is_a_value.last() == Some(&false);
+                    let length = call("array_length", vec![array.clone(), dimension.clone()]);
+                    let condition = Expr::BinaryOp { left: Box::new(length), op: BinaryOperator::Gt, right: Box::new(Expr::value(Value::Number("0".into(), false))) };
+                    Expr::Cast {
+                        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                        expr: Box::new(Expr::Case {
+                            case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                            end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+                            operand: None,
+                            conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen { condition, result: Expr::value(Value::Number("1".into(), false)) }],
+                            else_result: None,
+                        }),
+                        data_type: if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) },
+                        array: false,
+                        format: None,
+                    }
+                }
+                _ => Expr::Function(function),
+            },
             Expr::Function(mut function) if function_named(&function, "sign") => {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
                 Expr::Function(function)
@@ -900,6 +922,50 @@ fn contains_aggregate_or_window(item: &SelectItem) -> bool {
     .is_break()
 }
 
+/// `x IN (q)` as a value (in the select list), which DataFusion plans only as a filter, with
+/// SQL's three values: true when a row of `q` equals `x`; else false when `q` has no rows; else
+/// NULL when `x` is NULL or a row of `q` is; else false. Each count is a subquery over
+/// `(q) AS in_query(in_query_value)`, correlated on `x` where needed (which DataFusion
+/// decorrelates).
+fn in_as_value(value: Expr, subquery: Box<Query>, negated: bool) -> Expr {
+    let rows = |condition: Option<Expr>| {
+        let mut count = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql("SELECT count(*) FROM (SELECT 1) AS in_query(in_query_value)")
+            .and_then(|mut parser| parser.parse_query())
+            .expect("a fixed query parses");
+        if let SetExpr::Select(select) = count.body.as_mut() {
+            if let Some(TableFactor::Derived { subquery: inner, .. }) = select.from.first_mut().map(|from| &mut from.relation) {
+                *inner = subquery.clone();
+            }
+            select.selection = condition;
+        }
+        Expr::Subquery(count)
+    };
+    // Named so that no column of the outer query (which `x` may name) is hidden by it.
+    let v = || Expr::CompoundIdentifier(vec![Ident::new("in_query"), Ident::new("in_query_value")]);
+    let number = |n: &str| Expr::value(Value::Number(n.into(), false));
+    let compare = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp { left: Box::new(left), op, right: Box::new(right) };
+    let when = |condition: Expr, result: Expr| datafusion::sql::sqlparser::ast::CaseWhen { condition, result };
+    let null = || Expr::value(Value::Null);
+    let membership = Expr::Case {
+        case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![
+            when(compare(rows(Some(compare(v(), BinaryOperator::Eq, value.clone()))), BinaryOperator::Gt, number("0")), Expr::value(Value::Boolean(true))),
+            when(compare(rows(None), BinaryOperator::Eq, number("0")), Expr::value(Value::Boolean(false))),
+            when(Expr::IsNull(Box::new(value)), null()),
+            when(compare(rows(Some(Expr::IsNull(Box::new(v())))), BinaryOperator::Gt, number("0")), null()),
+        ],
+        else_result: Some(Box::new(Expr::value(Value::Boolean(false)))),
+    };
+    if negated {
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Not, expr: Box::new(Expr::Nested(Box::new(membership))) }
+    } else {
+        membership
+    }
+}
+
 fn values_of_exists(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
@@ -911,6 +977,11 @@ fn values_of_exists(body: &mut SetExpr) {
                             unreachable!("matched above")
                         };
                         *e = exists_as_value(subquery, negated);
+                    } else if let Expr::InSubquery { .. } = e {
+                        let Expr::InSubquery { expr, subquery, negated } = std::mem::replace(e, Expr::value(Value::Null)) else {
+                            unreachable!("matched above")
+                        };
+                        *e = in_as_value(*expr, subquery, negated);
                     }
                     ControlFlow::<()>::Continue(())
                 });
@@ -933,6 +1004,124 @@ fn is_expand_array_call(function: &Function) -> bool {
     let name = function.name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect::<Vec<_>>();
     matches!(name.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["_pg_expandarray"] | ["information_schema", "_pg_expandarray"])
         && function.over.is_none()
+}
+
+/// Whether an expression holds a subquery (scalar, IN or EXISTS).
+fn contains_subquery(expr: &Expr) -> bool {
+    datafusion::sql::sqlparser::ast::visit_expressions(expr, |e| {
+        if matches!(e, Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// `SELECT … ORDER BY CASE WHEN x IN (SELECT …) THEN 0 ELSE 1 END, 1` (Grafana's table list):
+/// DataFusion plans subqueries in a select list but not in ORDER BY, so a sort key with one is
+/// computed in the select list of a derived table and sorted by there:
+/// `SELECT * EXCLUDE (sort_key_1) FROM (SELECT …, CASE … END AS sort_key_1 …) ORDER BY sort_key_1, 1`.
+/// Taken only when the other sort keys are positions or plain names, which mean the same
+/// outside the derived table.
+fn sort_by_subqueries(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{OrderByKind, WildcardAdditionalOptions};
+    let Some(order_by) = &mut query.order_by else { return };
+    let OrderByKind::Expressions(keys) = &mut order_by.kind else { return };
+    if !keys.iter().any(|key| contains_subquery(&key.expr))
+        || !keys.iter().all(|key| contains_subquery(&key.expr) || matches!(&key.expr, Expr::Identifier(_) | Expr::Value(_)))
+    {
+        return;
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    if select.distinct.is_some() {
+        return;
+    }
+    let mut hidden = Vec::new();
+    for (i, key) in keys.iter_mut().enumerate().filter(|(_, key)| contains_subquery(&key.expr)) {
+        let name = Ident::new(format!("sort_key_{}", i + 1));
+        let expr = std::mem::replace(&mut key.expr, Expr::Identifier(name.clone()));
+        select.projection.push(SelectItem::ExprWithAlias { expr, alias: name.clone() });
+        hidden.push(name);
+    }
+    let inner = Query { with: None, body: query.body.clone(), order_by: None, limit_clause: None, fetch: None, locks: Vec::new(), for_clause: None, settings: None, format_clause: None, pipe_operators: Vec::new() };
+    let Ok(mut outer) = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::GenericDialect {})
+        .try_with_sql("SELECT * FROM (SELECT 1) AS sorted")
+        .and_then(|mut parser| parser.parse_query())
+    else {
+        return;
+    };
+    let SetExpr::Select(outer_select) = outer.body.as_mut() else { return };
+    outer_select.projection = vec![SelectItem::Wildcard(WildcardAdditionalOptions {
+        opt_exclude: Some(datafusion::sql::sqlparser::ast::ExcludeSelectItem::Multiple(hidden.into_iter().map(|name| ObjectName(vec![ObjectNamePart::Identifier(name)])).collect())),
+        ..Default::default()
+    })];
+    if let Some(TableFactor::Derived { subquery, .. }) = outer_select.from.first_mut().map(|from| &mut from.relation) {
+        *subquery = Box::new(inner);
+    }
+    query.body = outer.body;
+}
+
+/// `FROM generate_series(…) AS i`: as in PostgreSQL, the column of a function returning one
+/// column is named after the alias (or after the function without one); DataFusion names it
+/// `value`.
+fn name_function_columns(factor: &mut TableFactor) {
+    let TableFactor::Table { name, args: Some(_), alias, .. } = factor else { return };
+    let [function] = name.0.as_slice() else { return };
+    let function = function.to_string().to_ascii_lowercase();
+    if function != "generate_series" {
+        return;
+    }
+    match alias {
+        Some(alias) if alias.columns.is_empty() => {
+            alias.columns = vec![datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(alias.name.value.clone())];
+        }
+        Some(_) => {}
+        None => {
+            *alias = Some(datafusion::sql::sqlparser::ast::TableAlias {
+                explicit: true,
+                name: Ident::new(&function),
+                columns: vec![datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(function.clone())],
+                at: None,
+            });
+        }
+    }
+}
+
+/// `FROM string_to_array(…) s`: PostgreSQL takes a function that returns one value as a table of
+/// one row, its column named after the alias; here it is `(SELECT string_to_array(…) AS s) AS s`.
+fn scalar_function_as_table(factor: &TableFactor) -> Option<TableFactor> {
+    const SCALAR_IN_FROM: [&str; 3] = ["string_to_array", "current_schemas", "parse_ident"];
+    let TableFactor::Table { name, args: Some(args), alias, .. } = factor else { return None };
+    let [function] = name.0.as_slice() else { return None };
+    let function_name = function.to_string().to_ascii_lowercase();
+    if !SCALAR_IN_FROM.contains(&function_name.as_str()) {
+        return None;
+    }
+    let alias = alias.clone().unwrap_or(datafusion::sql::sqlparser::ast::TableAlias {
+        explicit: true,
+        name: Ident::new(&function_name),
+        columns: Vec::new(),
+        at: None,
+    });
+    let column = alias.columns.first().map_or_else(|| alias.name.clone(), |c| c.name.clone());
+    let mut subquery = datafusion::sql::sqlparser::parser::Parser::new(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql("SELECT NULL AS value")
+        .and_then(|mut parser| parser.parse_query())
+        .ok()?;
+    let SetExpr::Select(select) = subquery.body.as_mut() else { return None };
+    let call = Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(&function_name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: args.args.clone(), clauses: Vec::new() }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    select.projection = vec![SelectItem::ExprWithAlias { expr: call, alias: column }];
+    Some(TableFactor::Derived { lateral: false, subquery, alias: Some(datafusion::sql::sqlparser::ast::TableAlias { columns: Vec::new(), ..alias }), sample: None })
 }
 
 /// `generate_series(…)` and `generate_subscripts(…)` as whole select items: their rows, as in
@@ -987,6 +1176,7 @@ impl VisitorMut for Rewriter {
         if let Err(error) = refuse_multiset_operations(&query.body) {
             return ControlFlow::Break(error);
         }
+        sort_by_subqueries(query);
         unnest_series(&mut query.body);
         values_of_exists(&mut query.body);
         ControlFlow::Continue(())
@@ -1005,6 +1195,10 @@ impl VisitorMut for Rewriter {
             if is_in_pg_catalog(name) {
                 name.0.remove(0);
             }
+        }
+        name_function_columns(factor);
+        if let Some(derived) = scalar_function_as_table(factor) {
+            *factor = derived;
         }
         let function_like = matches!(factor, TableFactor::Function { .. } | TableFactor::Table { args: Some(_), .. });
         self.literal_is_a_value.push(!function_like);
@@ -1096,6 +1290,32 @@ mod tests {
     }
 
     #[test]
+    fn in_and_order_by_subqueries_as_values() {
+        assert_eq!(
+            rewritten("SELECT x IN (SELECT y FROM t) FROM u").unwrap(),
+            "SELECT CASE WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value) WHERE in_query.in_query_value = x) > 0::INT4 THEN true \
+             WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value)) = 0::INT4 THEN false WHEN x IS NULL THEN NULL \
+             WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value) WHERE in_query.in_query_value IS NULL) > 0::INT4 THEN NULL ELSE false END FROM u"
+        );
+        // In a filter DataFusion plans it as a semi join: left alone.
+        assert_eq!(rewritten("SELECT x FROM u WHERE x IN (SELECT y FROM t)").unwrap(), "SELECT x FROM u WHERE x IN (SELECT y FROM t)");
+        assert_eq!(
+            rewritten("SELECT a FROM u ORDER BY CASE WHEN EXISTS (SELECT 1 FROM t) THEN 0 END, 1").unwrap(),
+            "SELECT * EXCLUDE (sort_key_1) FROM (SELECT a, CASE WHEN (SELECT count(*) > 0::INT4 FROM t) THEN 0::INT4 END AS sort_key_1 FROM u) AS sorted ORDER BY sort_key_1, 1"
+        );
+        // A sort key that means something else outside a derived table: left to the planner.
+        assert_eq!(rewritten("SELECT a FROM u ORDER BY a + (SELECT 1), b + 1").unwrap(), "SELECT a FROM u ORDER BY a + (SELECT scalar_subquery_value(1::INT4)), b + 1::INT4");
+        // A hidden column would change what DISTINCT keeps.
+        assert_eq!(rewritten("SELECT DISTINCT a FROM u ORDER BY a IN (SELECT 1)").unwrap(), "SELECT DISTINCT a FROM u ORDER BY a IN (SELECT 1::INT4)");
+        // A function's column is named after its alias.
+        assert_eq!(rewritten("SELECT i FROM generate_series(1, 2) AS i").unwrap(), "SELECT i FROM generate_series(1, 2) AS i (i)");
+        assert_eq!(
+            rewritten("SELECT s[1] FROM string_to_array('a,b', ',') s").unwrap(),
+            "SELECT s[1::INT4] FROM (SELECT string_to_array('a,b', ',') AS s) s"
+        );
+    }
+
+    #[test]
     fn casts() {
         assert_eq!(rewritten("SELECT '3.7'::numeric::int").unwrap(), "SELECT round_for_integer('3.7'::NUMERIC)::INT");
         assert_eq!(rewritten("SELECT x::varchar(2)").unwrap(), "SELECT left(text_output(x), 2)");
@@ -1117,7 +1337,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT * FROM generate_series(1, 5) WHERE 7 IN (SELECT 8 FROM u ORDER BY 1)").unwrap(),
-            "SELECT * FROM generate_series(1, 5) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
+            "SELECT * FROM generate_series(1, 5) AS generate_series (generate_series) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
         );
     }
 
