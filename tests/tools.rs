@@ -106,17 +106,30 @@ fn information_schema_is_postgres_information_schema() {
     assert_eq!(psql_output(server.pg_port, updatable), "table_name|column_name|is_updatable\nbids|auction|NO\npeople|id|YES\n(2 rows)\n");
 }
 
+/// What a recorded query must answer.
+enum Expected {
+    /// What PostgreSQL answers, line for line.
+    Postgres,
+    /// PostgreSQL's rows in any order (the query has no ORDER BY).
+    PostgresUnordered,
+    /// This output (where StreamHouse deliberately differs).
+    Exactly(String),
+}
+
 /// The statements of a file of a tool's queries (each ends with `;` at the end of a line), each
-/// with the output expected of StreamHouse when it is not PostgreSQL's (a `-- expect: a|b|c`
-/// line before it, `|`-separated lines of psql's unaligned output).
-fn tool_queries(file: &str) -> Vec<(String, Option<String>)> {
+/// with what it must answer: PostgreSQL's output, in any row order after an `-- unordered` line,
+/// or the output after an `-- expect: a|b|c` line (`|`-separated lines of psql's unaligned
+/// output).
+fn tool_queries(file: &str) -> Vec<(String, Expected)> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools").join(file)).unwrap();
-    let (mut queries, mut statement, mut expect) = (Vec::new(), String::new(), None);
+    let (mut queries, mut statement, mut expected) = (Vec::new(), String::new(), Expected::Postgres);
     for line in text.lines() {
-        if let Some(expected) = line.strip_prefix("-- expect: ") {
-            let lines: Vec<&str> = expected.split('|').collect();
-            // `version|1600|(1 row)`: a header, values and the footer, one line each.
-            expect = Some(format!("{}\n", lines.join("\n")));
+        if let Some(output) = line.strip_prefix("-- expect: ") {
+            expected = Expected::Exactly(format!("{}\n", output.split('|').collect::<Vec<_>>().join("\n")));
+            continue;
+        }
+        if line == "-- unordered" {
+            expected = Expected::PostgresUnordered;
             continue;
         }
         if line.starts_with("--") {
@@ -125,22 +138,43 @@ fn tool_queries(file: &str) -> Vec<(String, Option<String>)> {
         statement.push_str(line);
         statement.push('\n');
         if line.trim_end().ends_with(';') {
-            queries.push((std::mem::take(&mut statement), expect.take()));
+            queries.push((std::mem::take(&mut statement), std::mem::replace(&mut expected, Expected::Postgres)));
         }
     }
     queries
 }
 
-#[test]
-fn grafana_catalog_queries_answer_as_in_postgres() {
+/// psql's output with its rows (between the header and the footer) sorted.
+fn rows_sorted(output: &str) -> String {
+    let mut lines: Vec<&str> = output.lines().collect();
+    if lines.len() > 2 {
+        let last = lines.len() - 1;
+        lines[1..last].sort_unstable();
+    }
+    lines.join("\n")
+}
+
+/// Replays a tool's recorded queries against both servers.
+fn replay(file: &str, statements: usize) {
     let (oracle, server, _dir) = both();
-    let queries = tool_queries("grafana.sql");
-    assert_eq!(queries.len(), 6);
-    for (sql, expect) in queries {
+    let queries = tool_queries(file);
+    assert_eq!(queries.len(), statements, "{file}");
+    for (sql, expected) in queries {
         let ours = psql_output(server.pg_port, &sql);
-        match expect {
-            Some(expected) => assert_eq!(ours, expected, "{sql}"),
-            None => assert_eq!(ours, psql_output(oracle.port, &sql), "{sql}"),
+        match expected {
+            Expected::Exactly(output) => assert_eq!(ours, output, "{sql}"),
+            Expected::Postgres => assert_eq!(ours, psql_output(oracle.port, &sql), "{sql}"),
+            Expected::PostgresUnordered => assert_eq!(rows_sorted(&ours), rows_sorted(&psql_output(oracle.port, &sql)), "{sql}"),
         }
     }
+}
+
+#[test]
+fn grafana_catalog_queries_answer_as_in_postgres() {
+    replay("grafana.sql", 6);
+}
+
+#[test]
+fn metabase_catalog_queries_answer_as_in_postgres() {
+    replay("metabase.sql", 5);
 }

@@ -133,7 +133,7 @@ fn schemata(engine: &Engine) -> Result<RecordBatch> {
 }
 
 /// The catalogs in `pg_catalog` that are views in PostgreSQL (the others are tables).
-const CATALOG_VIEWS: [&str; 4] = ["pg_matviews", "pg_roles", "pg_tables", "pg_user"];
+const CATALOG_VIEWS: [&str; 5] = ["pg_matviews", "pg_roles", "pg_tables", "pg_user", "pg_views"];
 
 fn tables(t: &Tables) -> Result<RecordBatch> {
     // (schema, name, type): the database's tables, then the system's catalogs and these views.

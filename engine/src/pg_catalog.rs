@@ -291,6 +291,7 @@ fn pg_constraint(relations: &[Relation]) -> Result<RecordBatch> {
 pub const ALWAYS_EMPTY: &[&str] = &[
     "pg_attrdef",
     "pg_collation",
+    "pg_enum",
     "pg_extension",
     "pg_inherits",
     "pg_policy",
@@ -299,6 +300,7 @@ pub const ALWAYS_EMPTY: &[&str] = &[
     "pg_publication_rel",
     "pg_sequence",
     "pg_statistic_ext",
+    "pg_views",
 ];
 
 /// The catalogs of what StreamHouse does not have (column defaults, collations, extended
@@ -318,6 +320,8 @@ fn empty_catalog(name: &str) -> Option<Result<RecordBatch>> {
             .text("collprovider", no_text())
             .int32("collencoding", [])
             .batch(),
+        "pg_enum" => Columns::new().int64("oid", []).int64("enumtypid", []).add("enumsortorder", Arc::new(Float32Array::from(Vec::<f32>::new()))).text("enumlabel", no_text()).batch(),
+        "pg_views" => Columns::new().text("schemaname", no_text()).text("viewname", no_text()).text("viewowner", no_text()).text("definition", no_text()).batch(),
         "pg_extension" => Columns::new()
             .int64("oid", [])
             .text("extname", no_text())
@@ -691,7 +695,7 @@ fn pg_opclass() -> Result<RecordBatch> {
 
 /// The OIDs PostgreSQL 15 gives the catalogs served here (`'pg_catalog.pg_class'::regclass`;
 /// `pg_description.classoid` names the catalog of the object described).
-const CATALOG_OIDS: [(&str, i64); 26] = [
+const CATALOG_OIDS: [(&str, i64); 28] = [
     ("pg_am", 2601),
     ("pg_attrdef", 2604),
     ("pg_attribute", 1249),
@@ -701,6 +705,7 @@ const CATALOG_OIDS: [(&str, i64); 26] = [
     ("pg_constraint", 2606),
     ("pg_database", 1262),
     ("pg_description", 2609),
+    ("pg_enum", 3501),
     ("pg_extension", 3079),
     ("pg_index", 2610),
     ("pg_inherits", 2611),
@@ -718,6 +723,7 @@ const CATALOG_OIDS: [(&str, i64); 26] = [
     ("pg_tablespace", 1213),
     ("pg_type", 1247),
     ("pg_user", 12014),
+    ("pg_views", 12028),
 ];
 
 /// The OID of a catalog named `pg_catalog.name` or `name`.
@@ -774,6 +780,7 @@ const TABLES: &[&str] = &[
     "pg_constraint",
     "pg_database",
     "pg_description",
+    "pg_enum",
     "pg_extension",
     "pg_index",
     "pg_inherits",
@@ -791,6 +798,7 @@ const TABLES: &[&str] = &[
     "pg_tablespace",
     "pg_type",
     "pg_user",
+    "pg_views",
 ];
 
 /// The names of `pg_catalog`'s tables.

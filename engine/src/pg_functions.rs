@@ -134,6 +134,36 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         Volatility::Stable,
         Arc::new(|args: &[ColumnarValue]| Ok(args[0].clone())),
     ));
+    let schemas = engine.clone();
+    context.register_udf(create_udf(
+        "has_schema_privilege",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
+                let access = schemas.access().map_err(external)?;
+                let superusers: Vec<String> =
+                    schemas.storage().catalog().list_roles().map_err(|e| external(crate::EngineError::Storage(e.into())))?.into_iter().filter(|r| r.superuser).map(|r| r.name).collect();
+                let strings = |array: &ArrayRef| arrow::compute::cast(array, &DataType::Utf8);
+                let (roles, names, wanted) = (strings(&arrays[0])?, strings(&arrays[1])?, strings(&arrays[2])?);
+                let (roles, names, wanted) = (roles.as_string::<i32>(), names.as_string::<i32>(), wanted.as_string::<i32>());
+                let mut answers = arrow::array::BooleanBuilder::with_capacity(roles.len());
+                for row in 0..roles.len() {
+                    if roles.is_null(row) || names.is_null(row) || wanted.is_null(row) {
+                        answers.append_null();
+                        continue;
+                    }
+                    let role = roles.value(row);
+                    let superuser = superusers.iter().any(|s| s == role);
+                    let answer = crate::auth::privileges::has_schema_privilege(&access, superuser, role, names.value(row), wanted.value(row));
+                    answers.append_value(answer.map_err(external)?);
+                }
+                Ok(Arc::new(answers.finish()) as ArrayRef)
+            })
+        }),
+    ));
     let privileges = engine.clone();
     context.register_udf(create_udf(
         "has_table_privilege",

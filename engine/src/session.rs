@@ -296,6 +296,17 @@ impl CopyIn {
     }
 }
 
+/// The column `SHOW name` answers in: the setting's name as PostgreSQL spells it (`TimeZone`,
+/// `DateStyle`, `IntervalStyle`; the others are lower case).
+fn show_column_name(name: &str) -> &str {
+    match name {
+        "timezone" => "TimeZone",
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        other => other,
+    }
+}
+
 fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String, String> {
     let statement_timeout = config.statement_timeout_ms.to_string();
     [
@@ -778,7 +789,7 @@ impl Session {
                     Statement::ShowTopics => Some(crate::show::show_topics_schema()),
                     Statement::Describe { .. } => Some(crate::show::describe_schema()),
                     Statement::ShowAll => Some(settings_schema()),
-                    Statement::ShowVariable { name } => Some(single_column(name, "").0),
+                    Statement::ShowVariable { name } => Some(single_column(show_column_name(name), "").0),
                     Statement::ShowViews => Some(crate::show::show_views_schema()),
                     Statement::Subscribe { view, .. } => {
                         let handle = self.engine.views().get(view).ok_or_else(|| EngineError::UndefinedTable(view.clone()))?;
@@ -1137,10 +1148,10 @@ impl Session {
                             .unwrap_or_default()
                     }
                     None => {
-                        return Err(EngineError::InvalidParameter(format!("unrecognized configuration parameter \"{name}\"")))
+                        return Err(EngineError::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))
                     }
                 };
-                let (schema, batch) = single_column(&name, &value);
+                let (schema, batch) = single_column(show_column_name(&name), &value);
                 Ok(rows_output(schema, vec![batch], "SHOW"))
             }
             Statement::ShowAll => {

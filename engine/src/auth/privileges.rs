@@ -354,8 +354,13 @@ pub fn has_table_privilege(engine: &crate::Engine, access: &Access, role: &str, 
     if access.role(role).is_none() {
         return Err(EngineError::Sqlstate { code: "42704", message: format!("role \"{role}\" does not exist") });
     }
-    let name = table.strip_prefix("public.").unwrap_or(table);
-    let object = engine.object_of(name).ok_or_else(|| EngineError::UndefinedTable(table.to_string()))?;
+    // `bids`, `public.bids`, `"public"."bids"`: a name as PostgreSQL reads it.
+    let name = match crate::pg_functions::parse_ident(table)?.as_slice() {
+        [name] => name.clone(),
+        [schema, name] if schema == "public" => name.clone(),
+        _ => return Err(EngineError::UndefinedTable(table.to_string())),
+    };
+    let object = engine.object_of(&name).ok_or_else(|| EngineError::UndefinedTable(table.to_string()))?;
     let mut any = false;
     for wanted in privileges.split(',') {
         let wanted = wanted.trim().to_ascii_uppercase();
@@ -372,6 +377,28 @@ pub fn has_table_privilege(engine: &crate::Engine, access: &Access, role: &str, 
             _ => return Err(EngineError::Sqlstate { code: "22023", message: format!("unrecognized privilege type: \"{}\"", wanted.trim()) }),
         };
         any |= holds;
+    }
+    Ok(any)
+}
+
+/// PostgreSQL's `has_schema_privilege(role, schema, privileges)`: `USAGE` of `public`,
+/// `pg_catalog` and `information_schema` is everyone's; `CREATE` in `public` is the superusers'
+/// and the grantees' of `GRANT CREATE ON SCHEMA public` (nobody may create in the other two).
+pub fn has_schema_privilege(access: &Access, superuser: bool, role: &str, schema: &str, privileges: &str) -> Result<bool> {
+    if access.role(role).is_none() {
+        return Err(EngineError::Sqlstate { code: "42704", message: format!("role \"{role}\" does not exist") });
+    }
+    if !["public", "pg_catalog", "information_schema"].contains(&schema) {
+        return Err(EngineError::Sqlstate { code: "3F000", message: format!("schema \"{schema}\" does not exist") });
+    }
+    let mut any = false;
+    for wanted in privileges.split(',') {
+        let keyword = wanted.trim().to_ascii_uppercase();
+        any |= match keyword.strip_suffix(" WITH GRANT OPTION").map(str::trim).unwrap_or(&keyword) {
+            "USAGE" => true,
+            "CREATE" => schema == "public" && (superuser || access.has(role, ObjectRef::PublicSchema, Privilege::Create)),
+            _ => return Err(EngineError::Sqlstate { code: "22023", message: format!("unrecognized privilege type: \"{}\"", wanted.trim()) }),
+        };
     }
     Ok(any)
 }

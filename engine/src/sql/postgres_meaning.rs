@@ -621,6 +621,11 @@ impl Rewriter {
                 })),
                 _ => Expr::Function(function),
             },
+            // `has_schema_privilege(schema, privilege)` asks for the current user.
+            Expr::Function(function) if function_named(&function, "has_schema_privilege") => match plain_arguments(&function).as_deref() {
+                Some([schema, privilege]) => call("has_schema_privilege", vec![call("current_user", Vec::new()), schema.clone(), privilege.clone()]),
+                _ => Expr::Function(function),
+            },
             // `has_table_privilege(table, privilege)` asks for the current user.
             Expr::Function(function) if function_named(&function, "has_table_privilege") => match plain_arguments(&function).as_deref() {
                 Some([table, privilege]) => call("has_table_privilege", vec![call("current_user", Vec::new()), table.clone(), privilege.clone()]),
