@@ -204,6 +204,36 @@ pub fn view_definition(engine: &Engine, oid: i64) -> Option<String> {
     engine.views().list().iter().find(|view| view_oid(view.meta.id) == oid).map(|view| view.meta.query.clone())
 }
 
+/// `pg_table_size(relation)` (and `pg_relation_size`, `pg_total_relation_size`): a topic's or keyed
+/// table's sealed segments as stored and its unsealed tails; `NULL` for a materialized view or an
+/// index (whose state in RocksDB is not measured per relation) and for an OID that is no relation.
+pub fn relation_size(engine: &Engine, oid: i64) -> Result<Option<i64>> {
+    match engine.listed_topics().into_iter().find(|topic| topic_oid(topic.id()) == oid) {
+        Some(topic) => Ok(Some(engine.storage().topic_bytes(&topic)? as i64)),
+        None => Ok(None),
+    }
+}
+
+/// PostgreSQL's `pg_size_pretty`: bytes below 10 kB, then kB, MB, GB, TB and PB, each unit used
+/// below 20 of the next (`half_rounded`, as PostgreSQL rounds).
+pub fn size_pretty(bytes: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const LIMIT_ROUNDED: i64 = LIMIT * 2 - 1;
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    if bytes.abs() < LIMIT {
+        return format!("{bytes} bytes");
+    }
+    // One extra bit is kept for rounding.
+    let mut size = bytes >> 9;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if size.abs() < LIMIT_ROUNDED {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
 /// `pg_get_constraintdef(constraint)`: `PRIMARY KEY (id)`; `NULL` for an OID that is no constraint.
 pub fn constraint_definition(engine: &Engine, oid: i64) -> Option<String> {
     let (_, columns) = keyed_table_of(engine, oid, false)?;
@@ -471,7 +501,7 @@ fn pg_class(relations: &[Relation]) -> Result<RecordBatch> {
         .int64("reloftype", each(0))
         .int64("relowner", relations.iter().map(|r| r.owner))
         .int64("relam", relations.iter().map(|r| match r.kind {
-            "r" => HEAP_AM,
+            "r" | "m" => HEAP_AM,
             "i" => BTREE_AM,
             _ => 0,
         }))
@@ -529,13 +559,27 @@ fn pg_attribute(relations: &[Relation]) -> Result<RecordBatch> {
         .batch()
 }
 
-fn pg_namespace() -> Result<RecordBatch> {
+/// `information_schema`'s OID, as PostgreSQL 15's initdb gives it.
+pub const INFORMATION_SCHEMA_NAMESPACE: i64 = 13207;
+
+fn pg_namespace(engine: &Engine) -> Result<RecordBatch> {
+    let system_acl = || Some(vec![format!("{OWNER}=UC/{OWNER}"), format!("=U/{OWNER}")]);
     Columns::new()
-        .int64("oid", [PG_CATALOG_NAMESPACE, PUBLIC_NAMESPACE])
-        .text("nspname", ["pg_catalog", "public"])
-        .int64("nspowner", [OWNER_OID, OWNER_OID])
-        .null_text_array("nspacl", 2)
+        .int64("oid", [PG_CATALOG_NAMESPACE, INFORMATION_SCHEMA_NAMESPACE, PUBLIC_NAMESPACE])
+        .text("nspname", ["pg_catalog", "information_schema", "public"])
+        .int64("nspowner", [OWNER_OID, OWNER_OID, OWNER_OID])
+        .text_array("nspacl", [system_acl(), system_acl(), Some(engine.access()?.public_schema_acl(OWNER))])
         .batch()
+}
+
+/// `obj_description(oid, catalog)`: the comments PostgreSQL's initdb puts on its schemas; there
+/// are no others (no `COMMENT ON`).
+pub fn description(oid: i64, catalog: &str) -> Option<&'static str> {
+    match (catalog, oid) {
+        ("pg_namespace", PUBLIC_NAMESPACE) => Some("standard public schema"),
+        ("pg_namespace", PG_CATALOG_NAMESPACE) => Some("system catalog schema"),
+        _ => None,
+    }
 }
 
 fn pg_am() -> Result<RecordBatch> {
@@ -820,7 +864,7 @@ impl PgCatalogSchema {
             "pg_database" => pg_database(&self.engine.config().database_name)?,
             "pg_description" => pg_description()?,
             "pg_policy" => pg_policy()?,
-            "pg_namespace" => pg_namespace()?,
+            "pg_namespace" => pg_namespace(&self.engine)?,
             "pg_roles" => pg_roles(&roles(&self.engine)?)?,
             "pg_auth_members" => pg_auth_members(&self.engine, &roles(&self.engine)?)?,
             "pg_type" => pg_type_table()?,
@@ -969,6 +1013,14 @@ pub fn format_type(type_oid: i64, typmod: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_written_as_postgres_writes_them() {
+        // pg_size_pretty(…) as PostgreSQL 15 answers.
+        for (bytes, pretty) in [(0, "0 bytes"), (10239, "10239 bytes"), (10240, "10 kB"), (20479, "20 kB"), (1_000_000, "977 kB"), (20_970_000, "20 MB"), (10_737_418_240, "10 GB"), (-10240, "-10 kB"), (1 << 50, "1024 TB")] {
+            assert_eq!(size_pretty(bytes), pretty, "{bytes}");
+        }
+    }
 
     #[test]
     fn identifiers_are_quoted_as_postgres_quotes_them() {

@@ -134,6 +134,85 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
         Volatility::Stable,
         Arc::new(|args: &[ColumnarValue]| Ok(args[0].clone())),
     ));
+    context.register_udf(create_udf(
+        "obj_description",
+        vec![DataType::Int64, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let catalogs = arrays[1].as_string::<i32>();
+                let descriptions: StringArray = int64s(&arrays[0])?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, oid)| oid.zip(catalogs.is_valid(row).then(|| catalogs.value(row))).and_then(|(oid, catalog)| crate::pg_catalog::description(oid, catalog)))
+                    .collect();
+                Ok(Arc::new(descriptions) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let pretty: StringArray = int64s(&arrays[0])?.into_iter().map(|bytes| bytes.map(crate::pg_catalog::size_pretty)).collect();
+                Ok(Arc::new(pretty) as ArrayRef)
+            })
+        }),
+    ));
+    for name in ["pg_table_size", "pg_relation_size", "pg_total_relation_size"] {
+        let sizes = engine.clone();
+        context.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Int64,
+            Volatility::Volatile,
+            Arc::new(move |args: &[ColumnarValue]| {
+                rows_of(args, |arrays| {
+                    let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
+                    let mut bytes = arrow::array::Int64Builder::new();
+                    for oid in int64s(&arrays[0])? {
+                        bytes.append_option(match oid {
+                            Some(oid) => crate::pg_catalog::relation_size(&sizes, oid).map_err(external)?,
+                            None => None,
+                        });
+                    }
+                    Ok(Arc::new(bytes.finish()) as ArrayRef)
+                })
+            }),
+        ));
+    }
+    context.register_udf(create_udf(
+        "pg_type_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let visible: BooleanArray = int64s(&arrays[0])?
+                    .into_iter()
+                    .map(|oid| oid.and_then(|oid| crate::pg_types::TYPES.iter().any(|t| i64::from(t.oid) == oid || i64::from(t.array) == oid).then_some(true)))
+                    .collect();
+                Ok(Arc::new(visible) as ArrayRef)
+            })
+        }),
+    ));
+    context.register_udf(create_udf(
+        "pg_tablespace_location",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        // The two tablespaces live in the data directory: PostgreSQL answers '' for them.
+        Arc::new(|args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let locations: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.filter(|oid| [1663, 1664].contains(oid)).map(|_| "")).collect();
+                Ok(Arc::new(locations) as ArrayRef)
+            })
+        }),
+    ));
     let schemas = engine.clone();
     context.register_udf(create_udf(
         "has_schema_privilege",
@@ -244,6 +323,7 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
                         oid.map(|oid| match oid {
                             crate::pg_types::PG_CATALOG_NAMESPACE => "pg_catalog".to_string(),
                             crate::pg_catalog::PUBLIC_NAMESPACE => "public".to_string(),
+                            crate::pg_catalog::INFORMATION_SCHEMA_NAMESPACE => "information_schema".to_string(),
                             other => other.to_string(),
                         })
                     })

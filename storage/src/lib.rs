@@ -322,6 +322,18 @@ impl Storage {
     }
 
     /// A live topic by name.
+    /// The bytes a topic takes: its sealed segments as stored (LZ4-compressed Arrow IPC) and its
+    /// partitions' unsealed tails.
+    pub fn topic_bytes(&self, topic: &TopicLog) -> Result<u64> {
+        let mut bytes = 0;
+        for partition in 0..topic.partition_count() {
+            let segments = self.catalog().segments(topic.id(), partition, 0, u64::MAX)?;
+            bytes += segments.iter().map(|s| s.bytes).sum::<u64>();
+            bytes += topic.partition(partition).map_or(0, |p| p.unsealed_bytes());
+        }
+        Ok(bytes)
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<TopicLog>> {
         self.topics_read().values().find(|t| t.name() == name).cloned()
     }

@@ -74,6 +74,12 @@ impl PartitionLog {
         pushed
     }
 
+    /// The bytes the unsealed tail holds in memory (its rows, their encoding and batch
+    /// overheads; the same rows are in the write-ahead log until they are sealed).
+    pub fn unsealed_bytes(&self) -> u64 {
+        self.read_tail().bytes
+    }
+
     pub(crate) fn read_tail(&self) -> std::sync::RwLockReadGuard<'_, Tail> {
         self.tail.read().unwrap_or_else(|p| p.into_inner())
     }

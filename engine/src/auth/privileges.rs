@@ -208,6 +208,17 @@ impl Access {
         Some(items)
     }
 
+    /// `nspacl` of `public` as PostgreSQL 15 shows it: its owner's `UC`, everyone's `U`, and each
+    /// `GRANT CREATE ON SCHEMA public` (`C`).
+    pub fn public_schema_acl(&self, owner: &str) -> Vec<String> {
+        let name_of = |id: RoleId| self.role_by_id(id).map_or_else(|| id.to_string(), |r| r.name.clone());
+        let mut items = vec![format!("{owner}=UC/{owner}"), format!("=U/{owner}")];
+        for grant in self.grants.iter().filter(|g| g.object == ObjectRef::PublicSchema) {
+            items.push(format!("{}=C/{}", grant.grantee.map(name_of).unwrap_or_default(), name_of(grant.grantor)));
+        }
+        items
+    }
+
     /// Objects `role` owns or holds a grant on (DROP ROLE refuses while there are any).
     pub fn dependents(&self, role: RoleId) -> usize {
         self.owners.values().filter(|&&owner| owner == role).count()

@@ -155,7 +155,13 @@ fn array_of_subquery(mut query: Query) -> Result<Expr> {
 }
 
 /// The catalog functions whose first argument is an OID.
-const OID_FUNCTIONS: [&str; 8] = [
+const OID_FUNCTIONS: [&str; 14] = [
+    "obj_description",
+    "pg_table_size",
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_type_is_visible",
+    "pg_tablespace_location",
     "pg_relation_is_publishable",
     "pg_table_is_visible",
     "pg_get_userbyid",
@@ -620,6 +626,14 @@ impl Rewriter {
                     right: Box::new(right.clone()),
                 })),
                 _ => Expr::Function(function),
+            },
+            // Comments on columns and shared objects: there are none (no COMMENT ON).
+            Expr::Function(function) if ["col_description", "shobj_description"].iter().any(|name| function_named(&function, name)) => Expr::Cast {
+                kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                expr: Box::new(Expr::value(Value::Null)),
+                data_type: DataType::Text,
+                array: false,
+                format: None,
             },
             // `has_schema_privilege(schema, privilege)` asks for the current user.
             Expr::Function(function) if function_named(&function, "has_schema_privilege") => match plain_arguments(&function).as_deref() {
