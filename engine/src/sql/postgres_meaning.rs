@@ -1082,8 +1082,7 @@ fn sort_by_subqueries(query: &mut Query) {
 }
 
 /// `FROM generate_series(…) AS i`: as in PostgreSQL, the column of a function returning one
-/// column is named after the alias (or after the function without one); DataFusion names it
-/// `value`.
+/// column is named after its alias; DataFusion names it `value`.
 fn name_function_columns(factor: &mut TableFactor) {
     let TableFactor::Table { name, args: Some(_), alias, .. } = factor else { return };
     let [function] = name.0.as_slice() else { return };
@@ -1091,19 +1090,10 @@ fn name_function_columns(factor: &mut TableFactor) {
     if function != "generate_series" {
         return;
     }
-    match alias {
-        Some(alias) if alias.columns.is_empty() => {
-            alias.columns = vec![datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(alias.name.value.clone())];
-        }
-        Some(_) => {}
-        None => {
-            *alias = Some(datafusion::sql::sqlparser::ast::TableAlias {
-                explicit: true,
-                name: Ident::new(&function),
-                columns: vec![datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(function.clone())],
-                at: None,
-            });
-        }
+    // Without an alias the column keeps DataFusion's name, `value` (PostgreSQL's is
+    // `generate_series`): queries written for StreamHouse read it so.
+    if let Some(alias) = alias.as_mut().filter(|alias| alias.columns.is_empty()) {
+        alias.columns = vec![datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(alias.name.value.clone())];
     }
 }
 
@@ -1356,7 +1346,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT * FROM generate_series(1, 5) WHERE 7 IN (SELECT 8 FROM u ORDER BY 1)").unwrap(),
-            "SELECT * FROM generate_series(1, 5) AS generate_series (generate_series) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
+            "SELECT * FROM generate_series(1, 5) WHERE 7::INT4 IN (SELECT 8::INT4 FROM u ORDER BY 1)"
         );
     }
 
