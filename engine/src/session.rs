@@ -100,7 +100,10 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
         .with_create_default_catalog_and_schema(false)
         // `timestamptz` literals and casts, and now(), are timestamps with a zone (PostgreSQL's
         // timestamptz, sent with its offset); the session's zone is UTC.
-        .set_str("datafusion.execution.time_zone", "UTC");
+        .set_str("datafusion.execution.time_zone", "UTC")
+        // A literal with a fraction or an exponent (`1.5`, `1e3`) is numeric, as in PostgreSQL,
+        // not float8: `0.1 + 0.2` is exactly 0.3 and `1.0 / 0` is a division by zero.
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
     let mut builder = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(engine.session_runtime()?)
@@ -139,6 +142,9 @@ pub(crate) fn new_context(engine: &Arc<Engine>) -> Result<(SessionContext, Arc<T
     ));
     crate::pg_functions::register(&context, engine);
     context.register_udaf(datafusion::logical_expr::AggregateUDF::from(crate::single_value::SingleValue::default()));
+    for function in ["ceil", "floor", "trunc"].into_iter().filter_map(crate::casts::NumericIntegral::new) {
+        context.register_udf(datafusion::logical_expr::ScalarUDF::from(function));
+    }
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(crate::to_char::ToChar::default()));
     for function in [crate::casts::round_for_integer(), crate::casts::bytea_input(), crate::casts::text_output()] {
         context.register_udf(datafusion::logical_expr::ScalarUDF::from(function));

@@ -382,7 +382,9 @@ fn main() {
         .collect();
     files.sort();
     let outcomes = runtime.block_on(async {
-        let context = SessionContext::new();
+        // PostgreSQL's literals, as StreamHouse reads them: `0.908` is numeric (q1, q14).
+        let config = datafusion::prelude::SessionConfig::new().set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
+        let context = SessionContext::new_with_config(config);
         // The queries' to_char templates are PostgreSQL's: DataFusion's formatting, translated.
         context.register_udf(datafusion::logical_expr::ScalarUDF::from(streamhouse_engine::ToChar::every_row()));
         for ((name, schema), batches) in nexmark::streams().into_iter().zip([&events.person, &events.auction, &events.bid]) {

@@ -374,7 +374,7 @@ fn skip_subqueries_in_branches(body: &mut SetExpr) {
 /// [`contains_aggregate_or_window`].
 fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
     // Catalog functions, and the ones this rewrite makes of casts (`polcmd::text`).
-    const SCALAR: [&str; 14] = [
+    const SCALAR: [&str; 17] = [
         "pg_get_expr",
         "json_build_object",
         "pg_collation_is_visible",
@@ -387,6 +387,9 @@ fn calls_other_than_catalog_functions(item: &SelectItem) -> bool {
         "make_array",
         "pg_get_statisticsobjdef_columns",
         TEXT_OUTPUT,
+        "numeric_ceil",
+        "numeric_floor",
+        "numeric_trunc",
         ROUND_FOR_INTEGER,
         BYTEA_INPUT,
     ];
@@ -706,6 +709,21 @@ impl Rewriter {
                 }
                 _ => Expr::Function(function),
             },
+            // `ceil(x)` and `floor(x)`, which sqlparser reads as expressions of their own.
+            Expr::Ceil { expr, field: datafusion::sql::sqlparser::ast::CeilFloorKind::DateTimeField(datafusion::sql::sqlparser::ast::DateTimeField::NoDateTime) } => {
+                call("numeric_ceil", vec![*expr])
+            }
+            Expr::Floor { expr, field: datafusion::sql::sqlparser::ast::CeilFloorKind::DateTimeField(datafusion::sql::sqlparser::ast::DateTimeField::NoDateTime) } => {
+                call("numeric_floor", vec![*expr])
+            }
+            // `ceil(x)`, `floor(x)`, `trunc(x)` of a numeric are whole numbers of scale 0.
+            Expr::Function(mut function)
+                if ["ceil", "ceiling", "floor", "trunc"].iter().any(|name| function_named(&function, name)) && plain_arguments(&function).is_some_and(|a| a.len() == 1) =>
+            {
+                let name = crate::casts::numeric_integral_name(&function.name.to_string()).unwrap_or("numeric_trunc");
+                function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]);
+                Expr::Function(function)
+            }
             Expr::Function(mut function) if function_named(&function, "sign") => {
                 function.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("signum"))]);
                 Expr::Function(function)
