@@ -178,3 +178,23 @@ fn grafana_catalog_queries_answer_as_in_postgres() {
 fn metabase_catalog_queries_answer_as_in_postgres() {
     replay("metabase.sql", 5);
 }
+
+#[test]
+fn pg_settings_shows_the_session_settings_with_postgres_columns() {
+    let (oracle, server, _dir) = both();
+    // The same columns as PostgreSQL's view (psql prints the header of an empty result).
+    let empty = "SELECT * FROM pg_settings WHERE false";
+    assert_eq!(psql_output(server.pg_port, empty), psql_output(oracle.port, empty));
+    // The session's own values: a SET shows, with its source; the others are the defaults.
+    let sql = "SET application_name = 'tools test'; SET statement_timeout = 2500; \
+        SELECT name, setting, unit, context, vartype, source, boot_val FROM pg_catalog.pg_settings \
+        WHERE name IN ('application_name', 'statement_timeout', 'TimeZone', 'DateStyle') ORDER BY name";
+    assert_eq!(
+        psql_output(server.pg_port, sql),
+        "SET\nSET\nname|setting|unit|context|vartype|source|boot_val\n\
+         DateStyle|ISO, MDY||user|string|default|ISO, MDY\n\
+         TimeZone|UTC||user|string|default|UTC\n\
+         application_name|tools test||user|string|session|\n\
+         statement_timeout|2500|ms|user|integer|session|0\n(4 rows)\n"
+    );
+}

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod query_memory;
 mod recursion_limit;
 mod session;
+mod settings_catalog;
 mod show;
 mod single_value;
 pub mod sql;

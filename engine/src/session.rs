@@ -302,17 +302,6 @@ impl CopyIn {
     }
 }
 
-/// The column `SHOW name` answers in: the setting's name as PostgreSQL spells it (`TimeZone`,
-/// `DateStyle`, `IntervalStyle`; the others are lower case).
-fn show_column_name(name: &str) -> &str {
-    match name {
-        "timezone" => "TimeZone",
-        "datestyle" => "DateStyle",
-        "intervalstyle" => "IntervalStyle",
-        other => other,
-    }
-}
-
 fn default_settings(config: &crate::EngineConfig, user: &str) -> BTreeMap<String, String> {
     let statement_timeout = config.statement_timeout_ms.to_string();
     [
@@ -746,6 +735,8 @@ impl Session {
         let mut statement = parse_statement(sql)?;
         if let Statement::Query(query) = &mut statement {
             crate::pg_types::inline_current_setting(query.as_mut(), &self.settings)?;
+            let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
+            crate::settings_catalog::inline_pg_settings(query.as_mut(), &self.settings, &default_settings(self.engine.config(), &user))?;
         }
         let fast_insert = match &statement {
             Statement::Query(statement) => self.fast_insert(statement)?,
@@ -795,7 +786,7 @@ impl Session {
                     Statement::ShowTopics => Some(crate::show::show_topics_schema()),
                     Statement::Describe { .. } => Some(crate::show::describe_schema()),
                     Statement::ShowAll => Some(settings_schema()),
-                    Statement::ShowVariable { name } => Some(single_column(show_column_name(name), "").0),
+                    Statement::ShowVariable { name } => Some(single_column(crate::settings_catalog::display_name(name), "").0),
                     Statement::ShowViews => Some(crate::show::show_views_schema()),
                     Statement::Subscribe { view, .. } => {
                         let handle = self.engine.views().get(view).ok_or_else(|| EngineError::UndefinedTable(view.clone()))?;
@@ -1157,7 +1148,7 @@ impl Session {
                         return Err(EngineError::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))
                     }
                 };
-                let (schema, batch) = single_column(show_column_name(&name), &value);
+                let (schema, batch) = single_column(crate::settings_catalog::display_name(&name), &value);
                 Ok(rows_output(schema, vec![batch], "SHOW"))
             }
             Statement::ShowAll => {
