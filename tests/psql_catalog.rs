@@ -56,7 +56,7 @@ fn list_commands_print_what_postgres_prints() {
         assert!(!out.contains("ERROR"), "{sql}: {out}");
     }
 
-    for command in ["\\dt", "\\dm", "\\dn", "\\dn+", "\\dT", "\\dT+", "\\dp", "\\dp bids", "\\z people", "\\d bids", "\\d people", "\\d per_auction", "\\d people_pkey", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*",
+    for command in ["\\dt", "\\dm", "\\dn", "\\dn+", "\\dT", "\\dT+", "\\dp", "\\dp bids", "\\z people", "\\d bids", "\\d people", "\\d per_auction", "\\d people_pkey", "\\d+ bids", "\\d+ people", "\\d+ people_pkey", "\\l streamhouse", "\\dt bids", "\\dt nothing*", "\\du alice", "\\du staff", "\\du boss", "\\du nothing*",
         "SELECT * FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
         "SELECT schemaname, matviewname, matviewowner, tablespace, hasindexes, ispopulated FROM pg_matviews",
         "SELECT usename, usecreatedb, usesuper, userepl, usebypassrls, passwd, valuntil, useconfig FROM pg_user WHERE usename = 'alice'",
@@ -66,6 +66,27 @@ fn list_commands_print_what_postgres_prints() {
         assert!(!expected.contains("ERROR"), "{command} on PostgreSQL: {expected}");
         assert_eq!(ours, expected, "{command}");
     }
+
+    // `\d+` of a view shows its query: PostgreSQL's rendering there, the query as written here.
+    let without_definition = |output: &str| -> String {
+        let mut kept = Vec::new();
+        let mut in_definition = false;
+        for line in output.lines() {
+            if line == "View definition:" {
+                in_definition = true;
+            } else if line.starts_with("Access method") {
+                in_definition = false;
+            }
+            if !in_definition {
+                kept.push(line);
+            }
+        }
+        kept.join("\n")
+    };
+    let expected = psql(oracle.port, "streamhouse", "\\d+ per_auction");
+    let ours = psql(server.pg_port, "streamhouse", "\\d+ per_auction");
+    assert_eq!(without_definition(&ours), without_definition(&expected));
+    assert!(ours.contains("View definition:\nSELECT auction, count(*) AS n FROM bids GROUP BY auction\n"), "{ours}");
 
     // The `+` lists also show each relation's size, which is PostgreSQL's pages there and the
     // stored segments and unsealed rows here: compared without it, and checked on its own.

@@ -553,6 +553,16 @@ fn pg_attribute(relations: &[Relation]) -> Result<RecordBatch> {
         .boolean("attisdropped", columns.iter().map(|_| false))
         .boolean("attislocal", columns.iter().map(|_| true))
         .int32("attinhcount", columns.iter().map(|_| 0))
+        // As PostgreSQL stores each type: plain for fixed sizes, main for numeric, extended
+        // (compressible, out of line) for other variable sizes; no column compression method
+        // and the default statistics target.
+        .text("attstorage", types.iter().map(|t| match (t.1, t.0) {
+            (-1, oid::NUMERIC) => "m",
+            (-1, _) => "x",
+            _ => "p",
+        }))
+        .text("attcompression", columns.iter().map(|_| ""))
+        .int16("attstattarget", columns.iter().map(|_| -1))
         .int64("attcollation", columns.iter().map(|_| 0))
         // Privileges are per relation, never per column.
         .null_text_array("attacl", columns.len())

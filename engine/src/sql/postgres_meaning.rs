@@ -52,7 +52,7 @@ fn is_backslash(escape: &Value) -> bool {
 
 /// Applies every rewrite to `query` and the queries inside it.
 pub fn give_postgres_meaning(query: &mut Query) -> Result<()> {
-    match query.visit(&mut Rewriter { literal_is_a_value: Vec::new() }) {
+    match query.visit(&mut Rewriter { literal_is_a_value: Vec::new(), relation_catalogs: Vec::new() }) {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
     }
@@ -226,7 +226,8 @@ fn unqualified_catalog_type(data_type: &DataType) -> Result<Option<DataType>> {
         .try_with_sql(&text)
         .and_then(|mut parser| parser.parse_data_type())
         .map_err(|e| EngineError::Syntax(format!("type \"{text}\": {e}")))?;
-    Ok((!matches!(parsed, DataType::Custom(..))).then_some(parsed))
+    // `oid` is a type of its own there (read as a bigint by `rewrite_cast`).
+    Ok((!matches!(parsed, DataType::Custom(..)) || text.eq_ignore_ascii_case("oid")).then_some(parsed))
 }
 
 /// `regclass`, `regtype`, `regnamespace` or `regproc` (PostgreSQL's OID alias types), however written.
@@ -412,6 +413,8 @@ struct Rewriter {
     /// One entry a query or table factor being visited: whether an integer literal there is a
     /// value (false among a table function's arguments).
     literal_is_a_value: Vec<bool>,
+    /// One entry a query being visited: the names `pg_class` goes by in its FROM list.
+    relation_catalogs: Vec<Vec<String>>,
 }
 
 /// `int4`, the type a narrowed literal is cast to. Written `INT4` so that the positions where a
@@ -517,6 +520,12 @@ impl Rewriter {
         if let Some(registry) = registry_type(&data_type) {
             return registry_cast(inner, registry);
         }
+        // `'16389'::oid` (psql's `\d+` of a view): OIDs are bigints in the catalog here.
+        if matches!(&data_type, DataType::Custom(name, modifiers) if modifiers.is_empty()
+            && matches!(name.0.iter().map(|p| p.to_string().to_ascii_lowercase()).collect::<Vec<_>>().as_slice(), [oid] if oid == "oid"))
+        {
+            return Ok(rebuild(inner, DataType::BigInt(None)));
+        }
         match &data_type {
             DataType::Char(_) | DataType::Character(_) => {
                 Err(not_supported("char(n) is not supported: use text or varchar(n)"))
@@ -538,8 +547,35 @@ impl Rewriter {
         }
     }
 
+    /// `ARRAY(SELECT … FROM unnest(c.reloptions) x)` where `c` is `pg_class` in an enclosing
+    /// query (psql's `\d+ name` asks so for the options of a table's TOAST table): a relation here
+    /// never has options (`reloptions` is NULL), so its rows are none. DataFusion cannot plan
+    /// an `unnest` of an outer column in FROM.
+    fn unnests_relation_options(&self, function: &Function) -> bool {
+        let FunctionArguments::Subquery(query) = &function.args else { return false };
+        let SetExpr::Select(select) = query.body.as_ref() else { return false };
+        let [from] = select.from.as_slice() else { return false };
+        if !from.joins.is_empty() {
+            return false;
+        }
+        let TableFactor::Table { name, args: Some(args), .. } = &from.relation else { return false };
+        let named_unnest = name.0.last().and_then(|part| part.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("unnest"));
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::CompoundIdentifier(column)))] = args.args.as_slice() else { return false };
+        let [relation, options] = column.as_slice() else { return false };
+        named_unnest
+            && options.value.eq_ignore_ascii_case("reloptions")
+            && self.relation_catalogs.iter().any(|names| names.iter().any(|n| n.eq_ignore_ascii_case(&relation.value)))
+    }
+
     fn rewrite(&self, expr: Expr) -> Result<Expr> {
         Ok(match expr {
+            Expr::Function(function) if is_array_of_subquery(&function) && self.unnests_relation_options(&function) => Expr::Cast {
+                kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                expr: Box::new(call("make_array", Vec::new())),
+                data_type: DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::Text), None)),
+                array: false,
+                format: None,
+            },
             Expr::Function(function) if is_array_of_subquery(&function) => {
                 let FunctionArguments::Subquery(query) = function.args else { unreachable!("matched above") };
                 array_of_subquery(*query)?
@@ -1043,6 +1079,22 @@ fn is_expand_array_call(function: &Function) -> bool {
         && function.over.is_none()
 }
 
+/// The names `pg_class` goes by in a query's FROM list (its alias, or `pg_class`).
+fn relation_catalog_names(body: &SetExpr) -> Vec<String> {
+    let SetExpr::Select(select) = body else { return Vec::new() };
+    let factors = select.from.iter().flat_map(|from| std::iter::once(&from.relation).chain(from.joins.iter().map(|join| &join.relation)));
+    factors
+        .filter_map(|factor| match factor {
+            TableFactor::Table { name, alias, args: None, .. } => {
+                let parts: Vec<String> = name.0.iter().map(|part| part.to_string().to_ascii_lowercase()).collect();
+                matches!(parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["pg_class"] | ["pg_catalog", "pg_class"])
+                    .then(|| alias.as_ref().map_or_else(|| "pg_class".to_string(), |alias| alias.name.value.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether an expression holds a subquery (scalar, IN or EXISTS).
 fn contains_subquery(expr: &Expr) -> bool {
     datafusion::sql::sqlparser::ast::visit_expressions(expr, |e| {
@@ -1200,6 +1252,7 @@ impl VisitorMut for Rewriter {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<EngineError> {
         self.literal_is_a_value.push(true);
+        self.relation_catalogs.push(relation_catalog_names(&query.body));
         if let Err(error) = refuse_multiset_operations(&query.body) {
             return ControlFlow::Break(error);
         }
@@ -1211,6 +1264,7 @@ impl VisitorMut for Rewriter {
 
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<EngineError> {
         self.literal_is_a_value.pop();
+        self.relation_catalogs.pop();
         unnarrow_positions(query);
         skip_subqueries_over_nothing(query);
         ControlFlow::Continue(())
@@ -1306,6 +1360,15 @@ mod tests {
             rewritten("SELECT pg_get_indexdef(i, o + 1, $1), pg_get_constraintdef(c)").unwrap(),
             "SELECT pg_get_indexdef(CAST(i AS BIGINT), CAST(o + 1::INT4 AS INT), CAST($1 AS BOOLEAN)), pg_get_constraintdef(CAST(c AS BIGINT), CAST(false AS BOOLEAN))"
         );
+        // psql's `\d+`: options of a TOAST table (none here), and an OID cast.
+        assert_eq!(
+            rewritten("SELECT array(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x) FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class tc ON c.reltoastrelid = tc.oid").unwrap(),
+            "SELECT CAST(make_array() AS TEXT[]) FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class tc ON c.reltoastrelid = tc.oid"
+        );
+        // The same over a relation that is not the catalog is left to the planner.
+        let kept = rewritten("SELECT array(SELECT x FROM unnest(t.reloptions) x) FROM t").unwrap();
+        assert!(kept.contains("UNNEST(t.reloptions)"), "{kept}");
+        assert_eq!(rewritten("SELECT '16389'::pg_catalog.oid").unwrap(), "SELECT '16389'::BIGINT");
         // A scalar subquery that does not aggregate gives PostgreSQL's one value (or error).
         assert_eq!(
             rewritten("SELECT (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid) FROM a").unwrap(),
