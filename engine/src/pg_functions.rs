@@ -105,6 +105,23 @@ impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
     }
 }
 
+/// A function of one OID (bigint) that answers text: `text_of` gives each row's answer (NULL for
+/// `None`; a NULL OID is NULL).
+fn text_of_oid(name: &str, volatility: Volatility, text_of: impl Fn(i64) -> Option<String> + Send + Sync + 'static) -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Int64],
+        DataType::Utf8,
+        volatility,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let texts: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.and_then(&text_of)).collect();
+                Ok(Arc::new(texts) as ArrayRef)
+            })
+        }),
+    )
+}
+
 /// Registers the functions with a session's context.
 pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(ExpandArray {
@@ -151,18 +168,7 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
-    context.register_udf(create_udf(
-        "pg_size_pretty",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let pretty: StringArray = int64s(&arrays[0])?.into_iter().map(|bytes| bytes.map(crate::pg_catalog::size_pretty)).collect();
-                Ok(Arc::new(pretty) as ArrayRef)
-            })
-        }),
-    ));
+    context.register_udf(text_of_oid("pg_size_pretty", Volatility::Immutable, |bytes| Some(crate::pg_catalog::size_pretty(bytes))));
     for name in ["pg_table_size", "pg_relation_size", "pg_total_relation_size"] {
         let sizes = engine.clone();
         context.register_udf(create_udf(
@@ -200,19 +206,8 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             })
         }),
     ));
-    context.register_udf(create_udf(
-        "pg_tablespace_location",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        // The two tablespaces live in the data directory: PostgreSQL answers '' for them.
-        Arc::new(|args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let locations: StringArray = int64s(&arrays[0])?.into_iter().map(|oid| oid.filter(|oid| [1663, 1664].contains(oid)).map(|_| "")).collect();
-                Ok(Arc::new(locations) as ArrayRef)
-            })
-        }),
-    ));
+    // The two tablespaces live in the data directory: PostgreSQL answers '' for them.
+    context.register_udf(text_of_oid("pg_tablespace_location", Volatility::Immutable, |oid| [1663, 1664].contains(&oid).then(String::new)));
     let schemas = engine.clone();
     context.register_udf(create_udf(
         "has_schema_privilege",
@@ -297,41 +292,15 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
     context.register_udf(name_to_oid("pg_regtype_oid", type_oid, Some(|name: &str| crate::EngineError::UndefinedObject(format!("type \"{name}\" does not exist")))));
     context.register_udf(name_to_oid("to_regtype", type_oid, None));
     let views = engine.clone();
-    context.register_udf(create_udf(
-        "pg_get_viewdef",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let definitions: StringArray =
-                    int64s(&arrays[0])?.into_iter().map(|oid| oid.and_then(|oid| crate::pg_catalog::view_definition(&views, oid))).collect();
-                Ok(Arc::new(definitions) as ArrayRef)
-            })
-        }),
-    ));
-    context.register_udf(create_udf(
-        "pg_regnamespace_name",
-        vec![DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let names: StringArray = int64s(&arrays[0])?
-                    .into_iter()
-                    .map(|oid| {
-                        oid.map(|oid| match oid {
-                            crate::pg_types::PG_CATALOG_NAMESPACE => "pg_catalog".to_string(),
-                            crate::pg_catalog::PUBLIC_NAMESPACE => "public".to_string(),
-                            crate::pg_catalog::INFORMATION_SCHEMA_NAMESPACE => "information_schema".to_string(),
-                            other => other.to_string(),
-                        })
-                    })
-                    .collect();
-                Ok(Arc::new(names) as ArrayRef)
-            })
-        }),
-    ));
+    context.register_udf(text_of_oid("pg_get_viewdef", Volatility::Stable, move |oid| crate::pg_catalog::view_definition(&views, oid)));
+    context.register_udf(text_of_oid("pg_regnamespace_name", Volatility::Immutable, |oid| {
+        Some(match oid {
+            crate::pg_types::PG_CATALOG_NAMESPACE => "pg_catalog".to_string(),
+            crate::pg_catalog::PUBLIC_NAMESPACE => "public".to_string(),
+            crate::pg_catalog::INFORMATION_SCHEMA_NAMESPACE => "information_schema".to_string(),
+            other => other.to_string(),
+        })
+    }));
     let indexes = engine.clone();
     context.register_udf(create_udf(
         "pg_get_indexdef",
