@@ -1039,22 +1039,47 @@ fn in_as_value(value: Expr, subquery: Box<Query>, negated: bool) -> Expr {
     }
 }
 
+/// Replaces `x IN (q)` by [`in_as_value`] in an expression, but not inside the subqueries it
+/// holds (there an IN in a WHERE stays a filter, which DataFusion plans as a semi join).
+fn in_values_outside_subqueries(expr: &mut Expr) {
+    struct Replacer {
+        depth: usize,
+    }
+    impl VisitorMut for Replacer {
+        type Break = ();
+        fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 0 && matches!(expr, Expr::InSubquery { .. }) {
+                let Expr::InSubquery { expr: value, subquery, negated } = std::mem::replace(expr, Expr::value(Value::Null)) else {
+                    unreachable!("matched above")
+                };
+                *expr = in_as_value(*value, subquery, negated);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = expr.visit(&mut Replacer { depth: 0 });
+}
+
 fn values_of_exists(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
             for item in &mut select.projection {
                 let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else { continue };
+                in_values_outside_subqueries(expr);
                 let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(expr, |e| {
                     if let Expr::Exists { .. } = e {
                         let Expr::Exists { subquery, negated } = std::mem::replace(e, Expr::value(Value::Null)) else {
                             unreachable!("matched above")
                         };
                         *e = exists_as_value(subquery, negated);
-                    } else if let Expr::InSubquery { .. } = e {
-                        let Expr::InSubquery { expr, subquery, negated } = std::mem::replace(e, Expr::value(Value::Null)) else {
-                            unreachable!("matched above")
-                        };
-                        *e = in_as_value(*expr, subquery, negated);
                     }
                     ControlFlow::<()>::Continue(())
                 });
@@ -1386,6 +1411,11 @@ mod tests {
             "SELECT CASE WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value) WHERE in_query.in_query_value = x) > 0::INT4 THEN true \
              WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value)) = 0::INT4 THEN false WHEN x IS NULL THEN NULL \
              WHEN (SELECT count(*) FROM (SELECT y FROM t) AS in_query (in_query_value) WHERE in_query.in_query_value IS NULL) > 0::INT4 THEN NULL ELSE false END FROM u"
+        );
+        // Inside a subquery of the select list, an IN in its WHERE stays a filter.
+        assert_eq!(
+            rewritten("SELECT (SELECT count(*) FROM t WHERE t.a IN (SELECT b FROM w)) FROM u").unwrap(),
+            "SELECT (SELECT count(*) FROM t WHERE t.a IN (SELECT b FROM w)) FROM u"
         );
         // In a filter DataFusion plans it as a semi join: left alone.
         assert_eq!(rewritten("SELECT x FROM u WHERE x IN (SELECT y FROM t)").unwrap(), "SELECT x FROM u WHERE x IN (SELECT y FROM t)");

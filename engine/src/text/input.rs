@@ -285,9 +285,9 @@ fn split_date(text: &str) -> (&str, &str) {
 
 /// The length of a zone at the end of a time (`Z`, `UTC`, `+00`, `-08:30`, `+0530`), 0 if none.
 fn zone_suffix(text: &str) -> usize {
-    let upper = text.to_ascii_uppercase();
+    // No allocation: COPY asks this of every timestamp it reads.
     for name in ["UTC", "GMT", "Z"] {
-        if upper.ends_with(name) {
+        if text.len() >= name.len() && text.as_bytes()[text.len() - name.len()..].eq_ignore_ascii_case(name.as_bytes()) {
             return name.len();
         }
     }
