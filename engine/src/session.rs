@@ -986,7 +986,7 @@ impl Session {
                 let tag = if definition.primary_key.is_empty() { "CREATE TOPIC" } else { "CREATE TABLE" };
                 Ok(QueryOutput::Command { tag: tag.into() })
             }
-            Statement::DropTopic { name, if_exists } => {
+            Statement::DropTopic { name, if_exists, as_table } => {
                 self.engine.authorize_owner(self.current_user(), &name)?;
                 match storage.drop_topic(&name) {
                     Ok(()) => {}
@@ -997,7 +997,7 @@ impl Session {
                     }
                     Err(other) => return Err(other.into()),
                 }
-                Ok(QueryOutput::Command { tag: "DROP TOPIC".into() })
+                Ok(QueryOutput::Command { tag: if as_table { "DROP TABLE" } else { "DROP TOPIC" }.into() })
             }
             Statement::CreateView { name, query, options, if_not_exists, .. } => {
                 // The creator needs CREATE and SELECT on what the view reads; the view then

@@ -30,7 +30,8 @@ pub const PARTITIONS_MAX: u32 = 1024;
 pub enum Statement {
     Empty,
     CreateTopic { definition: TopicDefinition, if_not_exists: bool },
-    DropTopic { name: String, if_exists: bool },
+    /// `DROP TOPIC` or `DROP TABLE` (`as_table`: written so, and answered `DROP TABLE`).
+    DropTopic { name: String, if_exists: bool, as_table: bool },
     ShowTopics,
     Describe { name: String },
     SetVariable { name: String, value: Option<String> },
@@ -378,11 +379,12 @@ pub fn normalize_ident(ident: &ast::Ident) -> String {
 }
 
 fn parse_drop(sql: &str) -> Result<Statement> {
+    let as_table = sql.split_whitespace().nth(1).is_some_and(|word| word.eq_ignore_ascii_case("TABLE"));
     let sql = replace_second_word(sql, "TABLE");
     let statement = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql)?.parse_statement()?;
     match statement {
         ast::Statement::Drop { names, if_exists, cascade: _, .. } if names.len() == 1 => {
-            Ok(Statement::DropTopic { name: object_name(&names[0])?, if_exists })
+            Ok(Statement::DropTopic { name: object_name(&names[0])?, if_exists, as_table })
         }
         ast::Statement::Drop { .. } => Err(EngineError::NotSupported("dropping several topics in one statement".into())),
         _ => Err(EngineError::Syntax("expected DROP TOPIC name".into())),
