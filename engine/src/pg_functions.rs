@@ -122,8 +122,46 @@ fn text_of_oid(name: &str, volatility: Volatility, text_of: impl Fn(i64) -> Opti
     )
 }
 
+/// `pg_typeof(x)`: the name of `x`'s type as PostgreSQL writes it (`integer`, `numeric`,
+/// `text`; `unknown` for a bare NULL), sent as PostgreSQL's `regtype`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, _args: datafusion::logical_expr::ReturnFieldArgs) -> DfResult<arrow::datatypes::FieldRef> {
+        let metadata = std::collections::HashMap::from([(crate::PG_TYPE_METADATA.to_string(), "regtype".to_string())]);
+        Ok(Arc::new(Field::new(self.name(), DataType::Utf8, false).with_metadata(metadata)))
+    }
+
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let name = match args.arg_fields.first() {
+            Some(field) if field.data_type() == &DataType::Null => "unknown".to_string(),
+            Some(field) => format_type(i64::from(crate::pg_types::pg_type(field).0), None),
+            None => return Err(datafusion::error::DataFusionError::Plan("pg_typeof takes one argument".into())),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
 /// Registers the functions with a session's context.
 pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
+    context.register_udf(datafusion::logical_expr::ScalarUDF::from(PgTypeof {
+        signature: datafusion::logical_expr::Signature::any(1, Volatility::Immutable),
+    }));
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(ExpandArray {
         signature: datafusion::logical_expr::Signature::any(1, Volatility::Immutable),
     }));

@@ -48,6 +48,8 @@ pub mod oid {
     pub const INTERVAL: u32 = 1186;
     pub const NUMERIC: u32 = 1700;
     pub const JSONB: u32 = 3802;
+    /// A type's name (`pg_typeof`'s answer); its text is the name.
+    pub const REGTYPE: u32 = 2206;
 }
 
 /// A base type: its OID, its name in `pg_catalog`, the OID of its array type, its size (`-1`
@@ -148,6 +150,7 @@ pub fn pg_type(field: &Field) -> (u32, i16, i32) {
         (Some("oid"), DataType::Int32) => described(oid::OID),
         (Some("name"), DataType::Utf8) => described(oid::NAME),
         (Some("varchar"), DataType::Utf8) => described(oid::VARCHAR),
+        (Some("regtype"), DataType::Utf8) => (oid::REGTYPE, 4, -1),
         (_, data_type) => pg_type_of(data_type),
     }
 }

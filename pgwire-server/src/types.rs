@@ -64,6 +64,14 @@ pub fn write_binary(field: &Field, array: &ArrayRef, row: usize, out: &mut Vec<u
         out.extend_from_slice(text.as_bytes());
         return Ok(());
     }
+    if type_oid == oid::REGTYPE {
+        // A type's binary form is its OID; the text names it.
+        let mut text = String::new();
+        write_text(array, row, &mut text)?;
+        let named = streamhouse_engine::pg_types::type_oid_by_name(&text).unwrap_or(oid::UNKNOWN);
+        out.extend_from_slice(&named.to_be_bytes());
+        return Ok(());
+    }
     write_binary_value(array.as_ref(), row, out)
 }
 

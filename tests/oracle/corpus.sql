@@ -381,3 +381,4 @@ SELECT array_lower(ARRAY[1, 2], 1), array_upper(ARRAY[1, 2], 1), array_lower('{}
 SELECT x FROM generate_series(1, 3) AS x ORDER BY x
 SELECT 'ab_c' LIKE 'ab/_c' ESCAPE '/', 'abxc' LIKE 'ab/_c' ESCAPE '/', 'a\b' LIKE 'a\b' ESCAPE '#'
 SELECT to_regtype('integer')::int, to_regtype('nothing'), to_regclass('nothing')
+SELECT pg_typeof(NULL), pg_typeof(now()), pg_typeof(ARRAY[1, 2]), pg_typeof('a'::varchar)
