@@ -157,6 +157,40 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgTypeof {
     }
 }
 
+/// `has_…_privilege(role, object, privileges)`: `holds` answers each row from the roles, owners
+/// and grants read once for the batch; a NULL argument is a NULL answer.
+fn privilege_function(
+    name: &str,
+    engine: &Arc<Engine>,
+    holds: fn(&Engine, &crate::auth::privileges::Access, &str, &str, &str) -> crate::Result<bool>,
+) -> datafusion::logical_expr::ScalarUDF {
+    let engine = engine.clone();
+    create_udf(
+        name,
+        vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            rows_of(args, |arrays| {
+                let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
+                let access = engine.access().map_err(external)?;
+                let strings = |array: &ArrayRef| arrow::compute::cast(array, &DataType::Utf8);
+                let (roles, objects, wanted) = (strings(&arrays[0])?, strings(&arrays[1])?, strings(&arrays[2])?);
+                let (roles, objects, wanted) = (roles.as_string::<i32>(), objects.as_string::<i32>(), wanted.as_string::<i32>());
+                let mut answers = arrow::array::BooleanBuilder::with_capacity(roles.len());
+                for row in 0..roles.len() {
+                    if roles.is_null(row) || objects.is_null(row) || wanted.is_null(row) {
+                        answers.append_null();
+                        continue;
+                    }
+                    answers.append_value(holds(&engine, &access, roles.value(row), objects.value(row), wanted.value(row)).map_err(external)?);
+                }
+                Ok(Arc::new(answers.finish()) as ArrayRef)
+            })
+        }),
+    )
+}
+
 /// Registers the functions with a session's context.
 pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
     context.register_udf(datafusion::logical_expr::ScalarUDF::from(PgTypeof {
@@ -246,62 +280,10 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
     ));
     // The two tablespaces live in the data directory: PostgreSQL answers '' for them.
     context.register_udf(text_of_oid("pg_tablespace_location", Volatility::Immutable, |oid| [1663, 1664].contains(&oid).then(String::new)));
-    let schemas = engine.clone();
-    context.register_udf(create_udf(
-        "has_schema_privilege",
-        vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
-                let access = schemas.access().map_err(external)?;
-                let superusers: Vec<String> =
-                    schemas.storage().catalog().list_roles().map_err(|e| external(crate::EngineError::Storage(e.into())))?.into_iter().filter(|r| r.superuser).map(|r| r.name).collect();
-                let strings = |array: &ArrayRef| arrow::compute::cast(array, &DataType::Utf8);
-                let (roles, names, wanted) = (strings(&arrays[0])?, strings(&arrays[1])?, strings(&arrays[2])?);
-                let (roles, names, wanted) = (roles.as_string::<i32>(), names.as_string::<i32>(), wanted.as_string::<i32>());
-                let mut answers = arrow::array::BooleanBuilder::with_capacity(roles.len());
-                for row in 0..roles.len() {
-                    if roles.is_null(row) || names.is_null(row) || wanted.is_null(row) {
-                        answers.append_null();
-                        continue;
-                    }
-                    let role = roles.value(row);
-                    let superuser = superusers.iter().any(|s| s == role);
-                    let answer = crate::auth::privileges::has_schema_privilege(&access, superuser, role, names.value(row), wanted.value(row));
-                    answers.append_value(answer.map_err(external)?);
-                }
-                Ok(Arc::new(answers.finish()) as ArrayRef)
-            })
-        }),
-    ));
-    let privileges = engine.clone();
-    context.register_udf(create_udf(
-        "has_table_privilege",
-        vec![DataType::Utf8, DataType::Utf8, DataType::Utf8],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            rows_of(args, |arrays| {
-                let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
-                let access = privileges.access().map_err(external)?;
-                let strings = |array: &ArrayRef| arrow::compute::cast(array, &DataType::Utf8);
-                let (roles, tables, wanted) = (strings(&arrays[0])?, strings(&arrays[1])?, strings(&arrays[2])?);
-                let (roles, tables, wanted) = (roles.as_string::<i32>(), tables.as_string::<i32>(), wanted.as_string::<i32>());
-                let mut answers = arrow::array::BooleanBuilder::with_capacity(roles.len());
-                for row in 0..roles.len() {
-                    if roles.is_null(row) || tables.is_null(row) || wanted.is_null(row) {
-                        answers.append_null();
-                        continue;
-                    }
-                    let answer = crate::auth::privileges::has_table_privilege(&privileges, &access, roles.value(row), tables.value(row), wanted.value(row));
-                    answers.append_value(answer.map_err(external)?);
-                }
-                Ok(Arc::new(answers.finish()) as ArrayRef)
-            })
-        }),
-    ));
+    context.register_udf(privilege_function("has_schema_privilege", engine, |_, access, role, schema, wanted| {
+        crate::auth::privileges::has_schema_privilege(access, role, schema, wanted)
+    }));
+    context.register_udf(privilege_function("has_table_privilege", engine, crate::auth::privileges::has_table_privilege));
     // Relations by OID: `x::regclass` (a relation's name, or the number for an unknown OID, as
     // PostgreSQL prints it), primary key indexes' and constraints' definitions.
     let named = engine.clone();

@@ -394,10 +394,11 @@ pub fn has_table_privilege(engine: &crate::Engine, access: &Access, role: &str, 
 
 /// PostgreSQL's `has_schema_privilege(role, schema, privileges)`: `USAGE` of `public`,
 /// `pg_catalog` and `information_schema` is everyone's; `CREATE` in `public` is the superusers'
-/// and the grantees' of `GRANT CREATE ON SCHEMA public` (nobody may create in the other two).
-pub fn has_schema_privilege(access: &Access, superuser: bool, role: &str, schema: &str, privileges: &str) -> Result<bool> {
+/// (through [`Access::has`]) and the grantees' of `GRANT CREATE ON SCHEMA public` (nobody may
+/// create in the other two).
+pub fn has_schema_privilege(access: &Access, role: &str, schema: &str, privileges: &str) -> Result<bool> {
     if access.role(role).is_none() {
-        return Err(EngineError::Sqlstate { code: "42704", message: format!("role \"{role}\" does not exist") });
+        return Err(EngineError::UndefinedObject(format!("role \"{role}\" does not exist")));
     }
     if !["public", "pg_catalog", "information_schema"].contains(&schema) {
         return Err(EngineError::Sqlstate { code: "3F000", message: format!("schema \"{schema}\" does not exist") });
@@ -407,8 +408,8 @@ pub fn has_schema_privilege(access: &Access, superuser: bool, role: &str, schema
         let keyword = wanted.trim().to_ascii_uppercase();
         any |= match keyword.strip_suffix(" WITH GRANT OPTION").map(str::trim).unwrap_or(&keyword) {
             "USAGE" => true,
-            "CREATE" => schema == "public" && (superuser || access.has(role, ObjectRef::PublicSchema, Privilege::Create)),
-            _ => return Err(EngineError::Sqlstate { code: "22023", message: format!("unrecognized privilege type: \"{}\"", wanted.trim()) }),
+            "CREATE" => schema == "public" && access.has(role, ObjectRef::PublicSchema, Privilege::Create),
+            _ => return Err(EngineError::InvalidParameter(format!("unrecognized privilege type: \"{}\"", wanted.trim()))),
         };
     }
     Ok(any)
