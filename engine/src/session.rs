@@ -735,8 +735,8 @@ impl Session {
         let mut statement = parse_statement(sql)?;
         if let Statement::Query(query) = &mut statement {
             crate::pg_types::inline_current_setting(query.as_mut(), &self.settings)?;
-            let user = self.settings.get("session_authorization").cloned().unwrap_or_default();
-            crate::settings_catalog::inline_pg_settings(query.as_mut(), &self.settings, &default_settings(self.engine.config(), &user))?;
+            let user = self.settings.get("session_authorization").map_or("", String::as_str);
+            crate::settings_catalog::inline_pg_settings(query.as_mut(), &self.settings, || default_settings(self.engine.config(), user))?;
         }
         let fast_insert = match &statement {
             Statement::Query(statement) => self.fast_insert(statement)?,

@@ -92,13 +92,17 @@ fn settings_query(settings: &BTreeMap<String, String>, defaults: &BTreeMap<Strin
 }
 
 /// Replaces each `pg_settings` (or `pg_catalog.pg_settings`) in `statement` with the session's
-/// settings.
-pub fn inline_pg_settings<T: VisitMut>(statement: &mut T, settings: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Result<()> {
-    struct Inliner<'a> {
+/// settings; `defaults` is asked only when the statement names the view.
+pub fn inline_pg_settings<T: VisitMut>(
+    statement: &mut T,
+    settings: &BTreeMap<String, String>,
+    defaults: impl Fn() -> BTreeMap<String, String>,
+) -> Result<()> {
+    struct Inliner<'a, D> {
         settings: &'a BTreeMap<String, String>,
-        defaults: &'a BTreeMap<String, String>,
+        defaults: D,
     }
-    impl VisitorMut for Inliner<'_> {
+    impl<D: Fn() -> BTreeMap<String, String>> VisitorMut for Inliner<'_, D> {
         type Break = EngineError;
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<EngineError> {
             let TableFactor::Table { name, args: None, alias, .. } = factor else { return ControlFlow::Continue(()) };
@@ -112,7 +116,7 @@ pub fn inline_pg_settings<T: VisitMut>(statement: &mut T, settings: &BTreeMap<St
                 columns: Vec::new(),
                 at: None,
             });
-            match settings_query(self.settings, self.defaults) {
+            match settings_query(self.settings, &(self.defaults)()) {
                 Ok(subquery) => {
                     *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
                     ControlFlow::Continue(())
