@@ -486,39 +486,13 @@ pub const UNKNOWN_SETTING: &str = "pg_unknown_setting";
 /// `current_setting(name, missing_ok)` for a name computed when the statement runs:
 /// `CASE lower(name) WHEN 'setting' THEN 'value' … ELSE pg_unknown_setting(name, missing_ok) END`.
 fn setting_by_name(settings: &BTreeMap<String, String>, name: Expr, missing_ok: Expr) -> Expr {
-    let call = |function: &str, args: Vec<Expr>| {
-        Expr::Function(datafusion::sql::sqlparser::ast::Function {
-            name: datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new(function)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
-                duplicate_treatment: None,
-                args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
-                clauses: Vec::new(),
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: Vec::new(),
-        })
-    };
+    use crate::sql::postgres_meaning::{call, case, cast};
     let text = |value: &str| Expr::value(Value::SingleQuotedString(value.to_string()));
-    Expr::Case {
-        case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-        end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-        operand: Some(Box::new(call("lower", vec![Expr::Cast {
-            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-            expr: Box::new(name.clone()),
-            data_type: datafusion::sql::sqlparser::ast::DataType::Text,
-            array: false,
-            format: None,
-        }]))),
-        conditions: settings
-            .iter()
-            .map(|(setting, value)| datafusion::sql::sqlparser::ast::CaseWhen { condition: text(setting), result: text(value) })
-            .collect(),
-        else_result: Some(Box::new(call(UNKNOWN_SETTING, vec![name, missing_ok]))),
-    }
+    case(
+        Some(call("lower", vec![cast(name.clone(), datafusion::sql::sqlparser::ast::DataType::Text)])),
+        settings.iter().map(|(setting, value)| (text(setting), text(value))).collect(),
+        Some(call(UNKNOWN_SETTING, vec![name, missing_ok])),
+    )
 }
 
 #[cfg(test)]

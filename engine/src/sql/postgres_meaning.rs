@@ -62,7 +62,8 @@ fn not_supported(message: &str) -> EngineError {
     EngineError::Sqlstate { code: "0A000", message: message.to_string() }
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// `name(args…)`.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,
@@ -77,6 +78,23 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
+}
+
+/// `CAST(expr AS data_type)`.
+pub(crate) fn cast(expr: Expr, data_type: DataType) -> Expr {
+    Expr::Cast { kind: datafusion::sql::sqlparser::ast::CastKind::Cast, expr: Box::new(expr), data_type, array: false, format: None }
+}
+
+/// `CASE [operand] WHEN condition THEN result … [ELSE otherwise] END`.
+pub(crate) fn case(operand: Option<Expr>, whens: Vec<(Expr, Expr)>, otherwise: Option<Expr>) -> Expr {
+    use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: operand.map(Box::new),
+        conditions: whens.into_iter().map(|(condition, result)| datafusion::sql::sqlparser::ast::CaseWhen { condition, result }).collect(),
+        else_result: otherwise.map(Box::new),
+    }
 }
 
 fn is_integer_type(data_type: &DataType) -> bool {
@@ -200,13 +218,7 @@ fn typed_catalog_arguments(mut function: Function) -> Expr {
         "false" => Expr::value(Value::Boolean(false)),
         number => Expr::value(Value::Number(number.to_string(), false)),
     }));
-    let typed = arguments.into_iter().zip(types).map(|(argument, data_type)| Expr::Cast {
-        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-        expr: Box::new(argument),
-        data_type: data_type.clone(),
-        array: false,
-        format: None,
-    });
+    let typed = arguments.into_iter().zip(types).map(|(argument, data_type)| cast(argument, data_type.clone()));
     if let FunctionArguments::List(list) = &mut function.args {
         list.args = typed.map(|expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))).collect();
     }
@@ -569,13 +581,9 @@ impl Rewriter {
 
     fn rewrite(&self, expr: Expr) -> Result<Expr> {
         Ok(match expr {
-            Expr::Function(function) if is_array_of_subquery(&function) && self.unnests_relation_options(&function) => Expr::Cast {
-                kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                expr: Box::new(call("make_array", Vec::new())),
-                data_type: DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::Text), None)),
-                array: false,
-                format: None,
-            },
+            Expr::Function(function) if is_array_of_subquery(&function) && self.unnests_relation_options(&function) => {
+                cast(call("make_array", Vec::new()), DataType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::Text), None)))
+            }
             Expr::Function(function) if is_array_of_subquery(&function) => {
                 let FunctionArguments::Subquery(query) = function.args else { unreachable!("matched above") };
                 array_of_subquery(*query)?
@@ -667,13 +675,9 @@ impl Rewriter {
                 _ => Expr::Function(function),
             },
             // Comments on columns and shared objects: there are none (no COMMENT ON).
-            Expr::Function(function) if ["col_description", "shobj_description"].iter().any(|name| function_named(&function, name)) => Expr::Cast {
-                kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                expr: Box::new(Expr::value(Value::Null)),
-                data_type: DataType::Text,
-                array: false,
-                format: None,
-            },
+            Expr::Function(function) if ["col_description", "shobj_description"].iter().any(|name| function_named(&function, name)) => {
+                cast(Expr::value(Value::Null), DataType::Text)
+            }
             // `has_schema_privilege(schema, privilege)` asks for the current user.
             Expr::Function(function) if function_named(&function, "has_schema_privilege") => match plain_arguments(&function).as_deref() {
                 Some([schema, privilege]) => call("has_schema_privilege", vec![call("current_user", Vec::new()), schema.clone(), privilege.clone()]),
@@ -715,13 +719,7 @@ impl Rewriter {
                 // table function's arguments (`generate_series(1, array_upper(a, 1))`), which
                 // DataFusion takes as bigints only.
                 let in_table_function = self.literal_is_a_value.last() == Some(&false);
-                Expr::Cast {
-                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                    expr: Box::new(Expr::Function(function)),
-                    data_type: if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) },
-                    array: false,
-                    format: None,
-                }
+                cast(Expr::Function(function), if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) })
             }
             // Arrays here always start at 1: the lower bound is 1, NULL for an empty array.
             Expr::Function(function) if function_named(&function, "array_lower") => match plain_arguments(&function).as_deref() {
@@ -729,19 +727,8 @@ impl Rewriter {
                     let in_table_function = self.literal_is_a_value.last() == Some(&false);
                     let length = call("array_length", vec![array.clone(), dimension.clone()]);
                     let condition = Expr::BinaryOp { left: Box::new(length), op: BinaryOperator::Gt, right: Box::new(Expr::value(Value::Number("0".into(), false))) };
-                    Expr::Cast {
-                        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                        expr: Box::new(Expr::Case {
-                            case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-                            end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-                            operand: None,
-                            conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen { condition, result: Expr::value(Value::Number("1".into(), false)) }],
-                            else_result: None,
-                        }),
-                        data_type: if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) },
-                        array: false,
-                        format: None,
-                    }
+                    let one = case(None, vec![(condition, Expr::value(Value::Number("1".into(), false)))], None);
+                    cast(one, if in_table_function { DataType::BigInt(None) } else { DataType::Int(None) })
                 }
                 _ => Expr::Function(function),
             },
@@ -793,13 +780,7 @@ impl Rewriter {
                 let literal = Expr::Value(typed.value.clone());
                 match &typed.data_type {
                     DataType::Bytea | DataType::Char(_) | DataType::Character(_) | DataType::Varchar(_) => {
-                        self.rewrite_cast(literal, typed.data_type.clone(), |expr, data_type| Expr::Cast {
-                            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                            expr: Box::new(expr),
-                            data_type,
-                            array: false,
-                            format: None,
-                        })?
+                        self.rewrite_cast(literal, typed.data_type.clone(), cast)?
                     }
                     data_type if is_timestamptz(data_type) => {
                         let mut typed = typed;
@@ -1018,20 +999,17 @@ fn in_as_value(value: Expr, subquery: Box<Query>, negated: bool) -> Expr {
     let v = || Expr::CompoundIdentifier(vec![Ident::new("in_query"), Ident::new("in_query_value")]);
     let number = |n: &str| Expr::value(Value::Number(n.into(), false));
     let compare = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp { left: Box::new(left), op, right: Box::new(right) };
-    let when = |condition: Expr, result: Expr| datafusion::sql::sqlparser::ast::CaseWhen { condition, result };
     let null = || Expr::value(Value::Null);
-    let membership = Expr::Case {
-        case_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-        end_token: datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
-        operand: None,
-        conditions: vec![
-            when(compare(rows(Some(compare(v(), BinaryOperator::Eq, value.clone()))), BinaryOperator::Gt, number("0")), Expr::value(Value::Boolean(true))),
-            when(compare(rows(None), BinaryOperator::Eq, number("0")), Expr::value(Value::Boolean(false))),
-            when(Expr::IsNull(Box::new(value)), null()),
-            when(compare(rows(Some(Expr::IsNull(Box::new(v())))), BinaryOperator::Gt, number("0")), null()),
+    let membership = case(
+        None,
+        vec![
+            (compare(rows(Some(compare(v(), BinaryOperator::Eq, value.clone()))), BinaryOperator::Gt, number("0")), Expr::value(Value::Boolean(true))),
+            (compare(rows(None), BinaryOperator::Eq, number("0")), Expr::value(Value::Boolean(false))),
+            (Expr::IsNull(Box::new(value)), null()),
+            (compare(rows(Some(Expr::IsNull(Box::new(v())))), BinaryOperator::Gt, number("0")), null()),
         ],
-        else_result: Some(Box::new(Expr::value(Value::Boolean(false)))),
-    };
+        Some(Expr::value(Value::Boolean(false))),
+    );
     if negated {
         Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Not, expr: Box::new(Expr::Nested(Box::new(membership))) }
     } else {
