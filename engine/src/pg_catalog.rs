@@ -553,14 +553,9 @@ fn pg_attribute(relations: &[Relation]) -> Result<RecordBatch> {
         .boolean("attisdropped", columns.iter().map(|_| false))
         .boolean("attislocal", columns.iter().map(|_| true))
         .int32("attinhcount", columns.iter().map(|_| 0))
-        // As PostgreSQL stores each type: plain for fixed sizes, main for numeric, extended
-        // (compressible, out of line) for other variable sizes; no column compression method
-        // and the default statistics target.
-        .text("attstorage", types.iter().map(|t| match (t.1, t.0) {
-            (-1, oid::NUMERIC) => "m",
-            (-1, _) => "x",
-            _ => "p",
-        }))
+        // As PostgreSQL stores the column's type; no column compression method and the default
+        // statistics target.
+        .text("attstorage", types.iter().map(|t| crate::pg_types::storage_of(t.0, t.1)))
         .text("attcompression", columns.iter().map(|_| ""))
         .int16("attstattarget", columns.iter().map(|_| -1))
         .int64("attcollation", columns.iter().map(|_| 0))

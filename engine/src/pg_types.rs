@@ -187,6 +187,17 @@ pub fn pg_type_of(data_type: &DataType) -> (u32, i16, i32) {
     }
 }
 
+/// How PostgreSQL stores values of a type (`typstorage`, and `attstorage` of a column of it):
+/// `p`lain for fixed sizes, `m`ain (compressible, in line) for numeric, e`x`tended (compressible,
+/// out of line) for other variable sizes.
+pub fn storage_of(type_oid: u32, len: i16) -> &'static str {
+    match (len, type_oid) {
+        (-1, oid::NUMERIC) => "m",
+        (-1, _) => "x",
+        _ => "p",
+    }
+}
+
 /// `pg_catalog.pg_type`: every base type and its array type, with the columns clients read
 /// most (`oid`, `typname`, `typnamespace`, `typlen`, `typtype`, `typcategory`, `typelem`,
 /// `typarray`, `typdelim`, `typbasetype`, `typnotnull`, `typrelid`).
@@ -259,11 +270,7 @@ pub fn pg_type_table() -> Result<RecordBatch> {
         (-1, element) if element != 0 && matches!(type_len(element), 8 | 16) => "d",
         _ => "i",
     };
-    let storage = |r: &Row| match (r.len, r.oid) {
-        (-1, oid::NUMERIC) => "m",
-        (-1, _) => "x",
-        _ => "p",
-    };
+    let storage = |r: &Row| storage_of(r.oid, r.len);
     let preferred = [oid::BOOL, oid::TEXT, oid::OID, oid::FLOAT8, oid::TIMESTAMPTZ, oid::INTERVAL];
     let columns: Vec<ArrayRef> = vec![
         int64(&|r| r.oid as i64),
