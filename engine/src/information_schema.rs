@@ -14,7 +14,6 @@ use arrow::datatypes::Field;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 
 use crate::pg_catalog::{primary_key_name, relations, Columns, Relation, PUBLIC_NAMESPACE};
@@ -323,11 +322,7 @@ impl SchemaProvider for InformationSchema {
     }
 
     async fn table(&self, name: &str) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let batch = self.batch(name).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(match batch {
-            Some(batch) => Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)),
-            None => None,
-        })
+        crate::pg_catalog::catalog_table(self.batch(name))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -895,16 +895,21 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     async fn table(&self, name: &str) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let batch = self.batch(name).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(match batch {
-            Some(batch) => Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)),
-            None => None,
-        })
+        catalog_table(self.batch(name))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
     }
+}
+
+/// A catalog table made of one batch (`None`: no such table), as a schema provider answers it.
+pub(crate) fn catalog_table(batch: Result<Option<RecordBatch>>) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+    let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok(match batch {
+        Some(batch) => Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)),
+        None => None,
+    })
 }
 
 /// Whether `oid` is a relation of this database: `true` (everything is in `public`, which is on
