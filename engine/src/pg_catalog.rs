@@ -204,14 +204,19 @@ pub fn view_definition(engine: &Engine, oid: i64) -> Option<String> {
     engine.views().list().iter().find(|view| view_oid(view.meta.id) == oid).map(|view| view.meta.query.clone())
 }
 
-/// `pg_table_size(relation)` (and `pg_relation_size`, `pg_total_relation_size`): a topic's or keyed
-/// table's sealed segments as stored and its unsealed tails; `NULL` for a materialized view or an
-/// index (whose state in RocksDB is not measured per relation) and for an OID that is no relation.
-pub fn relation_size(engine: &Engine, oid: i64) -> Result<Option<i64>> {
-    match engine.listed_topics().into_iter().find(|topic| topic_oid(topic.id()) == oid) {
-        Some(topic) => Ok(Some(engine.storage().topic_bytes(&topic)? as i64)),
-        None => Ok(None),
-    }
+/// `pg_table_size(relation)` (and `pg_relation_size`, `pg_total_relation_size`) of each OID: a
+/// topic's or keyed table's sealed segments as stored and its unsealed tails; `NULL` for a
+/// materialized view or an index (whose state in RocksDB is not measured per relation), for an
+/// OID that is no relation and for a NULL OID. The topics are listed once for all the OIDs.
+pub fn relation_sizes(engine: &Engine, oids: &[Option<i64>]) -> Result<Vec<Option<i64>>> {
+    let topics: std::collections::HashMap<i64, Arc<streamhouse_storage::TopicLog>> =
+        engine.listed_topics().into_iter().map(|topic| (topic_oid(topic.id()), topic)).collect();
+    oids.iter()
+        .map(|oid| match oid.and_then(|oid| topics.get(&oid)) {
+            Some(topic) => Ok(Some(engine.storage().topic_bytes(topic)? as i64)),
+            None => Ok(None),
+        })
+        .collect()
 }
 
 /// PostgreSQL's `pg_size_pretty`: bytes below 10 kB, then kB, MB, GB, TB and PB, each unit used

@@ -250,15 +250,9 @@ pub fn register(context: &SessionContext, engine: &Arc<Engine>) {
             Volatility::Volatile,
             Arc::new(move |args: &[ColumnarValue]| {
                 rows_of(args, |arrays| {
-                    let external = |e: crate::EngineError| datafusion::error::DataFusionError::External(Box::new(e));
-                    let mut bytes = arrow::array::Int64Builder::new();
-                    for oid in int64s(&arrays[0])? {
-                        bytes.append_option(match oid {
-                            Some(oid) => crate::pg_catalog::relation_size(&sizes, oid).map_err(external)?,
-                            None => None,
-                        });
-                    }
-                    Ok(Arc::new(bytes.finish()) as ArrayRef)
+                    let sizes = crate::pg_catalog::relation_sizes(&sizes, &int64s(&arrays[0])?)
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                    Ok(Arc::new(arrow::array::Int64Array::from(sizes)) as ArrayRef)
                 })
             }),
         ));
